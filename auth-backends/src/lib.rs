@@ -1,0 +1,1 @@
+//! Store traits (being written).

@@ -1,0 +1,30 @@
+//! Warden: a TLS-first MQTT broker in which every connect, subscribe, publish
+//! and delivery decision is made by one policy engine (`warden-policy`).
+//!
+//! # Layout
+//!
+//! - [`config`]: YAML config → validated, typed [`config::Config`].
+//! - [`listener`]: TCP and TLS listeners; the peer's identity comes out of the
+//!   TLS session here and nowhere else.
+//! - [`certs`]: the development CA and certificates for a first run.
+//! - [`server`]: the accept loop, one task per connection, shutdown.
+//! - [`session`]: the per-connection MQTT state machine.
+//! - [`router`]: the subscription trie, shared subscriptions, retained messages.
+//! - [`authorize`]: the only place a policy `Decision` becomes wire behaviour.
+//! - [`policy_registry`]: the compiled policy of every session, kept fresh.
+//! - [`cli`]: the `warden` subcommands (serve and the admin CLI).
+//!
+//! The MQTT codec is its own crate, re-exported as [`codec`].
+
+pub use warden_codec as codec;
+
+pub mod authorize;
+pub mod certs;
+pub mod cli;
+pub mod config;
+pub mod listener;
+pub mod policy_registry;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod shutdown;

@@ -1,0 +1,2 @@
+//! The `warden` binary (being written).
+fn main() {}

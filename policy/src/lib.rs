@@ -1,0 +1,1 @@
+//! Warden policy engine (being written).
