@@ -1,1 +1,37 @@
-//! Store traits (being written).
+//! Warden's policy store: the `Store`/`AdminStore` traits, their records,
+//! password hashing, and one module per backend behind its cargo feature.
+//!
+//! # Layout
+//! - `store`: the traits, `UserRecord`, `PrincipalKey`, `PolicySnapshot`, `ChangeFeed`.
+//! - `error`: `StoreError` and its `kind()`; callers branch on the kind.
+//! - `config`: `StoreConfig` (`backend:` picks the variant), `validate`, `open`.
+//! - `password`: argon2id hashing and verifying, with blocking-pool wrappers.
+//! - `sqlite/` (feature `sqlite`, default): `mod.rs` (the trait impls),
+//!   `queries.rs` (the SQL), `rows.rs` (row decoding), `writes.rs` (write
+//!   transactions), `watch.rs` (the change feed). Schema: `migrations/sqlite/`.
+//!   Later backends get the same skeleton.
+//!
+//! # Rules every backend follows
+//! - Every write bumps the policy version in the same transaction, so a
+//!   broker that sees the version unchanged knows nothing changed.
+//! - Stores keep no caches: every call reads the store. Caching (the compiled
+//!   per-client policy) is the broker's business.
+//! - Every call is bounded by the configured timeout; expiry is
+//!   `StoreErrorKind::Unavailable`, and the broker fails closed on it.
+//! - Deleting a user deletes its memberships and its `user:NAME` rules;
+//!   deleting a role with members is a `Conflict`; see [`AdminStore`].
+//! - No error message, log line or `Debug` output contains a password hash.
+
+pub mod config;
+pub mod error;
+pub mod password;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+pub mod store;
+
+pub use config::{open, ConfigError, StoreConfig, DEFAULT_TIMEOUT};
+pub use error::{StoreError, StoreErrorKind};
+pub use store::{
+    validate_name, validate_snapshot, AdminStore, ChangeFeed, Membership, NewUser, PolicySnapshot,
+    PrincipalKey, RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch, UserRecord,
+};

@@ -1,1 +1,266 @@
-//! (being written)
+//! The only place a policy [`Decision`] becomes wire behaviour.
+//!
+//! The session and the router call one function per decision point
+//! (DESIGN.md §2) and never read rules themselves. Each function asks the
+//! client's compiled policy, counts the verdict, writes the audit line for a
+//! denial, and returns what to put on the wire for that protocol version:
+//! CONNACK codes, SUBACK codes, PUBACK/PUBREC codes, or "do not deliver".
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use warden_codec::ProtocolVersion;
+use warden_policy::{Action, CompiledPolicy, Decision, QoS};
+
+use crate::config::OnDeny;
+
+/// CONNACK and SUBACK/PUBACK codes used by the decision points.
+pub mod codes {
+    pub const V3_SERVER_UNAVAILABLE: u8 = 0x03;
+    pub const V3_BAD_CREDENTIALS: u8 = 0x04;
+    pub const V3_NOT_AUTHORIZED: u8 = 0x05;
+    pub const V3_SUBACK_FAILURE: u8 = 0x80;
+    pub const V5_BAD_CREDENTIALS: u8 = 0x86;
+    pub const V5_NOT_AUTHORIZED: u8 = 0x87;
+    pub const V5_SERVER_UNAVAILABLE: u8 = 0x88;
+}
+
+/// Who is asking, for the audit line.
+#[derive(Clone, Copy, Debug)]
+pub struct Who<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+}
+
+/// What to do with a PUBLISH after the `publish` check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishVerdict {
+    /// Route it.
+    Allow,
+    /// Do not route it. QoS 1/2 are still acknowledged with `ack_code`
+    /// (0x87 for v5, 0x00 for v3, where no failure code exists).
+    Drop { ack_code: u8 },
+    /// `on_deny: disconnect`: close the connection (v5 DISCONNECT 0x87).
+    Disconnect,
+}
+
+/// Decision counters, one pair per decision point. Exposed for metrics.
+#[derive(Debug, Default, Serialize)]
+pub struct DecisionCounters {
+    pub connect_allow: AtomicU64,
+    pub connect_deny: AtomicU64,
+    pub subscribe_allow: AtomicU64,
+    pub subscribe_deny: AtomicU64,
+    pub publish_allow: AtomicU64,
+    pub publish_deny: AtomicU64,
+    pub receive_allow: AtomicU64,
+    pub receive_deny: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Turns decisions into wire behaviour; one per broker.
+#[derive(Debug)]
+pub struct Authorizer {
+    on_deny: OnDeny,
+    pub counters: DecisionCounters,
+}
+
+fn not_authorized(version: ProtocolVersion) -> u8 {
+    match version {
+        ProtocolVersion::V5 => codes::V5_NOT_AUTHORIZED,
+        _ => codes::V3_NOT_AUTHORIZED,
+    }
+}
+
+/// CONNACK code for failed authentication (unknown user or wrong password:
+/// the same code, so a client cannot tell which).
+pub fn bad_credentials(version: ProtocolVersion) -> u8 {
+    match version {
+        ProtocolVersion::V5 => codes::V5_BAD_CREDENTIALS,
+        _ => codes::V3_BAD_CREDENTIALS,
+    }
+}
+
+/// CONNACK code for "not authorized".
+pub fn connack_not_authorized(version: ProtocolVersion) -> u8 {
+    not_authorized(version)
+}
+
+/// CONNACK code when the store cannot answer: fail closed.
+pub fn server_unavailable(version: ProtocolVersion) -> u8 {
+    match version {
+        ProtocolVersion::V5 => codes::V5_SERVER_UNAVAILABLE,
+        _ => codes::V3_SERVER_UNAVAILABLE,
+    }
+}
+
+fn audit(who: Who<'_>, action: &str, object: &str, decision: &Decision) {
+    tracing::info!(
+        target: "warden::audit",
+        client_id = who.client_id,
+        username = who.username.unwrap_or(""),
+        action,
+        object,
+        verdict = %decision,
+        "denied"
+    );
+}
+
+impl Authorizer {
+    pub fn new(on_deny: OnDeny) -> Authorizer {
+        Authorizer {
+            on_deny,
+            counters: DecisionCounters::default(),
+        }
+    }
+
+    /// The `connect` rule (client-id patterns). Err is the CONNACK code.
+    pub fn connect(
+        &self,
+        who: Who<'_>,
+        policy: &dyn CompiledPolicy,
+        version: ProtocolVersion,
+    ) -> Result<(), u8> {
+        let decision = policy.decide(&Action::Connect);
+        if decision.is_allow() {
+            bump(&self.counters.connect_allow);
+            Ok(())
+        } else {
+            bump(&self.counters.connect_deny);
+            audit(who, "connect", who.client_id, &decision);
+            Err(not_authorized(version))
+        }
+    }
+
+    /// The will at CONNECT: a `publish` on the will topic. Err is the CONNACK code.
+    pub fn will_at_connect(
+        &self,
+        who: Who<'_>,
+        policy: &dyn CompiledPolicy,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        version: ProtocolVersion,
+    ) -> Result<(), u8> {
+        if self.will_allowed(who, policy, topic, qos, retain) {
+            Ok(())
+        } else {
+            Err(not_authorized(version))
+        }
+    }
+
+    /// The will again when it fires: the publisher's rights may have changed.
+    pub fn will_allowed(
+        &self,
+        who: Who<'_>,
+        policy: &dyn CompiledPolicy,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+    ) -> bool {
+        let decision = policy.decide(&Action::Publish { topic, qos, retain });
+        if decision.is_allow() {
+            bump(&self.counters.publish_allow);
+            true
+        } else {
+            bump(&self.counters.publish_deny);
+            audit(who, "will", topic, &decision);
+            false
+        }
+    }
+
+    /// One SUBSCRIBE filter (without any `$share/g/` prefix). Returns the
+    /// SUBACK code: the granted QoS, or the failure code for the version.
+    pub fn subscribe(
+        &self,
+        who: Who<'_>,
+        policy: &dyn CompiledPolicy,
+        filter: &str,
+        qos: QoS,
+        version: ProtocolVersion,
+    ) -> Result<QoS, u8> {
+        let decision = policy.decide(&Action::Subscribe { filter, qos });
+        match decision {
+            Decision::Allow { qos, .. } => {
+                bump(&self.counters.subscribe_allow);
+                Ok(qos)
+            }
+            _ => {
+                bump(&self.counters.subscribe_deny);
+                audit(who, "subscribe", filter, &decision);
+                Err(match version {
+                    ProtocolVersion::V5 => codes::V5_NOT_AUTHORIZED,
+                    _ => codes::V3_SUBACK_FAILURE,
+                })
+            }
+        }
+    }
+
+    /// Whether a subscription still holds after a policy change (no audit:
+    /// the caller logs the removal).
+    pub fn subscription_still_allowed(
+        &self,
+        policy: &dyn CompiledPolicy,
+        filter: &str,
+        qos: QoS,
+    ) -> bool {
+        policy
+            .decide(&Action::Subscribe { filter, qos })
+            .is_allow()
+    }
+
+    /// A PUBLISH from the client.
+    pub fn publish(
+        &self,
+        who: Who<'_>,
+        policy: &dyn CompiledPolicy,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        version: ProtocolVersion,
+    ) -> PublishVerdict {
+        let decision = policy.decide(&Action::Publish { topic, qos, retain });
+        if decision.is_allow() {
+            bump(&self.counters.publish_allow);
+            return PublishVerdict::Allow;
+        }
+        bump(&self.counters.publish_deny);
+        audit(who, "publish", topic, &decision);
+        match self.on_deny {
+            OnDeny::Disconnect => PublishVerdict::Disconnect,
+            _ => PublishVerdict::Drop {
+                ack_code: match version {
+                    ProtocolVersion::V5 => codes::V5_NOT_AUTHORIZED,
+                    _ => 0,
+                },
+            },
+        }
+    }
+
+    /// Every delivery: may this subscriber receive this message? Returns the
+    /// QoS to deliver at (a rule's `max_qos` may lower it), or None.
+    pub fn receive(
+        &self,
+        who: Who<'_>,
+        policy: &dyn CompiledPolicy,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+    ) -> Option<QoS> {
+        let decision = policy.decide(&Action::Receive { topic, qos, retain });
+        match decision {
+            Decision::Allow { qos, .. } => {
+                bump(&self.counters.receive_allow);
+                Some(qos)
+            }
+            _ => {
+                bump(&self.counters.receive_deny);
+                audit(who, "receive", topic, &decision);
+                None
+            }
+        }
+    }
+}

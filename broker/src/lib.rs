@@ -10,6 +10,8 @@
 //! - [`server`]: the accept loop, one task per connection, shutdown.
 //! - [`session`]: the per-connection MQTT state machine.
 //! - [`router`]: the subscription trie, shared subscriptions, retained messages.
+//! - [`auth`]: authentication at CONNECT (password or client certificate).
+//! - [`broker`]: the shared state and the publish path.
 //! - [`authorize`]: the only place a policy `Decision` becomes wire behaviour.
 //! - [`policy_registry`]: the compiled policy of every session, kept fresh.
 //! - [`cli`]: the `warden` subcommands (serve and the admin CLI).
@@ -18,7 +20,9 @@
 
 pub use warden_codec as codec;
 
+pub mod auth;
 pub mod authorize;
+pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -1,2 +1,51 @@
-//! The `warden` binary (being written).
-fn main() {}
+//! The `warden` binary: parse the command line, set up logging, run one
+//! subcommand on a tokio runtime, and turn any error into one line on stderr.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use warden::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with status 2.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // `{:#}` joins the cause chain with ": "; a cause that spans lines
+            // is folded so the reason stays one line.
+            let line = format!("{err:#}").replace(['\n', '\r'], " ");
+            eprintln!("error: {line}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let config = if cli.needs_config() {
+        Some(cli.load_config()?)
+    } else {
+        None
+    };
+    init_logging(config.as_ref().map(|c| c.log.level.as_str()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(cli::dispatch(cli, config))?;
+    Ok(outcome.exit_code())
+}
+
+/// Logs go to stderr (stdout carries command output), filtered by RUST_LOG
+/// when set, else by the config's `log.level`.
+fn init_logging(config_level: Option<&str>) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(config_level.unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,1 +1,153 @@
-//! (being written)
+//! Keeps every session's compiled policy fresh.
+//!
+//! The compiled policy in each session *is* the cache: built at CONNECT,
+//! replaced here when the store's policy version moves. On a change every
+//! session is recompiled from the store (one user lookup and one rules query
+//! per distinct username), queued messages are re-checked, subscriptions the
+//! new policy no longer allows are removed, and sessions of removed or
+//! disabled users are disconnected. Revoking a right therefore reaches live
+//! subscriptions within one poll interval.
+//!
+//! When the store cannot answer, sessions keep the policy they have (fail
+//! closed for new logins happens in `auth.rs`); the outage and the recovery
+//! are each logged once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use warden_auth::{PrincipalKey, StoreError, UserRecord};
+use warden_policy::{PolicyEngine, PolicyVersion, QoS, RuleSet};
+
+use crate::broker::Broker;
+use crate::session::state::{Kick, Session, SubKey};
+use crate::shutdown::Shutdown;
+
+/// Poll the store's policy version and apply changes until shutdown.
+pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let interval = broker.config.policy.poll_interval;
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.recv() => return,
+        }
+        match broker.store.policy_version().await {
+            Ok(version) => {
+                if !healthy {
+                    tracing::info!(store = broker.store.backend(), "store reachable again");
+                    healthy = true;
+                }
+                if version.0 != broker.policy_version() {
+                    tracing::info!(version = version.0, "policy changed; recompiling sessions");
+                    if refresh_all(&broker, version).await.is_ok() {
+                        broker.set_policy_version(version.0);
+                    }
+                }
+            }
+            Err(err) => {
+                if healthy {
+                    tracing::warn!(store = broker.store.backend(), error = %err, "store unavailable; new logins are refused, connected clients keep their policy");
+                    healthy = false;
+                }
+            }
+        }
+    }
+}
+
+/// Recompile every session. Err when the store failed part way; the
+/// version is then not recorded so the next poll tries again.
+pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result<(), StoreError> {
+    let sessions: Vec<Arc<Session>> = broker.sessions.lock().values().cloned().collect();
+    let mut by_user: HashMap<Option<String>, Vec<Arc<Session>>> = HashMap::new();
+    for s in sessions {
+        let name = s.state.lock().principal.username.clone();
+        by_user.entry(name).or_default().push(s);
+    }
+    for (username, group) in by_user {
+        let user = match &username {
+            Some(name) => match broker.store.user(name).await? {
+                Some(user) if user.enabled => Some(user),
+                _ => {
+                    tracing::info!(username = %name, "user removed or disabled; disconnecting");
+                    group.iter().for_each(|s| revoke(broker, s));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let (roles, superuser) = user
+            .map(|UserRecord { roles, superuser, .. }| (roles, superuser))
+            .unwrap_or_default();
+        let key = PrincipalKey {
+            username: username.clone(),
+            roles: roles.clone(),
+        };
+        let rules = broker.store.rules_for(&key).await?;
+        for s in &group {
+            recompile(broker, s, &roles, superuser, &rules, version);
+        }
+    }
+    Ok(())
+}
+
+/// Swap in a freshly compiled policy and apply it to what the session holds.
+fn recompile(
+    broker: &Broker,
+    session: &Arc<Session>,
+    roles: &[String],
+    superuser: bool,
+    rules: &RuleSet,
+    version: PolicyVersion,
+) {
+    let mut principal = session.state.lock().principal.clone();
+    principal.roles = roles.to_vec();
+    principal.superuser = superuser;
+    let policy = match broker.engine.compile(&principal, rules, version) {
+        Ok(policy) => policy,
+        Err(err) => {
+            tracing::error!(client_id = %session.client_id, error = %err, "recompile failed; keeping the previous policy");
+            return;
+        }
+    };
+    {
+        let mut st = session.state.lock();
+        st.principal = principal;
+        st.policy = Arc::clone(&policy);
+        st.recheck_queue(&broker.authz);
+    }
+    let key = SubKey(Arc::clone(session));
+    let subs = broker.router.read().subscriptions_of(&key);
+    for (filter, group, opts) in subs {
+        let qos = QoS::from_u8(opts.qos).unwrap_or(QoS::AtMostOnce);
+        if !broker
+            .authz
+            .subscription_still_allowed(&*policy, &filter, qos)
+        {
+            tracing::info!(client_id = %session.client_id, %filter, "subscription no longer allowed; removed");
+            broker
+                .router
+                .write()
+                .unsubscribe(&filter, group.as_deref(), &key);
+        }
+    }
+}
+
+/// Disconnect a live session of a removed/disabled user, or drop an offline one.
+fn revoke(broker: &Broker, session: &Arc<Session>) {
+    let online = {
+        let mut st = session.state.lock();
+        st.expiry = std::time::Duration::ZERO;
+        match &st.owner {
+            Some(owner) => {
+                let wake = Arc::clone(&owner.wake);
+                st.kicked = Some((owner.id, Kick::NotAuthorized));
+                wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    };
+    if !online {
+        broker.remove_session(session);
+    }
+}

@@ -1,1 +1,319 @@
-//! (being written)
+//! The broker's configuration: the YAML file, validated once at start into
+//! the typed [`Config`] that is passed down as `Arc<Config>`.
+//!
+//! `raw.rs` is the file as written, `types.rs` the value checks that serde
+//! runs (so its errors carry the line), `validate.rs` the defaults, path
+//! resolution and cross-field checks, and `locate.rs` finds the line for
+//! errors found after parsing. Nothing here opens sockets or creates files.
+
+mod locate;
+mod raw;
+mod types;
+mod validate;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use types::{parse_byte_size, ClientAuthMode, ListenerKind, OnDeny, UsernameFrom};
+
+/// The commented default configuration (`warden config default`).
+const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// Where the data dir is when nothing says otherwise (relative to the
+/// current directory for the embedded default, to the file for a file).
+pub const DEFAULT_DATA_DIR: &str = "./warden-data";
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this was loaded from; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    /// Absolute.
+    pub data_dir: PathBuf,
+    /// At least one, names unique.
+    pub listeners: Vec<ListenerConfig>,
+    /// Relative SQLite paths are already resolved against `data_dir`.
+    pub store: warden_auth::StoreConfig,
+    pub auth: AuthConfig,
+    pub policy: PolicyConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+}
+
+/// One listening socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub name: Arc<str>,
+    pub bind: SocketAddr,
+    pub transport: Transport,
+    pub max_connections: NonZeroUsize,
+    /// Time allowed for the TLS handshake plus the CONNECT packet.
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP: only when configured, and logged as a warning.
+    Tcp,
+    Tls(TlsSettings),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain, absolute.
+    pub cert: PathBuf,
+    /// PEM private key, absolute.
+    pub key: PathBuf,
+    pub client_auth: ClientAuth,
+    /// Only ever set when `client_auth` is not `None`.
+    pub username_from: Option<UsernameFrom>,
+    /// True when `cert` and `key` are the development defaults in
+    /// `<data_dir>/certs`, which `certs::ensure_dev_certs` may create.
+    pub dev_certs: bool,
+}
+
+/// Client certificate verification; the CA bundle comes with the mode that
+/// needs it, so "required without a CA" cannot be represented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional { ca: PathBuf },
+    Required { ca: PathBuf },
+}
+
+impl ClientAuth {
+    pub fn mode(&self) -> ClientAuthMode {
+        match self {
+            ClientAuth::None => ClientAuthMode::None,
+            ClientAuth::Optional { .. } => ClientAuthMode::Optional,
+            ClientAuth::Required { .. } => ClientAuthMode::Required,
+        }
+    }
+
+    pub fn ca(&self) -> Option<&Path> {
+        match self {
+            ClientAuth::None => None,
+            ClientAuth::Optional { ca } | ClientAuth::Required { ca } => Some(ca),
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// Defaults for limits; used by tests and by code that builds listeners
+    /// without a file.
+    pub fn new(name: &str, bind: SocketAddr, transport: Transport) -> Self {
+        ListenerConfig {
+            name: Arc::from(name),
+            bind,
+            transport,
+            max_connections: validate::DEFAULT_MAX_CONNECTIONS,
+            connect_timeout: validate::DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    pub fn kind(&self) -> ListenerKind {
+        match self.transport {
+            Transport::Tcp => ListenerKind::Tcp,
+            Transport::Tls(_) => ListenerKind::Tls,
+        }
+    }
+
+    pub fn tls(&self) -> Option<&TlsSettings> {
+        match &self.transport {
+            Transport::Tcp => None,
+            Transport::Tls(t) => Some(t),
+        }
+    }
+
+    /// The certificate-to-username mapping of this listener, if any.
+    pub fn username_from(&self) -> Option<UsernameFrom> {
+        self.tls().and_then(|t| t.username_from)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// When true, clients without credentials connect as an anonymous
+    /// principal that is still subject to the `everyone` rules.
+    pub allow_anonymous: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub on_deny: OnDeny,
+    /// How often the store's policy version is polled; never zero.
+    pub poll_interval: Duration,
+    pub superuser_bypass: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            on_deny: OnDeny::Ignore,
+            poll_interval: Duration::from_secs(1),
+            superuser_bypass: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole-packet bound in both directions, 1..=268,435,455.
+    pub max_packet_size: u32,
+    /// Our inflight window toward clients and the v5 Receive Maximum we send.
+    pub receive_maximum: NonZeroU16,
+    /// Per persistent session; the oldest is dropped (and counted) beyond it.
+    pub max_queued_messages: usize,
+    /// Cap on session expiry; at most `u32::MAX` seconds.
+    pub max_session_expiry: Duration,
+    /// `None`: accept the client's keep alive; else the v5 Server Keep Alive cap.
+    pub max_keepalive: Option<NonZeroU16>,
+    pub topic_alias_maximum: u16,
+    pub retain_available: bool,
+}
+
+impl Limits {
+    /// `max_session_expiry` in the unit MQTT v5 uses.
+    pub fn max_session_expiry_secs(&self) -> u32 {
+        u32::try_from(self.max_session_expiry.as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_size: 1024 * 1024,
+            receive_maximum: NonZeroU16::MIN.saturating_add(63),
+            max_queued_messages: 1000,
+            max_session_expiry: Duration::from_secs(86_400),
+            max_keepalive: None,
+            topic_alias_maximum: 16,
+            retain_available: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing` EnvFilter directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Why a config could not be loaded. Every variant names the file; `Invalid`
+/// also names the field and, where it can be found, the line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}: {}", path.display(), Located { field, message, line: *line, column: *column })]
+    Invalid {
+        path: PathBuf,
+        /// e.g. `listeners[0].bind`; empty for errors about the whole file.
+        field: String,
+        message: String,
+        line: Option<usize>,
+        column: Option<usize>,
+    },
+    #[error("cannot resolve relative paths: current directory unknown: {0}")]
+    CurrentDir(io::Error),
+}
+
+impl ConfigError {
+    /// The 1-based line the error points at, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    /// The dotted field path, for `Invalid`.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+struct Located<'a> {
+    field: &'a str,
+    message: &'a str,
+    line: Option<usize>,
+    column: Option<usize>,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(self.message)?;
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, " at line {l} column {c}"),
+            (Some(l), None) => write!(f, " at line {l}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths in it resolve
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let abs = validate::absolute(path).map_err(ConfigError::CurrentDir)?;
+        let base = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+        validate::from_text(&text, &base, path, Some(abs.clone()))
+    }
+
+    /// Validates config text as if it were a file in `base_dir`; `name` is
+    /// what errors call it.
+    pub fn from_yaml_str(text: &str, base_dir: &Path, name: &Path) -> Result<Config, ConfigError> {
+        let base = validate::absolute(base_dir).map_err(ConfigError::CurrentDir)?;
+        validate::from_text(text, &base, name, None)
+    }
+
+    /// The configuration `warden serve` runs without a file: data in
+    /// `./warden-data` (current directory), one TLS listener "tls" on
+    /// 127.0.0.1:8883 with the development certificates, SQLite in the data dir.
+    pub fn embedded_default() -> Config {
+        validate::embedded_default()
+    }
+
+    /// The commented default config file; loading it from the current
+    /// directory gives [`Config::embedded_default`].
+    pub fn default_yaml() -> &'static str {
+        DEFAULT_YAML
+    }
+
+    /// The directory holding the development certificates, when a TLS
+    /// listener uses them (so `serve` knows to call `certs::ensure_dev_certs`).
+    pub fn dev_certs_dir(&self) -> Option<PathBuf> {
+        self.listeners
+            .iter()
+            .filter_map(ListenerConfig::tls)
+            .any(|t| t.dev_certs)
+            .then(|| self.data_dir.join("certs"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

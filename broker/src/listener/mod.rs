@@ -1,1 +1,233 @@
-//! (being written)
+//! Listening sockets: plain TCP or TLS (rustls, optional mutual TLS). The
+//! peer's certificate identity is taken out of the TLS session here and
+//! nowhere else, and handed on as [`PeerInfo`].
+//!
+//! The accept loop (in `server.rs`) calls [`Listener::accept`], which only
+//! accepts, and runs [`Handshaker::handshake`] in the connection's own task
+//! so that a slow handshake never holds up the next accept.
+
+mod peer;
+mod tcp;
+mod tls;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::{ListenerConfig, ListenerKind, Transport};
+
+pub use peer::{cert_info, subject_string, PeerInfo};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenerError {
+    #[error("listener {listener}: cannot bind {addr}: {source}")]
+    Bind {
+        listener: Arc<str>,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile { path: PathBuf, source: io::Error },
+    #[error("{}: {message}", path.display())]
+    Pem { path: PathBuf, message: String },
+    #[error("listener {listener}: TLS setup failed: {message}")]
+    TlsSetup { listener: Arc<str>, message: String },
+    #[error("TLS handshake with {peer} failed: {source}")]
+    Handshake { peer: SocketAddr, source: io::Error },
+    #[error("client certificate from {peer} unusable: {message}")]
+    PeerCert { peer: SocketAddr, message: String },
+}
+
+/// A bound listener. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    local_addr: SocketAddr,
+    handshaker: Handshaker,
+}
+
+/// The per-connection half of a listener: clone it into the connection's
+/// task and call [`Handshaker::handshake`] there.
+#[derive(Clone, Debug)]
+pub struct Handshaker {
+    name: Arc<str>,
+    tls: Option<Arc<tls::TlsAcceptors>>,
+}
+
+impl Listener {
+    /// Loads the certificates (for TLS) and binds the socket. Certificate
+    /// problems are reported before the port is taken.
+    pub async fn bind(cfg: &ListenerConfig) -> Result<Listener, ListenerError> {
+        let tls = match &cfg.transport {
+            Transport::Tcp => None,
+            Transport::Tls(settings) => Some(Arc::new(tls::TlsAcceptors::build(
+                &cfg.name, settings,
+            )?)),
+        };
+        let (tcp, local_addr) = tcp::bind(&cfg.name, cfg.bind).await?;
+        Ok(Listener {
+            tcp,
+            local_addr,
+            handshaker: Handshaker {
+                name: cfg.name.clone(),
+                tls,
+            },
+        })
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.handshaker.name
+    }
+
+    /// The bound address; with port 0 in the config, the real port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn kind(&self) -> ListenerKind {
+        match self.handshaker.tls {
+            Some(_) => ListenerKind::Tls,
+            None => ListenerKind::Tcp,
+        }
+    }
+
+    /// Waits for the next TCP connection (TCP_NODELAY set). No TLS yet.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        tcp::accept(&self.tcp).await
+    }
+
+    /// A handle that can run handshakes in other tasks.
+    pub fn handshaker(&self) -> Handshaker {
+        self.handshaker.clone()
+    }
+
+    /// Same as [`Handshaker::handshake`] on this listener's handshaker.
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+    ) -> Result<(MqttStream, PeerInfo), ListenerError> {
+        self.handshaker.handshake(tcp, addr).await
+    }
+}
+
+impl Handshaker {
+    pub fn listener_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Runs the TLS handshake (nothing for plain TCP) and extracts the
+    /// verified client certificate. The caller bounds it with the
+    /// listener's connect timeout.
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+    ) -> Result<(MqttStream, PeerInfo), ListenerError> {
+        let Some(acceptors) = &self.tls else {
+            let peer = PeerInfo {
+                addr,
+                listener: self.name.clone(),
+                tls: false,
+                cert: None,
+            };
+            return Ok((MqttStream::Plain(tcp), peer));
+        };
+        let stream = acceptors.accept(tcp, addr).await?;
+        let cert = match stream.get_ref().1.peer_certificates() {
+            Some([leaf, ..]) => Some(
+                cert_info(leaf.as_ref())
+                    .map_err(|message| ListenerError::PeerCert { peer: addr, message })?,
+            ),
+            _ => None,
+        };
+        let peer = PeerInfo {
+            addr,
+            listener: self.name.clone(),
+            tls: true,
+            cert,
+        };
+        Ok((MqttStream::Tls(Box::new(stream)), peer))
+    }
+}
+
+/// A client connection after any TLS handshake.
+#[derive(Debug)]
+pub enum MqttStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl MqttStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MqttStream::Tls(_))
+    }
+}
+
+impl AsyncRead for MqttStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MqttStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MqttStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MqttStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MqttStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MqttStream::Plain(s) => s.is_write_vectored(),
+            MqttStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MqttStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MqttStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

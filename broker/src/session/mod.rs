@@ -1,1 +1,49 @@
-//! (being written)
+//! One task per connection: CONNECT (`connect.rs`), then the packet loop
+//! (`handler.rs`) with inbound messages (`inbound.rs`), subscriptions
+//! (`subscribe.rs`) and outbound delivery (`outbound.rs`); what outlives the
+//! connection is the [`state::Session`], and what happens after it ends is
+//! `will.rs`.
+
+pub mod connect;
+pub mod connection;
+pub mod handler;
+pub mod inbound;
+pub mod message;
+pub mod outbound;
+pub mod state;
+pub mod subscribe;
+pub mod will;
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::broker::Broker;
+use crate::config::ListenerConfig;
+use crate::listener::PeerInfo;
+use crate::shutdown::Shutdown;
+use connection::Connection;
+use handler::Handler;
+
+/// Serve one connection whose TLS handshake (if any) is done. The caller
+/// bounds `accept` (CONNECT) with the listener's connect timeout.
+pub async fn admit<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    broker: &Arc<Broker>,
+    stream: S,
+    peer: &PeerInfo,
+    listener: &ListenerConfig,
+) -> Option<(Connection<S>, connect::Accepted)> {
+    let mut conn = Connection::new(stream, broker.config.limits.max_packet_size);
+    let accepted = connect::accept(broker, &mut conn, peer, listener).await?;
+    Some((conn, accepted))
+}
+
+/// The packet loop of an admitted connection, until it ends.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    broker: Arc<Broker>,
+    conn: Connection<S>,
+    accepted: connect::Accepted,
+    shutdown: Shutdown,
+) {
+    Handler::new(broker, conn, accepted, shutdown).run().await;
+}

@@ -1,0 +1,315 @@
+//! The two store traits and the records they exchange.
+//!
+//! `Store` is the read side the broker uses; `AdminStore` adds the writes the
+//! CLI makes. Both are object-safe (`Arc<dyn AdminStore>`) and domain-level:
+//! no SQL rows leak through them, so every backend writes its own dialect.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec, Subject};
+
+use crate::error::StoreError;
+
+/// A user as the store holds it. `password_hash` is a PHC string; a user
+/// without one can only log in with a client certificate.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    pub enabled: bool,
+    pub superuser: bool,
+    /// Role names, sorted.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+// The hash never goes to a log line, not even through `{:?}`.
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("password_hash", &redacted(&self.password_hash))
+            .field("enabled", &self.enabled)
+            .field("superuser", &self.superuser)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+fn redacted(hash: &Option<String>) -> &'static str {
+    match hash {
+        Some(_) => "<redacted>",
+        None => "<none>",
+    }
+}
+
+/// Whom to fetch rules for: the user (None for an anonymous client) and the
+/// roles the caller has already looked up for that user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrincipalKey {
+    pub username: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// A user to create. Roles that do not exist yet are created with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: Option<String>,
+    pub superuser: bool,
+    pub enabled: bool,
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password_hash", &redacted(&self.password_hash))
+            .field("superuser", &self.superuser)
+            .field("enabled", &self.enabled)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+/// `password_hash: Some(None)` removes the password (certificate-only user).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub password_hash: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub superuser: Option<bool>,
+}
+
+impl UserPatch {
+    pub fn is_empty(&self) -> bool {
+        self.password_hash.is_none() && self.enabled.is_none() && self.superuser.is_none()
+    }
+}
+
+impl std::fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("password_hash", &self.password_hash.as_ref().map(redacted))
+            .field("enabled", &self.enabled)
+            .field("superuser", &self.superuser)
+            .finish()
+    }
+}
+
+/// A role and its members (sorted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleRecord {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// Which rules `list_rules` returns; the default is all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleFilter {
+    /// Only rules with exactly this subject.
+    pub subject: Option<Subject>,
+}
+
+/// A user inside a [`PolicySnapshot`]; roles travel as `memberships`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotUser {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    pub enabled: bool,
+    pub superuser: bool,
+}
+
+impl std::fmt::Debug for SnapshotUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotUser")
+            .field("username", &self.username)
+            .field("password_hash", &redacted(&self.password_hash))
+            .field("enabled", &self.enabled)
+            .field("superuser", &self.superuser)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub role: String,
+    pub username: String,
+}
+
+/// The whole policy, for `export`/`import` (and YAML files). Every list is
+/// sorted: users and roles by name, memberships by (role, user), rules by id,
+/// so that two exports of the same policy are equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySnapshot {
+    #[serde(default)]
+    pub users: Vec<SnapshotUser>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub memberships: Vec<Membership>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// How a store tells the broker that the policy changed.
+#[derive(Debug)]
+pub enum ChangeFeed {
+    /// Call [`Store::policy_version`] this often and compare.
+    Poll(Duration),
+    /// The store sends each new version as it is written.
+    Push(mpsc::Receiver<PolicyVersion>),
+}
+
+/// The read side, used by the broker. Implementations keep no caches: every
+/// call reads the store, and the broker decides what to cache.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// "sqlite", "postgres", ...: for logs and metrics.
+    fn backend(&self) -> &'static str;
+    /// The user with its roles, or None if there is no such user.
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// The rules whose subject is `key.username`, any of `key.roles`, or
+    /// everyone, ordered by id. Rules of other users are never included.
+    async fn rules_for(&self, key: &PrincipalKey) -> Result<RuleSet, StoreError>;
+    /// The current policy version; it changes on every write.
+    async fn policy_version(&self) -> Result<PolicyVersion, StoreError>;
+    fn changes(&self) -> ChangeFeed;
+    /// Health check: one round trip.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The write side, used by the CLI. Every write runs in one transaction that
+/// also bumps the policy version; a failed write changes nothing.
+///
+/// Semantics shared by all backends (the conformance suite checks them):
+/// - a duplicate user, role or membership is `Conflict`; a missing one is
+///   `NotFound`;
+/// - `delete_user` also deletes the user's memberships and the rules whose
+///   subject is `user:NAME`;
+/// - `delete_role` is `Conflict` while the role has members (revoke them
+///   first, so that no one loses a role's deny rules by accident); it
+///   deletes the rules whose subject is `role:NAME`;
+/// - `grant` and `create_user` create roles that do not exist yet;
+/// - `add_rule` validates the spec (`Invalid`) and requires the user or role
+///   it names to exist (`NotFound`); rule ids are never reused;
+/// - `import` replaces everything, keeps rule ids, and bumps the version.
+#[async_trait]
+pub trait AdminStore: Store {
+    /// Apply pending schema migrations; a no-op when up to date.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn create_user(&self, user: NewUser) -> Result<(), StoreError>;
+    async fn update_user(&self, username: &str, patch: UserPatch) -> Result<(), StoreError>;
+    async fn delete_user(&self, username: &str) -> Result<(), StoreError>;
+    /// All users, sorted by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    async fn create_role(&self, name: &str) -> Result<(), StoreError>;
+    async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
+    /// All roles with their members, sorted by name.
+    async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError>;
+    async fn grant(&self, role: &str, username: &str) -> Result<(), StoreError>;
+    async fn revoke(&self, role: &str, username: &str) -> Result<(), StoreError>;
+    async fn add_rule(&self, spec: RuleSpec) -> Result<RuleId, StoreError>;
+    async fn remove_rule(&self, id: RuleId) -> Result<(), StoreError>;
+    /// Rules matching the filter, ordered by id.
+    async fn list_rules(&self, filter: RuleFilter) -> Result<Vec<Rule>, StoreError>;
+    async fn export(&self) -> Result<PolicySnapshot, StoreError>;
+    async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError>;
+}
+
+/// Longest accepted user or role name, in bytes (MQTT's string limit).
+pub const MAX_NAME_LEN: usize = 65_535;
+
+/// A user or role name: non-empty, at most [`MAX_NAME_LEN`] bytes, no
+/// control characters. Stores call this before every write.
+pub fn validate_name(field: &'static str, name: &str) -> Result<(), StoreError> {
+    if name.is_empty() {
+        return Err(StoreError::invalid(field, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(StoreError::invalid(field, "longer than 65535 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(StoreError::invalid(field, "contains a control character"));
+    }
+    Ok(())
+}
+
+/// Check a snapshot before any of it is written: names valid and unique,
+/// memberships and rule subjects naming existing users and roles, rules valid
+/// and ids unique.
+pub fn validate_snapshot(snapshot: &PolicySnapshot) -> Result<(), StoreError> {
+    use std::collections::BTreeSet;
+    let mut users = BTreeSet::new();
+    for user in &snapshot.users {
+        validate_name("users.username", &user.username)?;
+        if !users.insert(user.username.as_str()) {
+            return Err(StoreError::invalid(
+                "users",
+                format!("{:?} appears twice", user.username),
+            ));
+        }
+    }
+    let mut roles = BTreeSet::new();
+    for role in &snapshot.roles {
+        validate_name("roles", role)?;
+        if !roles.insert(role.as_str()) {
+            return Err(StoreError::invalid(
+                "roles",
+                format!("{role:?} appears twice"),
+            ));
+        }
+    }
+    let mut members = BTreeSet::new();
+    for m in &snapshot.memberships {
+        if !roles.contains(m.role.as_str()) || !users.contains(m.username.as_str()) {
+            return Err(StoreError::invalid(
+                "memberships",
+                format!("{}/{} names a missing user or role", m.role, m.username),
+            ));
+        }
+        if !members.insert(m) {
+            return Err(StoreError::invalid(
+                "memberships",
+                format!("{}/{} appears twice", m.role, m.username),
+            ));
+        }
+    }
+    let mut ids = BTreeSet::new();
+    for rule in &snapshot.rules {
+        rule.validate()?;
+        if rule.id.0 == 0 || rule.id.0 > i64::MAX as u64 {
+            return Err(StoreError::invalid(
+                "rules",
+                format!("id {} out of range", rule.id),
+            ));
+        }
+        if !ids.insert(rule.id) {
+            return Err(StoreError::invalid(
+                "rules",
+                format!("id {} appears twice", rule.id),
+            ));
+        }
+        let known = match &rule.subject {
+            Subject::User(name) => users.contains(name.as_str()),
+            Subject::Role(name) => roles.contains(name.as_str()),
+            Subject::Everyone => true,
+        };
+        if !known {
+            return Err(StoreError::invalid(
+                "rules",
+                format!("rule {} names missing {}", rule.id, rule.subject),
+            ));
+        }
+    }
+    Ok(())
+}

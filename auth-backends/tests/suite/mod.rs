@@ -1,0 +1,633 @@
+//! The one conformance suite every store backend must pass. A backend's test
+//! file opens a real store and calls [`run_all`]; there are no mocks.
+//!
+//! Each check starts by importing an empty snapshot, so the checks do not
+//! depend on each other's leftovers and a store can be reused.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use warden_auth::{
+    AdminStore, Membership, NewUser, PolicySnapshot, PrincipalKey, RuleFilter, SnapshotUser,
+    StoreError, StoreErrorKind, UserPatch,
+};
+use warden_policy::{ActionKind, ActionSet, Effect, QoS, RuleId, RuleSpec, Subject};
+
+pub async fn run_all(store: Arc<dyn AdminStore>) {
+    let s = store.as_ref();
+    users_crud(s).await;
+    roles_and_memberships(s).await;
+    rules_crud(s).await;
+    rules_for_scope(s).await;
+    version_bumps_on_every_write(s).await;
+    conflicts_and_not_found(s).await;
+    invalid_input(s).await;
+    delete_cascades(s).await;
+    export_import_round_trip(s).await;
+}
+
+async fn reset(store: &dyn AdminStore) {
+    store
+        .import(PolicySnapshot::default())
+        .await
+        .expect("reset");
+}
+
+fn user(name: &str, hash: Option<&str>) -> NewUser {
+    NewUser {
+        username: name.to_owned(),
+        password_hash: hash.map(str::to_owned),
+        superuser: false,
+        enabled: true,
+        roles: Vec::new(),
+    }
+}
+
+pub fn spec(effect: Effect, subject: Subject, actions: &[ActionKind], pattern: &str) -> RuleSpec {
+    RuleSpec {
+        effect,
+        subject,
+        actions: ActionSet::of(actions),
+        pattern: pattern.to_owned(),
+        max_qos: None,
+        retain: None,
+    }
+}
+
+fn kind<T: std::fmt::Debug>(result: Result<T, StoreError>) -> StoreErrorKind {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.kind(),
+    }
+}
+
+pub async fn users_crud(store: &dyn AdminStore) {
+    reset(store).await;
+    assert_eq!(store.user("alice").await.unwrap(), None);
+    store
+        .create_user(user("alice", Some("$argon2id$fake")))
+        .await
+        .unwrap();
+    let mut cert_only = user("bob", None);
+    cert_only.superuser = true;
+    cert_only.roles = vec!["ops".into(), "dev".into()];
+    store.create_user(cert_only).await.unwrap();
+
+    let alice = store.user("alice").await.unwrap().expect("alice exists");
+    assert_eq!(alice.password_hash.as_deref(), Some("$argon2id$fake"));
+    assert!(alice.enabled && !alice.superuser && alice.roles.is_empty());
+    let bob = store.user("bob").await.unwrap().expect("bob exists");
+    assert_eq!(bob.password_hash, None);
+    assert!(bob.superuser);
+    assert_eq!(bob.roles, vec!["dev".to_owned(), "ops".to_owned()]);
+    assert!(
+        !format!("{alice:?}").contains("fake"),
+        "Debug must redact the hash"
+    );
+
+    let patch = UserPatch {
+        enabled: Some(false),
+        password_hash: Some(None),
+        ..UserPatch::default()
+    };
+    store.update_user("alice", patch).await.unwrap();
+    let alice = store.user("alice").await.unwrap().expect("alice exists");
+    assert!(!alice.enabled && alice.password_hash.is_none() && !alice.superuser);
+    let patch = UserPatch {
+        password_hash: Some(Some("$argon2id$new".into())),
+        ..UserPatch::default()
+    };
+    store.update_user("alice", patch).await.unwrap();
+    let alice = store.user("alice").await.unwrap().expect("alice exists");
+    assert_eq!(alice.password_hash.as_deref(), Some("$argon2id$new"));
+    assert!(!alice.enabled, "fields not in the patch stay as they were");
+
+    let names: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    store.delete_user("alice").await.unwrap();
+    assert_eq!(store.user("alice").await.unwrap(), None);
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+}
+
+pub async fn roles_and_memberships(store: &dyn AdminStore) {
+    reset(store).await;
+    store.create_user(user("carol", None)).await.unwrap();
+    store.create_role("ops").await.unwrap();
+    store.grant("ops", "carol").await.unwrap();
+    store.grant("dev", "carol").await.unwrap(); // creates the role "dev"
+    let roles = store.list_roles().await.unwrap();
+    let summary: Vec<_> = roles
+        .iter()
+        .map(|r| (r.name.as_str(), r.members.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("dev", vec!["carol".to_owned()]),
+            ("ops", vec!["carol".to_owned()])
+        ]
+    );
+    assert_eq!(
+        store.user("carol").await.unwrap().unwrap().roles,
+        ["dev", "ops"]
+    );
+
+    store.revoke("ops", "carol").await.unwrap();
+    assert_eq!(store.user("carol").await.unwrap().unwrap().roles, ["dev"]);
+    store.delete_role("ops").await.unwrap();
+    assert_eq!(
+        kind(store.delete_role("dev").await),
+        StoreErrorKind::Conflict,
+        "role with members"
+    );
+    store.revoke("dev", "carol").await.unwrap();
+    store.delete_role("dev").await.unwrap();
+    assert!(store.list_roles().await.unwrap().is_empty());
+}
+
+pub async fn rules_crud(store: &dyn AdminStore) {
+    reset(store).await;
+    store.create_user(user("dave", None)).await.unwrap();
+    store.create_role("ops").await.unwrap();
+    let mut first = spec(
+        Effect::Allow,
+        Subject::User("dave".into()),
+        &[ActionKind::Publish],
+        "dave/#",
+    );
+    first.max_qos = Some(QoS::AtLeastOnce);
+    first.retain = Some(false);
+    let second = spec(
+        Effect::Deny,
+        Subject::Role("ops".into()),
+        &[ActionKind::Subscribe, ActionKind::Receive],
+        "secret/+",
+    );
+    let third = spec(
+        Effect::Allow,
+        Subject::Everyone,
+        &[ActionKind::Connect],
+        "dev-*",
+    );
+    let a = store.add_rule(first.clone()).await.unwrap();
+    let b = store.add_rule(second.clone()).await.unwrap();
+    let c = store.add_rule(third.clone()).await.unwrap();
+    assert!(a < b && b < c, "ids increase: {a:?} {b:?} {c:?}");
+
+    let all = store.list_rules(RuleFilter::default()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            first.clone().with_id(a),
+            second.clone().with_id(b),
+            third.with_id(c)
+        ]
+    );
+    let only_ops = store
+        .list_rules(RuleFilter {
+            subject: Some(Subject::Role("ops".into())),
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_ops, vec![second.with_id(b)]);
+
+    store.remove_rule(b).await.unwrap();
+    let ids: Vec<_> = store
+        .list_rules(RuleFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, [a, c]);
+    assert_eq!(kind(store.remove_rule(b).await), StoreErrorKind::NotFound);
+    let d = store.add_rule(first).await.unwrap();
+    assert!(d > c, "a removed id is not reused");
+}
+
+pub async fn rules_for_scope(store: &dyn AdminStore) {
+    reset(store).await;
+    for name in ["erin", "frank"] {
+        store.create_user(user(name, None)).await.unwrap();
+    }
+    for role in ["ops", "dev", "sales"] {
+        store.create_role(role).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for subject in [
+        Subject::User("erin".into()),
+        Subject::User("frank".into()),
+        Subject::Role("ops".into()),
+        Subject::Role("dev".into()),
+        Subject::Role("sales".into()),
+        Subject::Everyone,
+    ] {
+        let rule = spec(Effect::Allow, subject, &[ActionKind::Publish], "t/#");
+        ids.push(store.add_rule(rule).await.unwrap());
+    }
+    let key = PrincipalKey {
+        username: Some("erin".into()),
+        roles: vec!["ops".into(), "dev".into()],
+    };
+    let got: Vec<_> = store
+        .rules_for(&key)
+        .await
+        .unwrap()
+        .0
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        got,
+        [ids[0], ids[2], ids[3], ids[5]],
+        "erin, ops, dev, everyone; not frank, not sales"
+    );
+
+    let anonymous = PrincipalKey {
+        username: None,
+        roles: Vec::new(),
+    };
+    let got: Vec<_> = store
+        .rules_for(&anonymous)
+        .await
+        .unwrap()
+        .0
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [ids[5]], "anonymous gets the rules for everyone only");
+
+    let tricky = PrincipalKey {
+        username: Some("erin\"]".into()),
+        roles: vec!["o\"ps".into(), "".into()],
+    };
+    let got: Vec<_> = store
+        .rules_for(&tricky)
+        .await
+        .unwrap()
+        .0
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [ids[5]], "names are bound, not spliced");
+}
+
+pub async fn version_bumps_on_every_write(store: &dyn AdminStore) {
+    reset(store).await;
+    let mut last = store.policy_version().await.unwrap();
+    let mut step = |name: &str, now: warden_policy::PolicyVersion| {
+        assert!(
+            now > last,
+            "{name} did not bump the version ({last:?} -> {now:?})"
+        );
+        last = now;
+    };
+    store.create_user(user("gina", None)).await.unwrap();
+    step("create_user", store.policy_version().await.unwrap());
+    store
+        .update_user(
+            "gina",
+            UserPatch {
+                superuser: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    step("update_user", store.policy_version().await.unwrap());
+    store.create_role("ops").await.unwrap();
+    step("create_role", store.policy_version().await.unwrap());
+    store.grant("ops", "gina").await.unwrap();
+    step("grant", store.policy_version().await.unwrap());
+    let id = store
+        .add_rule(spec(
+            Effect::Allow,
+            Subject::Everyone,
+            &[ActionKind::Receive],
+            "#",
+        ))
+        .await
+        .unwrap();
+    step("add_rule", store.policy_version().await.unwrap());
+    store.remove_rule(id).await.unwrap();
+    step("remove_rule", store.policy_version().await.unwrap());
+    store.revoke("ops", "gina").await.unwrap();
+    step("revoke", store.policy_version().await.unwrap());
+    store.delete_role("ops").await.unwrap();
+    step("delete_role", store.policy_version().await.unwrap());
+    store.delete_user("gina").await.unwrap();
+    step("delete_user", store.policy_version().await.unwrap());
+    store.import(PolicySnapshot::default()).await.unwrap();
+    step("import", store.policy_version().await.unwrap());
+
+    let before = store.policy_version().await.unwrap();
+    assert_eq!(
+        kind(store.delete_user("nobody").await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        store.policy_version().await.unwrap(),
+        before,
+        "a failed write changes nothing"
+    );
+    store.list_users().await.unwrap();
+    store.export().await.unwrap();
+    assert_eq!(
+        store.policy_version().await.unwrap(),
+        before,
+        "reads do not bump"
+    );
+}
+
+pub async fn conflicts_and_not_found(store: &dyn AdminStore) {
+    reset(store).await;
+    store.create_user(user("hank", None)).await.unwrap();
+    store.create_role("ops").await.unwrap();
+    store.grant("ops", "hank").await.unwrap();
+    assert_eq!(
+        kind(store.create_user(user("hank", None)).await),
+        StoreErrorKind::Conflict
+    );
+    assert_eq!(
+        kind(store.create_role("ops").await),
+        StoreErrorKind::Conflict
+    );
+    assert_eq!(
+        kind(store.grant("ops", "hank").await),
+        StoreErrorKind::Conflict
+    );
+
+    assert_eq!(
+        kind(store.update_user("nobody", UserPatch::default()).await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(store.delete_user("nobody").await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(store.delete_role("nothing").await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(store.grant("ops", "nobody").await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(store.revoke("ops", "nobody").await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(store.revoke("nothing", "hank").await),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(store.remove_rule(RuleId(999_999)).await),
+        StoreErrorKind::NotFound
+    );
+    let for_ghost = spec(
+        Effect::Allow,
+        Subject::User("ghost".into()),
+        &[ActionKind::Publish],
+        "a",
+    );
+    assert_eq!(
+        kind(store.add_rule(for_ghost).await),
+        StoreErrorKind::NotFound
+    );
+    let for_no_role = spec(
+        Effect::Allow,
+        Subject::Role("ghosts".into()),
+        &[ActionKind::Publish],
+        "a",
+    );
+    assert_eq!(
+        kind(store.add_rule(for_no_role).await),
+        StoreErrorKind::NotFound
+    );
+    assert!(store
+        .list_roles()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.name != "ghosts"));
+}
+
+pub async fn invalid_input(store: &dyn AdminStore) {
+    reset(store).await;
+    let before = store.policy_version().await.unwrap();
+    let no_actions = spec(Effect::Allow, Subject::Everyone, &[], "a/b");
+    assert_eq!(
+        kind(store.add_rule(no_actions).await),
+        StoreErrorKind::Invalid
+    );
+    let bad_filter = spec(
+        Effect::Allow,
+        Subject::Everyone,
+        &[ActionKind::Subscribe],
+        "a/#/b",
+    );
+    assert_eq!(
+        kind(store.add_rule(bad_filter).await),
+        StoreErrorKind::Invalid
+    );
+    let mixed = spec(
+        Effect::Allow,
+        Subject::Everyone,
+        &[ActionKind::Connect, ActionKind::Publish],
+        "x",
+    );
+    assert_eq!(kind(store.add_rule(mixed).await), StoreErrorKind::Invalid);
+    assert_eq!(
+        kind(store.create_user(user("", None)).await),
+        StoreErrorKind::Invalid
+    );
+    assert_eq!(
+        kind(store.create_user(user("a\u{0}b", None)).await),
+        StoreErrorKind::Invalid
+    );
+    assert_eq!(kind(store.create_role("").await), StoreErrorKind::Invalid);
+    assert!(store
+        .list_rules(RuleFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.policy_version().await.unwrap(), before);
+}
+
+pub async fn delete_cascades(store: &dyn AdminStore) {
+    reset(store).await;
+    store.create_user(user("ivy", None)).await.unwrap();
+    store.create_user(user("jack", None)).await.unwrap();
+    store.grant("ops", "ivy").await.unwrap();
+    let ivy_rule = store
+        .add_rule(spec(
+            Effect::Allow,
+            Subject::User("ivy".into()),
+            &[ActionKind::Publish],
+            "ivy/#",
+        ))
+        .await
+        .unwrap();
+    let jack_rule = store
+        .add_rule(spec(
+            Effect::Allow,
+            Subject::User("jack".into()),
+            &[ActionKind::Publish],
+            "jack/#",
+        ))
+        .await
+        .unwrap();
+    store.delete_user("ivy").await.unwrap();
+    let left: Vec<_> = store
+        .list_rules(RuleFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [jack_rule], "ivy's rule {ivy_rule:?} goes with her");
+    let ops = store.list_roles().await.unwrap();
+    assert_eq!(ops.len(), 1);
+    assert!(ops[0].members.is_empty(), "ivy's membership goes with her");
+    // A new user of the same name starts without the old rules or roles.
+    store.create_user(user("ivy", None)).await.unwrap();
+    let key = PrincipalKey {
+        username: Some("ivy".into()),
+        roles: Vec::new(),
+    };
+    assert!(store.rules_for(&key).await.unwrap().0.is_empty());
+
+    store
+        .add_rule(spec(
+            Effect::Deny,
+            Subject::Role("ops".into()),
+            &[ActionKind::Publish],
+            "x",
+        ))
+        .await
+        .unwrap();
+    store.delete_role("ops").await.unwrap();
+    let left: Vec<_> = store
+        .list_rules(RuleFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [jack_rule], "a deleted role's rules go with it");
+}
+
+fn sample_snapshot() -> PolicySnapshot {
+    let user = |name: &str, hash: Option<&str>, superuser| SnapshotUser {
+        username: name.to_owned(),
+        password_hash: hash.map(str::to_owned),
+        enabled: true,
+        superuser,
+    };
+    let mut limited = spec(
+        Effect::Allow,
+        Subject::Role("dev".into()),
+        &[ActionKind::Publish, ActionKind::Subscribe],
+        "dev/${username}/#",
+    );
+    limited.max_qos = Some(QoS::ExactlyOnce);
+    limited.retain = Some(true);
+    PolicySnapshot {
+        users: vec![
+            user(
+                "kim",
+                Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA"),
+                false,
+            ),
+            user("lee", None, true),
+        ],
+        roles: vec!["dev".into(), "ops".into()],
+        memberships: vec![
+            Membership {
+                role: "dev".into(),
+                username: "kim".into(),
+            },
+            Membership {
+                role: "ops".into(),
+                username: "kim".into(),
+            },
+        ],
+        rules: vec![
+            limited.with_id(RuleId(7)),
+            spec(
+                Effect::Deny,
+                Subject::User("lee".into()),
+                &[ActionKind::Receive],
+                "private/#",
+            )
+            .with_id(RuleId(40)),
+            spec(
+                Effect::Allow,
+                Subject::Everyone,
+                &[ActionKind::Connect],
+                "*",
+            )
+            .with_id(RuleId(41)),
+        ],
+    }
+}
+
+pub async fn export_import_round_trip(store: &dyn AdminStore) {
+    reset(store).await;
+    let snapshot = sample_snapshot();
+    store.import(snapshot.clone()).await.unwrap();
+    let exported = store.export().await.unwrap();
+    assert_eq!(
+        exported, snapshot,
+        "export gives back what was imported, ids kept"
+    );
+    store.import(exported.clone()).await.unwrap();
+    assert_eq!(
+        store.export().await.unwrap(),
+        exported,
+        "export -> import -> export is stable"
+    );
+    let kim = store.user("kim").await.unwrap().expect("kim imported");
+    assert_eq!(kim.roles, ["dev", "ops"]);
+    let next = store
+        .add_rule(spec(
+            Effect::Allow,
+            Subject::Everyone,
+            &[ActionKind::Publish],
+            "p",
+        ))
+        .await
+        .unwrap();
+    assert!(next > RuleId(41), "new ids continue above imported ones");
+
+    let mut broken = sample_snapshot();
+    broken.memberships.push(Membership {
+        role: "nope".into(),
+        username: "kim".into(),
+    });
+    assert_eq!(kind(store.import(broken).await), StoreErrorKind::Invalid);
+    let mut duplicate = sample_snapshot();
+    duplicate.rules.push(
+        spec(
+            Effect::Allow,
+            Subject::Everyone,
+            &[ActionKind::Publish],
+            "q",
+        )
+        .with_id(RuleId(7)),
+    );
+    assert_eq!(kind(store.import(duplicate).await), StoreErrorKind::Invalid);
+    assert_eq!(
+        store.list_rules(RuleFilter::default()).await.unwrap().len(),
+        4,
+        "a refused import changes nothing"
+    );
+}

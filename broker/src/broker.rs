@@ -1,0 +1,137 @@
+//! The broker's shared state: sessions, subscriptions, retained messages,
+//! the policy engine and the store, and the publish path that ties them
+//! together (route → `receive` check per subscriber → subscriber's queue).
+//!
+//! Connection tasks hold an `Arc<Broker>`; nothing here is global.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use warden_auth::Store;
+use warden_policy::{AclEngine, EngineOptions, QoS};
+
+use crate::authorize::Authorizer;
+use crate::config::Config;
+use crate::router::{RetainedStore, SubscriptionTrie};
+use crate::session::message::Message;
+use crate::session::state::{Session, SubKey};
+
+/// Everything the connection tasks share.
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub engine: AclEngine,
+    pub authz: Authorizer,
+    pub router: RwLock<SubscriptionTrie<SubKey>>,
+    pub retained: RwLock<RetainedStore<Arc<Message>>>,
+    /// Every session, online or persisted, by client id.
+    pub sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    next_conn: AtomicU64,
+    /// The store's policy version the sessions were last compiled against.
+    policy_version: AtomicU64,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("store", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Reused match buffer: the publish path must not allocate per message.
+    static MATCHES: std::cell::RefCell<Vec<(SubKey, crate::router::MergedMatch)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Broker {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Broker {
+        let engine = AclEngine::new(EngineOptions {
+            superuser_bypass: config.policy.superuser_bypass,
+        });
+        let authz = Authorizer::new(config.policy.on_deny);
+        Broker {
+            config,
+            store,
+            engine,
+            authz,
+            router: RwLock::new(SubscriptionTrie::new()),
+            retained: RwLock::new(RetainedStore::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            policy_version: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn policy_version(&self) -> u64 {
+        self.policy_version.load(Ordering::Acquire)
+    }
+
+    pub fn set_policy_version(&self, version: u64) {
+        self.policy_version.store(version, Ordering::Release);
+    }
+
+    /// Route a message that already passed the publisher's `publish` check.
+    /// Returns how many subscribers accepted it.
+    pub fn publish(&self, msg: Arc<Message>, publisher: Option<&SubKey>) -> usize {
+        if msg.retain {
+            self.store_retained(&msg);
+        }
+        MATCHES.with(|cell| {
+            let mut matches = cell.borrow_mut();
+            matches.clear();
+            self.router.read().matches_merged_with(
+                &msg.topic,
+                publisher,
+                |k| k.0.is_online(),
+                &mut matches,
+            );
+            let mut accepted = 0;
+            for (key, m) in matches.drain(..) {
+                let sub_qos = QoS::from_u8(m.qos).unwrap_or(QoS::AtMostOnce);
+                let qos = msg.qos.min(sub_qos);
+                let retain = msg.retain && m.retain_as_published;
+                if key
+                    .0
+                    .offer(&self.authz, &msg, qos, retain, &m.subscription_ids)
+                {
+                    accepted += 1;
+                }
+            }
+            accepted
+        })
+    }
+
+    /// Set, replace or clear (empty payload) the retained message of a topic.
+    fn store_retained(&self, msg: &Arc<Message>) {
+        let mut retained = self.retained.write();
+        if msg.payload.is_empty() {
+            retained.remove(&msg.topic);
+        } else if self.config.limits.retain_available {
+            retained.set(&msg.topic, Arc::clone(msg));
+        }
+    }
+
+    /// Look up a session by client id.
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// End a session for good: forget its subscriptions and state.
+    pub fn remove_session(&self, session: &Arc<Session>) {
+        self.router.write().remove_all(&SubKey(Arc::clone(session)));
+        let mut sessions = self.sessions.lock();
+        if let Some(current) = sessions.get(&session.client_id) {
+            if Arc::ptr_eq(current, session) {
+                sessions.remove(&session.client_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `warden serve`: prepare what a first run needs (data dir, development
+//! certificates, schema), then run the broker until Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let mut ca_note = None;
+    if config
+        .listeners
+        .iter()
+        .any(|l| l.tls().is_some_and(|t| t.dev_certs))
+    {
+        let dir = config.data_dir.join("certs");
+        let dev = crate::certs::ensure_dev_certs(&dir).context("development certificates")?;
+        if dev.created {
+            tracing::info!(ca = %dev.ca_cert.display(), "created a development CA and server certificate");
+        }
+        ca_note = Some(dev.ca_cert);
+    }
+    let store = warden_auth::open(&config.store)
+        .await
+        .context("cannot open the store")?;
+    store.migrate().await.context("cannot apply the store schema")?;
+    if let Ok(users) = store.list_users().await {
+        if users.is_empty() {
+            let cfg = config
+                .source
+                .as_ref()
+                .map(|p| format!(" -c {}", p.display()))
+                .unwrap_or_default();
+            tracing::info!("no users yet: add one with `warden{cfg} user add NAME` and grant it topics with `warden{cfg} acl add --user NAME --allow publish,subscribe,receive 'FILTER'`");
+        }
+    }
+    if let Some(ca) = ca_note {
+        tracing::info!(ca = %ca.display(), "clients verify the server with this CA file (e.g. mosquitto_pub --cafile)");
+    }
+    let store: Arc<dyn warden_auth::Store> = store;
+    crate::server::run(Arc::new(config), store, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

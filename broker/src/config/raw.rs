@@ -1,0 +1,72 @@
+//! The config file exactly as written: serde structs with every key optional
+//! where the file may omit it, and unknown keys rejected.
+//!
+//! Defaults, path resolution and cross-field checks happen in `validate.rs`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::types::{
+    BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, OnDeny, PacketSize,
+    UsernameFrom,
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listeners: Option<Vec<RawListener>>,
+    pub store: Option<warden_auth::StoreConfig>,
+    pub auth: Option<RawAuth>,
+    pub policy: Option<RawPolicy>,
+    pub limits: Option<RawLimits>,
+    pub log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Option<String>,
+    pub kind: Option<ListenerKind>,
+    pub bind: BindAddr,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_auth: Option<ClientAuthMode>,
+    pub client_ca: Option<PathBuf>,
+    pub username_from: Option<UsernameFrom>,
+    pub max_connections: Option<std::num::NonZeroUsize>,
+    pub connect_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub allow_anonymous: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub on_deny: Option<OnDeny>,
+    pub poll_interval: Option<HumanDuration>,
+    pub superuser_bypass: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_packet_size: Option<PacketSize>,
+    pub receive_maximum: Option<std::num::NonZeroU16>,
+    pub max_queued_messages: Option<usize>,
+    pub max_session_expiry: Option<HumanDuration>,
+    pub max_keepalive: Option<u16>,
+    pub topic_alias_maximum: Option<u16>,
+    pub retain_available: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<LogDirective>,
+}

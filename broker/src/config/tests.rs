@@ -1,0 +1,1 @@
+//! Tests of config loading: every error names its field and line.

@@ -1,0 +1,433 @@
+//! From the file as written (`raw.rs`) to the typed `Config`: defaults, path
+//! resolution, and the checks that involve more than one field. Pure apart
+//! from checking that configured certificate files exist.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::locate::{locate, Seg};
+use super::raw::{RawConfig, RawListener};
+use super::types::{ClientAuthMode, ListenerKind};
+use super::{
+    AuthConfig, ClientAuth, Config, ConfigError, Limits, ListenerConfig, LogConfig, PolicyConfig,
+    TlsSettings, Transport, DEFAULT_DATA_DIR,
+};
+
+pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_PORT: u16 = 8883;
+
+/// What every error needs: the text (to find lines) and the file's name.
+struct Ctx<'a> {
+    text: &'a str,
+    name: &'a Path,
+    base: &'a Path,
+}
+
+impl Ctx<'_> {
+    /// An error about `field`, placed at the deepest part of `at` found.
+    fn err(&self, at: &[Seg<'_>], field: &str, message: impl Into<String>) -> ConfigError {
+        let pos = locate(self.text, at);
+        ConfigError::Invalid {
+            path: self.name.to_path_buf(),
+            field: field.to_owned(),
+            message: message.into(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        clean(&self.base.join(p))
+    }
+}
+
+/// `p` made absolute against the current directory, without touching the
+/// file system.
+pub fn absolute(p: &Path) -> io::Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(clean(p))
+    } else {
+        Ok(clean(&std::env::current_dir()?.join(p)))
+    }
+}
+
+/// Drops `.` components so logged paths read naturally; `..` is kept
+/// because symlinks make removing it unsound.
+fn clean(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+fn yaml_error(name: &Path, e: &serde_yaml::Error) -> ConfigError {
+    let mut message = e.to_string();
+    let (line, column) = match e.location() {
+        Some(l) => (Some(l.line()), Some(l.column())),
+        None => (None, None),
+    };
+    if let (Some(l), Some(c)) = (line, column) {
+        let suffix = format!(" at line {l} column {c}");
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_owned();
+        }
+    }
+    // serde_yaml prefixes the path of the value ("listeners[0].bind: ...").
+    let mut field = String::new();
+    if let Some((head, tail)) = message.split_once(": ") {
+        if !head.is_empty() && !head.contains(char::is_whitespace) {
+            field = head.to_owned();
+            message = tail.to_owned();
+        }
+    }
+    ConfigError::Invalid {
+        path: name.to_path_buf(),
+        field,
+        message,
+        line,
+        column,
+    }
+}
+
+fn only_comments(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---"
+    })
+}
+
+pub fn from_text(
+    text: &str,
+    base: &Path,
+    name: &Path,
+    source: Option<PathBuf>,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = if only_comments(text) {
+        RawConfig::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| yaml_error(name, &e))?
+    };
+    let ctx = Ctx { text, name, base };
+    build(raw, &ctx, source)
+}
+
+fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let data_dir = ctx.resolve(
+        raw.data_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_DATA_DIR)),
+    );
+    let listeners = match raw.listeners {
+        None => vec![default_listener(&data_dir)],
+        Some(list) if list.is_empty() => {
+            return Err(ctx.err(
+                &[Seg::Key("listeners")],
+                "listeners",
+                "at least one listener is required",
+            ))
+        }
+        Some(list) => build_listeners(list, ctx, &data_dir)?,
+    };
+    let store = build_store(raw.store, &data_dir, ctx)?;
+    let auth = AuthConfig {
+        allow_anonymous: raw.auth.and_then(|a| a.allow_anonymous).unwrap_or(false),
+    };
+    let policy = build_policy(raw.policy, ctx)?;
+    let limits = build_limits(raw.limits, ctx)?;
+    let log = LogConfig {
+        level: raw
+            .log
+            .and_then(|l| l.level)
+            .map_or_else(|| LogConfig::default().level, |d| d.0),
+    };
+    Ok(Config {
+        source,
+        data_dir,
+        listeners,
+        store,
+        auth,
+        policy,
+        limits,
+        log,
+    })
+}
+
+fn build_store(
+    raw: Option<warden_auth::StoreConfig>,
+    data_dir: &Path,
+    ctx: &Ctx<'_>,
+) -> Result<warden_auth::StoreConfig, ConfigError> {
+    use warden_auth::StoreConfig;
+    let store = match raw {
+        None => StoreConfig::sqlite(data_dir.join("warden.db")),
+        Some(StoreConfig::Sqlite { path, timeout }) => StoreConfig::Sqlite {
+            path: clean(&data_dir.join(path)),
+            timeout,
+        },
+        #[allow(unreachable_patterns)]
+        Some(other) => other,
+    };
+    if let Err(e) = store.validate() {
+        let at: Vec<Seg<'_>> = e.field.split('.').map(Seg::Key).collect();
+        return Err(ctx.err(&at, e.field, e.message));
+    }
+    Ok(store)
+}
+
+fn build_policy(
+    raw: Option<super::raw::RawPolicy>,
+    ctx: &Ctx<'_>,
+) -> Result<PolicyConfig, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let d = PolicyConfig::default();
+    let poll_interval = raw.poll_interval.map_or(d.poll_interval, |h| h.0);
+    if poll_interval.is_zero() {
+        return Err(ctx.err(
+            &[Seg::Key("policy"), Seg::Key("poll_interval")],
+            "policy.poll_interval",
+            "must be greater than zero",
+        ));
+    }
+    Ok(PolicyConfig {
+        on_deny: raw.on_deny.unwrap_or(d.on_deny),
+        poll_interval,
+        superuser_bypass: raw.superuser_bypass.unwrap_or(d.superuser_bypass),
+    })
+}
+
+fn build_limits(raw: Option<super::raw::RawLimits>, ctx: &Ctx<'_>) -> Result<Limits, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let d = Limits::default();
+    let max_session_expiry = raw.max_session_expiry.map_or(d.max_session_expiry, |h| h.0);
+    if max_session_expiry.as_secs() > u64::from(u32::MAX) {
+        return Err(ctx.err(
+            &[Seg::Key("limits"), Seg::Key("max_session_expiry")],
+            "limits.max_session_expiry",
+            format!("at most {} seconds (MQTT's limit)", u32::MAX),
+        ));
+    }
+    Ok(Limits {
+        max_packet_size: raw.max_packet_size.map_or(d.max_packet_size, |p| p.0),
+        receive_maximum: raw.receive_maximum.unwrap_or(d.receive_maximum),
+        max_queued_messages: raw.max_queued_messages.unwrap_or(d.max_queued_messages),
+        max_session_expiry,
+        max_keepalive: raw
+            .max_keepalive
+            .and_then(std::num::NonZeroU16::new),
+        topic_alias_maximum: raw.topic_alias_maximum.unwrap_or(d.topic_alias_maximum),
+        retain_available: raw.retain_available.unwrap_or(d.retain_available),
+    })
+}
+
+fn dev_tls(data_dir: &Path) -> TlsSettings {
+    let certs = data_dir.join("certs");
+    TlsSettings {
+        cert: certs.join("server.pem"),
+        key: certs.join("server.key"),
+        client_auth: ClientAuth::None,
+        username_from: None,
+        dev_certs: true,
+    }
+}
+
+fn default_listener(data_dir: &Path) -> ListenerConfig {
+    ListenerConfig::new(
+        "tls",
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+        Transport::Tls(dev_tls(data_dir)),
+    )
+}
+
+fn build_listeners(
+    list: Vec<RawListener>,
+    ctx: &Ctx<'_>,
+    data_dir: &Path,
+) -> Result<Vec<ListenerConfig>, ConfigError> {
+    let mut names: HashSet<Arc<str>> = HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, raw) in list.into_iter().enumerate() {
+        let kind = raw.kind.unwrap_or(ListenerKind::Tls);
+        let name: Arc<str> = match &raw.name {
+            Some(n) => {
+                let field = format!("listeners[{i}].name");
+                let at = [Seg::Key("listeners"), Seg::Index(i), Seg::Key("name")];
+                if n.trim().is_empty() {
+                    return Err(ctx.err(&at, &field, "must not be empty"));
+                }
+                if names.contains(n.as_str()) {
+                    return Err(ctx.err(&at, &field, format!("duplicate listener name \"{n}\"")));
+                }
+                Arc::from(n.as_str())
+            }
+            None => default_name(kind, raw.bind.0.port(), i, &names),
+        };
+        names.insert(name.clone());
+        out.push(build_listener(i, name, kind, raw, ctx, data_dir)?);
+    }
+    Ok(out)
+}
+
+/// "<kind>-<port>", made unique with the listener's index when two
+/// unnamed listeners share it (typically several on port 0 in tests).
+fn default_name(kind: ListenerKind, port: u16, i: usize, taken: &HashSet<Arc<str>>) -> Arc<str> {
+    let base = format!("{}-{port}", kind.as_str());
+    if taken.contains(base.as_str()) {
+        Arc::from(format!("{base}-{i}"))
+    } else {
+        Arc::from(base)
+    }
+}
+
+fn build_listener(
+    i: usize,
+    name: Arc<str>,
+    kind: ListenerKind,
+    raw: RawListener,
+    ctx: &Ctx<'_>,
+    data_dir: &Path,
+) -> Result<ListenerConfig, ConfigError> {
+    let connect_timeout = raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |h| h.0);
+    if connect_timeout.is_zero() {
+        return Err(ctx.err(
+            &[Seg::Key("listeners"), Seg::Index(i), Seg::Key("connect_timeout")],
+            &format!("listeners[{i}].connect_timeout"),
+            "must be greater than zero",
+        ));
+    }
+    let transport = match kind {
+        ListenerKind::Tcp => {
+            reject_tls_keys_on_tcp(i, &raw, ctx)?;
+            Transport::Tcp
+        }
+        ListenerKind::Tls => Transport::Tls(build_tls(i, &raw, ctx, data_dir)?),
+    };
+    Ok(ListenerConfig {
+        name,
+        bind: raw.bind.0,
+        transport,
+        max_connections: raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        connect_timeout,
+    })
+}
+
+fn reject_tls_keys_on_tcp(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+    let present = [
+        ("cert", raw.cert.is_some()),
+        ("key", raw.key.is_some()),
+        ("client_auth", raw.client_auth.is_some()),
+        ("client_ca", raw.client_ca.is_some()),
+        ("username_from", raw.username_from.is_some()),
+    ];
+    match present.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(ctx.err(
+            &[Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)],
+            &format!("listeners[{i}].{key}"),
+            "only valid on a tls listener (this one is kind: tcp)",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Resolves a configured file and checks it exists now, so a typo is an
+/// error at start rather than at the first handshake.
+fn existing_file(i: usize, key: &str, p: &Path, ctx: &Ctx<'_>) -> Result<PathBuf, ConfigError> {
+    let resolved = ctx.resolve(p);
+    if resolved.is_file() {
+        Ok(resolved)
+    } else {
+        Err(ctx.err(
+            &[Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)],
+            &format!("listeners[{i}].{key}"),
+            format!("file not found: {}", resolved.display()),
+        ))
+    }
+}
+
+fn build_tls(
+    i: usize,
+    raw: &RawListener,
+    ctx: &Ctx<'_>,
+    data_dir: &Path,
+) -> Result<TlsSettings, ConfigError> {
+    let item = |key| [Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)];
+    let mut tls = match (&raw.cert, &raw.key) {
+        (None, None) => dev_tls(data_dir),
+        (Some(cert), Some(key)) => TlsSettings {
+            cert: existing_file(i, "cert", cert, ctx)?,
+            key: existing_file(i, "key", key, ctx)?,
+            client_auth: ClientAuth::None,
+            username_from: None,
+            dev_certs: false,
+        },
+        (Some(_), None) | (None, Some(_)) => {
+            let (missing, present) = if raw.cert.is_some() {
+                ("key", "cert")
+            } else {
+                ("cert", "key")
+            };
+            return Err(ctx.err(
+                &item(present),
+                &format!("listeners[{i}].{missing}"),
+                format!("{missing} is required when {present} is given"),
+            ));
+        }
+    };
+    let mode = raw.client_auth.unwrap_or(ClientAuthMode::None);
+    tls.client_auth = match (mode, &raw.client_ca) {
+        (ClientAuthMode::None, None) => ClientAuth::None,
+        (ClientAuthMode::None, Some(_)) => {
+            return Err(ctx.err(
+                &item("client_ca"),
+                &format!("listeners[{i}].client_ca"),
+                "set, but client_auth is none: set client_auth to optional or required",
+            ))
+        }
+        (_, None) => {
+            return Err(ctx.err(
+                &item("client_auth"),
+                &format!("listeners[{i}].client_ca"),
+                "required when client_auth is optional or required",
+            ))
+        }
+        (ClientAuthMode::Optional, Some(ca)) => ClientAuth::Optional {
+            ca: existing_file(i, "client_ca", ca, ctx)?,
+        },
+        (ClientAuthMode::Required, Some(ca)) => ClientAuth::Required {
+            ca: existing_file(i, "client_ca", ca, ctx)?,
+        },
+    };
+    if raw.username_from.is_some() && mode == ClientAuthMode::None {
+        return Err(ctx.err(
+            &item("username_from"),
+            &format!("listeners[{i}].username_from"),
+            "needs client_auth optional or required (there is no certificate to map)",
+        ));
+    }
+    tls.username_from = raw.username_from;
+    Ok(tls)
+}
+
+pub fn embedded_default() -> Config {
+    // Without a current directory the relative path is the best answer; the
+    // data dir is created later, where a real error can be reported.
+    let data_dir = absolute(Path::new(DEFAULT_DATA_DIR))
+        .unwrap_or_else(|_| PathBuf::from(DEFAULT_DATA_DIR));
+    Config {
+        source: None,
+        listeners: vec![default_listener(&data_dir)],
+        store: warden_auth::StoreConfig::sqlite(data_dir.join("warden.db")),
+        data_dir,
+        auth: AuthConfig::default(),
+        policy: PolicyConfig::default(),
+        limits: Limits::default(),
+        log: LogConfig::default(),
+    }
+}

@@ -1,0 +1,170 @@
+//! Who is on the other end: the peer's address, the listener, and the facts
+//! of its verified client certificate ([`CertInfo`]), taken once after the
+//! handshake. The policy engine sees nothing of TLS but this.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use warden_policy::CertInfo;
+use x509_parser::der_parser::Oid;
+use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry as oids;
+use x509_parser::x509::X509Name;
+
+use crate::config::UsernameFrom;
+
+/// The connection's identity as far as the transport knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub listener: Arc<str>,
+    pub tls: bool,
+    /// Only a certificate that the listener's CA bundle verified.
+    pub cert: Option<CertInfo>,
+}
+
+impl PeerInfo {
+    /// The username the listener's `username_from` gives this peer, if it
+    /// presented a certificate (and, for `cn`, the subject has a CN).
+    pub fn mapped_username(&self, from: UsernameFrom) -> Option<String> {
+        let cert = self.cert.as_ref()?;
+        match from {
+            UsernameFrom::Cn => cert.cn.clone(),
+            UsernameFrom::Subject => Some(cert.subject.clone()),
+        }
+    }
+}
+
+/// The facts of a DER certificate: subject, CN, SANs (DNS, e-mail, URI),
+/// and the hex SHA-256 fingerprint of the DER.
+pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("cannot parse: {e}"))?;
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
+    let mut sans = Vec::new();
+    let ext = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName: {e}"))?;
+    if let Some(ext) = ext {
+        for name in &ext.value.general_names {
+            match name {
+                GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                    sans.push((*s).to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo {
+        subject: subject_string(subject),
+        cn,
+        sans,
+        fingerprint: hex::encode(Sha256::digest(der)),
+    })
+}
+
+/// The subject as RFC 4514 writes it: the last RDN first, `,` between RDNs,
+/// `+` inside a multi-valued one, special characters escaped.
+pub fn subject_string(name: &X509Name<'_>) -> String {
+    let rdns: Vec<String> = name
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| {
+                    let value = match atv.as_str() {
+                        Ok(s) => escape(s),
+                        Err(_) => format!("#{}", hex::encode(atv.as_slice())),
+                    };
+                    format!("{}={value}", attr_name(atv.attr_type()))
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+fn attr_name(oid: &Oid<'_>) -> String {
+    let known = [
+        (oids::OID_X509_COMMON_NAME, "CN"),
+        (oids::OID_X509_ORGANIZATION_NAME, "O"),
+        (oids::OID_X509_ORGANIZATIONAL_UNIT, "OU"),
+        (oids::OID_X509_COUNTRY_NAME, "C"),
+        (oids::OID_X509_LOCALITY_NAME, "L"),
+        (oids::OID_X509_STATE_OR_PROVINCE_NAME, "ST"),
+        (oids::OID_X509_STREET_ADDRESS, "STREET"),
+        (oids::OID_DOMAIN_COMPONENT, "DC"),
+        (oids::OID_USERID, "UID"),
+        (oids::OID_PKCS9_EMAIL_ADDRESS, "emailAddress"),
+        (oids::OID_X509_SERIALNUMBER, "serialNumber"),
+    ];
+    known
+        .iter()
+        .find(|(o, _)| o == oid)
+        .map_or_else(|| oid.to_id_string(), |(_, n)| (*n).to_owned())
+}
+
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if c == '\0' {
+            out.push_str("\\00");
+            continue;
+        }
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_rfc4514_specials() {
+        assert_eq!(escape("a,b"), "a\\,b");
+        assert_eq!(escape(" lead"), "\\ lead");
+        assert_eq!(escape("trail "), "trail\\ ");
+        assert_eq!(escape("#x"), "\\#x");
+        assert_eq!(escape("plain"), "plain");
+    }
+
+    fn peer(cert: Option<CertInfo>) -> PeerInfo {
+        PeerInfo {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            listener: Arc::from("tls"),
+            tls: true,
+            cert,
+        }
+    }
+
+    #[test]
+    fn mapped_username_follows_the_setting() {
+        let info = CertInfo {
+            subject: "CN=alice,O=Acme".to_owned(),
+            cn: Some("alice".to_owned()),
+            sans: vec![],
+            fingerprint: String::new(),
+        };
+        let p = peer(Some(info));
+        assert_eq!(p.mapped_username(UsernameFrom::Cn).as_deref(), Some("alice"));
+        assert_eq!(
+            p.mapped_username(UsernameFrom::Subject).as_deref(),
+            Some("CN=alice,O=Acme")
+        );
+        assert_eq!(peer(None).mapped_username(UsernameFrom::Cn), None);
+    }
+}

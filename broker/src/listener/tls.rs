@@ -1,0 +1,144 @@
+//! The rustls server side: certificates and keys from PEM files, client
+//! certificate verification per `client_auth`, and the handshake.
+//!
+//! ALPN "mqtt" is answered when the client offers it, and a client that
+//! offers nothing, or only other protocols, is served anyway: rustls alone
+//! would refuse the latter, so the config is picked after the ClientHello.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{Acceptor, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::ListenerError;
+use crate::config::{ClientAuth, TlsSettings};
+
+const ALPN_MQTT: &[u8] = b"mqtt";
+
+/// Two server configs that differ only in ALPN.
+#[derive(Debug)]
+pub(super) struct TlsAcceptors {
+    with_alpn: Arc<ServerConfig>,
+    without_alpn: Arc<ServerConfig>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl TlsAcceptors {
+    pub(super) fn build(name: &Arc<str>, s: &TlsSettings) -> Result<TlsAcceptors, ListenerError> {
+        let setup = |message: String| ListenerError::TlsSetup {
+            listener: name.clone(),
+            message,
+        };
+        let certs = load_certs(&s.cert)?;
+        let key = load_key(&s.key)?;
+        let provider = provider();
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| setup(e.to_string()))?;
+        let builder = match &s.client_auth {
+            ClientAuth::None => builder.with_no_client_auth(),
+            ClientAuth::Optional { ca } | ClientAuth::Required { ca } => {
+                let roots = Arc::new(load_roots(ca)?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+                let verifier = match s.client_auth {
+                    ClientAuth::Optional { .. } => verifier.allow_unauthenticated(),
+                    _ => verifier,
+                };
+                builder.with_client_cert_verifier(
+                    verifier.build().map_err(|e| setup(e.to_string()))?,
+                )
+            }
+        };
+        let without_alpn = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| setup(format!("{}: {e}", s.cert.display())))?;
+        let mut with_alpn = without_alpn.clone();
+        with_alpn.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+        Ok(TlsAcceptors {
+            with_alpn: Arc::new(with_alpn),
+            without_alpn: Arc::new(without_alpn),
+        })
+    }
+
+    pub(super) async fn accept(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<TlsStream<TcpStream>, ListenerError> {
+        let err = |source| ListenerError::Handshake { peer, source };
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
+            .await
+            .map_err(err)?;
+        let offers_mqtt = start
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_MQTT));
+        let config = if offers_mqtt {
+            self.with_alpn.clone()
+        } else {
+            self.without_alpn.clone()
+        };
+        start.into_stream(config).await.map_err(err)
+    }
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, ListenerError> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|source| ListenerError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn pem_err(path: &Path, e: &io::Error) -> ListenerError {
+    ListenerError::Pem {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+pub(super) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ListenerError> {
+    let certs = rustls_pemfile::certs(&mut open(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(path, &e))?;
+    if certs.is_empty() {
+        return Err(ListenerError::Pem {
+            path: path.to_path_buf(),
+            message: "no CERTIFICATE block found".to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ListenerError> {
+    rustls_pemfile::private_key(&mut open(path)?)
+        .map_err(|e| pem_err(path, &e))?
+        .ok_or_else(|| ListenerError::Pem {
+            path: path.to_path_buf(),
+            message: "no PRIVATE KEY block found".to_owned(),
+        })
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, ListenerError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|e| ListenerError::Pem {
+            path: path.to_path_buf(),
+            message: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(roots)
+}

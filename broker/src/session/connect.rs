@@ -1,0 +1,376 @@
+//! CONNECT handling: read the first packet, authenticate, compile the
+//! client's policy, run the `connect` and will checks, attach (or take over)
+//! the session, and answer CONNACK. Everything before CONNACK success is
+//! here; the packet loop after it is `handler.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use warden_auth::PrincipalKey;
+use warden_codec::{
+    v3_return_code, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
+};
+use warden_policy::{CompiledPolicy, PolicyEngine, PolicyVersion, Principal, QoS};
+
+use crate::auth::{authenticate, AuthError, Credentials};
+use crate::authorize::{self, Who};
+use crate::broker::Broker;
+use crate::config::ListenerConfig;
+use crate::listener::PeerInfo;
+use crate::session::connection::{Connection, ConnectionError};
+use crate::session::state::{ConnId, Kick, Owner, Session, SessionState, SubKey};
+
+/// A will message held by the connection until it ends.
+#[derive(Clone, Debug)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: Properties,
+    /// v5 Will Delay Interval.
+    pub delay: Duration,
+}
+
+/// A connection that passed CONNECT.
+#[derive(Debug)]
+pub struct Accepted {
+    pub session: Arc<Session>,
+    pub conn_id: ConnId,
+    pub wake: Arc<Notify>,
+    /// 1.5 × the negotiated keep alive; None when keep alive is off.
+    pub keepalive_timeout: Option<Duration>,
+    pub will: Option<Will>,
+    pub session_present: bool,
+    /// The Topic Alias Maximum we announced (inbound aliases).
+    pub topic_alias_max: u16,
+    pub version: ProtocolVersion,
+}
+
+/// Read CONNECT and admit the client, or answer with a refusal and close.
+/// None means the connection is finished.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    broker: &Arc<Broker>,
+    conn: &mut Connection<S>,
+    peer: &PeerInfo,
+    listener: &ListenerConfig,
+) -> Option<Accepted> {
+    let connect = match conn.read_packet().await {
+        Ok(Packet::Connect(connect)) => connect,
+        Ok(_) => {
+            conn.close().await;
+            return None;
+        }
+        Err(ConnectionError::Codec(err)) if err.is_unsupported_protocol() => {
+            if let Some((v5, code)) = err.unsupported_protocol_connack() {
+                conn.version = Some(if v5 {
+                    ProtocolVersion::V5
+                } else {
+                    ProtocolVersion::V311
+                });
+                conn.send_and_close(&connack(false, code, Properties::default()))
+                    .await;
+            }
+            return None;
+        }
+        Err(err) => {
+            tracing::debug!(peer = %peer.addr, error = %err, "no valid CONNECT");
+            conn.close().await;
+            return None;
+        }
+    };
+    conn.version = Some(connect.protocol);
+    match admit(broker, connect, peer, listener).await {
+        Ok((accepted, props)) => {
+            let ack = connack(accepted.session_present, 0, props);
+            if conn.queue(&ack).is_err() || conn.flush().await.is_err() {
+                return None;
+            }
+            Some(accepted)
+        }
+        Err(code) => {
+            conn.send_and_close(&connack(false, code, Properties::default()))
+                .await;
+            None
+        }
+    }
+}
+
+fn connack(session_present: bool, code: u8, properties: Properties) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present,
+        code,
+        properties,
+    })
+}
+
+fn identifier_rejected(version: ProtocolVersion) -> u8 {
+    if version.is_v5() {
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID.value()
+    } else {
+        v3_return_code::IDENTIFIER_REJECTED
+    }
+}
+
+/// The CONNACK refusal code for an authentication failure.
+fn auth_refusal(err: &AuthError, version: ProtocolVersion) -> u8 {
+    match err {
+        AuthError::BadCredentials => authorize::bad_credentials(version),
+        AuthError::NotAuthorized => authorize::connack_not_authorized(version),
+        AuthError::Unavailable => authorize::server_unavailable(version),
+    }
+}
+
+/// Everything from the CONNECT packet to an attached session; Err is the
+/// CONNACK refusal code.
+async fn admit(
+    broker: &Arc<Broker>,
+    connect: Connect,
+    peer: &PeerInfo,
+    listener: &ListenerConfig,
+) -> Result<(Accepted, Properties), u8> {
+    let version = connect.protocol;
+    if version.is_v5() && connect.properties.authentication_method.is_some() {
+        // Enhanced (AUTH packet) authentication is not offered.
+        return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value());
+    }
+    let (client_id, assigned) = client_id(&connect)?;
+    let cert_username = listener
+        .username_from()
+        .and_then(|from| peer.mapped_username(from));
+    let creds = Credentials {
+        cert_username,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+    };
+    let limits = &broker.config.limits;
+    let who_name = connect.username.clone();
+    let authed = authenticate(&*broker.store, broker.config.auth.allow_anonymous, creds)
+        .await
+        .map_err(|err| {
+            tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused");
+            auth_refusal(&err, version)
+        })?;
+    let principal = Principal {
+        username: authed.username,
+        client_id: client_id.clone(),
+        peer: Some(peer.addr),
+        listener: peer.listener.to_string(),
+        cert: peer.cert.clone(),
+        roles: authed.roles,
+        superuser: authed.superuser,
+    };
+    let policy = compile(broker, &principal)
+        .await
+        .map_err(|()| authorize::server_unavailable(version))?;
+    let who = Who {
+        client_id: &principal.client_id,
+        username: principal.username.as_deref(),
+    };
+    broker.authz.connect(who, &*policy, version)?;
+    let will = match &connect.will {
+        Some(w) => Some(check_will(broker, who, &*policy, w, version)?),
+        None => None,
+    };
+
+    let max_expiry = limits.max_session_expiry_secs();
+    let (expiry_secs, expiry_capped) = match (version.is_v5(), connect.clean_start) {
+        (true, _) => {
+            let asked = connect.properties.session_expiry_interval.unwrap_or(0);
+            (asked.min(max_expiry), asked > max_expiry)
+        }
+        (false, true) => (0, false),
+        (false, false) => (max_expiry, false),
+    };
+    let (keep_alive, server_keep_alive) = negotiate_keepalive(connect.keep_alive, limits.max_keepalive);
+
+    let conn_id = broker.next_conn_id();
+    let wake = Arc::new(Notify::new());
+    let owner = Owner {
+        id: conn_id,
+        wake: Arc::clone(&wake),
+        protocol: version,
+    };
+    let (session, session_present) = attach(
+        broker,
+        &connect,
+        principal,
+        policy,
+        owner,
+        Duration::from_secs(u64::from(expiry_secs)),
+    );
+    tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
+
+    let mut props = Properties::default();
+    if version.is_v5() {
+        props.receive_maximum = Some(limits.receive_maximum.get());
+        props.maximum_packet_size = Some(limits.max_packet_size);
+        if limits.topic_alias_maximum > 0 {
+            props.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        }
+        if assigned {
+            props.assigned_client_identifier = Some(client_id);
+        }
+        if expiry_capped {
+            props.session_expiry_interval = Some(expiry_secs);
+        }
+        props.server_keep_alive = server_keep_alive;
+        if !limits.retain_available {
+            props.retain_available = Some(false);
+        }
+    }
+    let accepted = Accepted {
+        session,
+        conn_id,
+        wake,
+        keepalive_timeout: (keep_alive > 0)
+            .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        will,
+        session_present,
+        topic_alias_max: if version.is_v5() {
+            limits.topic_alias_maximum
+        } else {
+            0
+        },
+        version,
+    };
+    Ok((accepted, props))
+}
+
+/// The client id to use, and whether we assigned it.
+fn client_id(connect: &Connect) -> Result<(String, bool), u8> {
+    if !connect.client_id.is_empty() {
+        return Ok((connect.client_id.clone(), false));
+    }
+    let allowed = match connect.protocol {
+        ProtocolVersion::V5 => true,
+        ProtocolVersion::V311 => connect.clean_start,
+        ProtocolVersion::V31 => false,
+    };
+    if !allowed {
+        return Err(identifier_rejected(connect.protocol));
+    }
+    let id = format!("warden-{:016x}", rand::random::<u64>());
+    Ok((id, true))
+}
+
+/// The keep alive to enforce, and the v5 Server Keep Alive to announce.
+fn negotiate_keepalive(
+    asked: u16,
+    cap: Option<std::num::NonZeroU16>,
+) -> (u16, Option<u16>) {
+    match cap {
+        Some(cap) if asked == 0 || asked > cap.get() => (cap.get(), Some(cap.get())),
+        _ => (asked, None),
+    }
+}
+
+/// Load the principal's rules and compile them. Err: the store could not
+/// answer (fail closed).
+pub async fn compile(
+    broker: &Broker,
+    principal: &Principal,
+) -> Result<Arc<dyn CompiledPolicy>, ()> {
+    let key = PrincipalKey {
+        username: principal.username.clone(),
+        roles: principal.roles.clone(),
+    };
+    let rules = broker.store.rules_for(&key).await.map_err(|err| {
+        tracing::warn!(error = %err, "cannot load rules at login; refusing (fail closed)");
+    })?;
+    let version = PolicyVersion(broker.policy_version());
+    let policy = broker.engine.compile(principal, &rules, version).map_err(|err| {
+        tracing::error!(error = %err, "cannot compile policy; refusing");
+    })?;
+    for warning in policy.warnings() {
+        tracing::warn!(client_id = %principal.client_id, %warning, "policy compile warning");
+    }
+    Ok(policy)
+}
+
+fn check_will(
+    broker: &Broker,
+    who: Who<'_>,
+    policy: &dyn CompiledPolicy,
+    will: &LastWill,
+    version: ProtocolVersion,
+) -> Result<Will, u8> {
+    let qos = QoS::from_u8(will.qos).unwrap_or(QoS::AtMostOnce);
+    broker
+        .authz
+        .will_at_connect(who, policy, &will.topic, qos, will.retain, version)?;
+    Ok(Will {
+        topic: will.topic.clone(),
+        payload: will.payload.clone(),
+        qos,
+        retain: will.retain,
+        properties: will.properties.clone(),
+        delay: Duration::from_secs(u64::from(
+            will.properties.will_delay_interval.unwrap_or(0),
+        )),
+    })
+}
+
+/// Find or create the session; take it over from a live connection; apply
+/// Clean Start. Returns the session and Session Present.
+fn attach(
+    broker: &Broker,
+    connect: &Connect,
+    principal: Principal,
+    policy: Arc<dyn CompiledPolicy>,
+    owner: Owner,
+    expiry: Duration,
+) -> (Arc<Session>, bool) {
+    let limits = &broker.config.limits;
+    let client_receive_max = connect
+        .properties
+        .receive_maximum
+        .map_or(usize::from(limits.receive_maximum.get()), usize::from);
+    let client_max_packet = connect.properties.maximum_packet_size;
+    let client_id: Arc<str> = Arc::from(principal.client_id.as_str());
+    let mut sessions = broker.sessions.lock();
+    if let Some(existing) = sessions.get(&client_id).cloned() {
+        if connect.clean_start {
+            // Forget the old subscriptions before the new connection starts
+            // to receive (router before state: the publish path locks the
+            // router, then a session).
+            broker.router.write().remove_all(&SubKey(Arc::clone(&existing)));
+        }
+        let mut st = existing.state.lock();
+        if let Some(old) = st.owner.take() {
+            st.kicked = Some((old.id, Kick::TakenOver));
+            old.wake.notify_one();
+        }
+        if connect.clean_start {
+            st.queue.clear();
+            st.inflight.clear();
+            st.incoming_qos2.clear();
+            st.dropped = 0;
+        }
+        st.owner = Some(owner);
+        st.principal = principal;
+        st.policy = policy;
+        st.expiry = expiry;
+        st.generation += 1;
+        st.send_quota = client_receive_max;
+        st.client_max_packet = client_max_packet;
+        st.max_queue = limits.max_queued_messages;
+        drop(st);
+        return (existing, !connect.clean_start);
+    }
+    let state = SessionState::new(
+        owner,
+        principal,
+        policy,
+        limits.max_queued_messages,
+        client_receive_max,
+        client_max_packet,
+        expiry,
+    );
+    let session = Arc::new(Session::new(Arc::clone(&client_id), state));
+    sessions.insert(client_id, Arc::clone(&session));
+    (session, false)
+}

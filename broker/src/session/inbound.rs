@@ -1,0 +1,124 @@
+//! Client → server messages: PUBLISH (topic alias, the `publish` check,
+//! routing, acknowledgement) and the QoS 2 release (PUBREL → PUBCOMP).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use warden_codec::{Packet, Properties, PubResp, Publish, ReasonCode};
+use warden_policy::QoS;
+
+use crate::authorize::{PublishVerdict, Who};
+use crate::session::handler::{End, Handler};
+use crate::session::message::Message;
+
+fn violation(code: ReasonCode) -> End {
+    End::Violation(code.value())
+}
+
+fn ack(packet_id: u16, reason: u8) -> PubResp {
+    PubResp {
+        packet_id,
+        reason,
+        properties: Properties::default(),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+    /// The topic of a PUBLISH after applying (and learning) a topic alias.
+    fn resolve_topic(&mut self, p: &mut Publish) -> Result<String, End> {
+        let Some(alias) = p.properties.topic_alias else {
+            if p.topic.is_empty() {
+                return Err(violation(ReasonCode::PROTOCOL_ERROR));
+            }
+            return Ok(std::mem::take(&mut p.topic));
+        };
+        if alias == 0 || alias > self.topic_alias_max {
+            return Err(violation(ReasonCode::TOPIC_ALIAS_INVALID));
+        }
+        if p.topic.is_empty() {
+            return self
+                .aliases
+                .get(&alias)
+                .cloned()
+                .ok_or(violation(ReasonCode::PROTOCOL_ERROR));
+        }
+        self.aliases.insert(alias, p.topic.clone());
+        Ok(std::mem::take(&mut p.topic))
+    }
+
+    pub(crate) fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
+        let topic = self.resolve_topic(&mut p)?;
+        if p.retain && !self.broker.config.limits.retain_available {
+            return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
+        }
+        let qos = QoS::from_u8(p.qos).ok_or(violation(ReasonCode::MALFORMED_PACKET))?;
+        let packet_id = p.packet_id.unwrap_or(0);
+        let policy = {
+            let st = self.session.state.lock();
+            if qos == QoS::ExactlyOnce {
+                if st.incoming_qos2.contains(&packet_id) {
+                    // A resent QoS 2 PUBLISH we already routed: acknowledge only.
+                    drop(st);
+                    return self.send(&Packet::PubRec(ack(packet_id, 0)));
+                }
+                let max = usize::from(self.broker.config.limits.receive_maximum.get());
+                if st.incoming_qos2.len() >= max {
+                    return Err(violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+                }
+            }
+            Arc::clone(&st.policy)
+        };
+        let who = Who {
+            client_id: &self.client_id,
+            username: self.username.as_deref(),
+        };
+        let verdict = self
+            .broker
+            .authz
+            .publish(who, &*policy, &topic, qos, p.retain, self.version);
+        let code = match verdict {
+            PublishVerdict::Allow => {
+                self.route(topic, qos, p);
+                0
+            }
+            PublishVerdict::Drop { ack_code } => ack_code,
+            PublishVerdict::Disconnect => return Err(violation(ReasonCode::NOT_AUTHORIZED)),
+        };
+        match qos {
+            QoS::AtMostOnce => Ok(()),
+            QoS::AtLeastOnce => self.send(&Packet::PubAck(ack(packet_id, code))),
+            QoS::ExactlyOnce => {
+                if code < 0x80 {
+                    self.session.state.lock().incoming_qos2.insert(packet_id);
+                }
+                self.send(&Packet::PubRec(ack(packet_id, code)))
+            }
+        }
+    }
+
+    /// Hand an authorized PUBLISH to the router.
+    fn route(&mut self, topic: String, qos: QoS, p: Publish) {
+        let now = Instant::now();
+        let msg = Message {
+            topic: Arc::from(topic),
+            payload: p.payload,
+            qos,
+            retain: p.retain,
+            properties: Message::forwarded_properties(&p.properties),
+            expires_at: Message::expiry_from(p.properties.message_expiry_interval, now),
+            origin: Arc::clone(&self.client_id),
+        };
+        self.broker.publish(Arc::new(msg), Some(&self.key));
+    }
+
+    pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {
+        let known = self.session.state.lock().incoming_qos2.remove(&packet_id);
+        let reason = if known || !self.version.is_v5() {
+            0
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND.value()
+        };
+        self.send(&Packet::PubComp(ack(packet_id, reason)))
+    }
+}

@@ -1,0 +1,187 @@
+//! Server → client messages: moving deliveries from the session queue into
+//! flight within the client's Receive Maximum, building the PUBLISH packets,
+//! the QoS 1/2 acknowledgements that free the window, and retransmission on
+//! resume.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use warden_codec::{Packet, Properties, ProtocolVersion, PubResp, Publish, ReasonCode};
+use warden_policy::QoS;
+
+use crate::session::handler::{End, Handler};
+use crate::session::message::Delivery;
+use crate::session::state::{Outgoing, Phase, SessionState};
+
+/// Most packets moved per drain, so one busy subscriber cannot hold its
+/// session lock for long; the rest go on the next turn.
+const DRAIN_BATCH: usize = 256;
+
+/// The PUBLISH packet for one delivery.
+pub fn build_publish(
+    d: &Delivery,
+    packet_id: Option<u16>,
+    dup: bool,
+    version: ProtocolVersion,
+    now: Instant,
+) -> Packet {
+    let properties = if version.is_v5() {
+        let mut p = d.msg.properties.clone();
+        p.message_expiry_interval = d.msg.remaining_expiry(now);
+        p.subscription_identifiers.clone_from(&d.sub_ids);
+        p
+    } else {
+        Properties::default()
+    };
+    Packet::Publish(Publish {
+        dup,
+        qos: d.qos.as_u8(),
+        retain: d.retain,
+        topic: d.msg.topic.to_string(),
+        packet_id,
+        properties,
+        payload: d.msg.payload.clone(),
+    })
+}
+
+fn pubrel(packet_id: u16) -> Packet {
+    Packet::PubRel(PubResp {
+        packet_id,
+        reason: 0,
+        properties: Properties::default(),
+    })
+}
+
+/// Packets to resend when a session resumes, in packet-id order.
+pub fn retransmissions(st: &SessionState, version: ProtocolVersion) -> Vec<Packet> {
+    let now = Instant::now();
+    st.inflight
+        .iter()
+        .map(|(&id, out)| match out.phase {
+            Phase::AwaitAck | Phase::AwaitRec => build_publish(&out.delivery, Some(id), true, version, now),
+            Phase::AwaitComp => pubrel(id),
+        })
+        .collect()
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+    /// Move what may be sent now from the session queue to the write buffer.
+    pub(crate) fn drain_outbound(&mut self) -> Result<(), End> {
+        let mut out = std::mem::take(&mut self.out);
+        let more = {
+            let mut st = self.session.state.lock();
+            if let Some((id, _)) = st.kicked {
+                if id == self.conn_id || !st.is_owned_by(self.conn_id) {
+                    return Err(self.lost_ownership(st.kicked));
+                }
+            }
+            if !st.is_owned_by(self.conn_id) {
+                return Err(self.lost_ownership(st.kicked));
+            }
+            fill_batch(&mut st, &mut out, self.version)
+        };
+        let mut result = Ok(());
+        for packet in out.drain(..) {
+            if let Err(end) = self.send(&packet) {
+                result = Err(end);
+                break;
+            }
+        }
+        self.out = out;
+        if more {
+            // Come back without waiting for a publisher's wake-up.
+            self.wake.notify_one();
+        }
+        result
+    }
+
+    pub(crate) fn on_puback(&mut self, packet_id: u16) -> Result<(), End> {
+        let mut st = self.session.state.lock();
+        if matches!(st.inflight.get(&packet_id), Some(o) if o.phase == Phase::AwaitAck) {
+            st.inflight.remove(&packet_id);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_pubrec(&mut self, packet_id: u16, reason: u8) -> Result<(), End> {
+        let known = {
+            let mut st = self.session.state.lock();
+            match st.inflight.get_mut(&packet_id) {
+                Some(o) if o.phase == Phase::AwaitRec && reason >= 0x80 => {
+                    // The client refused it: the exchange ends here.
+                    st.inflight.remove(&packet_id);
+                    return Ok(());
+                }
+                Some(o) => {
+                    o.phase = Phase::AwaitComp;
+                    true
+                }
+                None => false,
+            }
+        };
+        let mut rel = pubrel(packet_id);
+        if !known && self.version.is_v5() {
+            if let Packet::PubRel(r) = &mut rel {
+                r.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND.value();
+            }
+        }
+        self.send(&rel)
+    }
+
+    pub(crate) fn on_pubcomp(&mut self, packet_id: u16) -> Result<(), End> {
+        let mut st = self.session.state.lock();
+        if matches!(st.inflight.get(&packet_id), Some(o) if o.phase == Phase::AwaitComp) {
+            st.inflight.remove(&packet_id);
+        }
+        Ok(())
+    }
+}
+
+/// Take deliveries off the queue while the window allows. Returns true when
+/// more could be sent right away (the batch limit was hit).
+fn fill_batch(st: &mut SessionState, out: &mut Vec<Packet>, version: ProtocolVersion) -> bool {
+    let now = Instant::now();
+    while let Some(front) = st.queue.front() {
+        if out.len() >= DRAIN_BATCH {
+            return true;
+        }
+        if front.qos != QoS::AtMostOnce && st.inflight.len() >= st.send_quota {
+            return false;
+        }
+        let Some(d) = st.queue.pop_front() else {
+            break;
+        };
+        if d.msg.is_expired(now) {
+            continue;
+        }
+        let packet_id = if d.qos == QoS::AtMostOnce {
+            None
+        } else {
+            match st.alloc_packet_id() {
+                Some(id) => Some(id),
+                None => {
+                    st.queue.push_front(d);
+                    return false;
+                }
+            }
+        };
+        let packet = build_publish(&d, packet_id, false, version, now);
+        if let Some(max) = st.client_max_packet {
+            // MQTT 5 §3.1.2.11.4: a packet over the client's maximum is
+            // discarded as if it had been delivered.
+            if warden_codec::encoded_len(&packet, version) > max as usize {
+                continue;
+            }
+        }
+        if let Some(id) = packet_id {
+            let phase = if d.qos == QoS::AtLeastOnce {
+                Phase::AwaitAck
+            } else {
+                Phase::AwaitRec
+            };
+            st.inflight.insert(id, Outgoing { delivery: d, phase });
+        }
+        out.push(packet);
+    }
+    false
+}

@@ -1,0 +1,244 @@
+//! The state of one MQTT session, which outlives its network connections.
+//!
+//! A [`Session`] is keyed by client id and shared: the router holds it (as a
+//! [`SubKey`]) to push deliveries, the connection task that currently owns it
+//! drains them, and the policy registry swaps its compiled policy. All of it
+//! sits behind one short `parking_lot::Mutex`: no `.await` is ever held while
+//! it is locked, and each critical section is a few pushes or pops.
+//!
+//! Ownership: `conn` names the connection that owns the session. A takeover
+//! replaces it and wakes the old connection, which then sees it no longer owns
+//! the session and leaves without touching the state again.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use warden_codec::ProtocolVersion;
+use warden_policy::{CompiledPolicy, Principal, QoS};
+
+use crate::authorize::{Authorizer, Who};
+use crate::session::message::{Delivery, Message};
+
+/// Identifies one network connection (unique for the broker's lifetime).
+pub type ConnId = u64;
+
+/// Why the broker ends a connection from outside its task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// Another connection took the session over (v5 DISCONNECT 0x8E).
+    TakenOver,
+    /// The user was removed or disabled (v5 DISCONNECT 0x87... see handler).
+    NotAuthorized,
+    /// The server is shutting down (v5 DISCONNECT 0x8B).
+    Shutdown,
+}
+
+/// The connection that currently owns a session.
+#[derive(Debug)]
+pub struct Owner {
+    pub id: ConnId,
+    pub wake: Arc<Notify>,
+    pub protocol: ProtocolVersion,
+}
+
+/// Where an outbound QoS 1/2 message is in its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitComp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub delivery: Delivery,
+    pub phase: Phase,
+}
+
+/// The mutable part of a session.
+#[derive(Debug)]
+pub struct SessionState {
+    pub owner: Option<Owner>,
+    /// A connection told to leave, and why. Read by that connection.
+    pub kicked: Option<(ConnId, Kick)>,
+    pub principal: Principal,
+    pub policy: Arc<dyn CompiledPolicy>,
+    /// Messages waiting to be sent (not yet in flight).
+    pub queue: VecDeque<Delivery>,
+    pub max_queue: usize,
+    /// Messages dropped because the queue was full (oldest first).
+    pub dropped: u64,
+    /// Outbound QoS 1/2 messages waiting for the client's acknowledgement.
+    pub inflight: BTreeMap<u16, Outgoing>,
+    /// How many QoS 1/2 messages may be in flight (the client's Receive Maximum).
+    pub send_quota: usize,
+    /// The client's Maximum Packet Size (v5), if it set one.
+    pub client_max_packet: Option<u32>,
+    next_packet_id: u16,
+    /// Inbound QoS 2 packet ids received and not yet released (PUBREL).
+    pub incoming_qos2: HashSet<u16>,
+    /// Session expiry after the connection ends. Zero: the session ends with it.
+    pub expiry: Duration,
+    /// Bumped at every attach; delayed work (will delay, expiry) checks it.
+    pub generation: u64,
+}
+
+impl SessionState {
+    pub fn new(
+        owner: Owner,
+        principal: Principal,
+        policy: Arc<dyn CompiledPolicy>,
+        max_queue: usize,
+        send_quota: usize,
+        client_max_packet: Option<u32>,
+        expiry: Duration,
+    ) -> SessionState {
+        SessionState {
+            owner: Some(owner),
+            kicked: None,
+            principal,
+            policy,
+            queue: VecDeque::new(),
+            max_queue,
+            dropped: 0,
+            inflight: BTreeMap::new(),
+            send_quota,
+            client_max_packet,
+            next_packet_id: 0,
+            incoming_qos2: HashSet::new(),
+            expiry,
+            generation: 0,
+        }
+    }
+
+    /// Next free packet id for an outbound message; None when all 65535 are in use.
+    pub fn alloc_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1);
+            if self.next_packet_id == 0 {
+                self.next_packet_id = 1;
+            }
+            if !self.inflight.contains_key(&self.next_packet_id) {
+                return Some(self.next_packet_id);
+            }
+        }
+        None
+    }
+
+    fn who(&self) -> Who<'_> {
+        Who {
+            client_id: &self.principal.client_id,
+            username: self.principal.username.as_deref(),
+        }
+    }
+
+    /// Push onto the bounded queue, dropping the oldest message when full
+    /// (counted, so an operator can see a subscriber falling behind).
+    pub fn push(&mut self, delivery: Delivery) {
+        if self.queue.len() >= self.max_queue {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.queue.push_back(delivery);
+    }
+
+    /// Re-check every queued message against the current policy (on resume
+    /// and after a policy change): a right revoked while a message waited
+    /// must stop it.
+    pub fn recheck_queue(&mut self, authz: &Authorizer) {
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        while let Some(mut d) = self.queue.pop_front() {
+            let who = self.who();
+            if let Some(qos) = authz.receive(who, &*self.policy, &d.msg.topic, d.qos, d.retain) {
+                d.qos = d.qos.min(qos);
+                kept.push_back(d);
+            }
+        }
+        self.queue = kept;
+    }
+
+    pub fn is_owned_by(&self, conn: ConnId) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.id == conn)
+    }
+}
+
+/// One session, shared between the router, its connection and the registry.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: Arc<str>,
+    pub state: Mutex<SessionState>,
+}
+
+impl Session {
+    pub fn new(client_id: Arc<str>, state: SessionState) -> Session {
+        Session {
+            client_id,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Offer a message to this subscriber: the `receive` check, then the
+    /// queue. Returns whether it was accepted.
+    pub fn offer(
+        &self,
+        authz: &Authorizer,
+        msg: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        sub_ids: &[u32],
+    ) -> bool {
+        let wake = {
+            let mut st = self.state.lock();
+            let online = st.owner.is_some();
+            // Offline: only a persistent session keeps messages, and only QoS 1/2.
+            if !online && (st.expiry.is_zero() || qos == QoS::AtMostOnce) {
+                return false;
+            }
+            let who = st.who();
+            let Some(granted) = authz.receive(who, &*st.policy, &msg.topic, qos, retain) else {
+                return false;
+            };
+            st.push(Delivery {
+                msg: Arc::clone(msg),
+                qos: qos.min(granted),
+                retain,
+                sub_ids: sub_ids.to_vec(),
+            });
+            st.owner.as_ref().map(|o| Arc::clone(&o.wake))
+        };
+        if let Some(wake) = wake {
+            wake.notify_one();
+        }
+        true
+    }
+
+    /// Whether the session is currently connected.
+    pub fn is_online(&self) -> bool {
+        self.state.lock().owner.is_some()
+    }
+}
+
+/// The router's key for a subscriber: the session, compared by client id.
+#[derive(Clone, Debug)]
+pub struct SubKey(pub Arc<Session>);
+
+impl PartialEq for SubKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for SubKey {}
+
+impl Hash for SubKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.client_id.hash(state);
+    }
+}

@@ -1,0 +1,147 @@
+//! Malformed input closes that one connection: v5 gets DISCONNECT 0x81
+//! (malformed) or 0x82 (protocol error) first, v3.1.1 is just closed. Other
+//! connections are unaffected.
+
+use warden_e2e::wire::{frame, SUBSCRIPTION_ID};
+use warden_e2e::*;
+use warden_e2e::{raw, wire};
+
+async fn setup() -> TestBroker {
+    let broker = TestBroker::start_default();
+    broker.user_with_rights("alice", "pw", "m/#").await;
+    broker
+}
+
+/// Sends `bytes` after a successful CONNECT and returns how the connection ended.
+async fn after_connect(broker: &TestBroker, version: Version, bytes: &[u8]) -> raw::Ending {
+    let mut c = broker.login(version, &client_id("m"), "alice", "pw").await;
+    c.send(bytes).await.expect("send");
+    c.ending(WAIT).await
+}
+
+fn topic_bytes(topic: &[u8]) -> Vec<u8> {
+    let mut b = (topic.len() as u16).to_be_bytes().to_vec();
+    b.extend_from_slice(topic);
+    b
+}
+
+/// Each case: name, bytes, v5 reason code.
+fn cases() -> Vec<(&'static str, Vec<u8>, u8)> {
+    let mut publish_qos3 = topic_bytes(b"m/a");
+    publish_qos3.extend([0, 1, 0]);
+    let mut nul_topic = topic_bytes(b"m/\0");
+    nul_topic.push(0);
+    let mut surrogate = topic_bytes(&[b'm', b'/', 0xED, 0xA0, 0x80]);
+    surrogate.push(0);
+    let mut wildcard_topic = topic_bytes(b"m/#");
+    wildcard_topic.push(0);
+    let mut sub_bad_flags = vec![0, 1, 0];
+    sub_bad_flags.extend(topic_bytes(b"m/a"));
+    sub_bad_flags.push(0);
+    let mut sub_reserved_opts = vec![0, 1, 0];
+    sub_reserved_opts.extend(topic_bytes(b"m/a"));
+    sub_reserved_opts.push(0xC0);
+    let mut sub_id_zero = vec![0, 1, 2, SUBSCRIPTION_ID, 0];
+    sub_id_zero.extend(topic_bytes(b"m/a"));
+    sub_id_zero.push(0);
+    vec![
+        ("PUBLISH with QoS 3", frame(0x36, &publish_qos3), 0x81),
+        ("U+0000 in a topic", frame(0x30, &nul_topic), 0x81),
+        ("UTF-16 surrogate in a topic", frame(0x30, &surrogate), 0x81),
+        ("remaining length of 5 bytes", vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], 0x81),
+        ("SUBSCRIBE with reserved flags 0000", frame(0x80, &sub_bad_flags), 0x81),
+        ("SUBSCRIBE options reserved bits", frame(0x82, &sub_reserved_opts), 0x81),
+        ("reserved packet type 0", frame(0x00, &[]), 0x81),
+        ("PINGREQ with a body", frame(0xC0, &[0]), 0x81),
+        ("second CONNECT", wire::encode_connect(&Connect::new(Version::V5, "again")), 0x82),
+        ("subscription identifier 0", frame(0x82, &sub_id_zero), 0x82),
+        ("wildcard in a PUBLISH topic", frame(0x30, &wildcard_topic), 0x82),
+    ]
+}
+
+#[tokio::test]
+async fn v5_malformed_packets_get_the_spec_reason_code_and_close() {
+    let broker = setup().await;
+    let mut wrong = Vec::new();
+    for (name, bytes, want) in cases() {
+        let end = after_connect(&broker, Version::V5, &bytes).await;
+        let got = end.disconnect_code();
+        let valid = [0x81, 0x82];
+        if got != Some(want) {
+            wrong.push(format!("{name}: want DISCONNECT 0x{want:02x}, got {got:x?} ({:?})", end.end));
+        } else if !valid.contains(&want) {
+            wrong.push(format!("{name}: unexpected code"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn v311_malformed_packets_close_without_a_reply() {
+    let broker = setup().await;
+    let mut wrong = Vec::new();
+    for (name, bytes, _) in cases() {
+        if name == "subscription identifier 0" {
+            continue; // v5 only
+        }
+        let bytes = if name == "second CONNECT" {
+            wire::encode_connect(&Connect::new(Version::V311, "again"))
+        } else {
+            bytes
+        };
+        let end = after_connect(&broker, Version::V311, &bytes).await;
+        if !end.packets.is_empty() {
+            wrong.push(format!("{name}: got {:?} before the close", end.packets));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn malformed_connect_is_closed_without_connack_success() {
+    let broker = setup().await;
+    let bad = [
+        frame(0x10, &[0, 4, b'M', b'Q', b'T', b'X', 4, 2, 0, 60, 0, 1, b'x']),
+        frame(0x10, &[0, 4, b'M', b'Q', b'T', b'T', 4, 3, 0, 60, 0, 1, b'x']),
+        frame(0x30, &[0, 1, b'a']),
+    ];
+    for bytes in bad {
+        let mut raw = broker.raw().await;
+        raw.send(&bytes).await.expect("send");
+        let end = raw.ending(WAIT).await;
+        let accepted = end
+            .packets
+            .iter()
+            .any(|p| matches!(p, Incoming::ConnAck { code: 0, .. }));
+        assert!(!accepted, "{bytes:02x?} accepted: {end:?}");
+    }
+}
+
+#[tokio::test]
+async fn unsupported_protocol_level_gets_0x01() {
+    let broker = setup().await;
+    let mut raw = broker.raw().await;
+    let body = [0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 1, b'x'];
+    raw.send(&frame(0x10, &body)).await.expect("send");
+    let end = raw.ending(WAIT).await;
+    let codes: Vec<u8> = end
+        .packets
+        .iter()
+        .filter_map(|p| match p {
+            Incoming::ConnAck { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert!(codes == vec![0x01] || codes.is_empty(), "v3.1.1 CONNACK 0x01 or close: {codes:?}");
+}
+
+#[tokio::test]
+async fn other_connections_survive_a_malformed_one() {
+    let broker = setup().await;
+    let mut good = broker.login(Version::V5, &client_id("good"), "alice", "pw").await;
+    good.subscribe("m/#", 1).await;
+    after_connect(&broker, Version::V5, &frame(0x36, &[0, 1, b'm', 0, 1])).await;
+    let mut p = broker.login(Version::V5, &client_id("p"), "alice", "pw").await;
+    p.publish_acked(Publish::new("m/ok", b"still here", 1)).await;
+    assert_eq!(good.next_publish(WAIT).await.expect("delivered").payload, b"still here");
+}
