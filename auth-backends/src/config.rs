@@ -3,6 +3,9 @@
 //! Two steps, as in vector: `validate` is pure and names the field; `open`
 //! does the I/O and returns the store ready to use (migrations applied).
 
+// With no backend feature the enum is empty and some items go unused.
+#![cfg_attr(not(feature = "sqlite"), allow(unused))]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,23 +60,23 @@ impl StoreConfig {
 
     /// Check the values without touching the file system or the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self {
+        match *self {
             #[cfg(feature = "sqlite")]
-            StoreConfig::Sqlite { path, timeout } => {
+            StoreConfig::Sqlite { ref path, timeout } => {
                 if path.as_os_str().is_empty() {
                     return Err(ConfigError {
                         field: "store.path",
                         message: "must not be empty".to_owned(),
                     });
                 }
-                validate_timeout(*timeout)
+                validate_timeout(timeout)
             }
         }
     }
 
     /// The per-call timeout in force.
     pub fn timeout(&self) -> Duration {
-        match self {
+        match *self {
             #[cfg(feature = "sqlite")]
             StoreConfig::Sqlite { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
         }
@@ -106,9 +109,9 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreErro
         field: e.field.to_owned(),
         message: e.message,
     })?;
-    match config {
+    match *config {
         #[cfg(feature = "sqlite")]
-        StoreConfig::Sqlite { path, .. } => {
+        StoreConfig::Sqlite { ref path, .. } => {
             let store = crate::sqlite::SqliteStore::open(path, config.timeout()).await?;
             Ok(Arc::new(store))
         }

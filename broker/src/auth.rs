@@ -45,7 +45,8 @@ pub struct Credentials<'a> {
 }
 
 fn unavailable(err: StoreError) -> AuthError {
-    tracing::warn!(error = %err, "store lookup failed at login; refusing (fail closed)");
+    // Debug only: the policy registry logs the outage once, not per login.
+    tracing::debug!(error = %err, "store lookup failed at login; refusing (fail closed)");
     AuthError::Unavailable
 }
 

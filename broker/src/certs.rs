@@ -307,3 +307,101 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertError
     file.sync_all().map_err(io_err)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn dev_certs_are_made_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("certs");
+        let first = ensure_dev_certs(&dir).unwrap();
+        assert!(first.created);
+        assert_eq!(first.ca_cert, dir.join("ca.pem"));
+        let ca = fs::read_to_string(&first.ca_cert).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&dir.join("ca.key")), 0o600);
+            assert_eq!(mode(&first.server_key), 0o600);
+            assert_eq!(mode(&dir), 0o700);
+        }
+        let again = ensure_dev_certs(&dir).unwrap();
+        assert!(!again.created);
+        assert_eq!(fs::read_to_string(&again.ca_cert).unwrap(), ca);
+    }
+
+    #[test]
+    fn dev_ca_and_server_cert_contents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dev = ensure_dev_certs(tmp.path()).unwrap();
+        let pem = fs::read(&dev.server_cert).unwrap();
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let cert = block.parse_x509().unwrap();
+        assert_eq!(cert.issuer().to_string(), format!("CN={DEV_CA_CN}"));
+        let sans = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = sans
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["DNSName(localhost)", "IPAddress(127.0.0.1)", "IPAddress(::1)"]);
+        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
+            / 86_400;
+        assert_eq!(days, 825);
+    }
+
+    #[test]
+    fn server_cert_is_reissued_from_an_existing_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = ensure_dev_certs(tmp.path()).unwrap();
+        fs::remove_file(&first.server_cert).unwrap();
+        fs::remove_file(&first.server_key).unwrap();
+        assert!(ensure_dev_certs(tmp.path()).unwrap().created);
+        fs::remove_file(tmp.path().join("ca.pem")).unwrap();
+        fs::remove_file(&first.server_key).unwrap();
+        let err = ensure_dev_certs(tmp.path()).unwrap_err();
+        assert!(matches!(err, CertError::Incomplete { .. }), "{err}");
+        assert!(err.to_string().contains("ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn issuing_checks_names_and_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        ensure_dev_certs(tmp.path()).unwrap();
+        let (cert, key) = issue_client_cert(tmp.path(), "alice").unwrap();
+        assert_eq!(cert, tmp.path().join("alice.pem"));
+        #[cfg(unix)]
+        assert_eq!(mode(&key), 0o600);
+        assert!(matches!(
+            issue_client_cert(tmp.path(), "alice"),
+            Err(CertError::Exists(_))
+        ));
+        for bad in ["", "../x", "a/b", ".hidden"] {
+            assert!(matches!(
+                issue_client_cert(tmp.path(), bad),
+                Err(CertError::InvalidName(_))
+            ));
+        }
+        let sans = ["mqtt.example".to_owned()];
+        assert!(issue_server_cert(tmp.path(), "edge", &sans).is_ok());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            issue_client_cert(empty.path(), "x"),
+            Err(CertError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn sign_leaf_rejects_garbage() {
+        assert!(sign_leaf("nope", "nope", "x", &[], true).is_err());
+    }
+}

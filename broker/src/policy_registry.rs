@@ -15,40 +15,67 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use warden_auth::{PrincipalKey, StoreError, UserRecord};
+use warden_auth::{ChangeFeed, PrincipalKey, StoreError, UserRecord};
 use warden_policy::{PolicyEngine, PolicyVersion, QoS, RuleSet};
 
 use crate::broker::Broker;
 use crate::session::state::{Kick, Session, SubKey};
 use crate::shutdown::Shutdown;
 
-/// Poll the store's policy version and apply changes until shutdown.
+/// Follow the store's policy version and apply changes until shutdown.
+///
+/// A store with a push feed (PostgreSQL LISTEN/NOTIFY, Redis pub/sub) wakes
+/// this loop as soon as a write commits; the version is still polled every
+/// `poll_interval` as a safety net, because a notification sent while the
+/// feed was reconnecting is lost. Stores without push are polled.
 pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let interval = broker.config.policy.poll_interval;
+    let mut feed = broker.store.changes();
     let mut healthy = true;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+        let wait = match &feed {
+            ChangeFeed::Poll(every) => (*every).min(interval),
+            _ => interval,
+        };
+        let feed_closed = tokio::select! {
+            pushed = next_push(&mut feed) => pushed.is_none(),
+            _ = tokio::time::sleep(wait) => false,
             _ = shutdown.recv() => return,
+        };
+        if feed_closed {
+            tracing::debug!("change feed closed; polling instead");
+            feed = ChangeFeed::Poll(interval);
         }
-        match broker.store.policy_version().await {
-            Ok(version) => {
-                if !healthy {
-                    tracing::info!(store = broker.store.backend(), "store reachable again");
-                    healthy = true;
-                }
-                if version.0 != broker.policy_version() {
-                    tracing::info!(version = version.0, "policy changed; recompiling sessions");
-                    if refresh_all(&broker, version).await.is_ok() {
-                        broker.set_policy_version(version.0);
-                    }
+        check_version(&broker, &mut healthy).await;
+    }
+}
+
+/// The next pushed version; never resolves for a polled store.
+async fn next_push(feed: &mut ChangeFeed) -> Option<PolicyVersion> {
+    match feed {
+        ChangeFeed::Push(rx) => rx.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
+    match broker.store.policy_version().await {
+        Ok(version) => {
+            if !*healthy {
+                tracing::info!(store = broker.store.backend(), "store reachable again");
+                *healthy = true;
+            }
+            if version.0 != broker.policy_version() {
+                tracing::info!(version = version.0, "policy changed; recompiling sessions");
+                if refresh_all(broker, version).await.is_ok() {
+                    broker.set_policy_version(version.0);
                 }
             }
-            Err(err) => {
-                if healthy {
-                    tracing::warn!(store = broker.store.backend(), error = %err, "store unavailable; new logins are refused, connected clients keep their policy");
-                    healthy = false;
-                }
+        }
+        Err(err) => {
+            if *healthy {
+                tracing::warn!(store = broker.store.backend(), error = %err, "store unavailable; new logins are refused, connected clients keep their policy");
+                *healthy = false;
             }
         }
     }

@@ -72,7 +72,9 @@ impl Env {
         let mut all = vec!["acl", "add"];
         all.extend_from_slice(args);
         let value = self.json(&all);
-        value["id"].as_u64().unwrap_or_else(|| panic!("no id in {value}"))
+        value["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no id in {value}"))
     }
 }
 
@@ -99,7 +101,15 @@ fn user_add_from_stdin_then_list_and_show() {
     let env = Env::new();
     env.add_user("alice");
     let out = env.run_stdin(
-        &["user", "add", "bob", "--no-password", "--superuser", "--role", "ops"],
+        &[
+            "user",
+            "add",
+            "bob",
+            "--no-password",
+            "--superuser",
+            "--role",
+            "ops",
+        ],
         "",
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -146,23 +156,64 @@ fn password_is_never_taken_without_a_terminal_or_stdin_flag() {
 fn user_disable_enable_passwd_remove() {
     let env = Env::new();
     env.add_user("alice");
-    assert_eq!(env.ok(&["user", "disable", "alice"]), "user alice: disabled\n");
-    assert_eq!(env.json(&["user", "show", "alice"])["enabled"], Value::Bool(false));
-    assert_eq!(env.ok(&["user", "enable", "alice"]), "user alice: enabled\n");
-    assert_eq!(env.json(&["user", "show", "alice"])["enabled"], Value::Bool(true));
+    assert_eq!(
+        env.ok(&["user", "disable", "alice"]),
+        "user alice: disabled\n"
+    );
+    assert_eq!(
+        env.json(&["user", "show", "alice"])["enabled"],
+        Value::Bool(false)
+    );
+    assert_eq!(
+        env.ok(&["user", "enable", "alice"]),
+        "user alice: enabled\n"
+    );
+    assert_eq!(
+        env.json(&["user", "show", "alice"])["enabled"],
+        Value::Bool(true)
+    );
     let out = env.run_stdin(&["user", "passwd", "alice", "--password-stdin"], "new pw\n");
-    assert_eq!(stdout(&out), "user alice: password changed\n", "{}", stderr(&out));
-    assert_eq!(env.ok(&["user", "remove", "alice"]), "user alice: removed\n");
-    assert_one_line_error(&env.run(&["user", "show", "alice"]), "user \"alice\" does not exist");
-    assert_one_line_error(&env.run(&["user", "remove", "alice"]), "cannot remove user \"alice\"");
+    assert_eq!(
+        stdout(&out),
+        "user alice: password changed\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.ok(&["user", "remove", "alice"]),
+        "user alice: removed\n"
+    );
+    assert_one_line_error(
+        &env.run(&["user", "show", "alice"]),
+        "user \"alice\" does not exist",
+    );
+    assert_one_line_error(
+        &env.run(&["user", "remove", "alice"]),
+        "cannot remove user \"alice\"",
+    );
 }
 
 #[test]
 fn acl_add_list_remove() {
     let env = Env::new();
     env.add_user("alice");
-    let first = env.add_rule(&["--user", "alice", "--allow", "publish,subscribe", "sensors/${username}/#", "--max-qos", "1"]);
-    let second = env.add_rule(&["--everyone", "--deny", "all", "secret/#", "--retain", "true"]);
+    let first = env.add_rule(&[
+        "--user",
+        "alice",
+        "--allow",
+        "publish,subscribe",
+        "sensors/${username}/#",
+        "--max-qos",
+        "1",
+    ]);
+    let second = env.add_rule(&[
+        "--everyone",
+        "--deny",
+        "all",
+        "secret/#",
+        "--retain",
+        "true",
+    ]);
     assert!(second > first);
 
     let table = env.ok(&["acl", "list"]);
@@ -183,7 +234,10 @@ fn acl_add_list_remove() {
         }])
     );
 
-    assert_eq!(env.ok(&["acl", "remove", &first.to_string()]), format!("removed rule {first}\n"));
+    assert_eq!(
+        env.ok(&["acl", "remove", &first.to_string()]),
+        format!("removed rule {first}\n")
+    );
     let left = env.json(&["acl", "list"]);
     assert_eq!(left.as_array().map(Vec::len), Some(1));
     assert_eq!(left[0]["id"], Value::from(second));
@@ -193,18 +247,47 @@ fn acl_add_list_remove() {
 fn invalid_rules_are_one_line_errors() {
     let env = Env::new();
     env.add_user("alice");
-    let out = env.run(&["acl", "add", "--user", "alice", "--allow", "publish", "a/#/b"]);
+    let out = env.run(&[
+        "acl", "add", "--user", "alice", "--allow", "publish", "a/#/b",
+    ]);
     assert_one_line_error(&out, "invalid rule: invalid topic filter \"a/#/b\"");
-    let out = env.run(&["acl", "add", "--user", "alice", "--deny", "publish", "a/b", "--max-qos", "1"]);
+    let out = env.run(&[
+        "acl",
+        "add",
+        "--user",
+        "alice",
+        "--deny",
+        "publish",
+        "a/b",
+        "--max-qos",
+        "1",
+    ]);
     assert_one_line_error(&out, "max_qos");
-    let out = env.run(&["acl", "add", "--user", "alice", "--allow", "connect,publish", "a"]);
+    let out = env.run(&[
+        "acl",
+        "add",
+        "--user",
+        "alice",
+        "--allow",
+        "connect,publish",
+        "a",
+    ]);
     assert_one_line_error(&out, "connect rule");
     assert_eq!(env.json(&["acl", "list"]), serde_json::json!([]));
 
     // Usage errors stay clap's: exit status 2.
     let out = env.run(&["acl", "add", "--user", "alice", "--allow", "write", "a"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = env.run(&["acl", "add", "--user", "alice", "--everyone", "--allow", "publish", "a"]);
+    let out = env.run(&[
+        "acl",
+        "add",
+        "--user",
+        "alice",
+        "--everyone",
+        "--allow",
+        "publish",
+        "a",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -212,8 +295,20 @@ fn invalid_rules_are_one_line_errors() {
 fn check_names_the_deciding_rule() {
     let env = Env::new();
     env.add_user("alice");
-    let allow = env.add_rule(&["--user", "alice", "--allow", "publish", "sensors/${username}/#"]);
-    let deny = env.add_rule(&["--user", "alice", "--deny", "publish", "sensors/alice/secret"]);
+    let allow = env.add_rule(&[
+        "--user",
+        "alice",
+        "--allow",
+        "publish",
+        "sensors/${username}/#",
+    ]);
+    let deny = env.add_rule(&[
+        "--user",
+        "alice",
+        "--deny",
+        "publish",
+        "sensors/alice/secret",
+    ]);
 
     let ok = env.json(&["check", "alice", "publish", "sensors/alice/t", "--qos", "1"]);
     assert_eq!(ok["allowed"], Value::Bool(true));
@@ -231,14 +326,32 @@ fn check_names_the_deciding_rule() {
     assert!(text.contains("deciding rule: none\n"), "{text}");
 
     let text = env.ok(&["check", "alice", "publish", "sensors/alice/t"]);
-    assert!(text.starts_with(&format!("allow (qos 0, rule {allow})\n")), "{text}");
+    assert!(
+        text.starts_with(&format!("allow (qos 0, rule {allow})\n")),
+        "{text}"
+    );
 
     // Only --exit-code turns a deny into a status (3); an error stays 1.
-    let out = env.run(&["check", "alice", "publish", "sensors/alice/secret", "--exit-code"]);
+    let out = env.run(&[
+        "check",
+        "alice",
+        "publish",
+        "sensors/alice/secret",
+        "--exit-code",
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    let out = env.run(&["check", "alice", "publish", "sensors/alice/t", "--exit-code"]);
+    let out = env.run(&[
+        "check",
+        "alice",
+        "publish",
+        "sensors/alice/t",
+        "--exit-code",
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    assert_one_line_error(&env.run(&["check", "nobody", "publish", "a"]), "user \"nobody\" does not exist");
+    assert_one_line_error(
+        &env.run(&["check", "nobody", "publish", "a"]),
+        "user \"nobody\" does not exist",
+    );
 }
 
 #[test]
@@ -251,8 +364,14 @@ fn role_grant_and_revoke_change_the_verdict() {
     let before = env.json(&["check", "bob", "subscribe", "ops/+/status"]);
     assert_eq!(before["allowed"], Value::Bool(false));
 
-    assert_eq!(env.ok(&["role", "grant", "ops", "bob"]), "user bob is now a member of role ops\n");
-    assert_eq!(env.json(&["user", "show", "bob"])["roles"], serde_json::json!(["ops"]));
+    assert_eq!(
+        env.ok(&["role", "grant", "ops", "bob"]),
+        "user bob is now a member of role ops\n"
+    );
+    assert_eq!(
+        env.json(&["user", "show", "bob"])["roles"],
+        serde_json::json!(["ops"])
+    );
     assert_eq!(
         env.json(&["role", "list"]),
         serde_json::json!([{"name": "ops", "members": ["bob"]}])
@@ -261,8 +380,14 @@ fn role_grant_and_revoke_change_the_verdict() {
     assert_eq!(after["allowed"], Value::Bool(true));
     assert_eq!(after["decision"]["rule"], Value::from(rule));
 
-    assert_eq!(env.ok(&["role", "revoke", "ops", "bob"]), "user bob is no longer a member of role ops\n");
-    assert_eq!(env.json(&["user", "show", "bob"])["roles"], serde_json::json!([]));
+    assert_eq!(
+        env.ok(&["role", "revoke", "ops", "bob"]),
+        "user bob is no longer a member of role ops\n"
+    );
+    assert_eq!(
+        env.json(&["user", "show", "bob"])["roles"],
+        serde_json::json!([])
+    );
     let revoked = env.json(&["check", "bob", "subscribe", "ops/+/status"]);
     assert_eq!(revoked["allowed"], Value::Bool(false));
     assert_eq!(env.ok(&["role", "remove", "ops"]), "role ops: removed\n");

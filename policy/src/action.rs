@@ -9,11 +9,19 @@ pub enum Action<'a> {
     /// May this client connect with `principal.client_id`?
     Connect,
     /// Publish (also used for the will message at CONNECT).
-    Publish { topic: &'a str, qos: QoS, retain: bool },
+    Publish {
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    },
     /// Subscribe; `filter` is the plain filter without any `$share/<group>/` prefix.
     Subscribe { filter: &'a str, qos: QoS },
     /// Delivery of a message to this client.
-    Receive { topic: &'a str, qos: QoS, retain: bool },
+    Receive {
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    },
 }
 
 impl Action<'_> {

@@ -94,7 +94,10 @@ impl ClientIdPattern {
     /// Does `client_id` match? Does not allocate.
     pub(crate) fn matches(&self, client_id: &str) -> bool {
         if !self.has_star {
-            return self.lits.first().map_or(client_id.is_empty(), |l| l == client_id);
+            return self
+                .lits
+                .first()
+                .map_or(client_id.is_empty(), |l| l == client_id);
         }
         let last = self.lits.len().saturating_sub(1);
         let mut pos = 0;

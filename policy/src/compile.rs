@@ -5,11 +5,11 @@
 use serde::Serialize;
 
 use crate::client_id::{ClientIdPattern, Piece};
+use crate::error::PolicyError;
 use crate::placeholder::{self, Placeholder, Segment, Unusable, ValueProblem};
 use crate::principal::Principal;
 use crate::qos::QoS;
 use crate::rule::{ActionKind, ActionSet, Effect, Rule, RuleId, RuleSet, Subject};
-use crate::error::PolicyError;
 
 /// What a rule's pattern became for this principal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,13 @@ pub struct CompileWarning {
 
 impl std::fmt::Display for CompileWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rule {}: {} unusable ({})", self.rule, self.placeholder.name(), self.problem)?;
+        write!(
+            f,
+            "rule {}: {} unusable ({})",
+            self.rule,
+            self.placeholder.name(),
+            self.problem
+        )?;
         match &self.widened_to {
             Some(w) => write!(f, "; deny rule widened to {w}"),
             None => write!(f, "; allow rule matches nothing"),
@@ -91,14 +97,17 @@ pub(crate) fn compile(p: &Principal, rules: &RuleSet) -> Result<Compiled, Policy
         let segments = placeholder::parse(&rule.pattern)?;
         let is_connect = rule.actions.contains(ActionKind::Connect);
         out.has_connect_rules |= is_connect;
-        let sans: Vec<Option<&str>> = if placeholder::has_placeholder(&segments, Placeholder::CertSan) {
-            match p.cert.as_ref().map(|c| c.sans.as_slice()) {
-                Some(list) if !list.is_empty() => list.iter().map(|s| Some(s.as_str())).collect(),
-                _ => vec![None],
-            }
-        } else {
-            vec![None]
-        };
+        let sans: Vec<Option<&str>> =
+            if placeholder::has_placeholder(&segments, Placeholder::CertSan) {
+                match p.cert.as_ref().map(|c| c.sans.as_slice()) {
+                    Some(list) if !list.is_empty() => {
+                        list.iter().map(|s| Some(s.as_str())).collect()
+                    }
+                    _ => vec![None],
+                }
+            } else {
+                vec![None]
+            };
         for san in sans {
             let result = if is_connect {
                 connect_matcher(&segments, p, san)
@@ -178,7 +187,11 @@ fn connect_matcher(
                 };
                 pieces.push(Piece::Star);
                 let widened = Matcher::ClientId(ClientIdPattern::build(&pieces));
-                let unusable = Unusable { placeholder: *ph, problem, prefix: String::new() };
+                let unusable = Unusable {
+                    placeholder: *ph,
+                    problem,
+                    prefix: String::new(),
+                };
                 return Err((unusable, widened));
             }
         }

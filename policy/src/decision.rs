@@ -16,7 +16,10 @@ pub enum Decision {
     /// connect with no connect rule.
     Allow { qos: QoS, rule: Option<RuleId> },
     /// Denied, with why and the rule that decided (if one did).
-    Deny { reason: DenyReason, rule: Option<RuleId> },
+    Deny {
+        reason: DenyReason,
+        rule: Option<RuleId>,
+    },
 }
 
 /// Why an action was denied.
@@ -69,7 +72,10 @@ impl std::fmt::Display for Decision {
         match self {
             Decision::Allow { qos, rule: Some(r) } => write!(f, "allow (qos {qos}, rule {})", r.0),
             Decision::Allow { qos, rule: None } => write!(f, "allow (qos {qos})"),
-            Decision::Deny { reason, rule: Some(r) } => write!(f, "deny: {reason} (rule {})", r.0),
+            Decision::Deny {
+                reason,
+                rule: Some(r),
+            } => write!(f, "deny: {reason} (rule {})", r.0),
             Decision::Deny { reason, rule: None } => write!(f, "deny: {reason}"),
         }
     }

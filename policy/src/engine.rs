@@ -15,7 +15,9 @@ use crate::principal::Principal;
 use crate::rule::RuleSet;
 
 /// The store's policy version; bumped on every change.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct PolicyVersion(pub u64);
 
@@ -48,7 +50,9 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { superuser_bypass: true }
+        EngineOptions {
+            superuser_bypass: true,
+        }
     }
 }
 
@@ -72,7 +76,12 @@ impl AclEngine {
     ) -> Result<AclPolicy, PolicyError> {
         let compiled = compile(principal, rules)?;
         let bypass = self.options.superuser_bypass && principal.superuser;
-        Ok(AclPolicy::new(compiled, principal.client_id.clone(), bypass, version))
+        Ok(AclPolicy::new(
+            compiled,
+            principal.client_id.clone(),
+            bypass,
+            version,
+        ))
     }
 }
 

@@ -68,8 +68,16 @@ impl std::fmt::Display for Explanation {
         }
         for t in &self.rules {
             let mark = if t.decided { "*" } else { " " };
-            let effect = if t.effect == Effect::Allow { "allow" } else { "deny" };
-            writeln!(f, " {mark} rule {} {effect} {}: {:?}", t.rule, t.pattern, t.outcome)?;
+            let effect = if t.effect == Effect::Allow {
+                "allow"
+            } else {
+                "deny"
+            };
+            writeln!(
+                f,
+                " {mark} rule {} {effect} {}: {:?}",
+                t.rule, t.pattern, t.outcome
+            )?;
         }
         for w in &self.warnings {
             writeln!(f, "  warning: {w}")?;
@@ -101,7 +109,10 @@ pub(crate) fn explain(p: &AclPolicy, action: &Action<'_>, decision: Decision) ->
     }
     rules.sort_by_key(|t| t.rule);
     if let Some(id) = decision.rule() {
-        for t in rules.iter_mut().filter(|t| t.rule == id && t.outcome == RuleOutcome::Matched) {
+        for t in rules
+            .iter_mut()
+            .filter(|t| t.rule == id && t.outcome == RuleOutcome::Matched)
+        {
             t.decided = true;
         }
         if !rules.iter().any(|t| t.decided) {
@@ -111,7 +122,12 @@ pub(crate) fn explain(p: &AclPolicy, action: &Action<'_>, decision: Decision) ->
             }
         }
     }
-    Explanation { decision, superuser_bypass: p.bypass, rules, warnings: p.warnings.clone() }
+    Explanation {
+        decision,
+        superuser_bypass: p.bypass,
+        rules,
+        warnings: p.warnings.clone(),
+    }
 }
 
 fn outcome(p: &AclPolicy, e: &Entry, action: &Action<'_>) -> RuleOutcome {
@@ -130,7 +146,14 @@ fn outcome(p: &AclPolicy, e: &Entry, action: &Action<'_>) -> RuleOutcome {
     }
 }
 
-fn message(e: &Entry, m: &Matcher, topic: &str, qos: QoS, retain: bool, publish: bool) -> RuleOutcome {
+fn message(
+    e: &Entry,
+    m: &Matcher,
+    topic: &str,
+    qos: QoS,
+    retain: bool,
+    publish: bool,
+) -> RuleOutcome {
     let hit = match m {
         Matcher::Filter(f) => topic_matches(f, topic),
         Matcher::AnyTopic => true,
@@ -140,9 +163,13 @@ fn message(e: &Entry, m: &Matcher, topic: &str, qos: QoS, retain: bool, publish:
         return RuleOutcome::NoMatch;
     }
     match e.effect {
-        Effect::Deny if matches!(e.retain, Some(r) if r != retain) => RuleOutcome::RetainConditionNotMet,
+        Effect::Deny if matches!(e.retain, Some(r) if r != retain) => {
+            RuleOutcome::RetainConditionNotMet
+        }
         Effect::Deny => RuleOutcome::Matched,
-        Effect::Allow if publish && matches!(e.max_qos, Some(m) if qos > m) => RuleOutcome::QosAboveMax,
+        Effect::Allow if publish && matches!(e.max_qos, Some(m) if qos > m) => {
+            RuleOutcome::QosAboveMax
+        }
         Effect::Allow if retain && e.retain == Some(false) => RuleOutcome::RetainNotAllowed,
         Effect::Allow => RuleOutcome::Matched,
     }
@@ -161,4 +188,3 @@ fn subscribe(e: &Entry, m: &Matcher, filter: &str) -> RuleOutcome {
         (false, false) => RuleOutcome::NoMatch,
     }
 }
-

@@ -128,7 +128,11 @@ pub(crate) fn validate_client_id_pattern(pattern: &str) -> Result<(), PolicyErro
 
 /// The value of a placeholder for this principal; `san` is the SAN chosen
 /// for this expansion of a `${cert.san}` rule.
-pub(crate) fn value<'p>(ph: Placeholder, p: &'p Principal, san: Option<&'p str>) -> Option<&'p str> {
+pub(crate) fn value<'p>(
+    ph: Placeholder,
+    p: &'p Principal,
+    san: Option<&'p str>,
+) -> Option<&'p str> {
     match ph {
         Placeholder::Username => p.username.as_deref(),
         Placeholder::ClientId => Some(p.client_id.as_str()),
@@ -160,7 +164,9 @@ pub(crate) fn substitute_filter(
                 let problem = match value(*ph, p, san) {
                     None => Some(ValueProblem::Missing),
                     Some("") => Some(ValueProblem::Empty),
-                    Some(v) if v.contains(['+', '#', '/', '\0']) => Some(ValueProblem::ForbiddenChar),
+                    Some(v) if v.contains(['+', '#', '/', '\0']) => {
+                        Some(ValueProblem::ForbiddenChar)
+                    }
                     Some(v) if v.starts_with('$') && built.is_empty() => {
                         Some(ValueProblem::LeadingDollar)
                     }
@@ -170,14 +176,22 @@ pub(crate) fn substitute_filter(
                     }
                 };
                 if let Some(problem) = problem {
-                    return Err(Unusable { placeholder: *ph, problem, prefix: built });
+                    return Err(Unusable {
+                        placeholder: *ph,
+                        problem,
+                        prefix: built,
+                    });
                 }
             }
         }
     }
     if validate_filter(&built).is_err() {
         let placeholder = first_placeholder(segments).unwrap_or(Placeholder::Username);
-        return Err(Unusable { placeholder, problem: ValueProblem::InvalidResult, prefix: String::new() });
+        return Err(Unusable {
+            placeholder,
+            problem: ValueProblem::InvalidResult,
+            prefix: String::new(),
+        });
     }
     Ok(built)
 }

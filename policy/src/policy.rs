@@ -26,7 +26,12 @@ pub struct AclPolicy {
 }
 
 impl AclPolicy {
-    pub(crate) fn new(c: Compiled, client_id: String, bypass: bool, version: PolicyVersion) -> AclPolicy {
+    pub(crate) fn new(
+        c: Compiled,
+        client_id: String,
+        bypass: bool,
+        version: PolicyVersion,
+    ) -> AclPolicy {
         let mut p = AclPolicy {
             entries: Vec::new(),
             warnings: c.warnings,
@@ -68,32 +73,57 @@ impl AclPolicy {
 
     fn decide_connect(&self) -> Decision {
         if self.bypass || !self.has_connect_rules {
-            return Decision::Allow { qos: QoS::AtMostOnce, rule: None };
+            return Decision::Allow {
+                qos: QoS::AtMostOnce,
+                rule: None,
+            };
         }
         let mut deny: Option<RuleId> = None;
         let mut allow: Option<RuleId> = None;
         for e in self.connect.iter().filter_map(|i| self.entry(*i)) {
-            let Matcher::ClientId(pat) = &e.matcher else { continue };
+            let Matcher::ClientId(pat) = &e.matcher else {
+                continue;
+            };
             if pat.matches(&self.client_id) {
-                let slot = if e.effect == Effect::Deny { &mut deny } else { &mut allow };
+                let slot = if e.effect == Effect::Deny {
+                    &mut deny
+                } else {
+                    &mut allow
+                };
                 *slot = Some(slot.map_or(e.id, |r| r.min(e.id)));
             }
         }
         match (deny, allow) {
-            (Some(rule), _) => Decision::Deny { reason: DenyReason::DeniedByRule, rule: Some(rule) },
-            (None, Some(rule)) => Decision::Allow { qos: QoS::AtMostOnce, rule: Some(rule) },
-            (None, None) => Decision::Deny { reason: DenyReason::ClientIdNotAllowed, rule: None },
+            (Some(rule), _) => Decision::Deny {
+                reason: DenyReason::DeniedByRule,
+                rule: Some(rule),
+            },
+            (None, Some(rule)) => Decision::Allow {
+                qos: QoS::AtMostOnce,
+                rule: Some(rule),
+            },
+            (None, None) => Decision::Deny {
+                reason: DenyReason::ClientIdNotAllowed,
+                rule: None,
+            },
         }
     }
 
     fn decide_message(&self, topic: &str, qos: QoS, retain: bool, publish: bool) -> Decision {
         if validate_topic(topic).is_err() {
-            return Decision::Deny { reason: DenyReason::InvalidTopic, rule: None };
+            return Decision::Deny {
+                reason: DenyReason::InvalidTopic,
+                rule: None,
+            };
         }
         if self.bypass {
             return Decision::Allow { qos, rule: None };
         }
-        let trie = if publish { &self.publish } else { &self.receive };
+        let trie = if publish {
+            &self.publish
+        } else {
+            &self.receive
+        };
         let mut acc = MessageAcc::default();
         trie.for_each_match(topic, &mut |idx| {
             if let Some(e) = self.entry(idx) {
@@ -105,7 +135,10 @@ impl AclPolicy {
 
     fn decide_subscribe(&self, filter: &str, qos: QoS) -> Decision {
         if validate_filter(filter).is_err() {
-            return Decision::Deny { reason: DenyReason::InvalidTopic, rule: None };
+            return Decision::Deny {
+                reason: DenyReason::InvalidTopic,
+                rule: None,
+            };
         }
         if self.bypass {
             return Decision::Allow { qos, rule: None };
@@ -116,15 +149,26 @@ impl AclPolicy {
             let Some(e) = self.entry(idx) else { return };
             match e.effect {
                 // A deny limited to retained/non-retained messages is enforced at receive.
-                Effect::Deny if e.retain.is_none() => deny = Some(deny.map_or(e.id, |r| r.min(e.id))),
+                Effect::Deny if e.retain.is_none() => {
+                    deny = Some(deny.map_or(e.id, |r| r.min(e.id)))
+                }
                 Effect::Deny => {}
                 Effect::Allow => Grant::offer(&mut allow, e),
             }
         });
         match (deny, allow) {
-            (Some(rule), _) => Decision::Deny { reason: DenyReason::DeniedByRule, rule: Some(rule) },
-            (None, Some(g)) => Decision::Allow { qos: g.grant(qos), rule: Some(g.rule) },
-            (None, None) => Decision::Deny { reason: DenyReason::NoMatchingAllow, rule: None },
+            (Some(rule), _) => Decision::Deny {
+                reason: DenyReason::DeniedByRule,
+                rule: Some(rule),
+            },
+            (None, Some(g)) => Decision::Allow {
+                qos: g.grant(qos),
+                rule: Some(g.rule),
+            },
+            (None, None) => Decision::Deny {
+                reason: DenyReason::NoMatchingAllow,
+                rule: None,
+            },
         }
     }
 }
@@ -150,7 +194,10 @@ impl Grant {
             }
         };
         if better {
-            *slot = Some(Grant { cap: e.max_qos, rule: e.id });
+            *slot = Some(Grant {
+                cap: e.max_qos,
+                rule: e.id,
+            });
         }
     }
 
@@ -195,7 +242,10 @@ impl MessageAcc {
             return deny(DenyReason::DeniedByRule, Some(rule));
         }
         if let Some(g) = self.allow {
-            return Decision::Allow { qos: g.grant(qos), rule: Some(g.rule) };
+            return Decision::Allow {
+                qos: g.grant(qos),
+                rule: Some(g.rule),
+            };
         }
         if let Some(rule) = self.qos_fail {
             return deny(DenyReason::QosAboveMax, Some(rule));
@@ -212,7 +262,9 @@ impl CompiledPolicy for AclPolicy {
         match *action {
             Action::Connect => self.decide_connect(),
             Action::Publish { topic, qos, retain } => self.decide_message(topic, qos, retain, true),
-            Action::Receive { topic, qos, retain } => self.decide_message(topic, qos, retain, false),
+            Action::Receive { topic, qos, retain } => {
+                self.decide_message(topic, qos, retain, false)
+            }
             Action::Subscribe { filter, qos } => self.decide_subscribe(filter, qos),
         }
     }

@@ -132,7 +132,9 @@ impl ActionSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = ActionKind> {
-        ActionKind::ALL.into_iter().filter(move |k| self.contains(*k))
+        ActionKind::ALL
+            .into_iter()
+            .filter(move |k| self.contains(*k))
     }
 }
 

@@ -210,7 +210,10 @@ impl SubscriptionFilter {
     /// Parses `a/+` or `$share/group/a/+`.
     pub fn parse(s: &str) -> Result<SubscriptionFilter, TopicError> {
         let Some(rest) = s.strip_prefix("$share/") else {
-            return Ok(SubscriptionFilter { share_group: None, filter: TopicFilter::parse(s)? });
+            return Ok(SubscriptionFilter {
+                share_group: None,
+                filter: TopicFilter::parse(s)?,
+            });
         };
         let (group, filter) = rest.split_once('/').ok_or(TopicError::InvalidShare)?;
         if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {

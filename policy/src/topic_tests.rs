@@ -8,7 +8,10 @@ fn topic_validation() {
     assert_eq!(validate_topic("a/\0"), Err(TopicError::NullChar));
     assert_eq!(validate_topic("a/+"), Err(TopicError::WildcardInTopic));
     assert_eq!(validate_topic("a/#"), Err(TopicError::WildcardInTopic));
-    assert_eq!(validate_topic(&"a".repeat(65_536)), Err(TopicError::TooLong));
+    assert_eq!(
+        validate_topic(&"a".repeat(65_536)),
+        Err(TopicError::TooLong)
+    );
     assert!(validate_topic(&"a".repeat(65_535)).is_ok());
     assert!(validate_topic("/").is_ok());
     assert!(validate_topic("a//b").is_ok());
@@ -21,11 +24,20 @@ fn filter_validation() {
     for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/#", "a//+", "$SYS/#"] {
         assert!(validate_filter(ok).is_ok(), "{ok}");
     }
-    assert_eq!(validate_filter("a/#/b"), Err(TopicError::MisplacedMultiLevel));
+    assert_eq!(
+        validate_filter("a/#/b"),
+        Err(TopicError::MisplacedMultiLevel)
+    );
     assert_eq!(validate_filter("a#"), Err(TopicError::MisplacedMultiLevel));
-    assert_eq!(validate_filter("a/b#"), Err(TopicError::MisplacedMultiLevel));
+    assert_eq!(
+        validate_filter("a/b#"),
+        Err(TopicError::MisplacedMultiLevel)
+    );
     assert_eq!(validate_filter("a+"), Err(TopicError::MisplacedSingleLevel));
-    assert_eq!(validate_filter("a/+b"), Err(TopicError::MisplacedSingleLevel));
+    assert_eq!(
+        validate_filter("a/+b"),
+        Err(TopicError::MisplacedSingleLevel)
+    );
     assert_eq!(validate_filter(""), Err(TopicError::Empty));
     assert_eq!(validate_filter("a\0"), Err(TopicError::NullChar));
 }
@@ -120,11 +132,26 @@ fn shared_subscriptions() {
     assert_eq!(s.filter.as_str(), "a/+");
     let plain = SubscriptionFilter::parse("a/#").expect("valid");
     assert_eq!(plain.share_group, None);
-    assert_eq!(SubscriptionFilter::parse("$share/g"), Err(TopicError::InvalidShare));
-    assert_eq!(SubscriptionFilter::parse("$share//a"), Err(TopicError::InvalidShare));
-    assert_eq!(SubscriptionFilter::parse("$share/g+/a"), Err(TopicError::InvalidShare));
-    assert_eq!(SubscriptionFilter::parse("$share/g/"), Err(TopicError::InvalidShare));
-    assert_eq!(SubscriptionFilter::parse("$share/g/a/#/b"), Err(TopicError::MisplacedMultiLevel));
+    assert_eq!(
+        SubscriptionFilter::parse("$share/g"),
+        Err(TopicError::InvalidShare)
+    );
+    assert_eq!(
+        SubscriptionFilter::parse("$share//a"),
+        Err(TopicError::InvalidShare)
+    );
+    assert_eq!(
+        SubscriptionFilter::parse("$share/g+/a"),
+        Err(TopicError::InvalidShare)
+    );
+    assert_eq!(
+        SubscriptionFilter::parse("$share/g/"),
+        Err(TopicError::InvalidShare)
+    );
+    assert_eq!(
+        SubscriptionFilter::parse("$share/g/a/#/b"),
+        Err(TopicError::MisplacedMultiLevel)
+    );
 }
 
 #[test]

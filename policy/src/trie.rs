@@ -27,7 +27,10 @@ pub(crate) struct Trie {
 
 impl Default for Trie {
     fn default() -> Self {
-        Trie { nodes: vec![Node::default()], any: Vec::new() }
+        Trie {
+            nodes: vec![Node::default()],
+            any: Vec::new(),
+        }
     }
 }
 
@@ -92,7 +95,9 @@ impl Trie {
         first: bool,
         hit: &mut impl FnMut(EntryIdx),
     ) {
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
         let Some(level) = levels.next() else {
             // "a/#" also matches "a".
             n.end.iter().chain(&n.hash).for_each(|e| hit(*e));
@@ -126,7 +131,9 @@ impl Trie {
         empty_prefix: bool,
         hit: &mut impl FnMut(EntryIdx),
     ) {
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
         let level = levels.next();
         if !(first && level.is_some_and(|l| l != "+" && l != "#" && dollar(l))) {
             n.hash.iter().for_each(|e| hit(*e));
@@ -149,7 +156,13 @@ impl Trie {
             }
             Some(l) => {
                 if let Some(c) = n.plus.filter(|_| !(first && dollar(l))) {
-                    self.cover_from(c as usize, levels.clone(), false, first && l.is_empty(), hit);
+                    self.cover_from(
+                        c as usize,
+                        levels.clone(),
+                        false,
+                        first && l.is_empty(),
+                        hit,
+                    );
                 }
                 if let Some(c) = self.lit(n, l) {
                     self.cover_from(c, levels, false, first && l.is_empty(), hit);

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use warden_policy::{
-    AclEngine, Action, ActionKind, ActionSet, CertInfo, Decision, DenyReason, Effect,
-    PolicyEngine, PolicyVersion, Principal, QoS, Rule, RuleId, RuleSet, RuleSpec, Subject,
+    AclEngine, Action, ActionKind, ActionSet, CertInfo, Decision, DenyReason, Effect, PolicyEngine,
+    PolicyVersion, Principal, QoS, Rule, RuleId, RuleSet, RuleSpec, Subject,
 };
 
 /// Levels used by generated topics; "z" never appears in rules.
@@ -53,7 +53,10 @@ fn naive_match(filter: &str, topic: &str) -> bool {
 
 /// F covers G when no topic of the universe is matched by G and not by F.
 fn naive_covers(f: &Pat, g: &str) -> bool {
-    universe().iter().filter(|t| naive_match(g, t)).all(|t| f.matches(t))
+    universe()
+        .iter()
+        .filter(|t| naive_match(g, t))
+        .all(|t| f.matches(t))
 }
 
 fn naive_glob(p: &[char], s: &[char]) -> bool {
@@ -113,7 +116,9 @@ fn substitute(rule: &Rule, p: &Principal, san: Option<&str>) -> Result<Pat, Pat>
             let bad = match v {
                 None | Some("") => true,
                 Some(v) if connect => v.contains('\0'),
-                Some(v) => v.contains(['+', '#', '/', '\0']) || (out.is_empty() && v.starts_with('$')),
+                Some(v) => {
+                    v.contains(['+', '#', '/', '\0']) || (out.is_empty() && v.starts_with('$'))
+                }
             };
             if bad {
                 if connect {
@@ -135,7 +140,11 @@ fn substitute(rule: &Rule, p: &Principal, san: Option<&str>) -> Result<Pat, Pat>
             rest = &rest[c.len_utf8()..];
         }
     }
-    Ok(if connect { Pat::Glob(glob) } else { Pat::Filter(out) })
+    Ok(if connect {
+        Pat::Glob(glob)
+    } else {
+        Pat::Filter(out)
+    })
 }
 
 fn applies(rule: &Rule, p: &Principal) -> bool {
@@ -173,7 +182,12 @@ fn rank(r: &Rule) -> (u8, std::cmp::Reverse<RuleId>) {
 fn reference(rules: &[Rule], p: &Principal, action: &Action<'_>) -> Decision {
     let deny = |reason, rule| Decision::Deny { reason, rule };
     let (kind, target, qos, retain) = match *action {
-        Action::Connect => (ActionKind::Connect, p.client_id.as_str(), QoS::AtMostOnce, false),
+        Action::Connect => (
+            ActionKind::Connect,
+            p.client_id.as_str(),
+            QoS::AtMostOnce,
+            false,
+        ),
         Action::Publish { topic, qos, retain } => (ActionKind::Publish, topic, qos, retain),
         Action::Receive { topic, qos, retain } => (ActionKind::Receive, topic, qos, retain),
         Action::Subscribe { filter, qos } => (ActionKind::Subscribe, filter, qos, false),
@@ -186,36 +200,63 @@ fn reference(rules: &[Rule], p: &Principal, action: &Action<'_>) -> Decision {
     if p.superuser {
         return Decision::Allow { qos, rule: None };
     }
-    let es: Vec<(Rule, Pat)> = entries(rules, p).into_iter().filter(|(r, _)| r.actions.contains(kind)).collect();
+    let es: Vec<(Rule, Pat)> = entries(rules, p)
+        .into_iter()
+        .filter(|(r, _)| r.actions.contains(kind))
+        .collect();
     let hit = |pat: &Pat| match (kind, pat) {
         (ActionKind::Connect, Pat::Glob(g)) => glob_match(g, &target.chars().collect::<Vec<_>>()),
         (ActionKind::Subscribe, pat) => naive_covers(pat, target),
         (_, pat) => pat.matches(target),
     };
-    let matched: Vec<&Rule> = es.iter().filter(|(_, pat)| hit(pat)).map(|(r, _)| r).collect();
-    let denies = matched.iter().filter(|r| r.effect == Effect::Deny).filter(|r| match kind {
-        ActionKind::Subscribe => r.retain.is_none(),
-        _ => r.retain.is_none_or(|x| x == retain),
-    });
+    let matched: Vec<&Rule> = es
+        .iter()
+        .filter(|(_, pat)| hit(pat))
+        .map(|(r, _)| r)
+        .collect();
+    let denies = matched
+        .iter()
+        .filter(|r| r.effect == Effect::Deny)
+        .filter(|r| match kind {
+            ActionKind::Subscribe => r.retain.is_none(),
+            _ => !matches!(r.retain, Some(x) if x != retain),
+        });
     if let Some(r) = denies.min_by_key(|r| r.id) {
         return deny(DenyReason::DeniedByRule, Some(r.id));
     }
-    let allows: Vec<&&Rule> = matched.iter().filter(|r| r.effect == Effect::Allow).collect();
+    let allows: Vec<&&Rule> = matched
+        .iter()
+        .filter(|r| r.effect == Effect::Allow)
+        .collect();
     if kind == ActionKind::Connect {
         return match allows.iter().min_by_key(|r| r.id) {
-            Some(r) => Decision::Allow { qos, rule: Some(r.id) },
-            None if es.is_empty() && !rules.iter().any(|r| applies(r, p) && r.actions.contains(kind)) => {
+            Some(r) => Decision::Allow {
+                qos,
+                rule: Some(r.id),
+            },
+            None if es.is_empty()
+                && !rules
+                    .iter()
+                    .any(|r| applies(r, p) && r.actions.contains(kind)) =>
+            {
                 Decision::Allow { qos, rule: None }
             }
             None => deny(DenyReason::ClientIdNotAllowed, None),
         };
     }
-    let qos_ok = |r: &Rule| kind != ActionKind::Publish || r.max_qos.is_none_or(|m| qos <= m);
-    let retain_ok = |r: &Rule| kind == ActionKind::Subscribe || !(retain && r.retain == Some(false));
-    let good = allows.iter().filter(|r| qos_ok(r) && retain_ok(r)).max_by_key(|r| rank(r));
+    let qos_ok = |r: &Rule| kind != ActionKind::Publish || !matches!(r.max_qos, Some(m) if qos > m);
+    let retain_ok =
+        |r: &Rule| kind == ActionKind::Subscribe || !(retain && r.retain == Some(false));
+    let good = allows
+        .iter()
+        .filter(|r| qos_ok(r) && retain_ok(r))
+        .max_by_key(|r| rank(r));
     if let Some(r) = good {
         let granted = r.max_qos.map_or(qos, |m| qos.min(m));
-        return Decision::Allow { qos: granted, rule: Some(r.id) };
+        return Decision::Allow {
+            qos: granted,
+            rule: Some(r.id),
+        };
     }
     if let Some(r) = allows.iter().filter(|r| !qos_ok(r)).min_by_key(|r| r.id) {
         return deny(DenyReason::QosAboveMax, Some(r.id));
@@ -227,30 +268,49 @@ fn reference(rules: &[Rule], p: &Principal, action: &Action<'_>) -> Decision {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
+    prop_oneof![
+        Just(QoS::AtMostOnce),
+        Just(QoS::AtLeastOnce),
+        Just(QoS::ExactlyOnce)
+    ]
 }
 
 fn filter_pattern(placeholders: bool) -> impl Strategy<Value = String> {
     let mut levels = vec!["a", "b", "$s", "", "+"];
     if placeholders {
-        levels.extend(["${username}", "${clientid}", "x${username}", "${cert.cn}", "${cert.san}"]);
+        levels.extend([
+            "${username}",
+            "${clientid}",
+            "x${username}",
+            "${cert.cn}",
+            "${cert.san}",
+        ]);
     }
-    (prop::collection::vec(prop::sample::select(levels), 1..=MAX_FILTER_DEPTH), any::<bool>()).prop_map(
-        |(mut ls, hash)| {
+    (
+        prop::collection::vec(prop::sample::select(levels), 1..=MAX_FILTER_DEPTH),
+        any::<bool>(),
+    )
+        .prop_map(|(mut ls, hash)| {
             if hash {
                 if let Some(last) = ls.last_mut() {
                     *last = "#";
                 }
             }
             let joined = ls.join("/");
-            if joined.is_empty() { "a".to_owned() } else { joined }
-        },
-    )
+            if joined.is_empty() {
+                "a".to_owned()
+            } else {
+                joined
+            }
+        })
 }
 
 fn topic() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOPIC_LEVELS.to_vec()), 1..=MAX_FILTER_DEPTH + 1)
-        .prop_map(|ls| ls.join("/"))
+    prop::collection::vec(
+        prop::sample::select(TOPIC_LEVELS.to_vec()),
+        1..=MAX_FILTER_DEPTH + 1,
+    )
+    .prop_map(|ls| ls.join("/"))
 }
 
 fn rule_spec() -> impl Strategy<Value = RuleSpec> {
@@ -258,50 +318,73 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
     let topic_rule = (
         any::<bool>(),
         subject.clone(),
-        prop::sample::subsequence(vec![ActionKind::Publish, ActionKind::Subscribe, ActionKind::Receive], 1..=3),
+        prop::sample::subsequence(
+            vec![
+                ActionKind::Publish,
+                ActionKind::Subscribe,
+                ActionKind::Receive,
+            ],
+            1..=3,
+        ),
         filter_pattern(true),
         prop::option::of(qos()),
         prop::option::of(any::<bool>()),
     )
-        .prop_map(|(is_allow, subject, actions, pattern, max_qos, retain)| RuleSpec {
-            effect: if is_allow { Effect::Allow } else { Effect::Deny },
+        .prop_map(
+            |(is_allow, subject, actions, pattern, max_qos, retain)| RuleSpec {
+                effect: if is_allow {
+                    Effect::Allow
+                } else {
+                    Effect::Deny
+                },
+                subject: subject.parse().unwrap_or(Subject::Everyone),
+                actions: ActionSet::of(&actions),
+                pattern,
+                max_qos: if is_allow { max_qos } else { None },
+                retain,
+            },
+        );
+    let connect_pat =
+        prop::sample::select(vec!["*", "a*", "${username}-*", "*b", "${clientid}", "a"]);
+    let connect_rule =
+        (any::<bool>(), subject, connect_pat).prop_map(|(is_allow, subject, pattern)| RuleSpec {
+            effect: if is_allow {
+                Effect::Allow
+            } else {
+                Effect::Deny
+            },
             subject: subject.parse().unwrap_or(Subject::Everyone),
-            actions: ActionSet::of(&actions),
-            pattern,
-            max_qos: if is_allow { max_qos } else { None },
-            retain,
+            actions: ActionSet::of(&[ActionKind::Connect]),
+            pattern: pattern.to_owned(),
+            max_qos: None,
+            retain: None,
         });
-    let connect_pat = prop::sample::select(vec!["*", "a*", "${username}-*", "*b", "${clientid}", "a"]);
-    let connect_rule = (any::<bool>(), subject, connect_pat).prop_map(|(is_allow, subject, pattern)| RuleSpec {
-        effect: if is_allow { Effect::Allow } else { Effect::Deny },
-        subject: subject.parse().unwrap_or(Subject::Everyone),
-        actions: ActionSet::of(&[ActionKind::Connect]),
-        pattern: pattern.to_owned(),
-        max_qos: None,
-        retain: None,
-    });
     prop_oneof![4 => topic_rule, 1 => connect_rule]
 }
 
 fn principal() -> impl Strategy<Value = Principal> {
-    let name = prop::option::of(prop::sample::select(vec!["a", "b", "a/b", "+", "$s", "", "*"]));
+    let name = prop::option::of(prop::sample::select(vec![
+        "a", "b", "a/b", "+", "$s", "", "*",
+    ]));
     let cid = prop::sample::select(vec!["a", "b", "a-1", "#", "b*"]);
     let cert = prop::option::of((
         prop::option::of(prop::sample::select(vec!["a", "b", "a#"])),
         prop::sample::subsequence(vec!["a", "b", "c/d"], 0..=3),
     ));
     let roles = prop::sample::subsequence(vec!["r1", "r2"], 0..=2);
-    (name, cid, cert, roles, prop::bool::weighted(0.05)).prop_map(|(name, cid, cert, roles, su)| Principal {
-        username: name.map(str::to_owned),
-        client_id: cid.to_owned(),
-        cert: cert.map(|(cn, sans)| CertInfo {
-            cn: cn.map(str::to_owned),
-            sans: sans.into_iter().map(str::to_owned).collect(),
-            ..CertInfo::default()
-        }),
-        roles: roles.into_iter().map(str::to_owned).collect(),
-        superuser: su,
-        ..Principal::default()
+    (name, cid, cert, roles, prop::bool::weighted(0.05)).prop_map(|(name, cid, cert, roles, su)| {
+        Principal {
+            username: name.map(str::to_owned),
+            client_id: cid.to_owned(),
+            cert: cert.map(|(cn, sans)| CertInfo {
+                cn: cn.map(str::to_owned),
+                sans: sans.into_iter().map(str::to_owned).collect(),
+                ..CertInfo::default()
+            }),
+            roles: roles.into_iter().map(str::to_owned).collect(),
+            superuser: su,
+            ..Principal::default()
+        }
     })
 }
 
@@ -350,7 +433,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(10_000))]
+    #![proptest_config(ProptestConfig::with_cases(4_000))]
 
     #[test]
     fn topic_algebra_agrees_with_brute_force(f in filter_pattern(false), g in filter_pattern(false), t in topic()) {

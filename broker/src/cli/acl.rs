@@ -238,7 +238,9 @@ mod tests {
             parse_actions("publish, receive").unwrap(),
             ActionSet::of(&[ActionKind::Publish, ActionKind::Receive])
         );
-        assert!(parse_actions("publish,write").unwrap_err().contains("\"write\""));
+        assert!(parse_actions("publish,write")
+            .unwrap_err()
+            .contains("\"write\""));
         assert!(parse_actions("publish,").is_err());
     }
 }

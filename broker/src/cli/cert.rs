@@ -40,7 +40,11 @@ pub async fn run(cmd: CertCommand, config: &Config, json: bool) -> anyhow::Resul
         .with_context(|| format!("cannot make development certificates in {}", dir.display()))?;
     match cmd {
         CertCommand::Init => {
-            let created = if dev.created { "created" } else { "already present" };
+            let created = if dev.created {
+                "created"
+            } else {
+                "already present"
+            };
             if json {
                 print_json(&serde_json::json!({
                     "ca_cert": dev.ca_cert,
@@ -60,7 +64,11 @@ pub async fn run(cmd: CertCommand, config: &Config, json: bool) -> anyhow::Resul
             }
         }
         CertCommand::Server { name, sans } => {
-            let sans = if sans.is_empty() { vec![name.clone()] } else { sans };
+            let sans = if sans.is_empty() {
+                vec![name.clone()]
+            } else {
+                sans
+            };
             let (cert, key) = certs::issue_server_cert(&dir, &name, &sans)
                 .with_context(|| format!("cannot issue a server certificate for {name:?}"))?;
             issued(&dev.ca_cert, &cert, &key, json)?;

@@ -20,8 +20,10 @@ use crate::config::Config;
 /// Exit status: 0 when the check ran (whatever the verdict), 1 on an error,
 /// and with --exit-code, 3 when the action is denied.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 when the check ran, whatever the verdict; \
-    1 on an error; with --exit-code, 3 when the action is denied.")]
+#[command(
+    after_help = "Exit status: 0 when the check ran, whatever the verdict; \
+    1 on an error; with --exit-code, 3 when the action is denied."
+)]
 pub struct CheckArgs {
     /// The user (as stored; its roles and superuser flag are loaded).
     pub user: String,
@@ -78,7 +80,10 @@ pub async fn run(
     let user = load_user(store, &args.user).await?;
     let principal = Principal {
         username: Some(user.username.clone()),
-        client_id: args.client_id.clone().unwrap_or_else(|| user.username.clone()),
+        client_id: args
+            .client_id
+            .clone()
+            .unwrap_or_else(|| user.username.clone()),
         peer: None,
         listener: "check".to_owned(),
         cert: None,
@@ -173,7 +178,10 @@ fn render(report: &Report) -> String {
     let mut out = if report.enabled {
         format!("{}\n", report.decision)
     } else {
-        format!("deny: user is disabled (the rules alone: {})\n", report.decision)
+        format!(
+            "deny: user is disabled (the rules alone: {})\n",
+            report.decision
+        )
     };
     let roles = if report.roles.is_empty() {
         "-".to_owned()

@@ -42,7 +42,10 @@ pub fn run(
             print_text(Config::default_yaml())?;
         }
         ConfigCommand::Check => {
-            let source = path.map_or_else(|| "embedded default".to_owned(), |p| p.display().to_string());
+            let source = path.map_or_else(
+                || "embedded default".to_owned(),
+                |p| p.display().to_string(),
+            );
             if json {
                 print_json(&serde_json::json!({ "config": source, "result": "ok" }))?;
             } else {

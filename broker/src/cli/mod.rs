@@ -99,8 +99,9 @@ impl Cli {
     /// else the embedded default.
     pub fn load_config(&self) -> anyhow::Result<Config> {
         match &self.config {
-            Some(path) => Config::load(path)
-                .with_context(|| format!("cannot load config {}", path.display())),
+            Some(path) => {
+                Config::load(path).with_context(|| format!("cannot load config {}", path.display()))
+            }
             None => Ok(Config::embedded_default()),
         }
     }
@@ -117,9 +118,7 @@ pub async fn dispatch(cli: Cli, config: Option<Config>) -> anyhow::Result<Outcom
         Command::User(cmd) => user::run(cmd, &*open_store(&config).await?, json).await,
         Command::Role(cmd) => role::run(cmd, &*open_store(&config).await?, json).await,
         Command::Acl(cmd) => acl::run(cmd, &*open_store(&config).await?, json).await,
-        Command::Check(args) => {
-            check::run(args, &config, &*open_store(&config).await?, json).await
-        }
+        Command::Check(args) => check::run(args, &config, &*open_store(&config).await?, json).await,
         Command::Migrate => migrate::run(&config, json).await,
         Command::Cert(cmd) => cert::run(cmd, &config, json).await,
         Command::Config(cmd) => config_cmd::run(cmd, &config, cli.config.as_deref(), json),

@@ -77,7 +77,9 @@ fn done(json: bool, role: &str, user: Option<&str>, what: &str) -> anyhow::Resul
         (false, Some(user)) if what == "granted" => {
             print_text(&format!("user {user} is now a member of role {role}\n"))
         }
-        (false, Some(user)) => print_text(&format!("user {user} is no longer a member of role {role}\n")),
+        (false, Some(user)) => print_text(&format!(
+            "user {user} is no longer a member of role {role}\n"
+        )),
         (false, None) => print_text(&format!("role {role}: {what}\n")),
     }
 }

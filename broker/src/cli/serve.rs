@@ -26,7 +26,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = warden_auth::open(&config.store)
         .await
         .context("cannot open the store")?;
-    store.migrate().await.context("cannot apply the store schema")?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply the store schema")?;
     if let Ok(users) = store.list_users().await {
         if users.is_empty() {
             let cfg = config

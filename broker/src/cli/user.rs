@@ -202,7 +202,11 @@ async fn show(store: &dyn AdminStore, name: &str, json: bool) -> anyhow::Result<
         user.username,
         yes_no(user.enabled),
         yes_no(user.superuser),
-        if user.has_password { "set" } else { "none (certificate only)" },
+        if user.has_password {
+            "set"
+        } else {
+            "none (certificate only)"
+        },
         user.roles.join(","),
     ))
 }

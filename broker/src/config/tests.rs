@@ -1,1 +1,268 @@
-//! Tests of config loading: every error names its field and line.
+//! Tests of config loading: every error names its field and its line.
+
+use std::fs;
+use std::path::Path;
+
+use super::*;
+
+fn parse_in(dir: &Path, yaml: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml_str(yaml, dir, Path::new("test.yaml"))
+}
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    parse_in(Path::new("/tmp"), yaml)
+}
+
+/// Asserts the error names `field` and `line`, and returns its text.
+fn fails(yaml: &str, field: &str, line: usize) -> String {
+    fails_in(Path::new("/tmp"), yaml, field, line)
+}
+
+fn fails_in(dir: &Path, yaml: &str, field: &str, line: usize) -> String {
+    let err = match parse_in(dir, yaml) {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(text.contains(field), "{text:?} should name {field}");
+    assert!(
+        text.contains(&format!("at line {line} ")),
+        "{text:?} should say line {line}"
+    );
+    assert_eq!(err.line(), Some(line), "{text}");
+    text
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = Config::load(Path::new("/nonexistent/warden.yaml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/warden.yaml"), "{err}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let text = fails("data_dir: x\nlisteners: [\n  {bind: \n", "", 4);
+    assert!(text.starts_with("test.yaml: "), "{text}");
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let text = fails("data_dir: x\nlistenerz: []\n", "unknown field `listenerz`", 2);
+    assert!(text.contains("listeners"), "suggests the valid keys: {text}");
+}
+
+#[test]
+fn unknown_listener_key() {
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    kind: tcp\n    bnd: x\n";
+    fails(yaml, "listeners[0]: unknown field `bnd`", 4);
+}
+
+#[test]
+fn bad_socket_address() {
+    let yaml = "data_dir: d\nlisteners:\n  - name: main\n    bind: x\n";
+    let text = fails(yaml, "listeners[0].bind", 4);
+    assert!(text.contains("invalid socket address \"x\""), "{text}");
+}
+
+#[test]
+fn bad_enum_value() {
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    kind: udp\n";
+    fails(yaml, "listeners[0].kind", 3);
+    fails("policy:\n  on_deny: shout\n", "policy.on_deny", 2);
+}
+
+#[test]
+fn bad_duration() {
+    let text = fails("policy:\n  poll_interval: soon\n", "policy.poll_interval", 2);
+    assert!(text.contains("invalid duration \"soon\""), "{text}");
+    fails("policy: { poll_interval: 0s }\n", "policy.poll_interval", 1);
+}
+
+#[test]
+fn bad_sizes_and_counts() {
+    fails("limits:\n  max_packet_size: 2GiB\n", "limits.max_packet_size", 2);
+    fails(
+        "limits:\n  max_packet_size: 268435456\n",
+        "limits.max_packet_size",
+        2,
+    );
+    fails("limits:\n  receive_maximum: 0\n", "limits.receive_maximum", 2);
+    fails(
+        "limits:\n  receive_maximum: 65536\n",
+        "limits.receive_maximum",
+        2,
+    );
+    fails(
+        "limits:\n\n  max_session_expiry: 200years\n",
+        "limits.max_session_expiry",
+        3,
+    );
+}
+
+#[test]
+fn bad_log_directive() {
+    fails("log:\n  level: \"=[\"\n", "log.level", 2);
+}
+
+#[test]
+fn client_auth_needs_a_ca() {
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    client_auth: required\n";
+    let text = fails(yaml, "listeners[0].client_ca", 3);
+    assert!(text.contains("required when client_auth"), "{text}");
+}
+
+#[test]
+fn client_ca_without_client_auth() {
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    client_ca: ca.pem\n";
+    fails(yaml, "listeners[0].client_ca", 3);
+}
+
+#[test]
+fn username_from_needs_client_auth() {
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n\n    username_from: cn\n";
+    fails(yaml, "listeners[0].username_from", 4);
+}
+
+#[test]
+fn duplicate_listener_names() {
+    let yaml = "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    kind: tcp\n  - name: a\n    bind: \"127.0.0.1:2\"\n    kind: tcp\n";
+    let text = fails(yaml, "listeners[1].name", 5);
+    assert!(text.contains("duplicate listener name \"a\""), "{text}");
+}
+
+#[test]
+fn missing_cert_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("server.key"), "k").unwrap();
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    cert: server.pem\n    key: server.key\n";
+    let text = fails_in(dir.path(), yaml, "listeners[0].cert", 3);
+    assert!(text.contains("file not found"), "{text}");
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    key: server.key\n";
+    fails_in(dir.path(), yaml, "listeners[0].cert", 3);
+}
+
+#[test]
+fn tls_keys_on_a_tcp_listener() {
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    kind: tcp\n    client_auth: required\n";
+    fails(yaml, "listeners[0].client_auth", 4);
+}
+
+#[test]
+fn no_listeners() {
+    fails("data_dir: x\nlisteners: []\n", "listeners", 2);
+}
+
+#[test]
+fn store_errors_are_placed() {
+    fails("store:\n  backend: sqlite\n  path: \"\"\n", "store.path", 3);
+    fails("store:\n  backend: oracle\n", "store", 2);
+}
+
+#[test]
+fn default_yaml_is_the_embedded_default() {
+    let cwd = std::env::current_dir().unwrap();
+    let from_text = parse_in(&cwd, Config::default_yaml()).unwrap();
+    let embedded = Config::embedded_default();
+    assert_eq!(from_text.data_dir, embedded.data_dir);
+    assert_eq!(from_text.data_dir, cwd.join("warden-data"));
+    assert_eq!(from_text.listeners, embedded.listeners);
+    assert_eq!(from_text.store, embedded.store);
+    assert_eq!(from_text.auth, embedded.auth);
+    assert_eq!(from_text.policy, embedded.policy);
+    assert_eq!(from_text.limits, embedded.limits);
+    assert_eq!(from_text.log, embedded.log);
+    let l = &embedded.listeners[0];
+    assert_eq!(&*l.name, "tls");
+    assert_eq!(l.bind.to_string(), "127.0.0.1:8883");
+    assert_eq!(embedded.dev_certs_dir(), Some(cwd.join("warden-data/certs")));
+    assert_eq!(
+        embedded.store,
+        warden_auth::StoreConfig::sqlite(cwd.join("warden-data/warden.db"))
+    );
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = parse("# nothing here\n").unwrap();
+    assert_eq!(c.data_dir, Path::new("/tmp/warden-data"));
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.listeners.len(), 1);
+}
+
+#[test]
+fn full_file_with_relative_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["server.pem", "server.key", "ca.pem"] {
+        fs::write(dir.path().join(f), "x").unwrap();
+    }
+    let yaml = r#"
+data_dir: ./data
+listeners:
+  - name: mtls
+    bind: "127.0.0.1:0"
+    cert: server.pem
+    key: ./server.key
+    client_auth: required
+    client_ca: ca.pem
+    username_from: cn
+    max_connections: 5
+    connect_timeout: 2s
+  - kind: tcp
+    bind: "127.0.0.1:0"
+  - kind: tcp
+    bind: "127.0.0.1:0"
+store: { backend: sqlite, path: db/w.db }
+auth: { allow_anonymous: true }
+policy: { on_deny: disconnect, poll_interval: 250ms, superuser_bypass: false }
+limits:
+  max_packet_size: 256KiB
+  receive_maximum: 10
+  max_queued_messages: 7
+  max_session_expiry: 1h
+  max_keepalive: 60
+  topic_alias_maximum: 0
+  retain_available: false
+log: { level: "warden=debug,info" }
+"#;
+    let path = dir.path().join("warden.yaml");
+    fs::write(&path, yaml).unwrap();
+    let c = Config::load(&path).unwrap();
+    let d = dir.path();
+    assert_eq!(c.source.as_deref(), Some(path.as_path()));
+    assert_eq!(c.data_dir, d.join("data"));
+    let tls = c.listeners[0].tls().unwrap();
+    assert_eq!(tls.cert, d.join("server.pem"));
+    assert_eq!(tls.key, d.join("server.key"));
+    assert_eq!(tls.client_auth, ClientAuth::Required { ca: d.join("ca.pem") });
+    assert_eq!(c.listeners[0].username_from(), Some(UsernameFrom::Cn));
+    assert!(!tls.dev_certs);
+    assert_eq!(c.listeners[0].max_connections.get(), 5);
+    assert_eq!(c.listeners[0].connect_timeout, Duration::from_secs(2));
+    assert_eq!(&*c.listeners[1].name, "tcp-0");
+    assert_eq!(&*c.listeners[2].name, "tcp-0-2");
+    assert_eq!(c.listeners[1].kind(), ListenerKind::Tcp);
+    assert_eq!(c.dev_certs_dir(), None);
+    assert_eq!(c.store, warden_auth::StoreConfig::sqlite(d.join("data/db/w.db")));
+    assert!(c.auth.allow_anonymous);
+    assert_eq!(c.policy.on_deny, OnDeny::Disconnect);
+    assert_eq!(c.policy.poll_interval, Duration::from_millis(250));
+    assert!(!c.policy.superuser_bypass);
+    assert_eq!(c.limits.max_packet_size, 262_144);
+    assert_eq!(c.limits.receive_maximum.get(), 10);
+    assert_eq!(c.limits.max_queued_messages, 7);
+    assert_eq!(c.limits.max_session_expiry_secs(), 3600);
+    assert_eq!(c.limits.max_keepalive.map(|k| k.get()), Some(60));
+    assert_eq!(c.limits.topic_alias_maximum, 0);
+    assert!(!c.limits.retain_available);
+    assert_eq!(c.log.level, "warden=debug,info");
+}
+
+#[test]
+fn packet_size_as_plain_integer() {
+    let c = parse("limits: { max_packet_size: 65536 }\n").unwrap();
+    assert_eq!(c.limits.max_packet_size, 65536);
+    let c = parse("limits: { max_packet_size: \"1MiB\", max_keepalive: 0 }\n").unwrap();
+    assert_eq!(c.limits.max_packet_size, 1 << 20);
+    assert_eq!(c.limits.max_keepalive, None);
+}

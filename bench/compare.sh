@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Warden (ACL on), Warden with one allow-all rule,
+# Mosquitto (password file + ACL file) and, when installed, rumqttd (no
+# auth, no ACL). Runs the warden-bench scenarios interleaved (A B A B …)
+# for $ROUNDS rounds and writes medians with min–max to docs/benchmarks.md.
+#
+# usage: bench/compare.sh            (env: SECS ROUNDS CONNS IDLE IDLE_MTLS NO_BUILD KEEP)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-2000}
+IDLE=${IDLE:-5000}
+IDLE_MTLS=${IDLE_MTLS:-2000}
+USERS=${USERS:-64}
+RULES=${RULES:-1000}
+PASSWORD=secret
+WARDEN=$ROOT/target/release/warden
+BENCH=$ROOT/target/release/warden-bench
+WORK=$(mktemp -d /tmp/warden-compare.XXXXXX)
+RESULTS=$WORK/results.jsonl
+source "$ROOT/bench/setup.sh"
+
+if [[ -z ${NO_BUILD:-} ]]; then
+    (cd "$ROOT" && cargo build --release -p warden --bin warden -p warden-bench)
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+start_warden() { # dir
+    (cd "$1" && exec "$WARDEN" -c w.yaml serve >serve.log 2>&1) &
+    PIDS+=($!)
+    echo $!
+}
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+# --- Warden, ACL on: ports 21883 (tcp) 28883 (tls) 28884 (mtls) -----------
+log "setting up warden (users, $RULES rules)"
+WA=$WORK/warden
+warden_config "$WA" 21883 28883
+warden_users "$WA"
+warden_rules "$WA"
+CERTS=$WA/data/certs
+"$WARDEN" -c "$WA/w.yaml" cert client bench0 >"$WA/cert.txt"
+warden_add_mtls "$WA" 28884
+# --- Warden, one allow-all rule: ports 22883 22884 ------------------------
+WB=$WORK/warden-allowall
+warden_config "$WB" 22883 22884
+warden_users "$WB"
+"$WARDEN" -c "$WB/w.yaml" acl add --everyone --allow publish,subscribe,receive '#' >/dev/null
+# --- Mosquitto: 31883 38883 38884 ------------------------------------------
+MQ=$WORK/mosquitto
+mosquitto_config "$MQ" 31883 38883 38884 "$CERTS"
+# --- rumqttd: 41883 --------------------------------------------------------
+RQ=$WORK/rumqttd
+HAVE_RUMQTTD=$(command -v rumqttd || true)
+[[ -n $HAVE_RUMQTTD ]] && rumqttd_config "$RQ" 41883
+
+CLIENT_CERT=$(ls "$CERTS"/bench0*.pem | grep -v key | head -1)
+CLIENT_KEY=$(ls "$CERTS"/bench0*key* | head -1)
+
+PID_WA=$(start_warden "$WA")
+PID_WB=$(start_warden "$WB")
+mosquitto -c "$MQ/m.conf" >"$MQ/log" 2>&1 &
+PIDS+=($!)
+PID_MQ=$!
+if [[ -n $HAVE_RUMQTTD ]]; then
+    rumqttd -c "$RQ/r.toml" >"$RQ/log" 2>&1 &
+    PIDS+=($!)
+    PID_RQ=$!
+fi
+for p in 21883 28883 28884 22883 31883 38883 38884; do wait_port $p; done
+[[ -n $HAVE_RUMQTTD ]] && wait_port 41883
+RUN=0
+bench() { # label pid port scenario args...
+    local label=$1 pid=$2 port=$3
+    shift 3
+    RUN=$((RUN + 1))
+    "$BENCH" "$@" --label "$label" --broker-pid "$pid" --port "$port" \
+        --client-prefix "r$RUN" --password "$PASSWORD" >>"$RESULTS" 2>>"$WORK/bench.err" ||
+        log "run failed: $label $*"
+    log "$(tail -1 "$RESULTS" | cut -c1-200)"
+}
+TLS=(--ca "$CERTS/ca.pem")
+MTLS=(--ca "$CERTS/ca.pem" --cert "$CLIENT_CERT" --key "$CLIENT_KEY")
+
+each_broker() { # scenario args... (tcp, all brokers)
+    bench warden "$PID_WA" 21883 "$@"
+    bench warden-allowall "$PID_WB" 22883 "$@"
+    bench mosquitto "$PID_MQ" 31883 "$@"
+    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 "$@" --user-prefix ''
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    log "round $round/$ROUNDS"
+    for q in 0 1; do
+        each_broker fanin --qos $q --secs "$SECS"
+        each_broker fanout --qos $q --secs "$SECS"
+    done
+    each_broker latency --qos 0 --secs "$SECS"
+    bench warden "$PID_WA" 21883 connect --conns "$CONNS"
+    bench mosquitto "$PID_MQ" 31883 connect --conns "$CONNS"
+    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 connect --conns "$CONNS" --user-prefix ''
+    bench warden "$PID_WA" 28883 connect --conns "$CONNS" "${TLS[@]}"
+    bench mosquitto "$PID_MQ" 38883 connect --conns "$CONNS" "${TLS[@]}"
+    bench warden "$PID_WA" 28884 connect --conns "$CONNS" "${MTLS[@]}"
+    bench mosquitto "$PID_MQ" 38884 connect --conns "$CONNS" "${MTLS[@]}"
+done
+
+log "idle connections (once per broker)"
+bench warden "$PID_WA" 21883 idle --conns "$IDLE"
+bench mosquitto "$PID_MQ" 31883 idle --conns "$IDLE"
+[[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" --user-prefix ''
+bench warden "$PID_WA" 28884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
+bench mosquitto "$PID_MQ" 38884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
+
+{
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "memory: $(grep MemTotal /proc/meminfo | awk '{print $2/1024/1024 " GiB"}')"
+    echo "kernel: $(uname -sr)"
+    echo "warden: $("$WARDEN" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), release build)"
+    echo "mosquitto: $(mosquitto -h 2>&1 | head -1)"
+    echo "rumqttd: ${HAVE_RUMQTTD:+$(rumqttd --version 2>&1 | head -1)}${HAVE_RUMQTTD:-not installed}"
+    echo "rustc: $(rustc --version)"
+    echo "run: $(date -u +%FT%TZ), $ROUNDS rounds interleaved, ${SECS}s per message run, $CONNS connects, $IDLE idle tcp, $IDLE_MTLS idle mtls"
+} >"$WORK/machine.txt"
+cp "$RESULTS" "$ROOT/bench/last-results.jsonl"
+python3 "$ROOT/bench/summarize.py" "$RESULTS" "$WORK/machine.txt" "$ROOT/docs/benchmarks.md"
+log "wrote docs/benchmarks.md (raw runs in bench/last-results.jsonl)"

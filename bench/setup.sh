@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Sourced by compare.sh: writes the configs, users and ACLs of each broker
+# under $WORK. Warden's store is filled through its CLI only.
+#
+# Rule set (~1,000 rules in Warden's store, the same in Mosquitto's ACL file):
+#   role benchers: publish bench/${username}/#      (per-user placeholder)
+#   role benchers: subscribe,receive bench/+/t      (role rule, wildcard)
+#   role benchers: deny publish bench/+/admin/#
+#   role benchers: 20 × subscribe,receive fleet/N/+/telemetry
+#   everyone:      publish,subscribe,receive load/#
+#   user benchN:   publish,subscribe,receive bench/benchN/private/#  (each bench user)
+#   user devN:     publish,subscribe,receive sensors/devN/#          (filler up to 1,000)
+
+warden_config() { # dir plain tls mtls
+    local dir=$1
+    mkdir -p "$dir"
+    cat >"$dir/w.yaml" <<EOF
+data_dir: ./data
+listeners:
+  - { name: plain, kind: tcp, bind: "127.0.0.1:$2", max_connections: 200000 }
+  - { name: tls, kind: tls, bind: "127.0.0.1:$3", max_connections: 200000 }
+limits: { max_queued_messages: 100000, receive_maximum: 1000 }
+log: { level: warn }
+EOF
+}
+
+# Adds the mTLS listener once the dev CA exists (the first CLI call makes it).
+warden_add_mtls() { # dir port
+    local certs=$1/data/certs
+    python3 - "$1/w.yaml" "$2" "$certs" <<'PY'
+import sys
+path, port, certs = sys.argv[1:]
+lines = open(path).read().splitlines()
+i = lines.index("listeners:")
+lines.insert(i + 1, f'  - {{ name: mtls, kind: tls, bind: "127.0.0.1:{port}", client_auth: required, '
+             f'client_ca: {certs}/ca.pem, username_from: cn, cert: {certs}/server.pem, '
+             f'key: {certs}/server.key, max_connections: 200000 }}')
+open(path, "w").write("\n".join(lines) + "\n")
+PY
+}
+
+warden_users() { # dir
+    local w="$WARDEN -c $1/w.yaml" i
+    for ((i = 0; i < USERS; i++)); do
+        echo "$PASSWORD" | $w user add "bench$i" --password-stdin --role benchers >/dev/null
+    done
+}
+
+warden_rules() { # dir
+    local w="$WARDEN -c $1/w.yaml" i n=0
+    $w acl add --role benchers --allow publish 'bench/${username}/#' >/dev/null
+    $w acl add --role benchers --allow subscribe,receive 'bench/+/t' >/dev/null
+    $w acl add --role benchers --deny publish 'bench/+/admin/#' >/dev/null
+    $w acl add --everyone --allow publish,subscribe,receive 'load/#' >/dev/null
+    n=4
+    for ((i = 0; i < 20; i++, n++)); do
+        $w acl add --role benchers --allow subscribe,receive "fleet/$i/+/telemetry" >/dev/null
+    done
+    for ((i = 0; i < USERS; i++, n++)); do
+        $w acl add --user "bench$i" --allow publish,subscribe,receive "bench/bench$i/private/#" >/dev/null
+    done
+    for ((i = 0; n < RULES; i++, n++)); do
+        $w acl add --user "dev$i" --allow publish,subscribe,receive "sensors/dev$i/#" >/dev/null
+    done
+}
+
+mosquitto_config() { # dir plain tls mtls certs
+    local dir=$1 certs=$5 i n=0
+    mkdir -p "$dir"
+    : >"$dir/pw"
+    for ((i = 0; i < USERS; i++)); do mosquitto_passwd -b "$dir/pw" "bench$i" "$PASSWORD"; done
+    {
+        echo 'pattern write bench/%u/#'
+        echo 'pattern read bench/+/t'
+        echo 'pattern deny bench/+/admin/#'
+        echo 'pattern readwrite load/#'
+        n=4
+        for ((i = 0; i < 20; i++, n++)); do echo "pattern read fleet/$i/+/telemetry"; done
+        for ((i = 0; i < USERS; i++, n++)); do printf 'user bench%d\ntopic readwrite bench/bench%d/private/#\n' $i $i; done
+        for ((i = 0; n < RULES; i++, n++)); do printf 'user dev%d\ntopic readwrite sensors/dev%d/#\n' $i $i; done
+    } >"$dir/acl"
+    cat >"$dir/m.conf" <<EOF
+per_listener_settings false
+allow_anonymous false
+password_file $dir/pw
+acl_file $dir/acl
+persistence false
+log_dest none
+max_queued_messages 100000
+max_inflight_messages 1000
+max_connections -1
+listener $2 127.0.0.1
+listener $3 127.0.0.1
+certfile $certs/server.pem
+keyfile $certs/server.key
+listener $4 127.0.0.1
+cafile $certs/ca.pem
+certfile $certs/server.pem
+keyfile $certs/server.key
+require_certificate true
+use_identity_as_username true
+EOF
+}
+
+rumqttd_config() { # dir plain
+    mkdir -p "$1"
+    cat >"$1/r.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 200000
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$2"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 1000
+    dynamic_filters = true
+EOF
+}
