@@ -76,6 +76,8 @@ pub enum StoreError {
     },
 }
 
+// Without a backend feature the constructors below have no caller.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 impl StoreError {
     /// The class of this error.
     pub fn kind(&self) -> StoreErrorKind {

@@ -31,7 +31,8 @@ async fn connect_many(
     let kept = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (next, kept, login, target) = (next.clone(), kept.clone(), login.clone(), target.clone());
+        let (next, kept, login, target) =
+            (next.clone(), kept.clone(), login.clone(), target.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failed = 0usize;

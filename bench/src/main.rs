@@ -35,7 +35,10 @@ enum Scenario {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "warden-bench", about = "MQTT load generator (see docs/benchmarks.md)")]
+#[command(
+    name = "warden-bench",
+    about = "MQTT load generator (see docs/benchmarks.md)"
+)]
 struct Args {
     scenario: Scenario,
     #[arg(long, default_value = "127.0.0.1")]
@@ -108,6 +111,9 @@ struct Args {
     /// Also print a Markdown table row.
     #[arg(long)]
     markdown: bool,
+    /// Print the Markdown table header before the row.
+    #[arg(long, requires = "markdown")]
+    markdown_header: bool,
 }
 
 impl Args {
@@ -116,8 +122,8 @@ impl Args {
             None => None,
             Some(ca) => {
                 let client = self.cert.as_deref().zip(self.key.as_deref());
-                let name = ServerName::try_from(self.server_name.clone())
-                    .context("bad --server-name")?;
+                let name =
+                    ServerName::try_from(self.server_name.clone()).context("bad --server-name")?;
                 Some((net::tls_connector(ca, client)?, name))
             }
         };
@@ -173,7 +179,11 @@ impl Args {
             _ => {
                 let topic = self.topic_of(0);
                 let filter = self.filter.clone().unwrap_or_else(|| topic.clone());
-                let n = if self.scenario == Scenario::Fanout { self.subs } else { 1 };
+                let n = if self.scenario == Scenario::Fanout {
+                    self.subs
+                } else {
+                    1
+                };
                 let subs = (1..=n).map(|i| (self.login("s", i, i), filter.clone()));
                 (vec![(self.login("p", 0, 0), topic)], subs.collect())
             }
@@ -239,13 +249,16 @@ fn main() -> Result<()> {
         bail!("--cert and --key go together");
     }
     raise_nofile();
-    let markdown = args.markdown;
+    let (markdown, header) = (args.markdown, args.markdown_header);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let report = runtime.block_on(run(args))?;
     println!("{}", serde_json::to_string(&report)?);
+    if header {
+        println!("{}", Report::MARKDOWN_HEADER);
+    }
     if markdown {
         println!("{}", report.markdown_row());
     }

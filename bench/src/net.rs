@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use warden_codec::{
-    decode, encode, Connect, Packet, ProtocolVersion, Properties, Subscribe, SubscribeFilter,
+    decode, encode, Connect, Packet, Properties, ProtocolVersion, Subscribe, SubscribeFilter,
 };
 
 /// Packets larger than this from the broker are a protocol failure here.

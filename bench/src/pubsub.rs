@@ -104,9 +104,14 @@ pub async fn publisher(
     counters: Arc<PubCounters>,
 ) -> Result<()> {
     let (rd, mut wr) = tokio::io::split(stream);
-    let window = if mode.qos == 0 { usize::MAX >> 4 } else { mode.window.max(1) };
+    let window = if mode.qos == 0 {
+        usize::MAX >> 4
+    } else {
+        mode.window.max(1)
+    };
     let credit = Arc::new(Semaphore::new(window.min(Semaphore::MAX_PERMITS)));
-    let acks = (mode.qos > 0).then(|| tokio::spawn(ack_reader(rd, credit.clone(), counters.clone())));
+    let acks =
+        (mode.qos > 0).then(|| tokio::spawn(ack_reader(rd, credit.clone(), counters.clone())));
     let mut ticker = mode.rate.map(|r| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

@@ -206,7 +206,10 @@ mod tests {
             msg_per_s: Some(1234.5),
             ..Report::default()
         };
-        let cols = Report::MARKDOWN_HEADER.lines().next().map(|l| l.matches('|').count());
+        let cols = Report::MARKDOWN_HEADER
+            .lines()
+            .next()
+            .map(|l| l.matches('|').count());
         assert_eq!(Some(r.markdown_row().matches('|').count()), cols);
         assert!(r.markdown_row().contains("| 1235 |"));
     }

@@ -89,10 +89,7 @@ pub fn sign_leaf(
 
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn);
-    params.subject_alt_names = sans
-        .iter()
-        .map(|s| san(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<Vec<_>, _>>()?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![if client {
@@ -307,7 +304,6 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertError
     file.sync_all().map_err(io_err)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +349,14 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        assert_eq!(names, ["DNSName(localhost)", "IPAddress(127.0.0.1)", "IPAddress(::1)"]);
+        assert_eq!(
+            names,
+            [
+                "DNSName(localhost)",
+                "IPAddress(7f:00:00:01)",
+                "IPAddress(00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:01)"
+            ]
+        );
         let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
             / 86_400;
         assert_eq!(days, 825);

@@ -14,13 +14,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // `{:#}` joins the cause chain with ": "; a cause that spans lines
-            // is folded so the reason stays one line.
-            let line = format!("{err:#}").replace(['\n', '\r'], " ");
-            eprintln!("error: {line}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::from(1)
         }
     }
+}
+
+/// The cause chain joined by ": ", skipping a cause whose text the line
+/// already ends with (some errors print their source themselves), and with
+/// line breaks folded so the reason stays one line.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\n', '\r'], " ")
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {

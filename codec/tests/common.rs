@@ -25,7 +25,11 @@ pub enum Ctx {
     Auth,
 }
 
-pub const VERSIONS: [ProtocolVersion; 3] = [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5];
+pub const VERSIONS: [ProtocolVersion; 3] = [
+    ProtocolVersion::V31,
+    ProtocolVersion::V311,
+    ProtocolVersion::V5,
+];
 
 pub fn text() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9 _é€-]{0,10}"
@@ -36,7 +40,12 @@ pub fn topic() -> impl Strategy<Value = String> {
 }
 
 pub fn filter() -> impl Strategy<Value = String> {
-    prop_oneof![topic(), "[a-z]{1,4}/\\+/[a-z]{1,4}", "[a-z]{1,4}/#", Just("#".to_owned())]
+    prop_oneof![
+        topic(),
+        "[a-z]{1,4}/\\+/[a-z]{1,4}",
+        "[a-z]{1,4}/#",
+        Just("#".to_owned())
+    ]
 }
 
 pub fn binary() -> impl Strategy<Value = Bytes> {
@@ -186,12 +195,23 @@ pub fn encode_checked(packet: &Packet, version: ProtocolVersion) -> BytesMut {
     let mut buf = BytesMut::new();
     let result = encode(packet, version, &mut buf);
     assert_eq!(result, Ok(()), "encode failed for {packet:?}");
-    assert_eq!(buf.len(), encoded_len(packet, version), "encoded_len for {packet:?}");
+    assert_eq!(
+        buf.len(),
+        encoded_len(packet, version),
+        "encoded_len for {packet:?}"
+    );
     buf
 }
 
 /// Decodes with the version a server would pass: `None` for CONNECT.
-pub fn decode_as_server(buf: &mut BytesMut, version: ProtocolVersion) -> Result<Option<Packet>, CodecError> {
-    let state = if buf.first().is_some_and(|b| b >> 4 == 1) { None } else { Some(version) };
+pub fn decode_as_server(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+) -> Result<Option<Packet>, CodecError> {
+    let state = if buf.first().is_some_and(|b| b >> 4 == 1) {
+        None
+    } else {
+        Some(version)
+    };
     decode(buf, state, u32::MAX)
 }

@@ -17,20 +17,47 @@ fn version() -> impl Strategy<Value = ProtocolVersion> {
 }
 
 fn will(v: ProtocolVersion) -> impl Strategy<Value = LastWill> {
-    (topic(), binary(), 0u8..=2, any::<bool>(), props(v, Ctx::Will))
-        .prop_map(|(topic, payload, qos, retain, properties)| LastWill { topic, payload, qos, retain, properties })
+    (
+        topic(),
+        binary(),
+        0u8..=2,
+        any::<bool>(),
+        props(v, Ctx::Will),
+    )
+        .prop_map(|(topic, payload, qos, retain, properties)| LastWill {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        })
 }
 
 fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let head = (any::<bool>(), any::<u16>(), text(), option::of(will(v)));
     let creds = (option::of(text()), option::of(binary())).prop_map(move |(user, pass)| {
         // Before 5.0 a password needs a user name.
-        let pass = if v.is_v5() || user.is_some() { pass } else { None };
+        let pass = if v.is_v5() || user.is_some() {
+            pass
+        } else {
+            None
+        };
         (user, pass)
     });
-    (head, creds, props(v, Ctx::Connect)).prop_map(move |((clean_start, keep_alive, client_id, will), (username, password), properties)| {
-        Packet::Connect(Connect { protocol: v, clean_start, keep_alive, client_id, will, username, password, properties })
-    })
+    (head, creds, props(v, Ctx::Connect)).prop_map(
+        move |((clean_start, keep_alive, client_id, will), (username, password), properties)| {
+            Packet::Connect(Connect {
+                protocol: v,
+                clean_start,
+                keep_alive,
+                client_id,
+                will,
+                username,
+                password,
+                properties,
+            })
+        },
+    )
 }
 
 fn reason(v: ProtocolVersion, v5_codes: &'static [u8]) -> BoxedStrategy<u8> {
@@ -42,16 +69,36 @@ fn reason(v: ProtocolVersion, v5_codes: &'static [u8]) -> BoxedStrategy<u8> {
 }
 
 fn connack(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let code = if v.is_v5() { select(&[0x00u8, 0x80, 0x84, 0x86, 0x87, 0x9F][..]).boxed() } else { (0u8..=5).boxed() };
+    let code = if v.is_v5() {
+        select(&[0x00u8, 0x80, 0x84, 0x86, 0x87, 0x9F][..]).boxed()
+    } else {
+        (0u8..=5).boxed()
+    };
     (any::<bool>(), code, props(v, Ctx::ConnAck)).prop_map(|(sp, code, properties)| {
-        Packet::ConnAck(ConnAck { session_present: sp && code == 0, code, properties })
+        Packet::ConnAck(ConnAck {
+            session_present: sp && code == 0,
+            code,
+            properties,
+        })
     })
 }
 
 fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let topic = if v.is_v5() { prop_oneof![topic(), Just(String::new())].boxed() } else { topic().boxed() };
-    (any::<bool>(), 0u8..=2, any::<bool>(), topic, 1u16.., props(v, Ctx::Publish), binary()).prop_map(
-        |(dup, qos, retain, topic, id, mut properties, payload)| {
+    let topic = if v.is_v5() {
+        prop_oneof![topic(), Just(String::new())].boxed()
+    } else {
+        topic().boxed()
+    };
+    (
+        any::<bool>(),
+        0u8..=2,
+        any::<bool>(),
+        topic,
+        1u16..,
+        props(v, Ctx::Publish),
+        binary(),
+    )
+        .prop_map(|(dup, qos, retain, topic, id, mut properties, payload)| {
             if topic.is_empty() && properties.topic_alias.is_none() {
                 properties.topic_alias = Some(1);
             }
@@ -64,14 +111,21 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 properties,
                 payload,
             })
-        },
-    )
+        })
 }
 
 fn pub_resp(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let ack = (1u16.., reason(v, &[0x00, 0x10, 0x80, 0x87, 0x99]), props(v, Ctx::PubResp));
+    let ack = (
+        1u16..,
+        reason(v, &[0x00, 0x10, 0x80, 0x87, 0x99]),
+        props(v, Ctx::PubResp),
+    );
     let rel = (1u16.., reason(v, &[0x00, 0x92]), props(v, Ctx::PubResp));
-    let to = |(packet_id, reason, properties)| PubResp { packet_id, reason, properties };
+    let to = |(packet_id, reason, properties)| PubResp {
+        packet_id,
+        reason,
+        properties,
+    };
     prop_oneof![
         ack.clone().prop_map(move |a| Packet::PubAck(to(a))),
         ack.prop_map(move |a| Packet::PubRec(to(a))),
@@ -82,37 +136,81 @@ fn pub_resp(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 fn subscribe(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let v5 = v.is_v5();
-    let one = (filter(), 0u8..=2, any::<bool>(), any::<bool>(), 0u8..=2).prop_map(move |(filter, qos, nl, rap, rh)| {
-        SubscribeFilter { filter, qos, no_local: nl && v5, retain_as_published: rap && v5, retain_handling: if v5 { rh } else { 0 } }
-    });
-    (1u16.., vec(one, 1..4), props(v, Ctx::Subscribe))
-        .prop_map(|(packet_id, filters, properties)| Packet::Subscribe(Subscribe { packet_id, filters, properties }))
+    let one = (filter(), 0u8..=2, any::<bool>(), any::<bool>(), 0u8..=2).prop_map(
+        move |(filter, qos, nl, rap, rh)| SubscribeFilter {
+            filter,
+            qos,
+            no_local: nl && v5,
+            retain_as_published: rap && v5,
+            retain_handling: if v5 { rh } else { 0 },
+        },
+    );
+    (1u16.., vec(one, 1..4), props(v, Ctx::Subscribe)).prop_map(
+        |(packet_id, filters, properties)| {
+            Packet::Subscribe(Subscribe {
+                packet_id,
+                filters,
+                properties,
+            })
+        },
+    )
 }
 
 fn suback(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let code = if v.is_v5() { select(&[0x00u8, 0x01, 0x02, 0x80, 0x87, 0x8F, 0xA2][..]).boxed() } else { select(&[0u8, 1, 2, 0x80][..]).boxed() };
-    (1u16.., vec(code, 1..4), props(v, Ctx::SubAck))
-        .prop_map(|(packet_id, codes, properties)| Packet::SubAck(SubAck { packet_id, codes, properties }))
+    let code = if v.is_v5() {
+        select(&[0x00u8, 0x01, 0x02, 0x80, 0x87, 0x8F, 0xA2][..]).boxed()
+    } else {
+        select(&[0u8, 1, 2, 0x80][..]).boxed()
+    };
+    (1u16.., vec(code, 1..4), props(v, Ctx::SubAck)).prop_map(|(packet_id, codes, properties)| {
+        Packet::SubAck(SubAck {
+            packet_id,
+            codes,
+            properties,
+        })
+    })
 }
 
 fn unsubscribe(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    (1u16.., vec(filter(), 1..4), props(v, Ctx::Unsubscribe))
-        .prop_map(|(packet_id, filters, properties)| Packet::Unsubscribe(Unsubscribe { packet_id, filters, properties }))
+    (1u16.., vec(filter(), 1..4), props(v, Ctx::Unsubscribe)).prop_map(
+        |(packet_id, filters, properties)| {
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                filters,
+                properties,
+            })
+        },
+    )
 }
 
 fn unsuback(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let codes = if v.is_v5() { vec(select(&[0x00u8, 0x11, 0x80, 0x87][..]), 1..4).boxed() } else { Just(Vec::new()).boxed() };
-    (1u16.., codes, props(v, Ctx::UnsubAck))
-        .prop_map(|(packet_id, codes, properties)| Packet::UnsubAck(UnsubAck { packet_id, codes, properties }))
+    let codes = if v.is_v5() {
+        vec(select(&[0x00u8, 0x11, 0x80, 0x87][..]), 1..4).boxed()
+    } else {
+        Just(Vec::new()).boxed()
+    };
+    (1u16.., codes, props(v, Ctx::UnsubAck)).prop_map(|(packet_id, codes, properties)| {
+        Packet::UnsubAck(UnsubAck {
+            packet_id,
+            codes,
+            properties,
+        })
+    })
 }
 
 fn disconnect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    (reason(v, &[0x00, 0x04, 0x81, 0x8E, 0x95]), props(v, Ctx::Disconnect))
+    (
+        reason(v, &[0x00, 0x04, 0x81, 0x8E, 0x95]),
+        props(v, Ctx::Disconnect),
+    )
         .prop_map(|(reason, properties)| Packet::Disconnect(Disconnect { reason, properties }))
 }
 
 fn auth() -> impl Strategy<Value = Packet> {
-    (select(&[0x00u8, 0x18, 0x19][..]), props(ProtocolVersion::V5, Ctx::Auth))
+    (
+        select(&[0x00u8, 0x18, 0x19][..]),
+        props(ProtocolVersion::V5, Ctx::Auth),
+    )
         .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
 }
 
@@ -204,9 +302,17 @@ proptest! {
     }
 }
 
-fn decode_limit(bytes: &[u8], v: ProtocolVersion, limit: u32) -> Result<Option<Packet>, CodecError> {
+fn decode_limit(
+    bytes: &[u8],
+    v: ProtocolVersion,
+    limit: u32,
+) -> Result<Option<Packet>, CodecError> {
     let mut buf = BytesMut::from(bytes);
-    let state = if bytes.first().is_some_and(|b| b >> 4 == 1) { None } else { Some(v) };
+    let state = if bytes.first().is_some_and(|b| b >> 4 == 1) {
+        None
+    } else {
+        Some(v)
+    };
     decode(&mut buf, state, limit)
 }
 
@@ -226,5 +332,8 @@ fn publish_payload_is_not_copied() {
     let Ok(Some(Packet::Publish(p))) = decode(&mut buf, Some(ProtocolVersion::V311), 1024) else {
         panic!("PUBLISH did not decode");
     };
-    assert!(range.contains(&(p.payload.as_ptr() as usize)), "payload was copied out of the read buffer");
+    assert!(
+        range.contains(&(p.payload.as_ptr() as usize)),
+        "payload was copied out of the read buffer"
+    );
 }

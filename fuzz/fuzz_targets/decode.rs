@@ -6,8 +6,12 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use warden_codec::{decode, encode, encoded_len, Packet, ProtocolVersion};
 
-const STATES: [Option<ProtocolVersion>; 4] =
-    [None, Some(ProtocolVersion::V31), Some(ProtocolVersion::V311), Some(ProtocolVersion::V5)];
+const STATES: [Option<ProtocolVersion>; 4] = [
+    None,
+    Some(ProtocolVersion::V31),
+    Some(ProtocolVersion::V311),
+    Some(ProtocolVersion::V5),
+];
 
 fuzz_target!(|data: &[u8]| {
     for state in STATES {
@@ -23,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
             if encode(&packet, version, &mut out).is_ok() {
                 assert_eq!(out.len(), encoded_len(&packet, version));
                 let mut again = out.clone();
-                let state_again = if matches!(packet, Packet::Connect(_)) { None } else { Some(version) };
+                let state_again = if matches!(packet, Packet::Connect(_)) {
+                    None
+                } else {
+                    Some(version)
+                };
                 assert_eq!(decode(&mut again, state_again, u32::MAX), Ok(Some(packet)));
             }
             if state.is_none() {

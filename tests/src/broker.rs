@@ -155,7 +155,10 @@ impl TestBroker {
             .arg(&config)
             .arg("serve")
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", std::env::var("WARDEN_E2E_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WARDEN_E2E_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -285,12 +288,14 @@ impl TestBroker {
 
     /// Allows `actions` (comma-separated) on `pattern` for `user`.
     pub async fn allow(&self, user: &str, actions: &str, pattern: &str) -> u64 {
-        self.acl(&["--user", user, "--allow", actions, pattern]).await
+        self.acl(&["--user", user, "--allow", actions, pattern])
+            .await
     }
 
     /// Denies `actions` on `pattern` for `user`.
     pub async fn deny(&self, user: &str, actions: &str, pattern: &str) -> u64 {
-        self.acl(&["--user", user, "--deny", actions, pattern]).await
+        self.acl(&["--user", user, "--deny", actions, pattern])
+            .await
     }
 
     /// A user with a password and the publish/subscribe/receive rights on `pattern`.
@@ -307,7 +312,13 @@ impl TestBroker {
     }
 
     /// A raw client logged in with `user`/`password`; asserts CONNACK success.
-    pub async fn login(&self, version: Version, client_id: &str, user: &str, password: &str) -> RawClient {
+    pub async fn login(
+        &self,
+        version: Version,
+        client_id: &str,
+        user: &str,
+        password: &str,
+    ) -> RawClient {
         self.login_with(Connect::new(version, client_id).login(user, password))
             .await
     }
@@ -319,7 +330,13 @@ impl TestBroker {
             .connect(&connect)
             .await
             .unwrap_or_else(|e| panic!("CONNECT {}: {e:?}", connect.client_id));
-        assert_eq!(code, 0, "CONNACK for {}; log:\n{}", connect.client_id, self.log());
+        assert_eq!(
+            code,
+            0,
+            "CONNACK for {}; log:\n{}",
+            connect.client_id,
+            self.log()
+        );
         c
     }
 }

@@ -133,6 +133,5 @@ fn save(dir: &Path, stem: &str, cert_pem: String, key_pem: String) -> CertFiles 
 }
 
 fn write(path: &Path, contents: &str) {
-    std::fs::write(path, contents)
-        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }

@@ -17,12 +17,22 @@ fn tls_transport(ca_pem: &str, client: Option<&CertFiles>) -> rumqttc::Transport
     rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
         ca: ca_pem.as_bytes().to_vec(),
         alpn: None,
-        client_auth: client.map(|c| (c.cert_pem.clone().into_bytes(), c.key_pem.clone().into_bytes())),
+        client_auth: client.map(|c| {
+            (
+                c.cert_pem.clone().into_bytes(),
+                c.key_pem.clone().into_bytes(),
+            )
+        }),
     })
 }
 
 /// rumqttc 3.1.1 options for the `tls` listener with a username and password.
-pub fn v3_options(broker: &TestBroker, client_id: &str, user: &str, password: &str) -> rumqttc::MqttOptions {
+pub fn v3_options(
+    broker: &TestBroker,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> rumqttc::MqttOptions {
     let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", broker.tls_addr().port());
     o.set_credentials(user, password);
     o.set_keep_alive(Duration::from_secs(30));
@@ -32,7 +42,11 @@ pub fn v3_options(broker: &TestBroker, client_id: &str, user: &str, password: &s
 
 /// rumqttc 3.1.1 options for the `mtls` listener with a client certificate
 /// and no password.
-pub fn v3_mtls_options(broker: &TestBroker, client_id: &str, cert: &CertFiles) -> rumqttc::MqttOptions {
+pub fn v3_mtls_options(
+    broker: &TestBroker,
+    client_id: &str,
+    cert: &CertFiles,
+) -> rumqttc::MqttOptions {
     let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", broker.mtls_addr().port());
     o.set_keep_alive(Duration::from_secs(30));
     o.set_transport(tls_transport(broker.ca_pem(), Some(cert)));
@@ -40,7 +54,12 @@ pub fn v3_mtls_options(broker: &TestBroker, client_id: &str, cert: &CertFiles) -
 }
 
 /// rumqttc 5.0 options for the `tls` listener.
-pub fn v5_options(broker: &TestBroker, client_id: &str, user: &str, password: &str) -> rumqttc::v5::MqttOptions {
+pub fn v5_options(
+    broker: &TestBroker,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> rumqttc::v5::MqttOptions {
     let mut o = rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", broker.tls_addr().port());
     o.set_credentials(user, password);
     o.set_keep_alive(Duration::from_secs(30));
@@ -93,7 +112,9 @@ impl V3Client {
     /// The CONNACK return code, or the refusal as rumqttc reports it.
     pub async fn connack(&mut self) -> Result<rumqttc::ConnAck, String> {
         match self
-            .wait_for(Duration::from_secs(5), |p| matches!(p, rumqttc::Packet::ConnAck(_)))
+            .wait_for(Duration::from_secs(5), |p| {
+                matches!(p, rumqttc::Packet::ConnAck(_))
+            })
             .await?
         {
             rumqttc::Packet::ConnAck(c) => Ok(c),
@@ -162,9 +183,15 @@ impl V5Client {
         }
     }
 
-    pub async fn next_publish(&mut self, wait: Duration) -> Option<rumqttc::v5::mqttbytes::v5::Publish> {
+    pub async fn next_publish(
+        &mut self,
+        wait: Duration,
+    ) -> Option<rumqttc::v5::mqttbytes::v5::Publish> {
         use rumqttc::v5::mqttbytes::v5::Packet;
-        match self.wait_for(wait, |p| matches!(p, Packet::Publish(_))).await {
+        match self
+            .wait_for(wait, |p| matches!(p, Packet::Publish(_)))
+            .await
+        {
             Ok(Packet::Publish(p)) => Some(p),
             _ => None,
         }
@@ -294,7 +321,9 @@ pub async fn run_program(program: &str, args: &[String], wait: Duration) -> Outp
 
 /// Path of a file in `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// Runs `python3 tests/fixtures/SCRIPT ARGS…` (20 s at most) and returns the

@@ -27,5 +27,9 @@ pub const QUIET: Duration = Duration::from_millis(700);
 /// A client id unique to this process and call site, so tests never collide.
 pub fn client_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

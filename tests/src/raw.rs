@@ -74,6 +74,9 @@ pub struct RawClient {
     /// Acknowledge QoS 1/2 PUBLISHes as `next_publish` reads them.
     pub auto_ack: bool,
     next_id: u16,
+    /// When `Some`, every byte read from the broker is appended here (for
+    /// decoding the same bytes with another decoder).
+    pub transcript: Option<Vec<u8>>,
 }
 
 /// The rustls client configuration trusting `ca_pem`, optionally with a client
@@ -116,6 +119,7 @@ impl RawClient {
             version: Version::V311,
             auto_ack: true,
             next_id: 0,
+            transcript: None,
         }
     }
 
@@ -162,9 +166,13 @@ impl RawClient {
             {
                 return wire_decode::decode(first, body, self.version).map_err(RawError::Malformed);
             }
+            let before = self.buf.len();
             let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| RawError::Timeout)??;
+            if let Some(t) = self.transcript.as_mut() {
+                t.extend_from_slice(self.buf.get(before..).unwrap_or_default());
+            }
             if read == 0 {
                 return Err(RawError::Closed);
             }
@@ -234,7 +242,10 @@ impl RawClient {
         let id = p.packet_id;
         if p.qos == 1 {
             return match self
-                .expect("PUBACK", |i| matches!(i, Incoming::PubAck { packet_id, .. } if *packet_id == id))
+                .expect(
+                    "PUBACK",
+                    |i| matches!(i, Incoming::PubAck { packet_id, .. } if *packet_id == id),
+                )
                 .await
             {
                 Incoming::PubAck { code, .. } => code,
@@ -242,16 +253,24 @@ impl RawClient {
             };
         }
         let code = match self
-            .expect("PUBREC", |i| matches!(i, Incoming::PubRec { packet_id, .. } if *packet_id == id))
+            .expect(
+                "PUBREC",
+                |i| matches!(i, Incoming::PubRec { packet_id, .. } if *packet_id == id),
+            )
             .await
         {
             Incoming::PubRec { code, .. } => code,
             other => panic!("expected PUBREC, got {other:?}"),
         };
         if code < 0x80 {
-            self.send(&wire::encode_ack(0x62, id)).await.expect("PUBREL");
-            self.expect("PUBCOMP", |i| matches!(i, Incoming::PubComp { packet_id, .. } if *packet_id == id))
-                .await;
+            self.send(&wire::encode_ack(0x62, id))
+                .await
+                .expect("PUBREL");
+            self.expect(
+                "PUBCOMP",
+                |i| matches!(i, Incoming::PubComp { packet_id, .. } if *packet_id == id),
+            )
+            .await;
         }
         code
     }
@@ -265,7 +284,10 @@ impl RawClient {
             .wait_for(wait, |p| matches!(p, Incoming::SubAck { .. }))
             .await
         {
-            Ok(Incoming::SubAck { packet_id: id, codes }) => {
+            Ok(Incoming::SubAck {
+                packet_id: id,
+                codes,
+            }) => {
                 assert_eq!(id, packet_id, "SUBACK packet id");
                 codes
             }
@@ -309,13 +331,23 @@ impl RawClient {
     /// Acknowledges a received PUBLISH as the receiving side of its QoS flow.
     pub async fn ack(&mut self, p: &Publish) {
         match p.qos {
-            1 => self.send(&wire::encode_ack(0x40, p.packet_id)).await.expect("PUBACK"),
+            1 => self
+                .send(&wire::encode_ack(0x40, p.packet_id))
+                .await
+                .expect("PUBACK"),
             2 => {
-                self.send(&wire::encode_ack(0x50, p.packet_id)).await.expect("PUBREC");
+                self.send(&wire::encode_ack(0x50, p.packet_id))
+                    .await
+                    .expect("PUBREC");
                 let id = p.packet_id;
-                self.expect("PUBREL", |i| matches!(i, Incoming::PubRel { packet_id, .. } if *packet_id == id))
-                    .await;
-                self.send(&wire::encode_ack(0x70, id)).await.expect("PUBCOMP");
+                self.expect(
+                    "PUBREL",
+                    |i| matches!(i, Incoming::PubRel { packet_id, .. } if *packet_id == id),
+                )
+                .await;
+                self.send(&wire::encode_ack(0x70, id))
+                    .await
+                    .expect("PUBCOMP");
             }
             _ => {}
         }

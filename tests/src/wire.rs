@@ -204,15 +204,38 @@ pub enum Incoming {
         props: Props,
     },
     Publish(Publish),
-    PubAck { packet_id: u16, code: u8 },
-    PubRec { packet_id: u16, code: u8 },
-    PubRel { packet_id: u16, code: u8 },
-    PubComp { packet_id: u16, code: u8 },
-    SubAck { packet_id: u16, codes: Vec<u8> },
-    UnsubAck { packet_id: u16, codes: Vec<u8> },
+    PubAck {
+        packet_id: u16,
+        code: u8,
+    },
+    PubRec {
+        packet_id: u16,
+        code: u8,
+    },
+    PubRel {
+        packet_id: u16,
+        code: u8,
+    },
+    PubComp {
+        packet_id: u16,
+        code: u8,
+    },
+    SubAck {
+        packet_id: u16,
+        codes: Vec<u8>,
+    },
+    UnsubAck {
+        packet_id: u16,
+        codes: Vec<u8>,
+    },
     PingResp,
-    Disconnect { code: u8, props: Props },
-    Auth { code: u8 },
+    Disconnect {
+        code: u8,
+        props: Props,
+    },
+    Auth {
+        code: u8,
+    },
 }
 
 /// Why bytes from the broker could not be read as a packet.
@@ -352,7 +375,11 @@ pub fn encode_subscribe(packet_id: u16, subs: &[Sub], props: &Props, version: Ve
     }
     for s in subs {
         put_str(&mut b, &s.filter);
-        b.put_u8(if version == Version::V5 { s.options() } else { s.qos });
+        b.put_u8(if version == Version::V5 {
+            s.options()
+        } else {
+            s.qos
+        });
     }
     frame(0x82, &b)
 }

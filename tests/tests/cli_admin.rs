@@ -7,20 +7,38 @@ use warden_e2e::*;
 async fn role_grant_gives_the_roles_rules() {
     let broker = TestBroker::start_default();
     broker.add_user("alice", "pw", &[]).await;
-    broker.acl(&["--role", "sensors", "--allow", "publish", "sensors/#"]).await;
-    let mut c = broker.login(Version::V5, &client_id("c"), "alice", "pw").await;
-    assert_eq!(c.publish_acked(Publish::new("sensors/t", b"1", 1)).await, 0x87, "no role yet");
+    broker
+        .acl(&["--role", "sensors", "--allow", "publish", "sensors/#"])
+        .await;
+    let mut c = broker
+        .login(Version::V5, &client_id("c"), "alice", "pw")
+        .await;
+    assert_eq!(
+        c.publish_acked(Publish::new("sensors/t", b"1", 1)).await,
+        0x87,
+        "no role yet"
+    );
     broker.cli_ok(&["role", "grant", "sensors", "alice"]).await;
-    let mut c = broker.login(Version::V5, &client_id("c"), "alice", "pw").await;
-    assert_eq!(c.publish_acked(Publish::new("sensors/t", b"2", 1)).await, 0x00, "role granted");
+    let mut c = broker
+        .login(Version::V5, &client_id("c"), "alice", "pw")
+        .await;
+    assert_eq!(
+        c.publish_acked(Publish::new("sensors/t", b"2", 1)).await,
+        0x00,
+        "role granted"
+    );
 }
 
 #[tokio::test]
 async fn user_add_with_role_flag() {
     let broker = TestBroker::start_default();
-    broker.acl(&["--role", "ops", "--allow", "subscribe,receive", "ops/#"]).await;
+    broker
+        .acl(&["--role", "ops", "--allow", "subscribe,receive", "ops/#"])
+        .await;
     broker.add_user("bob", "pw", &["ops"]).await;
-    let mut c = broker.login(Version::V311, &client_id("c"), "bob", "pw").await;
+    let mut c = broker
+        .login(Version::V311, &client_id("c"), "bob", "pw")
+        .await;
     assert_eq!(c.subscribe("ops/#", 1).await, 1);
 }
 
@@ -32,9 +50,19 @@ async fn acl_ids_are_distinct_and_removal_works() {
     let b = broker.allow("alice", "publish", "b/#").await;
     assert_ne!(a, b);
     broker.cli_ok(&["acl", "remove", &a.to_string()]).await;
-    let mut c = broker.login(Version::V5, &client_id("c"), "alice", "pw").await;
-    assert_eq!(c.publish_acked(Publish::new("a/x", b"1", 1)).await, 0x87, "rule a removed");
-    assert_eq!(c.publish_acked(Publish::new("b/x", b"1", 1)).await, 0x00, "rule b kept");
+    let mut c = broker
+        .login(Version::V5, &client_id("c"), "alice", "pw")
+        .await;
+    assert_eq!(
+        c.publish_acked(Publish::new("a/x", b"1", 1)).await,
+        0x87,
+        "rule a removed"
+    );
+    assert_eq!(
+        c.publish_acked(Publish::new("b/x", b"1", 1)).await,
+        0x00,
+        "rule b kept"
+    );
     let out = broker.cli(&["acl", "remove", &a.to_string()]).await;
     assert!(!out.status.success(), "removing a missing rule fails");
 }
@@ -43,12 +71,25 @@ async fn acl_ids_are_distinct_and_removal_works() {
 async fn duplicate_user_and_bad_rule_are_errors() {
     let broker = TestBroker::start_default();
     broker.add_user("alice", "pw", &[]).await;
-    let dup = broker.cli_stdin(&["user", "add", "alice", "--password-stdin"], "pw2").await;
+    let dup = broker
+        .cli_stdin(&["user", "add", "alice", "--password-stdin"], "pw2")
+        .await;
     assert!(!dup.status.success(), "second user add alice must fail");
-    let bad = broker.cli(&["acl", "add", "--user", "alice", "--allow", "publish", "a/#/b"]).await;
-    assert!(!bad.status.success(), "invalid filter a/#/b must be refused");
+    let bad = broker
+        .cli(&[
+            "acl", "add", "--user", "alice", "--allow", "publish", "a/#/b",
+        ])
+        .await;
+    assert!(
+        !bad.status.success(),
+        "invalid filter a/#/b must be refused"
+    );
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "one-line error, got:\n{stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line error, got:\n{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -57,5 +98,8 @@ async fn user_list_shows_users() {
     broker.add_user("alice", "pw", &[]).await;
     broker.add_user("bob", "pw", &[]).await;
     let out = broker.cli_ok(&["user", "list"]).await;
-    assert!(out.contains("alice") && out.contains("bob"), "user list:\n{out}");
+    assert!(
+        out.contains("alice") && out.contains("bob"),
+        "user list:\n{out}"
+    );
 }

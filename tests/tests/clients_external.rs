@@ -26,14 +26,30 @@ async fn mosquitto_pub_and_sub_over_tls() {
             client_id: &sub_id,
         };
         let running = sub.subscribe("ext/#", 1).await;
-        assert!(running.subscribed, "{version}: mosquitto_sub got no SUBACK: {:?}", running.seen);
+        assert!(
+            running.subscribed,
+            "{version}: mosquitto_sub got no SUBACK: {:?}",
+            running.seen
+        );
         let pub_id = client_id("mpub");
-        let publisher = Mosq { client_id: &pub_id, ..sub };
-        let out = publisher.publish("ext/m", &format!("hello {version}"), 1).await;
-        assert!(out.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&out.stderr));
+        let publisher = Mosq {
+            client_id: &pub_id,
+            ..sub
+        };
+        let out = publisher
+            .publish("ext/m", &format!("hello {version}"), 1)
+            .await;
+        assert!(
+            out.status.success(),
+            "mosquitto_pub: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines = running.finish(Duration::from_secs(5)).await;
         let want = format!("ext/m hello {version}");
-        assert!(lines.iter().any(|l| l == &want), "{version}: {want:?} not in {lines:?}");
+        assert!(
+            lines.iter().any(|l| l == &want),
+            "{version}: {want:?} not in {lines:?}"
+        );
     }
 }
 
@@ -79,11 +95,24 @@ async fn paho_v5_subscribes_publishes_and_receives_with_user_properties() {
     let broker = setup().await;
     let args = paho_args(
         &broker,
-        &["--sub", "ext/#:1", "--pub", "ext/p:1:from paho", "--user-property", "k=v", "--messages", "1"],
+        &[
+            "--sub",
+            "ext/#:1",
+            "--pub",
+            "ext/p:1:from paho",
+            "--user-property",
+            "k=v",
+            "--messages",
+            "1",
+        ],
     );
     let out = paho("paho_client.py", &args).await;
     assert_eq!(events(&out, "connack")[0]["reason"], 0, "{out:?}");
-    assert_eq!(events(&out, "suback")[0]["reasons"], serde_json::json!([1]), "{out:?}");
+    assert_eq!(
+        events(&out, "suback")[0]["reasons"],
+        serde_json::json!([1]),
+        "{out:?}"
+    );
     assert_eq!(events(&out, "puback")[0]["reason"], 0, "{out:?}");
     let msgs = events(&out, "message");
     assert_eq!(msgs.len(), 1, "{out:?}");
@@ -96,7 +125,11 @@ async fn paho_v5_denied_publish_and_subscribe_get_0x87() {
     let broker = setup().await;
     let args = paho_args(&broker, &["--sub", "other/#:1", "--pub", "other/p:1:x"]);
     let out = paho("paho_client.py", &args).await;
-    assert_eq!(events(&out, "suback")[0]["reasons"], serde_json::json!([0x87]), "{out:?}");
+    assert_eq!(
+        events(&out, "suback")[0]["reasons"],
+        serde_json::json!([0x87]),
+        "{out:?}"
+    );
     assert_eq!(events(&out, "puback")[0]["reason"], 0x87, "{out:?}");
 }
 

@@ -46,11 +46,27 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u8)> {
         ("PUBLISH with QoS 3", frame(0x36, &publish_qos3), 0x81),
         ("U+0000 in a topic", frame(0x30, &nul_topic), 0x81),
         ("UTF-16 surrogate in a topic", frame(0x30, &surrogate), 0x81),
-        ("remaining length of 5 bytes", vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], 0x81),
-        ("SUBSCRIBE with reserved flags 0000", frame(0x80, &sub_bad_flags), 0x81),
-        ("SUBSCRIBE options reserved bits", frame(0x82, &sub_reserved_opts), 0x81),
+        (
+            "remaining length of 5 bytes",
+            vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+            0x81,
+        ),
+        (
+            "SUBSCRIBE with reserved flags 0000",
+            frame(0x80, &sub_bad_flags),
+            0x81,
+        ),
+        (
+            "SUBSCRIBE options reserved bits",
+            frame(0x82, &sub_reserved_opts),
+            0x81,
+        ),
         ("PINGREQ with a body", frame(0xC0, &[0]), 0x81),
-        ("second CONNECT", wire::encode_connect(&Connect::new(Version::V5, "again")), 0x82),
+        (
+            "second CONNECT",
+            wire::encode_connect(&Connect::new(Version::V5, "again")),
+            0x82,
+        ),
         ("subscription identifier 0", frame(0x82, &sub_id_zero), 0x82),
     ]
 }
@@ -63,7 +79,10 @@ async fn v5_malformed_packets_get_the_spec_reason_code_and_close() {
         let end = after_connect(&broker, Version::V5, &bytes).await;
         let got = end.disconnect_code();
         if got != Some(want) {
-            wrong.push(format!("{name}: want DISCONNECT 0x{want:02x}, got {got:x?} ({:?})", end.end));
+            wrong.push(format!(
+                "{name}: want DISCONNECT 0x{want:02x}, got {got:x?} ({:?})",
+                end.end
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -94,8 +113,14 @@ async fn v311_malformed_packets_close_without_a_reply() {
 async fn malformed_connect_is_closed_without_connack_success() {
     let broker = setup().await;
     let bad = [
-        frame(0x10, &[0, 4, b'M', b'Q', b'T', b'X', 4, 2, 0, 60, 0, 1, b'x']),
-        frame(0x10, &[0, 4, b'M', b'Q', b'T', b'T', 4, 3, 0, 60, 0, 1, b'x']),
+        frame(
+            0x10,
+            &[0, 4, b'M', b'Q', b'T', b'X', 4, 2, 0, 60, 0, 1, b'x'],
+        ),
+        frame(
+            0x10,
+            &[0, 4, b'M', b'Q', b'T', b'T', 4, 3, 0, 60, 0, 1, b'x'],
+        ),
         frame(0x30, &[0, 1, b'a']),
     ];
     for bytes in bad {
@@ -125,16 +150,27 @@ async fn unsupported_protocol_level_gets_0x01() {
             _ => None,
         })
         .collect();
-    assert!(codes == vec![0x01] || codes.is_empty(), "v3.1.1 CONNACK 0x01 or close: {codes:?}");
+    assert!(
+        codes == vec![0x01] || codes.is_empty(),
+        "v3.1.1 CONNACK 0x01 or close: {codes:?}"
+    );
 }
 
 #[tokio::test]
 async fn other_connections_survive_a_malformed_one() {
     let broker = setup().await;
-    let mut good = broker.login(Version::V5, &client_id("good"), "alice", "pw").await;
+    let mut good = broker
+        .login(Version::V5, &client_id("good"), "alice", "pw")
+        .await;
     good.subscribe("m/#", 1).await;
     after_connect(&broker, Version::V5, &frame(0x36, &[0, 1, b'm', 0, 1])).await;
-    let mut p = broker.login(Version::V5, &client_id("p"), "alice", "pw").await;
-    p.publish_acked(Publish::new("m/ok", b"still here", 1)).await;
-    assert_eq!(good.next_publish(WAIT).await.expect("delivered").payload, b"still here");
+    let mut p = broker
+        .login(Version::V5, &client_id("p"), "alice", "pw")
+        .await;
+    p.publish_acked(Publish::new("m/ok", b"still here", 1))
+        .await;
+    assert_eq!(
+        good.next_publish(WAIT).await.expect("delivered").payload,
+        b"still here"
+    );
 }

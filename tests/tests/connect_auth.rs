@@ -10,7 +10,10 @@ async fn connack(broker: &TestBroker, c: Connect) -> u8 {
     let (_, code, _) = raw.connect(&c).await.expect("CONNACK");
     if code != 0 {
         let end = raw.ending(WAIT).await;
-        assert!(end.packets.is_empty(), "nothing after a refusing CONNACK: {end:?}");
+        assert!(
+            end.packets.is_empty(),
+            "nothing after a refusing CONNACK: {end:?}"
+        );
     }
     code
 }
@@ -44,8 +47,16 @@ async fn anonymous_is_refused_by_default() {
     let broker = TestBroker::start_default();
     let v3 = Connect::new(Version::V311, &client_id("anon"));
     let v5 = Connect::new(Version::V5, &client_id("anon"));
-    assert_eq!(connack(&broker, v3).await, 0x05, "v3.1.1 anonymous: not authorized");
-    assert_eq!(connack(&broker, v5).await, 0x87, "v5 anonymous: not authorized");
+    assert_eq!(
+        connack(&broker, v3).await,
+        0x05,
+        "v3.1.1 anonymous: not authorized"
+    );
+    assert_eq!(
+        connack(&broker, v5).await,
+        0x87,
+        "v5 anonymous: not authorized"
+    );
 }
 
 #[tokio::test]
@@ -54,18 +65,43 @@ async fn allowed_anonymous_is_bound_by_the_everyone_rules() {
         allow_anonymous: true,
         ..BrokerOptions::default()
     });
-    broker.acl(&["--everyone", "--allow", "publish", "public/#"]).await;
-    let mut c = broker.login_with(Connect::new(Version::V5, &client_id("anon"))).await;
+    broker
+        .acl(&["--everyone", "--allow", "publish", "public/#"])
+        .await;
+    let mut c = broker
+        .login_with(Connect::new(Version::V5, &client_id("anon")))
+        .await;
     let mut p = Publish::new("public/x", b"ok", 1);
     p.packet_id = 1;
     c.publish(&p).await.expect("publish");
-    let ack = c.expect("PUBACK 1", |i| matches!(i, Incoming::PubAck { packet_id: 1, .. })).await;
-    assert_eq!(ack, Incoming::PubAck { packet_id: 1, code: 0 });
+    let ack = c
+        .expect("PUBACK 1", |i| {
+            matches!(i, Incoming::PubAck { packet_id: 1, .. })
+        })
+        .await;
+    assert_eq!(
+        ack,
+        Incoming::PubAck {
+            packet_id: 1,
+            code: 0
+        }
+    );
     let mut p = Publish::new("private/x", b"no", 1);
     p.packet_id = 2;
     c.publish(&p).await.expect("publish");
-    let ack = c.expect("PUBACK 2", |i| matches!(i, Incoming::PubAck { packet_id: 2, .. })).await;
-    assert_eq!(ack, Incoming::PubAck { packet_id: 2, code: 0x87 }, "no bypass for anonymous");
+    let ack = c
+        .expect("PUBACK 2", |i| {
+            matches!(i, Incoming::PubAck { packet_id: 2, .. })
+        })
+        .await;
+    assert_eq!(
+        ack,
+        Incoming::PubAck {
+            packet_id: 2,
+            code: 0x87
+        },
+        "no bypass for anonymous"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +114,10 @@ async fn rumqttc_v311_and_v5_log_in_over_tls() {
     assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
     let mut v5 = V5Client::start(v5_options(&broker, &client_id("r5"), "alice", "pw"));
     let ack = v5.connack().await.expect("v5 CONNACK");
-    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+    assert_eq!(
+        ack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+    );
     let mut bad = V5Client::start(v5_options(&broker, &client_id("r5"), "alice", "nope"));
     let err = bad.connack().await.expect_err("wrong password refused");
     assert!(err.contains("BadUserNamePassword"), "rumqttc saw {err}");
@@ -94,7 +133,9 @@ async fn v5_empty_client_id_gets_an_assigned_one() {
         .await
         .expect("CONNACK");
     assert_eq!(code, 0);
-    let assigned = props.str(ASSIGNED_CLIENT_ID).expect("Assigned Client Identifier property");
+    let assigned = props
+        .str(ASSIGNED_CLIENT_ID)
+        .expect("Assigned Client Identifier property");
     assert!(!assigned.is_empty(), "assigned id is not empty");
 }
 
@@ -106,20 +147,43 @@ async fn v311_empty_client_id_with_clean_session_is_accepted() {
     assert_eq!(connack(&broker, c).await, 0x00);
     let mut persistent = Connect::new(Version::V311, "").login("alice", "pw");
     persistent.clean = false;
-    assert_eq!(connack(&broker, persistent).await, 0x02, "v3.1.1 §3.2.2.3: identifier rejected");
+    assert_eq!(
+        connack(&broker, persistent).await,
+        0x02,
+        "v3.1.1 §3.2.2.3: identifier rejected"
+    );
 }
 
 #[tokio::test]
 async fn superuser_needs_no_rules() {
     let broker = TestBroker::start_default();
-    broker.cli_stdin(&["user", "add", "root", "--password-stdin", "--superuser"], "pw").await;
-    let mut c = broker.login(Version::V5, &client_id("su"), "root", "pw").await;
-    assert_eq!(c.subscribe("any/#", 1).await, 1, "superuser subscribe granted");
+    broker
+        .cli_stdin(
+            &["user", "add", "root", "--password-stdin", "--superuser"],
+            "pw",
+        )
+        .await;
+    let mut c = broker
+        .login(Version::V5, &client_id("su"), "root", "pw")
+        .await;
+    assert_eq!(
+        c.subscribe("any/#", 1).await,
+        1,
+        "superuser subscribe granted"
+    );
     let mut p = Publish::new("any/x", b"hi", 1);
     p.packet_id = 7;
     c.publish(&p).await.expect("publish");
-    let ack = c.expect("PUBACK", |i| matches!(i, Incoming::PubAck { .. })).await;
-    assert_eq!(ack, Incoming::PubAck { packet_id: 7, code: 0 });
+    let ack = c
+        .expect("PUBACK", |i| matches!(i, Incoming::PubAck { .. }))
+        .await;
+    assert_eq!(
+        ack,
+        Incoming::PubAck {
+            packet_id: 7,
+            code: 0
+        }
+    );
     let got = c.next_publish(WAIT).await.expect("own message delivered");
     assert_eq!(got.payload, b"hi");
 }

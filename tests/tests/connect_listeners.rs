@@ -29,15 +29,22 @@ async fn connection_limit_refuses_the_extra_connection() {
         ..BrokerOptions::default()
     });
     broker.user_with_rights("alice", "pw", "t/#").await;
-    let first = broker.login(Version::V5, &client_id("a"), "alice", "pw").await;
-    let _second = broker.login(Version::V5, &client_id("b"), "alice", "pw").await;
+    let first = broker
+        .login(Version::V5, &client_id("a"), "alice", "pw")
+        .await;
+    let _second = broker
+        .login(Version::V5, &client_id("b"), "alice", "pw")
+        .await;
 
     let third = async {
         let mut raw = RawClient::tls(broker.tls_addr(), broker.ca_pem(), None).await?;
         let c = Connect::new(Version::V5, &client_id("c")).login("alice", "pw");
         raw.connect(&c).await.map(|(_, code, _)| code)
     };
-    match tokio::time::timeout(WAIT, third).await.expect("third connection decided") {
+    match tokio::time::timeout(WAIT, third)
+        .await
+        .expect("third connection decided")
+    {
         Ok(code) => assert_ne!(code, 0, "third connection must not be accepted"),
         Err(RawError::Closed | RawError::Tls(_) | RawError::Io(_)) => {}
         Err(other) => panic!("third connection: {other:?}"),
@@ -45,7 +52,9 @@ async fn connection_limit_refuses_the_extra_connection() {
 
     drop(first);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _again = broker.login(Version::V5, &client_id("d"), "alice", "pw").await;
+    let _again = broker
+        .login(Version::V5, &client_id("d"), "alice", "pw")
+        .await;
 }
 
 #[tokio::test]
@@ -53,11 +62,16 @@ async fn no_plain_tcp_unless_configured() {
     let broker = TestBroker::start_default();
     broker.user_with_rights("alice", "pw", "t/#").await;
     // Plain MQTT bytes sent to the TLS port never reach the MQTT layer.
-    let mut raw = RawClient::tcp(broker.tls_addr()).await.expect("tcp connect");
+    let mut raw = RawClient::tcp(broker.tls_addr())
+        .await
+        .expect("tcp connect");
     let c = Connect::new(Version::V311, &client_id("p")).login("alice", "pw");
     let r = raw.connect(&c).await;
     assert!(r.is_err(), "plain CONNECT to the TLS listener got {r:?}");
-    assert!(!broker.log().contains("(plain)"), "no plain listener by default");
+    assert!(
+        !broker.log().contains("(plain)"),
+        "no plain listener by default"
+    );
 }
 
 #[tokio::test]
@@ -67,7 +81,9 @@ async fn plain_tcp_listener_works_and_is_warned_about() {
         ..BrokerOptions::default()
     });
     broker.user_with_rights("alice", "pw", "t/#").await;
-    let mut raw = RawClient::tcp(broker.plain_addr()).await.expect("tcp connect");
+    let mut raw = RawClient::tcp(broker.plain_addr())
+        .await
+        .expect("tcp connect");
     let c = Connect::new(Version::V311, &client_id("p")).login("alice", "pw");
     let (_, code, _) = raw.connect(&c).await.expect("CONNACK over plain TCP");
     assert_eq!(code, 0);

@@ -3,18 +3,22 @@
 
 use std::time::Duration;
 
+use warden_e2e::wire;
 use warden_e2e::wire::{
     CONTENT_TYPE, CORRELATION_DATA, MESSAGE_EXPIRY, PAYLOAD_FORMAT, RESPONSE_TOPIC, TOPIC_ALIAS,
 };
 use warden_e2e::*;
-use warden_e2e::wire;
 
 async fn setup() -> (TestBroker, RawClient, RawClient) {
     let broker = TestBroker::start_default();
     broker.user_with_rights("alice", "pw", "pp/#").await;
-    let mut s = broker.login(Version::V5, &client_id("s"), "alice", "pw").await;
+    let mut s = broker
+        .login(Version::V5, &client_id("s"), "alice", "pw")
+        .await;
     s.subscribe("pp/#", 1).await;
-    let p = broker.login(Version::V5, &client_id("p"), "alice", "pw").await;
+    let p = broker
+        .login(Version::V5, &client_id("p"), "alice", "pw")
+        .await;
     (broker, s, p)
 }
 
@@ -29,7 +33,10 @@ async fn topic_alias_from_the_client_is_resolved() {
     assert_eq!(p.publish_acked(second).await, 0);
     for want in [b"1", b"2"] {
         let got = s.next_publish(WAIT).await.expect("delivered");
-        assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("pp/alias", &want[..]));
+        assert_eq!(
+            (got.topic.as_str(), got.payload.as_slice()),
+            ("pp/alias", &want[..])
+        );
     }
 }
 
@@ -40,7 +47,11 @@ async fn topic_alias_above_the_maximum_is_a_protocol_error() {
     bad.props.0.push(Prop::U16(TOPIC_ALIAS, 17));
     p.publish(&bad).await.expect("send");
     let end = p.ending(WAIT).await;
-    assert_eq!(end.disconnect_code(), Some(0x94), "Topic Alias invalid: {end:?}");
+    assert_eq!(
+        end.disconnect_code(),
+        Some(0x94),
+        "Topic Alias invalid: {end:?}"
+    );
 }
 
 #[tokio::test]
@@ -50,7 +61,11 @@ async fn unknown_topic_alias_is_a_protocol_error() {
     bad.props.0.push(Prop::U16(TOPIC_ALIAS, 5));
     p.publish(&bad).await.expect("send");
     let end = p.ending(WAIT).await;
-    assert_eq!(end.disconnect_code(), Some(0x82), "alias never set: {end:?}");
+    assert_eq!(
+        end.disconnect_code(),
+        Some(0x82),
+        "alias never set: {end:?}"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +118,13 @@ async fn expired_message_is_not_delivered_and_remaining_expiry_is_sent() {
     let mut back = broker.login_with(c).await;
     let got = back.next_publish(WAIT).await.expect("unexpired message");
     assert_eq!(got.payload, b"long", "the expired one is dropped");
-    let left = got.props.u32(MESSAGE_EXPIRY).expect("expiry property forwarded");
-    assert!((90..100).contains(&left), "remaining expiry {left}, want about 98");
+    let left = got
+        .props
+        .u32(MESSAGE_EXPIRY)
+        .expect("expiry property forwarded");
+    assert!(
+        (90..100).contains(&left),
+        "remaining expiry {left}, want about 98"
+    );
     back.expect_no_publish(QUIET, "expired message").await;
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use warden_e2e::clients::{v3_options, v5_options, V3Client, V5Client};
-use warden_e2e::*;
 use warden_e2e::wire;
+use warden_e2e::*;
 
 async fn setup() -> TestBroker {
     let broker = TestBroker::start_default();
@@ -27,11 +27,19 @@ async fn each_qos_is_delivered_at_the_lower_of_publish_and_subscription_qos() {
         let mut p = broker.login(version, &client_id("p"), "alice", "pw").await;
         for pub_qos in 0..=2u8 {
             let payload = format!("m{pub_qos}");
-            assert_eq!(p.publish_acked(Publish::new("q/t", payload.as_bytes(), pub_qos)).await, 0);
+            assert_eq!(
+                p.publish_acked(Publish::new("q/t", payload.as_bytes(), pub_qos))
+                    .await,
+                0
+            );
             for (sub_qos, s) in subs.iter_mut() {
                 let got = s.next_publish(WAIT).await.expect("delivered");
                 assert_eq!(got.payload, payload.as_bytes(), "{version:?}");
-                assert_eq!(got.qos, pub_qos.min(*sub_qos), "{version:?} pub {pub_qos} sub {sub_qos}");
+                assert_eq!(
+                    got.qos,
+                    pub_qos.min(*sub_qos),
+                    "{version:?} pub {pub_qos} sub {sub_qos}"
+                );
                 if got.qos > 0 {
                     assert_ne!(got.packet_id, 0, "QoS>0 carries a packet id");
                 }
@@ -46,18 +54,31 @@ async fn each_qos_is_delivered_at_the_lower_of_publish_and_subscription_qos() {
 #[tokio::test]
 async fn qos2_redelivered_publish_with_same_id_is_not_duplicated() {
     let broker = setup().await;
-    let mut s = broker.login(Version::V5, &client_id("s"), "alice", "pw").await;
+    let mut s = broker
+        .login(Version::V5, &client_id("s"), "alice", "pw")
+        .await;
     s.subscribe("q/#", 2).await;
-    let mut p = broker.login(Version::V5, &client_id("p"), "alice", "pw").await;
+    let mut p = broker
+        .login(Version::V5, &client_id("p"), "alice", "pw")
+        .await;
     let mut m = Publish::new("q/once", b"x", 2);
     m.packet_id = 42;
     p.publish(&m).await.expect("send");
-    p.expect("PUBREC", |i| matches!(i, Incoming::PubRec { packet_id: 42, .. })).await;
+    p.expect("PUBREC", |i| {
+        matches!(i, Incoming::PubRec { packet_id: 42, .. })
+    })
+    .await;
     m.dup = true;
     p.publish(&m).await.expect("resend with DUP");
-    p.expect("PUBREC again", |i| matches!(i, Incoming::PubRec { packet_id: 42, .. })).await;
+    p.expect("PUBREC again", |i| {
+        matches!(i, Incoming::PubRec { packet_id: 42, .. })
+    })
+    .await;
     p.send(&wire::encode_ack(0x62, 42)).await.expect("PUBREL");
-    p.expect("PUBCOMP", |i| matches!(i, Incoming::PubComp { packet_id: 42, .. })).await;
+    p.expect("PUBCOMP", |i| {
+        matches!(i, Incoming::PubComp { packet_id: 42, .. })
+    })
+    .await;
     assert!(s.next_publish(WAIT).await.is_some(), "delivered once");
     s.expect_no_publish(QUIET, "QoS 2 is exactly once").await;
 }
@@ -70,13 +91,16 @@ async fn receive_maximum_limits_unacknowledged_deliveries() {
     let mut s = broker.login_with(c).await;
     s.auto_ack = false;
     s.subscribe("q/#", 1).await;
-    let mut p = broker.login(Version::V5, &client_id("p"), "alice", "pw").await;
+    let mut p = broker
+        .login(Version::V5, &client_id("p"), "alice", "pw")
+        .await;
     for i in 0..5u8 {
         p.publish_acked(Publish::new("q/flow", &[i], 1)).await;
     }
     let a = s.next_publish(WAIT).await.expect("first");
     let b = s.next_publish(WAIT).await.expect("second");
-    s.expect_no_publish(QUIET, "receive maximum 2 reached").await;
+    s.expect_no_publish(QUIET, "receive maximum 2 reached")
+        .await;
     s.ack(&a).await;
     s.ack(&b).await;
     let mut rest = Vec::new();
@@ -93,14 +117,29 @@ async fn rumqttc_v311_qos_0_1_2_round_trip() {
     let broker = setup().await;
     let mut sub = V3Client::start(v3_options(&broker, &client_id("rs"), "alice", "pw"));
     sub.connack().await.expect("CONNACK");
-    sub.client.subscribe("q/r3", rumqttc::QoS::ExactlyOnce).await.expect("subscribe");
-    sub.wait_for(WAIT, |p| matches!(p, rumqttc::Packet::SubAck(_))).await.expect("SUBACK");
+    sub.client
+        .subscribe("q/r3", rumqttc::QoS::ExactlyOnce)
+        .await
+        .expect("subscribe");
+    sub.wait_for(WAIT, |p| matches!(p, rumqttc::Packet::SubAck(_)))
+        .await
+        .expect("SUBACK");
     let mut pubr = V3Client::start(v3_options(&broker, &client_id("rp"), "alice", "pw"));
     pubr.connack().await.expect("CONNACK");
-    for qos in [rumqttc::QoS::AtMostOnce, rumqttc::QoS::AtLeastOnce, rumqttc::QoS::ExactlyOnce] {
-        pubr.client.publish("q/r3", qos, false, format!("{qos:?}")).await.expect("publish");
+    for qos in [
+        rumqttc::QoS::AtMostOnce,
+        rumqttc::QoS::AtLeastOnce,
+        rumqttc::QoS::ExactlyOnce,
+    ] {
+        pubr.client
+            .publish("q/r3", qos, false, format!("{qos:?}"))
+            .await
+            .expect("publish");
         let got = sub.next_publish(WAIT).await.expect("delivered");
-        assert_eq!((got.qos, got.payload.as_ref()), (qos, format!("{qos:?}").as_bytes()));
+        assert_eq!(
+            (got.qos, got.payload.as_ref()),
+            (qos, format!("{qos:?}").as_bytes())
+        );
     }
 }
 
@@ -110,11 +149,20 @@ async fn rumqttc_v5_qos1_round_trip() {
     let broker = setup().await;
     let mut sub = V5Client::start(v5_options(&broker, &client_id("rs"), "alice", "pw"));
     sub.connack().await.expect("CONNACK");
-    sub.client.subscribe("q/r5", QoS::AtLeastOnce).await.expect("subscribe");
+    sub.client
+        .subscribe("q/r5", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     let mut pubr = V5Client::start(v5_options(&broker, &client_id("rp"), "alice", "pw"));
     pubr.connack().await.expect("CONNACK");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pubr.client.publish("q/r5", QoS::AtLeastOnce, false, "v5").await.expect("publish");
+    pubr.client
+        .publish("q/r5", QoS::AtLeastOnce, false, "v5")
+        .await
+        .expect("publish");
     let got = sub.next_publish(WAIT).await.expect("delivered");
-    assert_eq!((got.qos, got.payload.as_ref()), (QoS::AtLeastOnce, &b"v5"[..]));
+    assert_eq!(
+        (got.qos, got.payload.as_ref()),
+        (QoS::AtLeastOnce, &b"v5"[..])
+    );
 }

@@ -9,7 +9,12 @@ async fn setup() -> TestBroker {
     broker.allow("reader", "subscribe", "feed/#").await;
     broker.allow("reader", "receive", "feed/#").await;
     broker.deny("reader", "receive", "feed/secret/#").await;
-    broker.cli_stdin(&["user", "add", "writer", "--password-stdin", "--superuser"], "pw").await;
+    broker
+        .cli_stdin(
+            &["user", "add", "writer", "--password-stdin", "--superuser"],
+            "pw",
+        )
+        .await;
     broker
 }
 
@@ -18,10 +23,18 @@ async fn receive_deny_keeps_matching_messages_out() {
     let broker = setup().await;
     for version in [Version::V311, Version::V5] {
         let mut r = broker.login(version, &client_id("r"), "reader", "pw").await;
-        assert_eq!(r.subscribe("feed/#", 1).await, 1, "deny overlaps only: granted");
-        let mut w = broker.login(Version::V5, &client_id("w"), "writer", "pw").await;
-        w.publish_acked(Publish::new("feed/secret/x", b"hidden", 1)).await;
-        w.publish_acked(Publish::new("feed/public", b"shown", 1)).await;
+        assert_eq!(
+            r.subscribe("feed/#", 1).await,
+            1,
+            "deny overlaps only: granted"
+        );
+        let mut w = broker
+            .login(Version::V5, &client_id("w"), "writer", "pw")
+            .await;
+        w.publish_acked(Publish::new("feed/secret/x", b"hidden", 1))
+            .await;
+        w.publish_acked(Publish::new("feed/public", b"shown", 1))
+            .await;
         let got = r.next_publish(WAIT).await.expect("public message");
         assert_eq!(got.topic, "feed/public", "{version:?}");
         r.expect_no_publish(QUIET, "denied topic").await;
@@ -31,7 +44,9 @@ async fn receive_deny_keeps_matching_messages_out() {
 #[tokio::test]
 async fn retained_message_is_not_sent_without_receive_right() {
     let broker = setup().await;
-    let mut w = broker.login(Version::V5, &client_id("w"), "writer", "pw").await;
+    let mut w = broker
+        .login(Version::V5, &client_id("w"), "writer", "pw")
+        .await;
     let mut secret = Publish::new("feed/secret/r", b"hidden", 1);
     secret.retain = true;
     w.publish_acked(secret).await;
@@ -39,17 +54,25 @@ async fn retained_message_is_not_sent_without_receive_right() {
     public.retain = true;
     w.publish_acked(public).await;
 
-    let mut r = broker.login(Version::V5, &client_id("r"), "reader", "pw").await;
+    let mut r = broker
+        .login(Version::V5, &client_id("r"), "reader", "pw")
+        .await;
     assert_eq!(r.subscribe("feed/#", 1).await, 1);
-    let got = r.next_publish(WAIT).await.expect("allowed retained message");
+    let got = r
+        .next_publish(WAIT)
+        .await
+        .expect("allowed retained message");
     assert_eq!((got.topic.as_str(), got.retain), ("feed/pub/r", true));
-    r.expect_no_publish(QUIET, "retained message without receive right").await;
+    r.expect_no_publish(QUIET, "retained message without receive right")
+        .await;
 }
 
 #[tokio::test]
 async fn will_is_not_delivered_without_receive_right() {
     let broker = setup().await;
-    let mut r = broker.login(Version::V5, &client_id("r"), "reader", "pw").await;
+    let mut r = broker
+        .login(Version::V5, &client_id("r"), "reader", "pw")
+        .await;
     assert_eq!(r.subscribe("feed/#", 1).await, 1);
     let mut c = Connect::new(Version::V5, &client_id("dying")).login("writer", "pw");
     c.will = Some(Will {
@@ -71,6 +94,9 @@ async fn will_is_not_delivered_without_receive_right() {
         ..Will::default()
     });
     drop(broker.login_with(c).await);
-    let got = r.next_publish(WAIT).await.expect("will on an allowed topic");
+    let got = r
+        .next_publish(WAIT)
+        .await
+        .expect("will on an allowed topic");
     assert_eq!(got.topic, "feed/open/will");
 }

@@ -30,9 +30,14 @@ async fn connack(broker: &TestBroker, c: &Connect) -> (RawClient, bool) {
 }
 
 async fn publish_all(broker: &TestBroker, payloads: &[&str]) {
-    let mut p = broker.login(Version::V5, &client_id("pub"), "alice", "pw").await;
+    let mut p = broker
+        .login(Version::V5, &client_id("pub"), "alice", "pw")
+        .await;
     for m in payloads {
-        assert_eq!(p.publish_acked(Publish::new("s/q", m.as_bytes(), 1)).await, 0);
+        assert_eq!(
+            p.publish_acked(Publish::new("s/q", m.as_bytes(), 1)).await,
+            0
+        );
     }
 }
 
@@ -41,7 +46,7 @@ async fn offline_qos1_messages_are_queued_and_delivered_on_resume() {
     let broker = setup(BrokerOptions::default()).await;
     for version in [Version::V311, Version::V5] {
         let id = client_id("persist");
-        let (mut s, present) = connack(&broker, &persistent(version, &id, true)).await;
+        let (mut s, present) = connack(&broker, &persistent(version, &id, false)).await;
         assert!(!present, "new session");
         s.subscribe("s/#", 1).await;
         s.disconnect().await;
@@ -66,7 +71,7 @@ async fn offline_queue_is_bounded_and_drops_the_oldest() {
     })
     .await;
     let id = client_id("bounded");
-    let (mut s, _) = connack(&broker, &persistent(Version::V5, &id, true)).await;
+    let (mut s, _) = connack(&broker, &persistent(Version::V5, &id, false)).await;
     s.subscribe("s/#", 1).await;
     s.disconnect().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -83,7 +88,7 @@ async fn offline_queue_is_bounded_and_drops_the_oldest() {
 async fn unacknowledged_message_is_resent_with_dup_on_resume() {
     let broker = setup(BrokerOptions::default()).await;
     let id = client_id("dup");
-    let (mut s, _) = connack(&broker, &persistent(Version::V311, &id, true)).await;
+    let (mut s, _) = connack(&broker, &persistent(Version::V311, &id, false)).await;
     s.auto_ack = false;
     s.subscribe("s/#", 1).await;
     publish_all(&broker, &["once"]).await;
@@ -95,7 +100,10 @@ async fn unacknowledged_message_is_resent_with_dup_on_resume() {
     assert!(present);
     let again = s.next_publish(WAIT).await.expect("redelivery");
     assert!(again.dup, "resent with DUP=1: {again:?}");
-    assert_eq!((again.packet_id, again.payload.as_slice()), (first.packet_id, &b"once"[..]));
+    assert_eq!(
+        (again.packet_id, again.payload.as_slice()),
+        (first.packet_id, &b"once"[..])
+    );
 }
 
 #[tokio::test]
@@ -103,14 +111,15 @@ async fn clean_start_discards_the_session() {
     let broker = setup(BrokerOptions::default()).await;
     for version in [Version::V311, Version::V5] {
         let id = client_id("clean");
-        let (mut s, _) = connack(&broker, &persistent(version, &id, true)).await;
+        let (mut s, _) = connack(&broker, &persistent(version, &id, false)).await;
         s.subscribe("s/#", 1).await;
         s.disconnect().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         publish_all(&broker, &["lost"]).await;
         let (mut s, present) = connack(&broker, &persistent(version, &id, true)).await;
         assert!(!present, "{version:?} clean start: no session");
-        s.expect_no_publish(QUIET, "queued messages discarded").await;
+        s.expect_no_publish(QUIET, "queued messages discarded")
+            .await;
         publish_all(&broker, &["after"]).await;
         s.expect_no_publish(QUIET, "subscriptions discarded").await;
     }
@@ -128,7 +137,10 @@ async fn v5_session_without_expiry_ends_at_disconnect() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     publish_all(&broker, &["gone"]).await;
     let (mut s, present) = connack(&broker, &c).await;
-    assert!(!present, "session expiry 0: the session ended with the connection");
+    assert!(
+        !present,
+        "session expiry 0: the session ended with the connection"
+    );
     s.expect_no_publish(QUIET, "nothing queued").await;
 }
 
@@ -139,7 +151,11 @@ async fn v5_takeover_sends_0x8e_to_the_old_connection() {
     let mut old = broker.login(Version::V5, &id, "alice", "pw").await;
     let _new = broker.login(Version::V5, &id, "alice", "pw").await;
     let end = old.ending(WAIT).await;
-    assert_eq!(end.disconnect_code(), Some(0x8E), "session taken over: {end:?}");
+    assert_eq!(
+        end.disconnect_code(),
+        Some(0x8E),
+        "session taken over: {end:?}"
+    );
 }
 
 #[tokio::test]
@@ -149,6 +165,9 @@ async fn v311_takeover_closes_the_old_connection() {
     let mut old = broker.login(Version::V311, &id, "alice", "pw").await;
     let mut new = broker.login(Version::V311, &id, "alice", "pw").await;
     let end = old.ending(WAIT).await;
-    assert!(end.packets.is_empty(), "v3.1.1: closed without a packet: {end:?}");
+    assert!(
+        end.packets.is_empty(),
+        "v3.1.1: closed without a packet: {end:?}"
+    );
     assert_eq!(new.subscribe("s/#", 0).await, 0, "the new connection works");
 }

@@ -3,14 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use warden_e2e::wire;
 use warden_e2e::wire::WILL_DELAY;
 use warden_e2e::*;
-use warden_e2e::wire;
 
 async fn setup() -> (TestBroker, RawClient) {
     let broker = TestBroker::start_default();
     broker.user_with_rights("alice", "pw", "w/#").await;
-    let mut watcher = broker.login(Version::V5, &client_id("watch"), "alice", "pw").await;
+    let mut watcher = broker
+        .login(Version::V5, &client_id("watch"), "alice", "pw")
+        .await;
     assert_eq!(watcher.subscribe("w/#", 1).await, 1);
     (broker, watcher)
 }
@@ -38,25 +40,42 @@ async fn keepalive_timeout_fires_the_will() {
     for version in [Version::V311, Version::V5] {
         let started = Instant::now();
         let _silent = broker.login_with(with_will(version, 1, None)).await;
-        let will = watcher.next_publish(Duration::from_secs(5)).await.expect("will");
-        assert_eq!((will.topic.as_str(), will.payload.as_slice()), ("w/will", &b"gone"[..]));
+        let will = watcher
+            .next_publish(Duration::from_secs(5))
+            .await
+            .expect("will");
+        assert_eq!(
+            (will.topic.as_str(), will.payload.as_slice()),
+            ("w/will", &b"gone"[..])
+        );
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(900), "{version:?}: fired after {took:?}, before 1.5 × keepalive");
+        assert!(
+            took >= Duration::from_millis(900),
+            "{version:?}: fired after {took:?}, before 1.5 × keepalive"
+        );
     }
 }
 
 #[tokio::test]
 async fn keepalive_timeout_closes_the_connection() {
     let (broker, _watcher) = setup().await;
-    let mut silent = broker.login(Version::V311, &client_id("ka"), "alice", "pw").await;
+    let mut silent = broker
+        .login(Version::V311, &client_id("ka"), "alice", "pw")
+        .await;
     silent.send(&wire::encode_pingreq()).await.expect("ping");
-    assert_eq!(silent.recv(WAIT).await.expect("PINGRESP"), Incoming::PingResp);
+    assert_eq!(
+        silent.recv(WAIT).await.expect("PINGRESP"),
+        Incoming::PingResp
+    );
     let mut c = Connect::new(Version::V311, &client_id("ka")).login("alice", "pw");
     c.keep_alive = 1;
     let mut silent = broker.login_with(c).await;
     let started = Instant::now();
     silent.ending(Duration::from_secs(5)).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "closed after about 1.5 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after about 1.5 s"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +94,9 @@ async fn normal_disconnect_does_not_fire_the_will() {
     for version in [Version::V311, Version::V5] {
         let mut c = broker.login_with(with_will(version, 60, None)).await;
         c.disconnect().await;
-        watcher.expect_no_publish(Duration::from_secs(1), "will after normal DISCONNECT").await;
+        watcher
+            .expect_no_publish(Duration::from_secs(1), "will after normal DISCONNECT")
+            .await;
     }
 }
 
@@ -83,8 +104,13 @@ async fn normal_disconnect_does_not_fire_the_will() {
 async fn v5_disconnect_0x04_fires_the_will() {
     let (broker, mut watcher) = setup().await;
     let mut c = broker.login_with(with_will(Version::V5, 60, None)).await;
-    c.send(&wire::encode_disconnect(Version::V5, 0x04)).await.expect("DISCONNECT 0x04");
-    let will = watcher.next_publish(WAIT).await.expect("will after DISCONNECT 0x04");
+    c.send(&wire::encode_disconnect(Version::V5, 0x04))
+        .await
+        .expect("DISCONNECT 0x04");
+    let will = watcher
+        .next_publish(WAIT)
+        .await
+        .expect("will after DISCONNECT 0x04");
     assert_eq!(will.payload, b"gone");
 }
 
@@ -93,11 +119,19 @@ async fn v5_will_delay_postpones_the_will() {
     let (broker, mut watcher) = setup().await;
     let started = Instant::now();
     drop(broker.login_with(with_will(Version::V5, 60, Some(2))).await);
-    watcher.expect_no_publish(Duration::from_millis(1200), "will before its delay").await;
-    let will = watcher.next_publish(Duration::from_secs(4)).await.expect("delayed will");
+    watcher
+        .expect_no_publish(Duration::from_millis(1200), "will before its delay")
+        .await;
+    let will = watcher
+        .next_publish(Duration::from_secs(4))
+        .await
+        .expect("delayed will");
     assert_eq!(will.topic, "w/will");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1800), "fired after {took:?}, delay was 2 s");
+    assert!(
+        took >= Duration::from_millis(1800),
+        "fired after {took:?}, delay was 2 s"
+    );
 }
 
 #[tokio::test]
@@ -109,5 +143,7 @@ async fn v5_will_delay_is_cancelled_by_a_reconnect() {
     again.clean = false;
     again.will = None;
     let _back = broker.login_with(again).await;
-    watcher.expect_no_publish(Duration::from_secs(3), "will after the client came back").await;
+    watcher
+        .expect_no_publish(Duration::from_secs(3), "will after the client came back")
+        .await;
 }

@@ -99,9 +99,8 @@ impl Cli {
     /// else the embedded default.
     pub fn load_config(&self) -> anyhow::Result<Config> {
         match &self.config {
-            Some(path) => {
-                Config::load(path).with_context(|| format!("cannot load config {}", path.display()))
-            }
+            // Config errors already name the file, the field and the line.
+            Some(path) => Ok(Config::load(path)?),
             None => Ok(Config::embedded_default()),
         }
     }

@@ -62,9 +62,8 @@ fn push_line(out: &mut String, cells: &[String], widths: &[usize]) {
         if col > 0 {
             line.push_str("  ");
         }
-        line.push_str(cell);
-        let pad = width.saturating_sub(cell.chars().count());
-        line.extend(std::iter::repeat(' ').take(pad));
+        // `{:<w$}` pads by chars, the unit `render` measured widths in.
+        line.push_str(&format!("{cell:<width$}"));
     }
     out.push_str(line.trim_end());
     out.push('\n');

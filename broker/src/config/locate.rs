@@ -66,10 +66,10 @@ fn key_offset(s: &str, key: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(rel) = s.get(from..).and_then(|rest| rest.find(key)) {
         let at = from + rel;
-        let before_ok = s[..at]
-            .chars()
-            .next_back()
-            .map_or(true, |c| matches!(c, ' ' | '{' | ',' | '-'));
+        let before_ok = match s[..at].chars().next_back() {
+            None => true,
+            Some(c) => matches!(c, ' ' | '{' | ',' | '-'),
+        };
         let after = s[at + key.len()..].trim_start_matches(' ');
         if before_ok && after.starts_with(':') {
             return Some(at);
@@ -85,7 +85,11 @@ fn find_key(lines: &[&str], r: Region, key: &str, top: bool) -> Option<(Pos, Reg
         if is_filler(line) {
             continue;
         }
-        let col = if n == r.start { r.col.min(line.len()) } else { 0 };
+        let col = if n == r.start {
+            r.col.min(line.len())
+        } else {
+            0
+        };
         let Some(rel) = line.get(col..).and_then(|s| key_offset(s, key)) else {
             continue;
         };
@@ -131,7 +135,11 @@ fn find_item(lines: &[&str], r: Region, index: usize) -> Option<(Pos, Region)> {
         if is_filler(line) {
             continue;
         }
-        let from = if n == r.start { r.col.min(line.len()) } else { 0 };
+        let from = if n == r.start {
+            r.col.min(line.len())
+        } else {
+            0
+        };
         let rest = line.get(from..)?;
         let trimmed = rest.trim_start();
         if !(trimmed.starts_with("- ") || trimmed == "-") {
@@ -146,9 +154,7 @@ fn find_item(lines: &[&str], r: Region, index: usize) -> Option<(Pos, Region)> {
         items.push((n, col));
     }
     let &(line, col) = items.get(index)?;
-    let end = items
-        .get(index + 1)
-        .map_or(r.end, |&(next, _)| next);
+    let end = items.get(index + 1).map_or(r.end, |&(next, _)| next);
     let sub = Region {
         start: line,
         end,

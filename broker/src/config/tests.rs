@@ -37,7 +37,10 @@ fn fails_in(dir: &Path, yaml: &str, field: &str, line: usize) -> String {
 fn missing_file_names_the_path() {
     let err = Config::load(Path::new("/nonexistent/warden.yaml")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(err.to_string().contains("/nonexistent/warden.yaml"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/warden.yaml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -48,8 +51,15 @@ fn syntax_error_has_a_line() {
 
 #[test]
 fn unknown_top_level_key() {
-    let text = fails("data_dir: x\nlistenerz: []\n", "unknown field `listenerz`", 2);
-    assert!(text.contains("listeners"), "suggests the valid keys: {text}");
+    let text = fails(
+        "data_dir: x\nlistenerz: []\n",
+        "unknown field `listenerz`",
+        2,
+    );
+    assert!(
+        text.contains("listeners"),
+        "suggests the valid keys: {text}"
+    );
 }
 
 #[test]
@@ -74,20 +84,32 @@ fn bad_enum_value() {
 
 #[test]
 fn bad_duration() {
-    let text = fails("policy:\n  poll_interval: soon\n", "policy.poll_interval", 2);
+    let text = fails(
+        "policy:\n  poll_interval: soon\n",
+        "policy.poll_interval",
+        2,
+    );
     assert!(text.contains("invalid duration \"soon\""), "{text}");
     fails("policy: { poll_interval: 0s }\n", "policy.poll_interval", 1);
 }
 
 #[test]
 fn bad_sizes_and_counts() {
-    fails("limits:\n  max_packet_size: 2GiB\n", "limits.max_packet_size", 2);
+    fails(
+        "limits:\n  max_packet_size: 2GiB\n",
+        "limits.max_packet_size",
+        2,
+    );
     fails(
         "limits:\n  max_packet_size: 268435456\n",
         "limits.max_packet_size",
         2,
     );
-    fails("limits:\n  receive_maximum: 0\n", "limits.receive_maximum", 2);
+    fails(
+        "limits:\n  receive_maximum: 0\n",
+        "limits.receive_maximum",
+        2,
+    );
     fails(
         "limits:\n  receive_maximum: 65536\n",
         "limits.receive_maximum",
@@ -175,7 +197,10 @@ fn default_yaml_is_the_embedded_default() {
     let l = &embedded.listeners[0];
     assert_eq!(&*l.name, "tls");
     assert_eq!(l.bind.to_string(), "127.0.0.1:8883");
-    assert_eq!(embedded.dev_certs_dir(), Some(cwd.join("warden-data/certs")));
+    assert_eq!(
+        embedded.dev_certs_dir(),
+        Some(cwd.join("warden-data/certs"))
+    );
     assert_eq!(
         embedded.store,
         warden_auth::StoreConfig::sqlite(cwd.join("warden-data/warden.db"))
@@ -234,7 +259,12 @@ log: { level: "warden=debug,info" }
     let tls = c.listeners[0].tls().unwrap();
     assert_eq!(tls.cert, d.join("server.pem"));
     assert_eq!(tls.key, d.join("server.key"));
-    assert_eq!(tls.client_auth, ClientAuth::Required { ca: d.join("ca.pem") });
+    assert_eq!(
+        tls.client_auth,
+        ClientAuth::Required {
+            ca: d.join("ca.pem")
+        }
+    );
     assert_eq!(c.listeners[0].username_from(), Some(UsernameFrom::Cn));
     assert!(!tls.dev_certs);
     assert_eq!(c.listeners[0].max_connections.get(), 5);
@@ -243,7 +273,10 @@ log: { level: "warden=debug,info" }
     assert_eq!(&*c.listeners[2].name, "tcp-0-2");
     assert_eq!(c.listeners[1].kind(), ListenerKind::Tcp);
     assert_eq!(c.dev_certs_dir(), None);
-    assert_eq!(c.store, warden_auth::StoreConfig::sqlite(d.join("data/db/w.db")));
+    assert_eq!(
+        c.store,
+        warden_auth::StoreConfig::sqlite(d.join("data/db/w.db"))
+    );
     assert!(c.auth.allow_anonymous);
     assert_eq!(c.policy.on_deny, OnDeny::Disconnect);
     assert_eq!(c.policy.poll_interval, Duration::from_millis(250));

@@ -66,16 +66,41 @@ pub struct BindAddr(pub SocketAddr);
 
 impl<'de> Deserialize<'de> for BindAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.trim()
-            .parse::<SocketAddr>()
-            .map(BindAddr)
-            .map_err(|_| {
-                de::Error::custom(format!(
+        from_str(d, "a socket address such as \"127.0.0.1:8883\"", |text| {
+            text.trim()
+                .parse::<SocketAddr>()
+                .map(BindAddr)
+                .map_err(|_| {
+                    format!(
                     "invalid socket address \"{text}\" (expected IP:PORT, e.g. \"127.0.0.1:8883\")"
-                ))
-            })
+                )
+                })
+        })
     }
+}
+
+/// Deserializes a string and checks it inside the visitor: an error raised
+/// there is placed by serde_yaml at the value, with the value's field path;
+/// one raised after `String::deserialize` returns is placed at the mapping.
+fn from_str<'de, D, T, F>(d: D, expecting: &'static str, check: F) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    F: FnOnce(&str) -> Result<T, String>,
+{
+    struct V<F> {
+        expecting: &'static str,
+        check: F,
+    }
+    impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for V<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.check)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V { expecting, check })
 }
 
 /// A duration written the humantime way: "10s", "1d", "500ms", "1h 30m".
@@ -84,14 +109,13 @@ pub struct HumanDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration \"{text}\": {e} (expected e.g. \"10s\", \"1d\")"
-                ))
-            })
+        from_str(d, "a duration such as \"10s\" or \"1d\"", |text| {
+            humantime::parse_duration(text.trim())
+                .map(HumanDuration)
+                .map_err(|e| {
+                    format!("invalid duration \"{text}\": {e} (expected e.g. \"10s\", \"1d\")")
+                })
+        })
     }
 }
 
@@ -117,9 +141,7 @@ impl PacketSize {
 /// accepted as their decimal meaning because people write them.
 pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
@@ -171,10 +193,11 @@ pub struct LogDirective(pub String);
 
 impl<'de> Deserialize<'de> for LogDirective {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        tracing_subscriber::EnvFilter::try_new(&text)
-            .map(|_| LogDirective(text.clone()))
-            .map_err(|e| de::Error::custom(format!("invalid log directive \"{text}\": {e}")))
+        from_str(d, "a log filter such as \"info\"", |text| {
+            tracing_subscriber::EnvFilter::try_new(text)
+                .map(|_| LogDirective(text.to_owned()))
+                .map_err(|e| format!("invalid log directive \"{text}\": {e}"))
+        })
     }
 }
 
@@ -192,6 +215,9 @@ mod tests {
         assert!(parse_byte_size("MiB").is_err());
         assert!(PacketSize::checked(268_435_456).is_err());
         assert!(PacketSize::checked(0).is_err());
-        assert_eq!(PacketSize::checked(268_435_455), Ok(PacketSize(268_435_455)));
+        assert_eq!(
+            PacketSize::checked(268_435_455),
+            Ok(PacketSize(268_435_455))
+        );
     }
 }

@@ -166,6 +166,12 @@ fn build_store(
     ctx: &Ctx<'_>,
 ) -> Result<warden_auth::StoreConfig, ConfigError> {
     use warden_auth::StoreConfig;
+    // Checked before resolving: an empty path joined to data_dir would
+    // silently become data_dir itself.
+    if let Some(Err(e)) = raw.as_ref().map(StoreConfig::validate) {
+        let at: Vec<Seg<'_>> = e.field.split('.').map(Seg::Key).collect();
+        return Err(ctx.err(&at, e.field, e.message));
+    }
     let store = match raw {
         None => StoreConfig::sqlite(data_dir.join("warden.db")),
         Some(StoreConfig::Sqlite { path, timeout }) => StoreConfig::Sqlite {
@@ -175,10 +181,6 @@ fn build_store(
         #[allow(unreachable_patterns)]
         Some(other) => other,
     };
-    if let Err(e) = store.validate() {
-        let at: Vec<Seg<'_>> = e.field.split('.').map(Seg::Key).collect();
-        return Err(ctx.err(&at, e.field, e.message));
-    }
     Ok(store)
 }
 
@@ -219,9 +221,7 @@ fn build_limits(raw: Option<super::raw::RawLimits>, ctx: &Ctx<'_>) -> Result<Lim
         receive_maximum: raw.receive_maximum.unwrap_or(d.receive_maximum),
         max_queued_messages: raw.max_queued_messages.unwrap_or(d.max_queued_messages),
         max_session_expiry,
-        max_keepalive: raw
-            .max_keepalive
-            .and_then(std::num::NonZeroU16::new),
+        max_keepalive: raw.max_keepalive.and_then(std::num::NonZeroU16::new),
         topic_alias_maximum: raw.topic_alias_maximum.unwrap_or(d.topic_alias_maximum),
         retain_available: raw.retain_available.unwrap_or(d.retain_available),
     })
@@ -297,7 +297,11 @@ fn build_listener(
     let connect_timeout = raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |h| h.0);
     if connect_timeout.is_zero() {
         return Err(ctx.err(
-            &[Seg::Key("listeners"), Seg::Index(i), Seg::Key("connect_timeout")],
+            &[
+                Seg::Key("listeners"),
+                Seg::Index(i),
+                Seg::Key("connect_timeout"),
+            ],
             &format!("listeners[{i}].connect_timeout"),
             "must be greater than zero",
         ));
@@ -418,8 +422,8 @@ fn build_tls(
 pub fn embedded_default() -> Config {
     // Without a current directory the relative path is the best answer; the
     // data dir is created later, where a real error can be reported.
-    let data_dir = absolute(Path::new(DEFAULT_DATA_DIR))
-        .unwrap_or_else(|_| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir =
+        absolute(Path::new(DEFAULT_DATA_DIR)).unwrap_or_else(|_| PathBuf::from(DEFAULT_DATA_DIR));
     Config {
         source: None,
         listeners: vec![default_listener(&data_dir)],

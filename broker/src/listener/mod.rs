@@ -67,9 +67,9 @@ impl Listener {
     pub async fn bind(cfg: &ListenerConfig) -> Result<Listener, ListenerError> {
         let tls = match &cfg.transport {
             Transport::Tcp => None,
-            Transport::Tls(settings) => Some(Arc::new(tls::TlsAcceptors::build(
-                &cfg.name, settings,
-            )?)),
+            Transport::Tls(settings) => {
+                Some(Arc::new(tls::TlsAcceptors::build(&cfg.name, settings)?))
+            }
         };
         let (tcp, local_addr) = tcp::bind(&cfg.name, cfg.bind).await?;
         Ok(Listener {
@@ -142,10 +142,14 @@ impl Handshaker {
         };
         let stream = acceptors.accept(tcp, addr).await?;
         let cert = match stream.get_ref().1.peer_certificates() {
-            Some([leaf, ..]) => Some(
-                cert_info(leaf.as_ref())
-                    .map_err(|message| ListenerError::PeerCert { peer: addr, message })?,
-            ),
+            Some([leaf, ..]) => {
+                Some(
+                    cert_info(leaf.as_ref()).map_err(|message| ListenerError::PeerCert {
+                        peer: addr,
+                        message,
+                    })?,
+                )
+            }
             _ => None,
         };
         let peer = PeerInfo {

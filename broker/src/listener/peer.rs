@@ -160,7 +160,10 @@ mod tests {
             fingerprint: String::new(),
         };
         let p = peer(Some(info));
-        assert_eq!(p.mapped_username(UsernameFrom::Cn).as_deref(), Some("alice"));
+        assert_eq!(
+            p.mapped_username(UsernameFrom::Cn).as_deref(),
+            Some("alice")
+        );
         assert_eq!(
             p.mapped_username(UsernameFrom::Subject).as_deref(),
             Some("CN=alice,O=Acme")

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,7 +54,12 @@ fn read_pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
 }
 
 /// A client trusting `ca`, presenting `identity` (cert, key) if given.
-fn client(ca: &Path, identity: Option<(&Path, &Path)>, alpn: &[&[u8]], tls12: bool) -> TlsConnector {
+fn client(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[&[u8]],
+    tls12: bool,
+) -> TlsConnector {
     let mut roots = RootCertStore::empty();
     for c in read_pem_certs(ca) {
         roots.add(c).unwrap();
@@ -64,12 +69,11 @@ fn client(ca: &Path, identity: Option<(&Path, &Path)>, alpn: &[&[u8]], tls12: bo
     } else {
         &[&rustls::version::TLS13]
     };
-    let builder = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots);
     let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
@@ -78,7 +82,7 @@ fn client(ca: &Path, identity: Option<(&Path, &Path)>, alpn: &[&[u8]], tls12: bo
                 .unwrap()
                 .unwrap();
             builder
-                .with_client_auth_cert(read_pem_certs(cert), PrivateKeyDer::from(key))
+                .with_client_auth_cert(read_pem_certs(cert), key)
                 .unwrap()
         }
     };
@@ -118,7 +122,10 @@ async fn required_without_a_client_cert_fails() {
     let p = pki();
     let cfg = tls_listener(&p, ClientAuth::Required { ca: p.ca.clone() });
     let (server, _) = run(&cfg, client(&p.ca, None, &[], false)).await;
-    assert!(matches!(server, Err(ListenerError::Handshake { .. })), "{server:?}");
+    assert!(
+        matches!(server, Err(ListenerError::Handshake { .. })),
+        "{server:?}"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +135,10 @@ async fn required_with_a_cert_from_another_ca_fails() {
     let (cert, key) = certs::issue_client_cert(other.dir.path(), "mallory").unwrap();
     let cfg = tls_listener(&p, ClientAuth::Required { ca: p.ca.clone() });
     let (server, _) = run(&cfg, client(&p.ca, Some((&cert, &key)), &[], false)).await;
-    assert!(matches!(server, Err(ListenerError::Handshake { .. })), "{server:?}");
+    assert!(
+        matches!(server, Err(ListenerError::Handshake { .. })),
+        "{server:?}"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +148,12 @@ async fn required_with_a_valid_cert_gives_its_identity() {
         fs::read_to_string(&p.ca).unwrap(),
         fs::read_to_string(p.dir.path().join("ca.key")).unwrap(),
     );
-    let sans = ["alice.example", "alice@example.com", "spiffe://example/alice"].map(String::from);
+    let sans = [
+        "alice.example",
+        "alice@example.com",
+        "spiffe://example/alice",
+    ]
+    .map(String::from);
     let (cert_pem, key_pem) = certs::sign_leaf(&ca_pem, &ca_key, "alice", &sans, true).unwrap();
     let cert = p.dir.path().join("alice.pem");
     let key = p.dir.path().join("alice.key");
@@ -155,7 +170,10 @@ async fn required_with_a_valid_cert_gives_its_identity() {
     assert_eq!(info.sans, sans.to_vec());
     let der = &read_pem_certs(&cert)[0];
     assert_eq!(info.fingerprint, hex::encode(Sha256::digest(der.as_ref())));
-    assert_eq!(peer.mapped_username(UsernameFrom::Cn).as_deref(), Some("alice"));
+    assert_eq!(
+        peer.mapped_username(UsernameFrom::Cn).as_deref(),
+        Some("alice")
+    );
     // The stream carries data both ways.
     let mut buf = [0u8; 1];
     stream.read_exact(&mut buf).await.unwrap();
@@ -206,7 +224,10 @@ async fn alpn_mqtt_is_answered_and_not_required() {
         panic!("expected TLS")
     };
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"mqtt"[..]));
-    assert_eq!(client_stream.unwrap().get_ref().1.alpn_protocol(), Some(&b"mqtt"[..]));
+    assert_eq!(
+        client_stream.unwrap().get_ref().1.alpn_protocol(),
+        Some(&b"mqtt"[..])
+    );
     let (server, _) = run(&cfg, client(&p.ca, None, &[b"x-other"], false)).await;
     let (stream, _) = server.unwrap();
     let MqttStream::Tls(tls) = stream else {
@@ -217,7 +238,11 @@ async fn alpn_mqtt_is_answered_and_not_required() {
 
 #[tokio::test]
 async fn plain_tcp_listener() {
-    let cfg = ListenerConfig::new("plain", SocketAddr::from(([127, 0, 0, 1], 0)), Transport::Tcp);
+    let cfg = ListenerConfig::new(
+        "plain",
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Transport::Tcp,
+    );
     let listener = Listener::bind(&cfg).await.unwrap();
     assert_eq!(listener.kind(), crate::config::ListenerKind::Tcp);
     assert_eq!(&**listener.name(), "plain");
@@ -252,7 +277,9 @@ async fn bind_reports_certificate_and_socket_problems() {
     let err = Listener::bind(&cfg).await.unwrap_err();
     assert!(matches!(err, ListenerError::Pem { .. }), "{err}");
 
-    let taken = Listener::bind(&tls_listener(&p, ClientAuth::None)).await.unwrap();
+    let taken = Listener::bind(&tls_listener(&p, ClientAuth::None))
+        .await
+        .unwrap();
     let mut cfg = tls_listener(&p, ClientAuth::None);
     cfg.bind = taken.local_addr();
     let err = Listener::bind(&cfg).await.unwrap_err();

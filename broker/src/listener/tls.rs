@@ -56,9 +56,8 @@ impl TlsAcceptors {
                     ClientAuth::Optional { .. } => verifier.allow_unauthenticated(),
                     _ => verifier,
                 };
-                builder.with_client_cert_verifier(
-                    verifier.build().map_err(|e| setup(e.to_string()))?,
-                )
+                builder
+                    .with_client_cert_verifier(verifier.build().map_err(|e| setup(e.to_string()))?)
             }
         };
         let without_alpn = builder

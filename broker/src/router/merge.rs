@@ -5,6 +5,7 @@
 //! identifiers of all matching subscriptions. Shared subscriptions are
 //! independent of that (§4.8.2), so each chosen group member is its own entry.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 
 use super::trie::{SubSet, SubscriptionTrie};
@@ -93,32 +94,69 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
                     .filter(|(k, o)| !skip(k, o))
                     .map(|(k, o)| (k.clone(), MergedMatch::from_opts(o, false))),
             );
+        } else if direct_sets.len() <= LOOKUP_MERGE_MAX_SETS {
+            merge_by_lookup(&direct_sets, skip, out);
         } else {
-            // Several filters matched. A key is emitted at the first set that
-            // holds it, merged with its entries in the later sets; lookups go
-            // to the sets' own maps, so merging allocates nothing.
-            for (i, set) in direct_sets.iter().enumerate() {
-                let (earlier, later) = direct_sets.split_at(i);
-                for k in set.direct.keys() {
-                    if earlier.iter().any(|s| s.direct.contains_key(k)) {
-                        continue;
-                    }
-                    let mut merged: Option<MergedMatch> = None;
-                    for o in later.iter().filter_map(|s| s.direct.get(k)) {
-                        if skip(k, o) {
-                            continue;
-                        }
-                        match merged.as_mut() {
-                            Some(m) => m.merge(o),
-                            None => merged = Some(MergedMatch::from_opts(o, false)),
-                        }
-                    }
-                    if let Some(m) = merged {
-                        out.push((k.clone(), m));
-                    }
+            merge_by_index(&direct_sets, skip, out);
+        }
+        out.append(&mut shared_out);
+    }
+}
+
+/// Up to this many matching filters, merging looks keys up in the other
+/// sets (no allocation, cost grows with sets × entries); beyond it, one
+/// index map keeps the cost linear in the number of entries.
+const LOOKUP_MERGE_MAX_SETS: usize = 8;
+
+/// A key is emitted at the first set that holds it, merged with its entries
+/// in the later sets; lookups go to the sets' own maps.
+fn merge_by_lookup<K: Clone + Eq + Hash>(
+    sets: &[&SubSet<K>],
+    skip: impl Fn(&K, &SubOptions) -> bool,
+    out: &mut Vec<(K, MergedMatch)>,
+) {
+    for (i, set) in sets.iter().enumerate() {
+        let (earlier, later) = sets.split_at(i);
+        for k in set.direct.keys() {
+            if earlier.iter().any(|s| s.direct.contains_key(k)) {
+                continue;
+            }
+            let mut merged: Option<MergedMatch> = None;
+            for o in later.iter().filter_map(|s| s.direct.get(k)) {
+                if skip(k, o) {
+                    continue;
+                }
+                match merged.as_mut() {
+                    Some(m) => m.merge(o),
+                    None => merged = Some(MergedMatch::from_opts(o, false)),
+                }
+            }
+            if let Some(m) = merged {
+                out.push((k.clone(), m));
+            }
+        }
+    }
+}
+
+/// Many overlapping filters matched: index the entries already emitted.
+fn merge_by_index<K: Clone + Eq + Hash>(
+    sets: &[&SubSet<K>],
+    skip: impl Fn(&K, &SubOptions) -> bool,
+    out: &mut Vec<(K, MergedMatch)>,
+) {
+    let mut index: HashMap<&K, usize> = HashMap::new();
+    for set in sets {
+        for (k, o) in &set.direct {
+            if skip(k, o) {
+                continue;
+            }
+            match index.get(k).and_then(|&i| out.get_mut(i)) {
+                Some((_, m)) => m.merge(o),
+                None => {
+                    index.insert(k, out.len());
+                    out.push((k.clone(), MergedMatch::from_opts(o, false)));
                 }
             }
         }
-        out.append(&mut shared_out);
     }
 }

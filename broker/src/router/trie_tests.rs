@@ -297,3 +297,30 @@ fn trie_and_store_can_be_shared_between_threads() {
     assert_send_sync::<SubscriptionTrie<std::sync::Arc<str>>>();
     assert_send_sync::<crate::router::RetainedStore<std::sync::Arc<[u8]>>>();
 }
+
+#[test]
+fn merged_over_many_overlapping_filters() {
+    // More matching filters than the lookup merge handles: the index merge.
+    let mut t = SubscriptionTrie::new();
+    let filters = [
+        "#", "a/#", "a/b/#", "a/b/c/#", "a/b/c/d", "+/b/c/d", "a/+/c/d", "a/b/+/d", "a/b/c/+",
+        "+/+/c/d", "+/+/+/d", "+/+/+/+", "+/#", "+/+/#",
+    ];
+    for (i, f) in filters.iter().enumerate() {
+        let id = u32::try_from(i).unwrap_or(0) + 1;
+        let opts = SubOptions {
+            qos: u8::try_from(i % 3).unwrap_or(0),
+            subscription_id: Some(id),
+            ..SubOptions::default()
+        };
+        t.subscribe(f, None, "both", opts);
+        t.subscribe(f, None, if i % 2 == 0 { "even" } else { "odd" }, o(0));
+    }
+    let mut out = Vec::new();
+    t.matches_merged("a/b/c/d", None, &mut out);
+    out.sort_by_key(|(k, _)| *k);
+    let keys: Vec<_> = out.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, vec!["both", "even", "odd"]);
+    assert_eq!(out[0].1.qos, 2);
+    assert_eq!(out[0].1.subscription_ids.len(), filters.len());
+}
