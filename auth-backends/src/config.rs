@@ -38,6 +38,44 @@ pub enum StoreConfig {
         )]
         timeout: Option<Duration>,
     },
+    /// `url: postgres://user@host:5432/db` (`?sslmode=require` for TLS).
+    #[cfg(feature = "postgres")]
+    Postgres {
+        url: String,
+        /// Pool size; default 8.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pool: Option<u32>,
+        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        timeout: Option<Duration>,
+    },
+    /// `url: mysql://root@host:3306/db` (MySQL or MariaDB; `?ssl-mode=required` for TLS).
+    #[cfg(feature = "mysql")]
+    Mysql {
+        url: String,
+        /// Pool size; default 8.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pool: Option<u32>,
+        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        timeout: Option<Duration>,
+    },
+    /// `url: mongodb://host:27017/warden` (the database is the URL path,
+    /// default "warden"; `?tls=true` for TLS).
+    #[cfg(feature = "mongodb")]
+    Mongodb {
+        url: String,
+        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        timeout: Option<Duration>,
+    },
+    /// `url: redis://host:6379/0` (`rediss://` for TLS). Every key starts
+    /// with `prefix` (default "warden:").
+    #[cfg(feature = "redis")]
+    Redis {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        timeout: Option<Duration>,
+    },
 }
 
 /// A configuration value that cannot work; `field` is the key's path.
@@ -71,6 +109,62 @@ impl StoreConfig {
                 }
                 validate_timeout(timeout)
             }
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres {
+                ref url,
+                pool,
+                timeout,
+            } => {
+                validate_url(url, &["postgres", "postgresql"])?;
+                validate_pool(pool)?;
+                validate_timeout(timeout)
+            }
+            #[cfg(feature = "mysql")]
+            StoreConfig::Mysql {
+                ref url,
+                pool,
+                timeout,
+            } => {
+                validate_url(url, &["mysql", "mariadb"])?;
+                validate_pool(pool)?;
+                validate_timeout(timeout)
+            }
+            #[cfg(feature = "mongodb")]
+            StoreConfig::Mongodb { ref url, timeout } => {
+                validate_url(url, &["mongodb", "mongodb+srv"])?;
+                validate_timeout(timeout)
+            }
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis {
+                ref url,
+                ref prefix,
+                timeout,
+            } => {
+                validate_url(url, &["redis", "rediss"])?;
+                if prefix.as_deref().is_some_and(str::is_empty) {
+                    return Err(ConfigError {
+                        field: "store.prefix",
+                        message: "must not be empty".to_owned(),
+                    });
+                }
+                validate_timeout(timeout)
+            }
+        }
+    }
+
+    /// The backend's name, as in `backend:`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "sqlite")]
+            StoreConfig::Sqlite { .. } => "sqlite",
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres { .. } => "postgres",
+            #[cfg(feature = "mysql")]
+            StoreConfig::Mysql { .. } => "mysql",
+            #[cfg(feature = "mongodb")]
+            StoreConfig::Mongodb { .. } => "mongodb",
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis { .. } => "redis",
         }
     }
 
@@ -79,7 +173,43 @@ impl StoreConfig {
         match *self {
             #[cfg(feature = "sqlite")]
             StoreConfig::Sqlite { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
+            #[cfg(feature = "mysql")]
+            StoreConfig::Mysql { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
+            #[cfg(feature = "mongodb")]
+            StoreConfig::Mongodb { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
         }
+    }
+}
+
+/// The URL must show a scheme this backend speaks; the driver checks the rest
+/// when the store is opened.
+#[allow(dead_code)]
+fn validate_url(url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    match url.split_once("://") {
+        Some((scheme, _)) if schemes.contains(&scheme) => Ok(()),
+        _ => Err(ConfigError {
+            field: "store.url",
+            message: format!("expected a URL starting with {}://", schemes.join("://, ")),
+        }),
+    }
+}
+
+#[allow(dead_code)]
+fn validate_pool(pool: Option<u32>) -> Result<(), ConfigError> {
+    match pool {
+        Some(0) => Err(ConfigError {
+            field: "store.pool",
+            message: "must be at least 1".to_owned(),
+        }),
+        Some(n) if n > 1024 => Err(ConfigError {
+            field: "store.pool",
+            message: "must be at most 1024".to_owned(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -113,6 +243,33 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreErro
         #[cfg(feature = "sqlite")]
         StoreConfig::Sqlite { ref path, .. } => {
             let store = crate::sqlite::SqliteStore::open(path, config.timeout()).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        StoreConfig::Postgres { ref url, pool, .. } => {
+            let pool = pool.unwrap_or(8);
+            let store = crate::postgres::PostgresStore::open(url, pool, config.timeout()).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "mysql")]
+        StoreConfig::Mysql { ref url, pool, .. } => {
+            let pool = pool.unwrap_or(8);
+            let store = crate::mysql::MysqlStore::open(url, pool, config.timeout()).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "mongodb")]
+        StoreConfig::Mongodb { ref url, .. } => {
+            let store = crate::mongodb::MongoStore::open(url, config.timeout()).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "redis")]
+        StoreConfig::Redis {
+            ref url,
+            ref prefix,
+            ..
+        } => {
+            let prefix = prefix.as_deref().unwrap_or("warden:");
+            let store = crate::redis::RedisStore::open(url, prefix, config.timeout()).await?;
             Ok(Arc::new(store))
         }
     }

@@ -90,10 +90,12 @@ pub(crate) fn applies_to(subject: &Subject, p: &Principal) -> bool {
 pub(crate) fn compile(p: &Principal, rules: &RuleSet) -> Result<Compiled, PolicyError> {
     let mut out = Compiled::default();
     for rule in &rules.0 {
-        rule.validate()?;
+        // Only this client's rules are validated: a broken rule for someone
+        // else must not lock this client out.
         if !applies_to(&rule.subject, p) {
             continue;
         }
+        rule.validate()?;
         let segments = placeholder::parse(&rule.pattern)?;
         let is_connect = rule.actions.contains(ActionKind::Connect);
         out.has_connect_rules |= is_connect;

@@ -25,9 +25,19 @@ fn check_common(s: &str) -> Result<(), TopicError> {
 
 /// Validates a topic name (as in PUBLISH). Does not allocate.
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
-    check_common(topic)?;
-    if topic.bytes().any(|b| b == b'+' || b == b'#') {
-        return Err(TopicError::WildcardInTopic);
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > MAX_LEN {
+        return Err(TopicError::TooLong);
+    }
+    // One pass for both checks: this runs on every publish and delivery.
+    for b in topic.bytes() {
+        match b {
+            0 => return Err(TopicError::NullChar),
+            b'+' | b'#' => return Err(TopicError::WildcardInTopic),
+            _ => {}
+        }
     }
     Ok(())
 }

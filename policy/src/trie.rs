@@ -9,7 +9,8 @@ pub(crate) type EntryIdx = u32;
 
 #[derive(Debug, Default)]
 struct Node {
-    /// Exact-level children, sorted by level for binary search.
+    /// Exact-level children, sorted by (length, bytes) for binary search:
+    /// comparing lengths first settles most probes without a memcmp.
     lits: Vec<(Box<str>, u32)>,
     plus: Option<u32>,
     /// Entries whose filter ends in `#` here.
@@ -32,6 +33,12 @@ impl Default for Trie {
             any: Vec::new(),
         }
     }
+}
+
+pub(crate) fn level_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 fn dollar(level: &str) -> bool {
@@ -65,7 +72,7 @@ impl Trie {
             self.nodes[node].plus = Some(next);
         } else {
             let lits = &mut self.nodes[node].lits;
-            match lits.binary_search_by(|(l, _)| (**l).cmp(level)) {
+            match lits.binary_search_by(|(l, _)| level_order(l, level)) {
                 Ok(i) => return lits[i].1 as usize,
                 Err(i) => lits.insert(i, (level.into(), next)),
             }
@@ -76,7 +83,7 @@ impl Trie {
 
     fn lit(&self, node: &Node, level: &str) -> Option<usize> {
         node.lits
-            .binary_search_by(|(l, _)| (**l).cmp(level))
+            .binary_search_by(|(l, _)| level_order(l, level))
             .ok()
             .and_then(|i| node.lits.get(i))
             .map(|(_, c)| *c as usize)

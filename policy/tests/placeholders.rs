@@ -269,3 +269,16 @@ fn version_is_kept() {
         .expect("compile");
     assert_eq!(p.version(), PolicyVersion(42));
 }
+
+#[test]
+fn invalid_rule_fails_compile_only_for_clients_it_applies_to() {
+    let broken = rule(1, Effect::Allow, "user:bob", &[Pub], "a/${nope}");
+    let p = policy(vec![broken.clone(), allow(2, &[Pub], "x")]);
+    assert!(p.decide(&publish("x")).is_allow());
+    let bob = Principal {
+        username: Some("bob".into()),
+        ..alice()
+    };
+    let result = AclEngine::default().compile(&bob, &RuleSet(vec![broken]), PolicyVersion(1));
+    assert!(result.is_err());
+}

@@ -340,3 +340,13 @@ fn shared_subscription_is_checked_on_the_plain_filter() {
     let other = SubscriptionFilter::parse("$share/workers/other").expect("valid");
     assert!(!p.decide(&subscribe(other.filter.as_str(), Q0)).is_allow());
 }
+
+#[test]
+fn ten_thousand_rules_compile_and_decide() {
+    let rules: Vec<Rule> = (0..10_000u64)
+        .map(|i| allow(i, &[Pub], &format!("fleet/{i}/#")))
+        .collect();
+    let p = policy(rules);
+    assert_eq!(p.decide(&publish("fleet/9999/x")), allowed(9999, Q0));
+    assert!(!p.decide(&publish("fleet/10000/x")).is_allow());
+}
