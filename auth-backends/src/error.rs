@@ -77,7 +77,10 @@ pub enum StoreError {
 }
 
 // Without a backend feature the constructors below have no caller.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 impl StoreError {
     /// The class of this error.
     pub fn kind(&self) -> StoreErrorKind {
@@ -123,7 +126,7 @@ impl StoreError {
     }
 }
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sqlx_errors {
     use super::{StoreError, StoreErrorKind};
     use sqlx::error::ErrorKind as DbKind;

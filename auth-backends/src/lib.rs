@@ -22,6 +22,8 @@
 //!   deleting a role with members is a `Conflict`; see [`AdminStore`].
 //! - No error message, log line or `Debug` output contains a password hash.
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod common;
 pub mod config;
 pub mod error;
 pub mod password;

@@ -203,7 +203,7 @@ mod tests {
         let r = Report {
             scenario: "fanin".into(),
             qos: Some(1),
-            msg_per_s: Some(1234.5),
+            msg_per_s: Some(1234.7),
             ..Report::default()
         };
         let cols = Report::MARKDOWN_HEADER

@@ -95,7 +95,7 @@ impl SqliteStore {
         let rows = match &filter.subject {
             None => sqlx::query(q::SELECT_RULES).fetch_all(&self.pool).await,
             Some(subject) => {
-                let (kind, name) = rows::subject_columns(subject);
+                let (kind, name) = crate::common::subject_columns(subject);
                 sqlx::query(q::SELECT_RULES_BY_SUBJECT)
                     .bind(kind)
                     .bind(name)

@@ -9,7 +9,8 @@ use crate::error::StoreError;
 use crate::store::{validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch};
 
 use super::queries as q;
-use super::rows::{actions_text, db, effect_text, subject_columns};
+use super::rows::db;
+use crate::common::{actions_text, effect_text, subject_columns};
 
 async fn exists(conn: &mut SqliteConnection, sql: &str, key: &str) -> Result<bool, StoreError> {
     let row = sqlx::query(sql)
