@@ -11,6 +11,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-5}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-2000}
+# Password logins on Warden cost one argon2id verify (~50 ms CPU) each.
+CONNS_PW=${CONNS_PW:-200}
 IDLE=${IDLE:-5000}
 IDLE_MTLS=${IDLE_MTLS:-2000}
 USERS=${USERS:-64}
@@ -64,7 +66,7 @@ CERTS=$WA/data/certs
 warden_add_mtls "$WA" 28884
 # --- Warden, one allow-all rule: ports 22883 22884 ------------------------
 WB=$WORK/warden-allowall
-warden_config "$WB" 22883 22884
+warden_config "$WB" 22883 22884 true  # anonymous allowed: idle RSS without argon2
 warden_users "$WB"
 "$WARDEN" -c "$WB/w.yaml" acl add --everyone --allow publish,subscribe,receive '#' >/dev/null
 # --- Mosquitto: 31883 38883 38884 ------------------------------------------
@@ -117,17 +119,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
         each_broker fanout --qos $q --secs "$SECS"
     done
     each_broker latency --qos 0 --secs "$SECS"
-    bench warden "$PID_WA" 21883 connect --conns "$CONNS"
+    bench warden "$PID_WA" 21883 connect --conns "$CONNS_PW"
     bench mosquitto "$PID_MQ" 31883 connect --conns "$CONNS"
     [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 connect --conns "$CONNS" --user-prefix ''
-    bench warden "$PID_WA" 28883 connect --conns "$CONNS" "${TLS[@]}"
+    bench warden "$PID_WA" 28883 connect --conns "$CONNS_PW" "${TLS[@]}"
     bench mosquitto "$PID_MQ" 38883 connect --conns "$CONNS" "${TLS[@]}"
     bench warden "$PID_WA" 28884 connect --conns "$CONNS" "${MTLS[@]}"
     bench mosquitto "$PID_MQ" 38884 connect --conns "$CONNS" "${MTLS[@]}"
 done
 
 log "idle connections (once per broker)"
-bench warden "$PID_WA" 21883 idle --conns "$IDLE"
+bench warden "$PID_WA" 21883 idle --conns "$CONNS_PW"
+bench warden-anonymous "$PID_WB" 22883 idle --conns "$IDLE" --user-prefix ''
 bench mosquitto "$PID_MQ" 31883 idle --conns "$IDLE"
 [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" --user-prefix ''
 bench warden "$PID_WA" 28884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
@@ -142,7 +145,7 @@ bench mosquitto "$PID_MQ" 38884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
     echo "mosquitto: $(mosquitto -h 2>&1 | head -1)"
     echo "rumqttd: ${HAVE_RUMQTTD:+$(rumqttd --version 2>&1 | head -1)}${HAVE_RUMQTTD:-not installed}"
     echo "rustc: $(rustc --version)"
-    echo "run: $(date -u +%FT%TZ), $ROUNDS rounds interleaved, ${SECS}s per message run, $CONNS connects, $IDLE idle tcp, $IDLE_MTLS idle mtls"
+    echo "run: $(date -u +%FT%TZ), $ROUNDS rounds interleaved, ${SECS}s per message run, $CONNS connects ($CONNS_PW with a password on Warden), $IDLE idle tcp, $IDLE_MTLS idle mtls"
 } >"$WORK/machine.txt"
 cp "$RESULTS" "$ROOT/bench/last-results.jsonl"
 python3 "$ROOT/bench/summarize.py" "$RESULTS" "$WORK/machine.txt" "$ROOT/docs/benchmarks.md"

@@ -9,9 +9,10 @@
 #   role benchers: 20 × subscribe,receive fleet/N/+/telemetry
 #   everyone:      publish,subscribe,receive load/#
 #   user benchN:   publish,subscribe,receive bench/benchN/private/#  (each bench user)
-#   user devN:     publish,subscribe,receive sensors/devN/#          (filler up to 1,000)
+#   roles team0-9: publish,subscribe,receive sensors/devN/#          (filler up to 1,000;
+#                  no bench user is a member; Mosquitto: per-user lines of devN)
 
-warden_config() { # dir plain tls mtls
+warden_config() { # dir plain tls [allow_anonymous]
     local dir=$1
     mkdir -p "$dir"
     cat >"$dir/w.yaml" <<EOF
@@ -21,6 +22,7 @@ listeners:
   - { name: tls, kind: tls, bind: "127.0.0.1:$3", max_connections: 200000 }
 limits: { max_queued_messages: 100000, receive_maximum: 1000 }
 log: { level: warn }
+auth: { allow_anonymous: ${4:-false} }
 EOF
 }
 
@@ -59,8 +61,9 @@ warden_rules() { # dir
     for ((i = 0; i < USERS; i++, n++)); do
         $w acl add --user "bench$i" --allow publish,subscribe,receive "bench/bench$i/private/#" >/dev/null
     done
+    for ((i = 0; i < 10; i++)); do $w role add "team$i" >/dev/null; done
     for ((i = 0; n < RULES; i++, n++)); do
-        $w acl add --user "dev$i" --allow publish,subscribe,receive "sensors/dev$i/#" >/dev/null
+        $w acl add --role "team$((i % 10))" --allow publish,subscribe,receive "sensors/dev$i/#" >/dev/null
     done
 }
 
@@ -81,6 +84,8 @@ mosquitto_config() { # dir plain tls mtls certs
     } >"$dir/acl"
     cat >"$dir/m.conf" <<EOF
 per_listener_settings false
+# Read the files in the 0700 work dir when started as root (no privilege drop).
+user $(id -un)
 allow_anonymous false
 password_file $dir/pw
 acl_file $dir/acl

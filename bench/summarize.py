@@ -15,7 +15,7 @@ from collections import defaultdict
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
-BROKERS = ["warden", "warden-allowall", "mosquitto", "rumqttd"]
+BROKERS = ["warden", "warden-allowall", "warden-anonymous", "mosquitto", "rumqttd"]
 
 
 def load(path):
@@ -117,7 +117,7 @@ def target_rows(runs):
         check(f"latency {p[:-3]} ≤ Mosquitto", r, r is not None and r <= 1, f"{r:.2f}× Mosquitto's" if r else "")
     r = ratio(runs, ("connect", "mtls", None, "warden"), ("connect", "mtls", None, "mosquitto"), "connects_per_s")
     check("mTLS connects/s ≥ 3× Mosquitto", r, r is not None and r >= 3, f"{r:.2f}×" if r else "")
-    v = median(runs.get(("idle", "tcp", None, "warden"), []), "rss_kb_per_conn")
+    v = median(runs.get(("idle", "tcp", None, "warden-anonymous"), []), "rss_kb_per_conn")
     check("idle plain ≤ 4 KB RSS/conn", v, v is not None and v <= 4, f"{v:.2f} KB" if v is not None else "")
     r = ratio(runs, ("idle", "mtls", None, "warden"), ("idle", "mtls", None, "mosquitto"), "rss_kb_per_conn")
     check("idle mTLS RSS/conn < Mosquitto", r, r is not None and r < 1, f"{r:.2f}× Mosquitto's" if r else "")

@@ -22,7 +22,12 @@
 //!   deleting a role with members is a `Conflict`; see [`AdminStore`].
 //! - No error message, log line or `Debug` output contains a password hash.
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis"
+))]
 mod common;
 pub mod config;
 pub mod error;

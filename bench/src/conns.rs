@@ -22,12 +22,13 @@ pub type LoginFn = Arc<dyn Fn(usize) -> Login + Send + Sync>;
 /// failures (with the first error) and the kept streams.
 async fn connect_many(
     target: &Target,
-    total: usize,
+    range: std::ops::Range<usize>,
     concurrency: usize,
     login: LoginFn,
     keep: bool,
 ) -> (Vec<u64>, usize, Option<String>, Vec<BoxStream>) {
-    let next = Arc::new(AtomicUsize::new(0));
+    let (first, total) = (range.start, range.end);
+    let next = Arc::new(AtomicUsize::new(first));
     let kept = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -93,7 +94,7 @@ pub async fn connect_scenario(
 ) -> Result<Report> {
     let cpu = CpuMark::now(broker_pid);
     let t0 = Instant::now();
-    let (mut lat, failed, err, _) = connect_many(target, total, concurrency, login, false).await;
+    let (mut lat, failed, err, _) = connect_many(target, 0..total, concurrency, login, false).await;
     let secs = t0.elapsed().as_secs_f64();
     let mut report = Report {
         scenario: "connect".into(),
@@ -110,7 +111,7 @@ pub async fn connect_scenario(
 }
 
 /// `idle`: opens `total` connections, holds them, and reports the broker's
-/// RSS growth per open connection.
+/// RSS growth per connection opened after the warm-up wave.
 pub async fn idle_scenario(
     target: &Target,
     total: usize,
@@ -122,10 +123,17 @@ pub async fn idle_scenario(
     let Some(pid) = broker_pid else {
         bail!("idle needs --broker-pid to read the broker's RSS");
     };
+    // A first wave of `concurrency` connections warms the broker's
+    // allocator (per-thread arenas, handshake buffers) before the baseline.
+    let warm = concurrency.min(total / 10);
+    let (_, _, _, warm_kept) =
+        connect_many(target, 0..warm, concurrency, login.clone(), true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = proc_rss_kb(pid)?;
     let cpu = CpuMark::now(broker_pid);
     let t0 = Instant::now();
-    let (mut lat, failed, err, kept) = connect_many(target, total, concurrency, login, true).await;
+    let (mut lat, failed, err, kept) =
+        connect_many(target, warm..total, concurrency, login, true).await;
     let secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(hold).await;
     let after = proc_rss_kb(pid)?;
@@ -143,6 +151,6 @@ pub async fn idle_scenario(
     };
     cpu.finish(broker_pid, lat.len() as u64, &mut report);
     report.set_percentiles(&mut lat);
-    drop(kept);
+    drop((kept, warm_kept));
     Ok(report)
 }

@@ -337,3 +337,88 @@ fn publish_payload_is_not_copied() {
         "payload was copied out of the read buffer"
     );
 }
+
+#[test]
+fn properties_the_packet_or_version_cannot_carry_are_not_written() {
+    let properties = Properties {
+        session_expiry_interval: Some(5), // not allowed in PUBLISH
+        message_expiry_interval: Some(9),
+        ..Properties::default()
+    };
+    let packet = Packet::Publish(Publish {
+        dup: false,
+        qos: 0,
+        retain: true,
+        topic: "t".into(),
+        packet_id: None,
+        properties,
+        payload: bytes::Bytes::from_static(b"x"),
+    });
+    let mut v5 = encode_checked(&packet, ProtocolVersion::V5);
+    let Ok(Some(Packet::Publish(p))) = decode(&mut v5, Some(ProtocolVersion::V5), 1024) else {
+        panic!("5.0 PUBLISH did not decode");
+    };
+    assert_eq!(
+        p.properties,
+        Properties {
+            message_expiry_interval: Some(9),
+            ..Properties::default()
+        }
+    );
+    let mut v3 = encode_checked(&packet, ProtocolVersion::V311);
+    assert_eq!(&v3[..], &[0x31, 4, 0, 1, b't', b'x']);
+    let Ok(Some(Packet::Publish(p))) = decode(&mut v3, Some(ProtocolVersion::V311), 1024) else {
+        panic!("3.1.1 PUBLISH did not decode");
+    };
+    assert!(p.properties.is_empty());
+}
+
+#[test]
+fn encode_refuses_what_a_receiver_must_reject() {
+    let base = Publish {
+        dup: false,
+        qos: 1,
+        retain: false,
+        topic: "t".into(),
+        packet_id: None,
+        properties: Properties::default(),
+        payload: bytes::Bytes::new(),
+    };
+    let mut buf = BytesMut::from(&b"keep"[..]);
+    let bad = [
+        Publish {
+            qos: 3,
+            packet_id: Some(1),
+            ..base.clone()
+        },
+        base.clone(),
+        Publish {
+            qos: 0,
+            dup: true,
+            ..base.clone()
+        },
+        Publish {
+            qos: 0,
+            packet_id: Some(1),
+            ..base.clone()
+        },
+        Publish {
+            topic: "x".repeat(70_000),
+            packet_id: Some(1),
+            ..base
+        },
+    ];
+    for p in bad {
+        let result = encode(&Packet::Publish(p.clone()), ProtocolVersion::V5, &mut buf);
+        assert!(
+            matches!(result, Err(CodecError::Encode(_))),
+            "{p:?} gave {result:?}"
+        );
+        assert_eq!(&buf[..], b"keep", "a refused packet left bytes behind");
+    }
+    let auth = Packet::Auth(Auth {
+        reason: 0,
+        properties: Properties::default(),
+    });
+    assert!(encode(&auth, ProtocolVersion::V311, &mut buf).is_err());
+}

@@ -247,7 +247,11 @@ impl Mosq<'_> {
         let mut args = self.args();
         args.extend(["-d".into(), "-v".into(), "-t".into(), filter.into()]);
         args.extend(["-C".into(), count.to_string(), "-W".into(), "10".into()]);
-        let mut child = tokio::process::Command::new("mosquitto_sub")
+        // stdbuf: mosquitto_sub's stdout is block-buffered on a pipe, and
+        // the SUBACK line must be seen before the test publishes.
+        let mut child = tokio::process::Command::new("stdbuf")
+            .arg("-oL")
+            .arg("mosquitto_sub")
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

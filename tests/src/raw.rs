@@ -154,11 +154,16 @@ impl RawClient {
         Ok(())
     }
 
-    /// Reads the next packet, waiting at most `wait`.
+    /// Reads the next packet (kept ones first), waiting at most `wait`.
     pub async fn recv(&mut self, wait: Duration) -> Result<Incoming, RawError> {
         if let Some(p) = self.stash.pop_front() {
             return Ok(p);
         }
+        self.read_packet(wait).await
+    }
+
+    /// Reads the next packet from the connection, ignoring kept ones.
+    async fn read_packet(&mut self, wait: Duration) -> Result<Incoming, RawError> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some((first, body)) =
@@ -179,33 +184,30 @@ impl RawClient {
         }
     }
 
-    /// Reads until a packet matches `want`, keeping the others for later reads.
+    /// The first packet matching `want`, from those kept earlier or read now
+    /// (at most `wait`); the others are kept, in order, for later reads.
     pub async fn wait_for(
         &mut self,
         wait: Duration,
         want: impl Fn(&Incoming) -> bool,
     ) -> Result<Incoming, RawError> {
-        let deadline = Instant::now() + wait;
-        let mut skipped = Vec::new();
-        let result = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.recv_unstashed(left).await {
-                Ok(p) if want(&p) => break Ok(p),
-                Ok(p) => skipped.push(p),
-                Err(e) => break Err(e),
-            }
-        };
-        for p in skipped.into_iter().rev() {
-            self.stash.push_front(p);
+        if let Some(p) = self
+            .stash
+            .iter()
+            .position(&want)
+            .and_then(|i| self.stash.remove(i))
+        {
+            return Ok(p);
         }
-        result
-    }
-
-    async fn recv_unstashed(&mut self, wait: Duration) -> Result<Incoming, RawError> {
-        let stash = std::mem::take(&mut self.stash);
-        let r = self.recv(wait).await;
-        self.stash = stash;
-        r
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let p = self.read_packet(left).await?;
+            if want(&p) {
+                return Ok(p);
+            }
+            self.stash.push_back(p);
+        }
     }
 
     /// Sends CONNECT and returns the CONNACK (session present, code, props).

@@ -7,6 +7,7 @@ use warden_e2e::*;
 async fn role_grant_gives_the_roles_rules() {
     let broker = TestBroker::start_default();
     broker.add_user("alice", "pw", &[]).await;
+    broker.cli_ok(&["role", "add", "sensors"]).await;
     broker
         .acl(&["--role", "sensors", "--allow", "publish", "sensors/#"])
         .await;
@@ -32,10 +33,10 @@ async fn role_grant_gives_the_roles_rules() {
 #[tokio::test]
 async fn user_add_with_role_flag() {
     let broker = TestBroker::start_default();
+    broker.add_user("bob", "pw", &["ops"]).await;
     broker
         .acl(&["--role", "ops", "--allow", "subscribe,receive", "ops/#"])
         .await;
-    broker.add_user("bob", "pw", &["ops"]).await;
     let mut c = broker
         .login(Version::V311, &client_id("c"), "bob", "pw")
         .await;

@@ -54,8 +54,7 @@ fn kind_of(err: &DriverError) -> StoreErrorKind {
         | ErrorKind::ConnectionPoolCleared { .. }
         | ErrorKind::DnsResolve { .. }
         | ErrorKind::Shutdown
-        | ErrorKind::Authentication { .. }
-        | ErrorKind::ProxyConnect { .. } => StoreErrorKind::Unavailable,
+        | ErrorKind::Authentication { .. } => StoreErrorKind::Unavailable,
         ErrorKind::InvalidArgument { .. } | ErrorKind::InvalidTlsConfig { .. } => {
             StoreErrorKind::Invalid
         }
@@ -198,7 +197,8 @@ pub(super) fn rule(doc: &Document) -> Result<Rule, StoreError> {
 }
 
 pub(super) fn rule_doc(rule: &Rule) -> Result<Document, StoreError> {
-    let id = i64::try_from(rule.id.0).map_err(|_| StoreError::invalid("rule id", "out of range"))?;
+    let id =
+        i64::try_from(rule.id.0).map_err(|_| StoreError::invalid("rule id", "out of range"))?;
     let effect = match rule.effect {
         Effect::Allow => "allow",
         Effect::Deny => "deny",
@@ -269,7 +269,8 @@ mod tests {
         let mut d = rule_doc(&sample()).unwrap();
         d.insert("max_qos", 3_i32);
         assert!(rule(&d).is_err());
-        let u = doc! { "username": "a", "password_hash": 1_i32, "enabled": true, "superuser": false };
+        let u =
+            doc! { "username": "a", "password_hash": 1_i32, "enabled": true, "superuser": false };
         assert!(user(&u).is_err());
     }
 

@@ -183,7 +183,11 @@ impl<'a> Writer<'a> {
 
     pub(super) async fn raise_counter(&mut self, counter: &str, to: i64) -> Result<(), StoreError> {
         let coll = self.coll(q::META);
-        run!(self, coll.update_one(q::by_id(counter), q::raise_to(to)).upsert(true))?;
+        run!(
+            self,
+            coll.update_one(q::by_id(counter), q::raise_to(to))
+                .upsert(true)
+        )?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use mongodb::bson::{doc, Document};
-use warden_policy::{Rule, RuleId, RuleSpec, Subject};
+use warden_policy::{RuleId, RuleSpec, Subject};
 
 use crate::error::StoreError;
 use crate::store::{validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch};
@@ -143,10 +143,16 @@ pub(super) async fn delete_role(w: &mut Writer<'_>, name: &str) -> Result<(), St
     Ok(())
 }
 
-pub(super) async fn grant(w: &mut Writer<'_>, role: &str, username: &str) -> Result<(), StoreError> {
+pub(super) async fn grant(
+    w: &mut Writer<'_>,
+    role: &str,
+    username: &str,
+) -> Result<(), StoreError> {
     validate_name("role", role)?;
     require_user(w, username).await?;
-    if w.exists(q::MEMBERSHIPS, q::membership(role, username)).await? {
+    if w.exists(q::MEMBERSHIPS, q::membership(role, username))
+        .await?
+    {
         return Err(StoreError::exists(
             "membership",
             format!("{role}/{username}"),
@@ -163,7 +169,11 @@ pub(super) async fn grant(w: &mut Writer<'_>, role: &str, username: &str) -> Res
     Ok(())
 }
 
-pub(super) async fn revoke(w: &mut Writer<'_>, role: &str, username: &str) -> Result<(), StoreError> {
+pub(super) async fn revoke(
+    w: &mut Writer<'_>,
+    role: &str,
+    username: &str,
+) -> Result<(), StoreError> {
     if w.delete_one(q::MEMBERSHIPS, q::membership(role, username))
         .await?
         == 0
@@ -202,7 +212,10 @@ pub(super) async fn remove_rule(w: &mut Writer<'_>, id: RuleId) -> Result<(), St
     Ok(())
 }
 
-pub(super) async fn import(w: &mut Writer<'_>, snapshot: &PolicySnapshot) -> Result<(), StoreError> {
+pub(super) async fn import(
+    w: &mut Writer<'_>,
+    snapshot: &PolicySnapshot,
+) -> Result<(), StoreError> {
     validate_snapshot(snapshot)?;
     let rules = snapshot
         .rules
@@ -215,7 +228,14 @@ pub(super) async fn import(w: &mut Writer<'_>, snapshot: &PolicySnapshot) -> Res
     let users = snapshot
         .users
         .iter()
-        .map(|u| user_fields(&u.username, u.password_hash.as_deref(), u.enabled, u.superuser))
+        .map(|u| {
+            user_fields(
+                &u.username,
+                u.password_hash.as_deref(),
+                u.enabled,
+                u.superuser,
+            )
+        })
         .collect();
     w.insert_many(q::USERS, users).await?;
     let roles = snapshot.roles.iter().map(|r| doc! { "name": r }).collect();
@@ -227,7 +247,9 @@ pub(super) async fn import(w: &mut Writer<'_>, snapshot: &PolicySnapshot) -> Res
         .collect();
     w.insert_many(q::MEMBERSHIPS, memberships).await?;
     w.insert_many(q::RULES, rules).await?;
-    if let Some(max) = snapshot.rules.iter().map(Rule::spec_id).max() {
+    if let Some(max) = snapshot.rules.iter().map(|r| r.id.0).max() {
+        let max =
+            i64::try_from(max).map_err(|_| StoreError::invalid("rules", "id out of range"))?;
         w.raise_counter(q::RULE_COUNTER_ID, max).await?;
     }
     Ok(())

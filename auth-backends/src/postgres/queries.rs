@@ -19,14 +19,17 @@ pub const BUMP_AND_NOTIFY: &str = "WITH bumped AS ( \
 
 pub const PING: &str = "SELECT 1";
 
-pub const SELECT_USER: &str =
-    "SELECT username, password_hash, enabled, superuser FROM users WHERE username = $1";
+/// The login path's user lookup: the user and its sorted roles in one
+/// round trip.
+pub const SELECT_USER_WITH_ROLES: &str = "SELECT u.username, u.password_hash, u.enabled, \
+     u.superuser, \
+     COALESCE(array_agg(m.role ORDER BY m.role) FILTER (WHERE m.role IS NOT NULL), '{}') \
+       AS roles \
+     FROM users u LEFT JOIN memberships m ON m.username = u.username \
+     WHERE u.username = $1 GROUP BY u.username";
 
 pub const SELECT_USERS: &str =
     "SELECT username, password_hash, enabled, superuser FROM users ORDER BY username";
-
-pub const SELECT_USER_ROLES: &str =
-    "SELECT role FROM memberships WHERE username = $1 ORDER BY role";
 
 pub const SELECT_MEMBERSHIPS: &str =
     "SELECT role, username FROM memberships ORDER BY role, username";

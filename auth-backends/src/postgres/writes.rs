@@ -41,10 +41,7 @@ async fn ensure_role(conn: &mut PgConnection, role: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-pub(super) async fn create_user(
-    conn: &mut PgConnection,
-    user: &NewUser,
-) -> Result<(), StoreError> {
+pub(super) async fn create_user(conn: &mut PgConnection, user: &NewUser) -> Result<(), StoreError> {
     validate_name("username", &user.username)?;
     if exists(conn, q::USER_EXISTS, &user.username).await? {
         return Err(StoreError::exists("user", &user.username));
@@ -90,10 +87,7 @@ pub(super) async fn update_user(
     Ok(())
 }
 
-pub(super) async fn delete_user(
-    conn: &mut PgConnection,
-    username: &str,
-) -> Result<(), StoreError> {
+pub(super) async fn delete_user(conn: &mut PgConnection, username: &str) -> Result<(), StoreError> {
     let result = sqlx::query(q::DELETE_USER)
         .bind(username)
         .execute(&mut *conn)
@@ -238,15 +232,11 @@ async fn insert_rule(
         .bind(spec.retain);
     // PostgreSQL refuses a bind count that differs from the placeholders.
     let query = match id {
-        Some(id) => query.bind(
-            i64::try_from(id.0).map_err(|_| StoreError::invalid("rule id", "out of range"))?,
-        ),
+        Some(id) => query
+            .bind(i64::try_from(id.0).map_err(|_| StoreError::invalid("rule id", "out of range"))?),
         None => query,
     };
-    query
-        .fetch_one(conn)
-        .await
-        .map_err(db)
+    query.fetch_one(conn).await.map_err(db)
 }
 
 pub(super) async fn add_rule(
