@@ -47,10 +47,10 @@ wait_port() {
     return 1
 }
 
-start_warden() { # dir
+start_warden() { # dir; sets STARTED to the broker's pid
     (cd "$1" && exec "$WARDEN" -c w.yaml serve >serve.log 2>&1) &
-    PIDS+=($!)
-    echo $!
+    STARTED=$!
+    PIDS+=("$STARTED")
 }
 
 log() { echo "[$(date +%T)] $*" >&2; }
@@ -80,8 +80,10 @@ HAVE_RUMQTTD=$(command -v rumqttd || true)
 CLIENT_CERT=$(ls "$CERTS"/bench0*.pem | grep -v key | head -1)
 CLIENT_KEY=$(ls "$CERTS"/bench0*key* | head -1)
 
-PID_WA=$(start_warden "$WA")
-PID_WB=$(start_warden "$WB")
+start_warden "$WA"
+PID_WA=$STARTED
+start_warden "$WB"
+PID_WB=$STARTED
 mosquitto -c "$MQ/m.conf" >"$MQ/log" 2>&1 &
 PIDS+=($!)
 PID_MQ=$!

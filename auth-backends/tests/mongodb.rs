@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warden_auth::mongodb::MongoStore;
-use warden_auth::{AdminStore, ChangeFeed, NewUser, PrincipalKey, Store, StoreConfig, StoreErrorKind};
+use warden_auth::{
+    AdminStore, ChangeFeed, NewUser, PrincipalKey, Store, StoreConfig, StoreErrorKind,
+};
 use warden_policy::{ActionKind, Effect, Subject};
 
 const DEFAULT_URL: &str = "mongodb://127.0.0.1:27018/?directConnection=true";

@@ -32,6 +32,8 @@ pub struct BrokerOptions {
     pub max_connections: Option<u32>,
     pub max_packet_size: &'static str,
     pub max_queued_messages: u32,
+    /// `limits.max_keepalive` in seconds (0: the client's keep alive stands).
+    pub max_keepalive: u32,
 }
 
 impl Default for BrokerOptions {
@@ -44,6 +46,7 @@ impl Default for BrokerOptions {
             max_connections: None,
             max_packet_size: "1MiB",
             max_queued_messages: 1000,
+            max_keepalive: 0,
         }
     }
 }
@@ -70,6 +73,7 @@ impl BrokerOptions {
             .replace("@ON_DENY@", self.on_deny)
             .replace("@MAX_PACKET@", self.max_packet_size)
             .replace("@MAX_QUEUED@", &self.max_queued_messages.to_string())
+            .replace("@MAX_KEEPALIVE@", &self.max_keepalive.to_string())
     }
 
     fn listener_count(&self) -> usize {

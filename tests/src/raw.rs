@@ -82,13 +82,22 @@ pub struct RawClient {
 /// The rustls client configuration trusting `ca_pem`, optionally with a client
 /// certificate.
 pub fn tls_config(ca_pem: &str, client: Option<&CertFiles>) -> Arc<rustls::ClientConfig> {
+    tls_config_versions(ca_pem, client, rustls::DEFAULT_VERSIONS)
+}
+
+/// As `tls_config`, restricted to the given TLS versions.
+pub fn tls_config_versions(
+    ca_pem: &str,
+    client: Option<&CertFiles>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("add CA");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("protocol versions")
         .with_root_certificates(roots);
     let config = match client {
@@ -138,9 +147,17 @@ impl RawClient {
         ca_pem: &str,
         client: Option<&CertFiles>,
     ) -> Result<Self, RawError> {
+        Self::tls_with(addr, tls_config(ca_pem, client)).await
+    }
+
+    /// TLS with a given client configuration.
+    pub async fn tls_with(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, RawError> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let connector = tokio_rustls::TlsConnector::from(tls_config(ca_pem, client));
+        let connector = tokio_rustls::TlsConnector::from(config);
         let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
         let tls = timeout(Duration::from_secs(5), connector.connect(name, tcp))
             .await

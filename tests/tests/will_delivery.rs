@@ -147,3 +147,58 @@ async fn v5_will_delay_is_cancelled_by_a_reconnect() {
         .expect_no_publish(Duration::from_secs(3), "will after the client came back")
         .await;
 }
+
+#[tokio::test]
+async fn protocol_error_fires_the_will() {
+    let (broker, mut watcher) = setup().await;
+    for version in [Version::V311, Version::V5] {
+        let mut c = broker.login_with(with_will(version, 60, None)).await;
+        // PUBLISH with QoS 3: malformed.
+        c.send(&wire::frame(0x36, &[0, 3, b'w', b'/', b'x', 0, 1]))
+            .await
+            .expect("send");
+        let will = watcher.next_publish(WAIT).await.expect("will");
+        assert_eq!(will.topic, "w/will", "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn takeover_fires_the_old_connections_will() {
+    let (broker, mut watcher) = setup().await;
+    for version in [Version::V311, Version::V5] {
+        let c = with_will(version, 60, None);
+        let _old = broker.login_with(c.clone()).await;
+        let mut again = c.clone();
+        again.will = None;
+        let _new = broker.login_with(again).await;
+        let will = watcher
+            .next_publish(WAIT)
+            .await
+            .expect("will of the old connection");
+        assert_eq!(will.topic, "w/will", "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn will_is_checked_again_when_it_fires() {
+    let broker = TestBroker::start_default();
+    broker.add_user("alice", "pw", &[]).await;
+    broker.allow("alice", "subscribe,receive", "w/#").await;
+    let publish = broker.allow("alice", "publish", "w/#").await;
+    let mut watcher = broker
+        .login(Version::V5, &client_id("watch"), "alice", "pw")
+        .await;
+    watcher.subscribe("w/#", 1).await;
+    let dying = broker.login_with(with_will(Version::V5, 60, None)).await;
+    broker
+        .cli_ok(&["acl", "remove", &publish.to_string()])
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(dying);
+    watcher
+        .expect_no_publish(
+            Duration::from_secs(2),
+            "will after its publish right was removed",
+        )
+        .await;
+}

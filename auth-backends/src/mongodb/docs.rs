@@ -41,10 +41,11 @@ pub(super) fn db(err: DriverError) -> StoreError {
     }
 }
 
-/// Whether the driver marks the error as worth retrying the transaction.
+/// Whether the server asks for the whole transaction to be run again. An
+/// unknown commit result is not retried (the write may have landed); it
+/// reaches the caller as Unavailable.
 pub(super) fn is_transient(err: &DriverError) -> bool {
     err.contains_label("TransientTransactionError")
-        || err.contains_label("UnknownTransactionCommitResult")
 }
 
 fn kind_of(err: &DriverError) -> StoreErrorKind {
@@ -68,7 +69,10 @@ fn kind_of(err: &DriverError) -> StoreErrorKind {
             .map(|w| code_kind(w.code))
             .next()
             .unwrap_or(StoreErrorKind::Internal),
-        _ if err.contains_label("RetryableWriteError") || is_transient(err) => {
+        _ if err.contains_label("RetryableWriteError")
+            || err.contains_label("UnknownTransactionCommitResult")
+            || is_transient(err) =>
+        {
             StoreErrorKind::Unavailable
         }
         _ => StoreErrorKind::Internal,

@@ -10,7 +10,7 @@ use mongodb::bson::Document;
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreErrorKind};
 
 use super::docs::db;
 use super::queries as q;
@@ -39,11 +39,19 @@ pub(super) async fn ensure(database: &Database) -> Result<(), StoreError> {
         create_index(database, collection, name, keys, false).await?;
     }
     let meta = database.collection::<Document>(q::META);
-    for id in [q::VERSION_ID, q::RULE_COUNTER_ID] {
-        meta.update_one(q::by_id(id), q::init_counter())
+    for name in [q::VERSION_ID, q::RULE_COUNTER_ID] {
+        let created = meta
+            .update_one(q::counter(name), q::init_counter())
             .upsert(true)
             .await
-            .map_err(db)?;
+            .map_err(db);
+        match created {
+            // Another process created it between our upsert's match and insert.
+            Err(e) if e.kind() == StoreErrorKind::Conflict => {}
+            other => {
+                other?;
+            }
+        }
     }
     Ok(())
 }

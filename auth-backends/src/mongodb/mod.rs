@@ -13,10 +13,10 @@
 //!   "role:NAME" | "everyone", actions: [string], pattern, max_qos:
 //!   int|null, retain: bool|null}`, unique on `id`, indexed on
 //!   `(subject, id)`; `rules_for` is one `$in` over the subjects;
-//! - `meta`: two counters, `{_id: "policy_version", value}` (bumped with
-//!   `$inc` by every write) and `{_id: "rule_id", value}` (the last rule id,
-//!   `$inc` with `find_one_and_update` returning the new value; import
-//!   raises it with `$max`, so ids are never reused).
+//! - `meta`: two counters, unique on `name`: `{name: "policy_version",
+//!   value}` (bumped with `$inc` by every write) and `{name: "rule_id",
+//!   value}` (the last rule id, `$inc` with `find_one_and_update` returning
+//!   the new value; import raises it with `$max`, so ids are never reused).
 //!
 //! # Atomicity
 //! At open, `hello` tells whether the server is a replica set (`setName`)
@@ -93,17 +93,10 @@ impl MongoStore {
             backend: BACKEND,
             after: timeout,
         };
-        let mut options = tokio::time::timeout(timeout, ClientOptions::parse(url))
+        // Parsing a `mongodb+srv://` URL queries DNS, hence the bound.
+        let (options, name) = tokio::time::timeout(timeout, client_options(url, timeout))
             .await
-            .map_err(|_| too_slow)?
-            .map_err(db)?;
-        options.server_selection_timeout = Some(timeout);
-        options.connect_timeout = Some(timeout);
-        options.app_name.get_or_insert_with(|| "warden".to_owned());
-        let name = options
-            .default_database
-            .clone()
-            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+            .map_err(|_| too_slow)??;
         let client = Client::with_options(options).map_err(db)?;
         let mut store = MongoStore {
             database: client.database(&name),
@@ -254,7 +247,7 @@ impl MongoStore {
     async fn read_version(&self) -> Result<PolicyVersion, StoreError> {
         let doc = self
             .coll(q::META)
-            .find_one(q::by_id(q::VERSION_ID))
+            .find_one(q::counter(q::VERSION_ID))
             .await
             .map_err(db)?
             .ok_or_else(|| StoreError::corrupt("policy_version", "document missing"))?;
@@ -263,6 +256,38 @@ impl MongoStore {
             .map(PolicyVersion)
             .map_err(|_| StoreError::corrupt("policy_version", "negative"))
     }
+}
+
+/// The driver's options for `url` (TLS, credentials and hosts as the URL
+/// says) with every wait bounded by `timeout`, and the database name.
+async fn client_options(
+    url: &str,
+    timeout: Duration,
+) -> Result<(ClientOptions, String), StoreError> {
+    let mut options = ClientOptions::parse(url).await.map_err(|e| {
+        // The driver's message may quote the URL, credentials included.
+        let kind = e.kind.as_ref();
+        let what = match kind {
+            mongodb::error::ErrorKind::InvalidArgument { .. } => "malformed MongoDB URL",
+            _ => "MongoDB URL cannot be used",
+        };
+        match docs::db(e).kind() {
+            crate::StoreErrorKind::Unavailable => StoreError::Unavailable {
+                backend: BACKEND,
+                message: what.to_owned(),
+                source: None,
+            },
+            _ => StoreError::invalid("store.url", what),
+        }
+    })?;
+    options.server_selection_timeout = Some(timeout);
+    options.connect_timeout = Some(timeout);
+    options.app_name.get_or_insert_with(|| "warden".to_owned());
+    let name = options
+        .default_database
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    Ok((options, name))
 }
 
 #[async_trait]
@@ -410,5 +435,48 @@ impl AdminStore for MongoStore {
 
     async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError> {
         write_op!(self, |w| writes::import(&mut w, &snapshot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreErrorKind;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn options_follow_the_url() {
+        let (options, name) = client_options(
+            "mongodb://u:secret@db.example:27017/policy?tls=true",
+            SECOND,
+        )
+        .await
+        .unwrap();
+        assert_eq!(name, "policy");
+        assert!(matches!(
+            options.tls,
+            Some(mongodb::options::Tls::Enabled(_))
+        ));
+        let credential = options.credential.as_ref().expect("credential");
+        assert_eq!(credential.username.as_deref(), Some("u"));
+        assert!(!format!("{options:?}").contains("secret"));
+        assert_eq!(options.server_selection_timeout, Some(SECOND));
+        assert_eq!(options.connect_timeout, Some(SECOND));
+
+        let (options, name) = client_options("mongodb://127.0.0.1:27018/", SECOND)
+            .await
+            .unwrap();
+        assert_eq!(name, DEFAULT_DATABASE);
+        assert!(options.tls.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_invalid_and_keeps_its_secret() {
+        let err = client_options("mongodb://u:secret@/x?tls=maybe", SECOND)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

@@ -9,7 +9,9 @@ pub const USERS: &str = "users";
 pub const ROLES: &str = "roles";
 pub const MEMBERSHIPS: &str = "memberships";
 pub const RULES: &str = "rules";
-/// Counters: the policy version and the last rule id handed out.
+/// Counters: the policy version and the last rule id handed out, keyed by
+/// `name` (not `_id`: some wire-compatible servers accept only ObjectIds
+/// there).
 pub const META: &str = "meta";
 
 pub const ALL_COLLECTIONS: [&str; 5] = [USERS, ROLES, MEMBERSHIPS, RULES, META];
@@ -28,8 +30,8 @@ pub fn hello() -> Document {
     doc! { "hello": 1 }
 }
 
-pub fn by_id(id: &str) -> Document {
-    doc! { "_id": id }
+pub fn counter(name: &str) -> Document {
+    doc! { "name": name }
 }
 
 pub fn all() -> Document {
@@ -105,7 +107,7 @@ pub fn set(fields: Document) -> Document {
 }
 
 /// The unique indexes: (collection, index name, keys).
-pub fn unique_indexes() -> [(&'static str, &'static str, Document); 4] {
+pub fn unique_indexes() -> [(&'static str, &'static str, Document); 5] {
     [
         (USERS, "username_unique", doc! { "username": 1 }),
         (ROLES, "name_unique", doc! { "name": 1 }),
@@ -115,6 +117,7 @@ pub fn unique_indexes() -> [(&'static str, &'static str, Document); 4] {
             doc! { "role": 1, "username": 1 },
         ),
         (RULES, "id_unique", doc! { "id": 1 }),
+        (META, "name_unique", doc! { "name": 1 }),
     ]
 }
 
@@ -126,7 +129,8 @@ pub fn lookup_indexes() -> [(&'static str, &'static str, Document); 2] {
     ]
 }
 
-/// The change-stream filter: updates of the version document only.
-pub fn version_changes() -> Vec<Document> {
-    vec![doc! { "$match": { "documentKey._id": VERSION_ID } }]
+/// The change-stream filter: writes to the counters (the follower keeps
+/// the version document's and ignores the rule counter's).
+pub fn counter_changes() -> Vec<Document> {
+    vec![doc! { "$match": { "operationType": { "$in": ["insert", "update", "replace"] } } }]
 }

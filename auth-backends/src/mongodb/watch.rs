@@ -78,14 +78,14 @@ async fn stream_once(
     let meta = database.collection::<Document>(q::META);
     let opened = meta
         .watch()
-        .pipeline(q::version_changes())
+        .pipeline(q::counter_changes())
         .full_document(FullDocumentType::UpdateLookup)
         .await;
     let mut stream = match opened {
         Ok(stream) => stream,
         Err(err) => return Ended::Failed(err.to_string()),
     };
-    let current = match meta.find_one(q::by_id(q::VERSION_ID)).await {
+    let current = match meta.find_one(q::counter(q::VERSION_ID)).await {
         Ok(Some(doc)) => doc,
         Ok(None) => return Ended::Failed("version document missing".to_owned()),
         Err(err) => return Ended::Failed(err.to_string()),
@@ -107,7 +107,11 @@ async fn stream_once(
         };
         match event {
             Some(Ok(change)) => {
-                let version = change.full_document.as_ref().and_then(version_of);
+                let version = change
+                    .full_document
+                    .as_ref()
+                    .filter(|doc| doc.get_str("name") == Ok(q::VERSION_ID))
+                    .and_then(version_of);
                 if let Some(version) = version {
                     if tx.send(version).await.is_err() {
                         return Ended::ReceiverGone;

@@ -173,7 +173,7 @@ impl<'a> Writer<'a> {
     pub(super) async fn increment(&mut self, counter: &str) -> Result<i64, StoreError> {
         let coll = self.coll(q::META);
         let action = coll
-            .find_one_and_update(q::by_id(counter), q::increment())
+            .find_one_and_update(q::counter(counter), q::increment())
             .upsert(true)
             .return_document(ReturnDocument::After);
         let after = run!(self, action)?;
@@ -185,7 +185,7 @@ impl<'a> Writer<'a> {
         let coll = self.coll(q::META);
         run!(
             self,
-            coll.update_one(q::by_id(counter), q::raise_to(to))
+            coll.update_one(q::counter(counter), q::raise_to(to))
                 .upsert(true)
         )?;
         Ok(())

@@ -26,8 +26,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, PgConnection, Postgres, Row, Transaction};
+use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row, Transaction};
 use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec};
 
 use crate::error::StoreError;
@@ -90,9 +91,15 @@ impl PostgresStore {
             }))
     }
 
+    /// A pooled connection; failures to get one are classified by
+    /// [`rows::acquire_error`].
+    async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(rows::acquire_error)
+    }
+
     /// Begin a write: the version bump comes first, see the module docs.
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+    async fn begin(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>, StoreError> {
+        let mut tx = conn.begin().await.map_err(db)?;
         sqlx::query(q::BUMP_AND_NOTIFY)
             .execute(&mut *tx)
             .await
@@ -101,14 +108,15 @@ impl PostgresStore {
     }
 
     async fn fetch_rules(&self, filter: &RuleFilter) -> Result<Vec<Rule>, StoreError> {
+        let mut conn = self.conn().await?;
         let rows = match &filter.subject {
-            None => sqlx::query(q::SELECT_RULES).fetch_all(&self.pool).await,
+            None => sqlx::query(q::SELECT_RULES).fetch_all(&mut *conn).await,
             Some(subject) => {
                 let (kind, name) = crate::common::subject_columns(subject);
                 sqlx::query(q::SELECT_RULES_BY_SUBJECT)
                     .bind(kind)
                     .bind(name)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
                     .await
             }
         }
@@ -117,7 +125,8 @@ impl PostgresStore {
     }
 
     async fn fetch_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let mut tx = self.read_tx().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = Self::read_tx(&mut conn).await?;
         let mut users = sqlx::query(q::SELECT_USERS)
             .fetch_all(&mut *tx)
             .await
@@ -134,7 +143,8 @@ impl PostgresStore {
     }
 
     async fn fetch_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
-        let mut tx = self.read_tx().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = Self::read_tx(&mut conn).await?;
         let mut roles = sqlx::query(q::SELECT_ROLES)
             .fetch_all(&mut *tx)
             .await
@@ -157,15 +167,15 @@ impl PostgresStore {
 
     /// A read-only transaction that sees one snapshot for all its
     /// statements, so multi-table reads are consistent under writes.
-    async fn read_tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        self.pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    async fn read_tx(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>, StoreError> {
+        conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(db)
     }
 
     async fn snapshot(&self) -> Result<PolicySnapshot, StoreError> {
-        let mut tx = self.read_tx().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = Self::read_tx(&mut conn).await?;
         let users = sqlx::query(q::SELECT_USERS)
             .fetch_all(&mut *tx)
             .await
@@ -227,7 +237,7 @@ impl Store for PostgresStore {
         self.timed(async {
             let Some(row) = sqlx::query(q::SELECT_USER_WITH_ROLES)
                 .bind(username)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await
                 .map_err(db)?
             else {
@@ -245,7 +255,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query(q::SELECT_RULES_FOR)
                 .bind(key.username.as_deref())
                 .bind(&key.roles)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(db)?;
             rows.iter()
@@ -259,7 +269,7 @@ impl Store for PostgresStore {
     async fn policy_version(&self) -> Result<PolicyVersion, StoreError> {
         self.timed(async {
             let version: i64 = sqlx::query_scalar(q::SELECT_VERSION)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.conn().await?)
                 .await
                 .map_err(db)?;
             u64::try_from(version)
@@ -275,7 +285,8 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(async {
-            sqlx::query(q::PING).execute(&self.pool).await.map_err(db)?;
+            let mut conn = self.conn().await?;
+            sqlx::query(q::PING).execute(&mut *conn).await.map_err(db)?;
             Ok(())
         })
         .await
@@ -287,7 +298,8 @@ macro_rules! write_tx {
     ($self:ident, |$conn:ident| $body:expr) => {
         $self
             .timed(async {
-                let mut tx = $self.begin().await?;
+                let mut conn = $self.conn().await?;
+                let mut tx = Self::begin(&mut conn).await?;
                 let $conn: &mut PgConnection = &mut tx;
                 let out = $body.await?;
                 tx.commit().await.map_err(db)?;
@@ -301,8 +313,9 @@ macro_rules! write_tx {
 impl AdminStore for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.timed(async {
+            let mut conn = self.conn().await?;
             MIGRATOR
-                .run(&self.pool)
+                .run_direct(&mut *conn)
                 .await
                 .map_err(|e| StoreError::from_migrate(BACKEND, e))
         })

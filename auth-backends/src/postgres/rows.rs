@@ -38,6 +38,22 @@ pub(super) fn db(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// An error while getting a connection from the pool. A server that answers
+/// with a database error (no such database, bad credentials, starting up)
+/// and a malformed URL keep their classification; anything else (refused,
+/// reset, a peer that does not speak the protocol, pool timeout, TLS) means
+/// the store cannot be reached.
+pub(super) fn acquire_error(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Database(_) | sqlx::Error::Configuration(_) => db(err),
+        other => StoreError::Unavailable {
+            backend: BACKEND,
+            message: other.to_string(),
+            source: Some(Box::new(other)),
+        },
+    }
+}
+
 /// The SQLSTATEs that sqlx's generic error kinds do not cover. Only
 /// database errors whose sqlx kind is `Other` are looked at, so unique and
 /// foreign-key violations keep the shared classification.
@@ -124,11 +140,15 @@ mod tests {
     }
 
     #[test]
-    fn pool_timeout_is_unavailable() {
+    fn connect_failures_are_unavailable() {
         assert_eq!(
             db(sqlx::Error::PoolTimedOut).kind(),
             StoreErrorKind::Unavailable
         );
+        let garbled = sqlx::Error::Protocol("unexpected response".into());
+        assert_eq!(acquire_error(garbled).kind(), StoreErrorKind::Unavailable);
+        let bad_url = sqlx::Error::Configuration("bad sslmode".into());
+        assert_eq!(acquire_error(bad_url).kind(), StoreErrorKind::Invalid);
     }
 
     #[test]

@@ -13,12 +13,12 @@ pub type Case = (&'static str, Option<ProtocolVersion>, Vec<u8>, Want);
 
 pub fn all() -> Vec<Case> {
     let groups: [fn() -> Vec<Case>; 6] = [
-        fixed_header,
-        connect,
-        publish,
-        acknowledgements,
-        subscribe_unsubscribe,
-        pingreq_disconnect_auth,
+        fixed_header_cases,
+        connect_cases,
+        publish_cases,
+        acknowledgements_cases,
+        subscribe_unsubscribe_cases,
+        pingreq_disconnect_auth_cases,
     ];
     groups.iter().flat_map(|group| group()).collect()
 }
