@@ -93,6 +93,11 @@ async fn drop_database(database: &str) {
         .drop()
         .await
         .expect("drop database");
+    let left = client.list_database_names().await.expect("list databases");
+    assert!(
+        !left.iter().any(|d| d == database),
+        "{database} left behind"
+    );
 }
 
 fn user(name: &str, roles: &[&str]) -> NewUser {

@@ -137,14 +137,21 @@ async fn v5_will_delay_postpones_the_will() {
 #[tokio::test]
 async fn v5_will_delay_is_cancelled_by_a_reconnect() {
     let (broker, mut watcher) = setup().await;
-    let c = with_will(Version::V5, 60, Some(2));
+    // The delay leaves room for a slow (argon2) login under a loaded machine.
+    let c = with_will(Version::V5, 60, Some(5));
     drop(broker.login_with(c.clone()).await);
+    let dropped = Instant::now();
     let mut again = c.clone();
     again.clean = false;
     again.will = None;
     let _back = broker.login_with(again).await;
+    assert!(
+        dropped.elapsed() < Duration::from_secs(5),
+        "reconnect took too long to test this"
+    );
+    let until = Duration::from_millis(5500).saturating_sub(dropped.elapsed());
     watcher
-        .expect_no_publish(Duration::from_secs(3), "will after the client came back")
+        .expect_no_publish(until, "will after the client came back")
         .await;
 }
 

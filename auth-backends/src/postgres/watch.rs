@@ -8,6 +8,9 @@
 //! the feed was disconnected is never missed. When the connection drops the
 //! task reconnects with jittered exponential backoff; it logs the outage
 //! once and the recovery once, and ends only when the receiver is dropped.
+//! Every few seconds an idle listener re-reads the version on its own
+//! connection, which detects a silently dropped network (no EOF ever
+//! arrives) within that interval plus the call timeout.
 
 use std::time::Duration;
 
@@ -29,6 +32,8 @@ pub const FALLBACK_POLL: Duration = Duration::from_millis(500);
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often an idle listener checks its connection with a query.
+const HEALTH_CHECK: Duration = Duration::from_secs(5);
 
 pub(super) fn feed(options: PgConnectOptions, timeout: Duration) -> ChangeFeed {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -49,10 +54,11 @@ struct State {
 }
 
 impl State {
-    /// Forward a version unless it is the one last sent. Err: the receiver
-    /// is gone and the task should end.
+    /// Forward a version if it is newer than the last one sent: a version
+    /// re-read and a queued notification may arrive in either order, and
+    /// versions only grow. Err: the receiver is gone and the task should end.
     async fn forward(&mut self, version: PolicyVersion) -> Result<(), ()> {
-        if self.last == Some(version) {
+        if self.last.is_some_and(|last| last >= version) {
             return Ok(());
         }
         self.last = Some(version);
@@ -124,8 +130,26 @@ async fn listen(pool: &PgPool, state: &mut State) -> Result<(), StoreError> {
     if state.forward(to_version(version)?).await.is_err() {
         return Ok(());
     }
+    let mut check = tokio::time::interval(HEALTH_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.reset();
     loop {
-        let notification = match listener.try_recv().await {
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            _ = check.tick() => {
+                // A silently dropped network never ends try_recv; a bounded
+                // query notices, and re-reading the version also makes up
+                // for a notification the server could not deliver.
+                let version: i64 = state
+                    .bounded(sqlx::query_scalar(q::SELECT_VERSION).fetch_one(&mut listener))
+                    .await?;
+                if state.forward(to_version(version)?).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let notification = match received {
             Ok(Some(n)) => n,
             Ok(None) => {
                 return Err(StoreError::Unavailable {
@@ -136,8 +160,8 @@ async fn listen(pool: &PgPool, state: &mut State) -> Result<(), StoreError> {
             }
             Err(err) => return Err(db(err)),
         };
-        // Payloads come from our own triggerless pg_notify; anything else on
-        // the channel is ignored rather than trusted.
+        // Only our own decimal payloads are trusted; anything else sent on
+        // the channel is ignored.
         let Ok(version) = notification.payload().parse::<u64>() else {
             continue;
         };
@@ -172,16 +196,20 @@ fn to_version(version: i64) -> Result<PolicyVersion, StoreError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let (tx, _rx) = mpsc::channel(1);
-        let mut state = State {
+    fn state(tx: mpsc::Sender<PolicyVersion>) -> State {
+        State {
             tx,
             timeout: Duration::from_secs(1),
             last: None,
             down: false,
             backoff: BACKOFF_MIN,
-        };
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut state = state(tx);
         let first = state.next_delay();
         assert!(
             first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN,
@@ -192,6 +220,20 @@ mod tests {
             assert!(delay <= BACKOFF_MAX, "{delay:?}");
         }
         assert_eq!(state.backoff, BACKOFF_MAX);
+    }
+
+    #[tokio::test]
+    async fn only_newer_versions_are_forwarded() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut state = state(tx);
+        for v in [3, 3, 2, 4] {
+            state.forward(PolicyVersion(v)).await.unwrap();
+        }
+        assert_eq!(rx.recv().await, Some(PolicyVersion(3)));
+        assert_eq!(rx.recv().await, Some(PolicyVersion(4)));
+        assert!(rx.try_recv().is_err());
+        drop(rx);
+        assert!(state.forward(PolicyVersion(5)).await.is_err());
     }
 
     #[test]

@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn import_args_are_counted_groups() {
         let rule = RuleSpec {
-            effect: Effect::Deny,
+            effect: Effect::Allow,
             subject: Subject::Everyone,
             actions: ActionSet::of(&[ActionKind::Publish]),
             pattern: "x/#".into(),
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(
             args,
             [
-                "12", "1", "u", "1", "h", "1", "0", "0", "0", "1", "12", "everyone", "", "deny",
+                "12", "1", "u", "1", "h", "1", "0", "0", "0", "1", "12", "everyone", "", "allow",
                 "publish", "x/#", "1", "1"
             ]
         );
