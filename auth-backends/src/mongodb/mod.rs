@@ -264,22 +264,18 @@ async fn client_options(
     url: &str,
     timeout: Duration,
 ) -> Result<(ClientOptions, String), StoreError> {
-    let mut options = ClientOptions::parse(url).await.map_err(|e| {
-        // The driver's message may quote the URL, credentials included.
-        let kind = e.kind.as_ref();
-        let what = match kind {
-            mongodb::error::ErrorKind::InvalidArgument { .. } => "malformed MongoDB URL",
-            _ => "MongoDB URL cannot be used",
-        };
-        match docs::db(e).kind() {
+    // The driver's message may quote the URL, credentials included, so the
+    // error names only the kind of problem.
+    let mut options = ClientOptions::parse(url)
+        .await
+        .map_err(|e| match db(e).kind() {
             crate::StoreErrorKind::Unavailable => StoreError::Unavailable {
                 backend: BACKEND,
-                message: what.to_owned(),
+                message: "cannot resolve the hosts of the MongoDB URL".to_owned(),
                 source: None,
             },
-            _ => StoreError::invalid("store.url", what),
-        }
-    })?;
+            _ => StoreError::invalid("store.url", "not a usable MongoDB URL"),
+        })?;
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
     options.app_name.get_or_insert_with(|| "warden".to_owned());
