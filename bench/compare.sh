@@ -114,6 +114,19 @@ each_broker() { # scenario args... (tcp, all brokers)
     [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 "$@" --user-prefix ''
 }
 
+# Idle first, on fresh brokers: memory freed after the message runs would
+# be reused by new connections and hide their cost.
+log "idle connections (once per broker, fresh processes)"
+# Order matters: each process's first idle run is the clean one (mTLS on
+# Warden and Mosquitto, plain on the anonymous Warden and rumqttd); the
+# argon2 logins go last because they leave ~20 MiB per concurrent verify behind.
+bench warden "$PID_WA" 28884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
+bench mosquitto "$PID_MQ" 38884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
+bench warden-anonymous "$PID_WB" 22883 idle --conns "$IDLE" --user-prefix ''
+bench mosquitto "$PID_MQ" 31883 idle --conns "$IDLE"
+[[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" --user-prefix ''
+bench warden "$PID_WA" 21883 idle --conns "$CONNS_PW"
+
 for ((round = 1; round <= ROUNDS; round++)); do
     log "round $round/$ROUNDS"
     for q in 0 1; do
@@ -129,14 +142,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     bench warden "$PID_WA" 28884 connect --conns "$CONNS" "${MTLS[@]}"
     bench mosquitto "$PID_MQ" 38884 connect --conns "$CONNS" "${MTLS[@]}"
 done
-
-log "idle connections (once per broker)"
-bench warden "$PID_WA" 21883 idle --conns "$CONNS_PW"
-bench warden-anonymous "$PID_WB" 22883 idle --conns "$IDLE" --user-prefix ''
-bench mosquitto "$PID_MQ" 31883 idle --conns "$IDLE"
-[[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" --user-prefix ''
-bench warden "$PID_WA" 28884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
-bench mosquitto "$PID_MQ" 38884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
 
 {
     echo "nproc: $(nproc)"

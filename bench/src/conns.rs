@@ -146,7 +146,8 @@ pub async fn idle_scenario(
         connects_per_s: Some(lat.len() as f64 / secs),
         drops: failed as u64,
         note: err,
-        rss_kb_per_conn: (open > 0).then(|| after.saturating_sub(before) as f64 / open as f64),
+        // Signed: memory freed by earlier runs and reused shows as a negative delta.
+        rss_kb_per_conn: (open > 0).then(|| (after as f64 - before as f64) / open as f64),
         ..Report::default()
     };
     cpu.finish(broker_pid, lat.len() as u64, &mut report);
