@@ -37,7 +37,10 @@ fn fleet() -> SubscriptionTrie<Arc<str>> {
             n += 1;
         }
     }
-    for (i, f) in ["#", "+/+/dev/+/telemetry", "site/+/dev/7/+"].iter().enumerate() {
+    for (i, f) in ["#", "+/+/dev/+/telemetry", "site/+/dev/7/+"]
+        .iter()
+        .enumerate()
+    {
         trie.subscribe(f, None, Arc::from(format!("global-{i}")), opts);
     }
     trie
@@ -85,7 +88,12 @@ fn churn(c: &mut Criterion) {
         b.iter_batched(
             || key.clone(),
             |k| {
-                trie.subscribe("site/9/dev/new/telemetry", None, k.clone(), SubOptions::default());
+                trie.subscribe(
+                    "site/9/dev/new/telemetry",
+                    None,
+                    k.clone(),
+                    SubOptions::default(),
+                );
                 black_box(trie.unsubscribe("site/9/dev/new/telemetry", None, &k))
             },
             BatchSize::SmallInput,

@@ -104,3 +104,34 @@ async fn user_list_shows_users() {
         "user list:\n{out}"
     );
 }
+
+#[tokio::test]
+async fn passwd_replaces_the_password() {
+    let broker = TestBroker::start_default();
+    broker.user_with_rights("alice", "old-pw", "t/#").await;
+    let args = ["user", "passwd", "alice", "--password-stdin"];
+    let out = broker.cli_stdin(&args, "new-pw").await;
+    warden_e2e::cli::success(&args, &out);
+    let mut old = broker.raw().await;
+    let connect = Connect::new(Version::V5, &client_id("c")).login("alice", "old-pw");
+    assert_eq!(old.connect(&connect).await.expect("CONNACK").1, 0x86);
+    broker
+        .login(Version::V5, &client_id("c"), "alice", "new-pw")
+        .await;
+}
+
+#[tokio::test]
+async fn unknown_config_key_is_refused_with_field_and_line() {
+    let broker = TestBroker::start_default();
+    let bad = broker.dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(&broker.config).expect("config");
+    let text = text.replace("policy: {", "policy: { on_deni: ignore,");
+    std::fs::write(&bad, text).expect("write bad config");
+    let out = warden_e2e::cli::run(&bad, &["serve"], None).await;
+    assert!(!out.status.success(), "serve with an unknown key must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("on_deni") && stderr.contains("line"),
+        "error names the key and the line: {stderr}"
+    );
+}

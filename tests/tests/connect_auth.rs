@@ -187,3 +187,12 @@ async fn superuser_needs_no_rules() {
     let got = c.next_publish(WAIT).await.expect("own message delivered");
     assert_eq!(got.payload, b"hi");
 }
+
+#[tokio::test]
+async fn v5_unsupported_authentication_method_gets_0x8c() {
+    let broker = TestBroker::start_default();
+    broker.user_with_rights("alice", "pw", "t/#").await;
+    let mut c = Connect::new(Version::V5, &client_id("auth")).login("alice", "pw");
+    c.props.0.push(Prop::Str(0x15, "SCRAM-SHA-1".into()));
+    assert_eq!(connack(&broker, c).await, 0x8C);
+}

@@ -166,3 +166,44 @@ async fn rumqttc_v5_qos1_round_trip() {
         (QoS::AtLeastOnce, &b"v5"[..])
     );
 }
+
+#[tokio::test]
+async fn v5_pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92() {
+    let broker = setup().await;
+    let mut c = broker
+        .login(Version::V5, &client_id("c"), "alice", "pw")
+        .await;
+    c.send(&wire::encode_ack(0x62, 77)).await.expect("PUBREL");
+    let got = c
+        .expect("PUBCOMP", |i| matches!(i, Incoming::PubComp { .. }))
+        .await;
+    assert_eq!(
+        got,
+        Incoming::PubComp {
+            packet_id: 77,
+            code: 0x92
+        }
+    );
+}
+
+#[tokio::test]
+async fn v5_exceeding_the_brokers_receive_maximum_gets_0x93() {
+    let broker = setup().await;
+    let mut c = broker
+        .login(Version::V5, &client_id("c"), "alice", "pw")
+        .await;
+    // receive_maximum is 64 in the test config: 65 QoS 2 messages without
+    // PUBREL leave 65 unfinished flows.
+    for id in 1..=65u16 {
+        let mut p = Publish::new("q/flood", b"x", 2);
+        p.packet_id = id;
+        c.publish(&p).await.expect("send");
+    }
+    let end = c.ending(WAIT).await;
+    assert_eq!(
+        end.disconnect_code(),
+        Some(0x93),
+        "Receive Maximum exceeded: {:?}",
+        end.end
+    );
+}

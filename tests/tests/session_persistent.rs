@@ -171,3 +171,18 @@ async fn v311_takeover_closes_the_old_connection() {
     );
     assert_eq!(new.subscribe("s/#", 0).await, 0, "the new connection works");
 }
+
+#[tokio::test]
+async fn v5_session_is_gone_after_its_expiry_interval() {
+    let broker = setup(BrokerOptions::default()).await;
+    let id = client_id("short");
+    let mut c = Connect::new(Version::V5, &id).login("alice", "pw");
+    c.clean = false;
+    c.props.0.push(Prop::U32(SESSION_EXPIRY, 1));
+    let (mut s, _) = connack(&broker, &c).await;
+    s.subscribe("s/#", 1).await;
+    s.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, present) = connack(&broker, &c).await;
+    assert!(!present, "session expiry 1 s: gone after 2.5 s");
+}
