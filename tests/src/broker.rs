@@ -34,6 +34,9 @@ pub struct BrokerOptions {
     pub max_queued_messages: u32,
     /// `limits.max_keepalive` in seconds (0: the client's keep alive stands).
     pub max_keepalive: u32,
+    /// The `store:` block as a YAML flow mapping; None is SQLite in the
+    /// test's directory.
+    pub store: Option<String>,
 }
 
 impl Default for BrokerOptions {
@@ -47,6 +50,7 @@ impl Default for BrokerOptions {
             max_packet_size: "1MiB",
             max_queued_messages: 1000,
             max_keepalive: 0,
+            store: None,
         }
     }
 }
@@ -65,7 +69,12 @@ impl BrokerOptions {
         } else {
             ""
         };
+        let store = self
+            .store
+            .clone()
+            .unwrap_or_else(|| "{ backend: sqlite, path: @DIR@/data/warden.db }".to_owned());
         TEMPLATE
+            .replace("@STORE@", &store)
             .replace("@TLS_EXTRA@\n", &tls_extra)
             .replace("@PLAIN@\n", plain)
             .replace("@DIR@", &dir.display().to_string())

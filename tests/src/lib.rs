@@ -8,6 +8,8 @@ pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod clients;
+pub mod proxy;
+pub mod stores;
 pub mod raw;
 pub mod wire;
 pub mod wire_decode;

@@ -226,23 +226,18 @@ impl Store for MysqlStore {
 
     async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         self.timed(async {
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            let Some(row) = sqlx::query(q::SELECT_USER)
+            let rows = sqlx::query(q::SELECT_USER_WITH_ROLES)
                 .bind(username)
-                .fetch_optional(&mut *conn)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db)?
-            else {
+                .map_err(db)?;
+            let Some(first) = rows.first() else {
                 return Ok(None);
             };
-            let mut user = rows::user(&row)?;
-            user.roles = sqlx::query_scalar::<_, Vec<u8>>(q::SELECT_USER_ROLES)
-                .bind(username)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?
-                .into_iter()
-                .map(|role| rows::utf8("role", role))
+            let mut user = rows::user(first)?;
+            user.roles = rows
+                .iter()
+                .filter_map(|row| rows::opt_text(row, "role").transpose())
                 .collect::<Result<_, _>>()?;
             Ok(Some(user))
         })
@@ -299,9 +294,19 @@ macro_rules! write_tx {
             .timed(async {
                 let mut tx = $self.begin().await?;
                 let $conn: &mut MySqlConnection = &mut tx;
-                let out = $body.await?;
-                tx.commit().await.map_err(db)?;
-                Ok(out)
+                match $body.await {
+                    Ok(out) => {
+                        tx.commit().await.map_err(db)?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        // Roll back now rather than when the pool next
+                        // touches the connection: until then the open
+                        // transaction would hold its row and table locks.
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
             })
             .await
     };

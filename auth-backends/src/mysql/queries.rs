@@ -7,7 +7,8 @@
 
 /// Per connection: refuse over-long or mis-encoded data instead of letting a
 /// non-strict server truncate it with a warning.
-pub const STRICT_MODE: &str = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')";
+pub const STRICT_MODE: &str =
+    "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')";
 
 pub const SELECT_VERSION: &str = "SELECT version FROM policy_version WHERE id = 1";
 
@@ -19,16 +20,16 @@ pub const PING: &str = "SELECT 1";
 
 /// Applies to the connection's next transaction only: exports read one
 /// snapshot whatever the server's default isolation level.
-pub const SNAPSHOT_ISOLATION: &str =
-    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+pub const SNAPSHOT_ISOLATION: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
-pub const SELECT_USER: &str =
-    "SELECT username, password_hash, enabled, superuser FROM users WHERE username = ?";
+/// The login path's user read in one round trip: one row per role (role
+/// NULL when the user has none), roles in order.
+pub const SELECT_USER_WITH_ROLES: &str = "SELECT u.username, u.password_hash, u.enabled, \
+     u.superuser, m.role FROM users u LEFT JOIN memberships m ON m.username = u.username \
+     WHERE u.username = ? ORDER BY m.role";
 
 pub const SELECT_USERS: &str =
     "SELECT username, password_hash, enabled, superuser FROM users ORDER BY username";
-
-pub const SELECT_USER_ROLES: &str = "SELECT role FROM memberships WHERE username = ? ORDER BY role";
 
 pub const SELECT_MEMBERSHIPS: &str =
     "SELECT role, username FROM memberships ORDER BY role, username";

@@ -37,7 +37,9 @@ pub(super) fn check_name(field: &'static str, name: &str) -> Result<(), StoreErr
 /// else by sqlx's kind (duplicate key: Conflict, foreign key: NotFound).
 pub(super) fn db(err: sqlx::Error) -> StoreError {
     let number = match &err {
-        sqlx::Error::Database(e) => e.try_downcast_ref::<MySqlDatabaseError>().map(|e| e.number()),
+        sqlx::Error::Database(e) => e
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(|e| e.number()),
         _ => None,
     };
     let Some(kind) = number.and_then(code_kind) else {
@@ -89,7 +91,8 @@ pub(super) fn opt_text(row: &MySqlRow, column: &'static str) -> Result<Option<St
 }
 
 pub(super) fn utf8(column: &'static str, bytes: Vec<u8>) -> Result<String, StoreError> {
-    String::from_utf8(bytes).map_err(|_| StoreError::corrupt("row", format!("{column} is not UTF-8")))
+    String::from_utf8(bytes)
+        .map_err(|_| StoreError::corrupt("row", format!("{column} is not UTF-8")))
 }
 
 /// A user row without its roles.

@@ -223,26 +223,31 @@ async fn insert_rule(
     id: Option<RuleId>,
 ) -> Result<i64, StoreError> {
     let (kind, name) = subject_columns(&spec.subject);
+    let id = id
+        .map(|id| i64::try_from(id.0).map_err(|_| StoreError::invalid("rule id", "out of range")))
+        .transpose()?;
+    // MySQL wants exactly one bind per `?`, so the id is bound only when
+    // the statement has a place for it.
     let sql = if id.is_some() {
         q::INSERT_RULE_WITH_ID
     } else {
         q::INSERT_RULE
     };
-    let id = id
-        .map(|id| i64::try_from(id.0).map_err(|_| StoreError::invalid("rule id", "out of range")))
-        .transpose()?;
-    let result = sqlx::query(sql)
+    let mut query = sqlx::query(sql)
         .bind(effect_text(spec.effect))
         .bind(kind)
         .bind(name)
         .bind(actions_text(spec.actions))
         .bind(&spec.pattern)
         .bind(spec.max_qos.map(|qos| i64::from(qos.as_u8())))
-        .bind(spec.retain)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map_err(db)?;
+        .bind(spec.retain);
+    if let Some(id) = id {
+        query = query.bind(id);
+    }
+    let result = query.execute(conn).await.map_err(db)?;
+    if let Some(id) = id {
+        return Ok(id);
+    }
     i64::try_from(result.last_insert_id())
         .map_err(|_| StoreError::corrupt("rule", "id out of range"))
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the backend test files (not the suite itself).
 #![allow(dead_code)]
 
-pub mod proxy;
+pub use warden_e2e::proxy;
 
 /// A name unique to this test run, for databases, key prefixes and the like:
 /// tests run in parallel against the same servers and must not collide.
