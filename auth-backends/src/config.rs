@@ -45,7 +45,11 @@ pub enum StoreConfig {
         /// Pool size; default 8.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pool: Option<u32>,
-        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "humantime_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
         timeout: Option<Duration>,
     },
     /// `url: mysql://root@host:3306/db` (MySQL or MariaDB; `?ssl-mode=required` for TLS).
@@ -55,7 +59,11 @@ pub enum StoreConfig {
         /// Pool size; default 8.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pool: Option<u32>,
-        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "humantime_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
         timeout: Option<Duration>,
     },
     /// `url: mongodb://host:27017/warden` (the database is the URL path,
@@ -63,7 +71,11 @@ pub enum StoreConfig {
     #[cfg(feature = "mongodb")]
     Mongodb {
         url: String,
-        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "humantime_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
         timeout: Option<Duration>,
     },
     /// `url: redis://host:6379/0` (`rediss://` for TLS). Every key starts
@@ -73,7 +85,11 @@ pub enum StoreConfig {
         url: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<String>,
-        #[serde(default, with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "humantime_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
         timeout: Option<Duration>,
     },
 }

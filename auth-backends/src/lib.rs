@@ -31,11 +31,11 @@
 mod common;
 pub mod config;
 pub mod error;
-pub mod password;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+pub mod password;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

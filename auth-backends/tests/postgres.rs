@@ -13,70 +13,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, Executor, PgConnection};
+use support::pg_db::{admin_server_addr, config, url_for, PgDb};
 use tokio::sync::mpsc;
 use warden_auth::{
-    open, AdminStore, ChangeFeed, NewUser, PolicySnapshot, PrincipalKey, StoreConfig,
-    StoreErrorKind,
+    open, AdminStore, ChangeFeed, NewUser, PolicySnapshot, PrincipalKey, StoreErrorKind,
 };
 use warden_policy::{ActionKind, Effect, PolicyVersion, RuleId, Subject};
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn admin_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
-}
-
-/// `url` with its database path replaced by `db` and, if given, its
-/// host:port replaced by `addr`. Expects scheme://[user@]host:port/db[?query].
-fn url_for(db: &str, addr: Option<&str>) -> String {
-    let url = admin_url();
-    let (scheme, rest) = url.split_once("://").expect("admin url has a scheme");
-    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let query = tail.split_once('?').map(|(_, q)| q);
-    let authority = match (addr, authority.rsplit_once('@')) {
-        (Some(addr), Some((user, _))) => format!("{user}@{addr}"),
-        (Some(addr), None) => addr.to_owned(),
-        (None, _) => authority.to_owned(),
-    };
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{db}?{q}"),
-        None => format!("{scheme}://{authority}/{db}"),
-    }
-}
-
-fn config(url: String, timeout: Duration) -> StoreConfig {
-    StoreConfig::Postgres {
-        url,
-        pool: Some(4),
-        timeout: Some(timeout),
-    }
-}
-
-async fn admin() -> PgConnection {
-    PgConnection::connect(&admin_url())
-        .await
-        .expect("connect to the test PostgreSQL server (see the module docs)")
-}
-
-/// Run `body` with a fresh database; drop it afterwards even on panic.
+/// Run `body` with a fresh database, dropped afterwards even on panic.
 async fn with_db<F, Fut>(prefix: &str, body: F)
 where
     F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
-    let name = support::unique_name(prefix);
-    let mut conn = admin().await;
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-        .await
-        .expect("create test database");
-    let result = tokio::spawn(body(name.clone())).await;
-    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-        .await
-        .expect("drop test database");
-    if let Err(err) = result {
-        std::panic::resume_unwind(err.into_panic());
-    }
+    let db = PgDb::create(prefix).await;
+    body(db.name.clone()).await;
 }
 
 async fn open_db(db: &str, timeout: Duration) -> Arc<dyn AdminStore> {
@@ -295,25 +246,6 @@ async fn outage_through_a_proxy_fails_fast_and_recovers() {
         await_version(&mut rx, after, Duration::from_secs(1)).await;
     })
     .await;
-}
-
-/// The server's address from the admin URL (host:port, default port 5432).
-fn admin_server_addr() -> std::net::SocketAddr {
-    use std::net::ToSocketAddrs;
-    let url = admin_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5432")
-    };
-    host_port
-        .to_socket_addrs()
-        .expect("resolve the test server")
-        .next()
-        .expect("the test server has an address")
 }
 
 /// The broker's login path without argon2: `user()` then `rules_for()`.

@@ -11,64 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::{Commands, IntoConnectionInfo};
+use support::redis_keys::{config, server_url, Keys};
 use warden_auth::redis::keys;
-use warden_auth::{
-    open, AdminStore, ChangeFeed, NewUser, PrincipalKey, StoreConfig, StoreErrorKind,
-};
+use warden_auth::{open, AdminStore, ChangeFeed, NewUser, PrincipalKey, StoreErrorKind};
 use warden_policy::{ActionKind, Effect, Subject};
-
-fn server_url() -> String {
-    std::env::var("WARDEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
-/// Deletes every key under the prefix when dropped, so a failed assertion
-/// does not leave keys behind (the synchronous client works in Drop).
-struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn new(label: &str) -> Keys {
-        Keys {
-            prefix: format!("{}:", support::unique_name(label)),
-        }
-    }
-
-    fn count(&self) -> usize {
-        let mut conn = redis::Client::open(server_url())
-            .and_then(|c| c.get_connection())
-            .expect("connect for counting");
-        let found: Vec<String> = conn
-            .scan_match::<_, String>(keys::all_pattern(&self.prefix))
-            .expect("scan")
-            .collect();
-        found.len()
-    }
-}
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(server_url()).and_then(|c| c.get_connection())
-        else {
-            return;
-        };
-        let found: Vec<String> = match conn.scan_match(keys::all_pattern(&self.prefix)) {
-            Ok(iter) => iter.collect(),
-            Err(_) => return,
-        };
-        for chunk in found.chunks(500) {
-            let _: Result<(), _> = conn.del(chunk);
-        }
-    }
-}
-
-fn config(url: &str, prefix: &str, timeout: Duration) -> StoreConfig {
-    StoreConfig::Redis {
-        url: url.to_owned(),
-        prefix: Some(prefix.to_owned()),
-        timeout: Some(timeout),
-    }
-}
 
 async fn open_at(url: &str, keys: &Keys) -> Arc<dyn AdminStore> {
     open(&config(url, &keys.prefix, Duration::from_secs(2)))

@@ -207,9 +207,7 @@ impl Authorizer {
         filter: &str,
         qos: QoS,
     ) -> bool {
-        policy
-            .decide(&Action::Subscribe { filter, qos })
-            .is_allow()
+        policy.decide(&Action::Subscribe { filter, qos }).is_allow()
     }
 
     /// A PUBLISH from the client.

@@ -103,7 +103,11 @@ pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result
             None => None,
         };
         let (roles, superuser) = user
-            .map(|UserRecord { roles, superuser, .. }| (roles, superuser))
+            .map(
+                |UserRecord {
+                     roles, superuser, ..
+                 }| (roles, superuser),
+            )
             .unwrap_or_default();
         let key = PrincipalKey {
             username: username.clone(),

@@ -39,7 +39,9 @@ pub async fn run(
     let broker = Arc::new(Broker::new(Arc::clone(&config), store));
     match broker.store.policy_version().await {
         Ok(v) => broker.set_policy_version(v.0),
-        Err(err) => tracing::warn!(error = %err, "store unavailable at start; logins will be refused until it answers"),
+        Err(err) => {
+            tracing::warn!(error = %err, "store unavailable at start; logins will be refused until it answers")
+        }
     }
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for cfg in &config.listeners {
@@ -129,7 +131,9 @@ async fn accept_loop(
                     crate::session::serve(broker, conn, accepted, conn_shutdown).await;
                 }
                 Ok(None) => {}
-                Err(_) => tracing::debug!(peer = %addr, "no CONNECT within the connect timeout; closed"),
+                Err(_) => {
+                    tracing::debug!(peer = %addr, "no CONNECT within the connect timeout; closed")
+                }
             }
         });
     }

@@ -89,7 +89,10 @@ impl ShutdownController {
     /// gone. Handles are cloned into accept loops, which end on the signal,
     /// so an explicit send is needed rather than dropping the sender.
     pub async fn shutdown(self) {
-        let ShutdownController { handle, mut done_rx } = self;
+        let ShutdownController {
+            handle,
+            mut done_rx,
+        } = self;
         let _ = handle.notify.send(());
         drop(handle);
         let _ = done_rx.recv().await;

@@ -9,8 +9,8 @@ pub mod certs;
 pub mod cli;
 pub mod clients;
 pub mod proxy;
-pub mod stores;
 pub mod raw;
+pub mod stores;
 pub mod wire;
 pub mod wire_decode;
 

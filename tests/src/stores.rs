@@ -96,7 +96,11 @@ impl TestStore {
                 "{{ backend: redis, url: \"redis://127.0.0.1:{port}/0\", prefix: \"{name}:\", timeout: {timeout} }}"
             ),
         };
-        TestStore { backend, yaml, name }
+        TestStore {
+            backend,
+            yaml,
+            name,
+        }
     }
 }
 

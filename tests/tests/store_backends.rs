@@ -99,12 +99,23 @@ async fn scenario(backend: Backend) {
     let broker = start(&store);
     let receive_rule = grant(&broker).await;
 
-    let mut alice = broker.login(Version::V5, &client_id("alice"), "alice", "pw").await;
-    assert_eq!(alice.subscribe("t/secret/#", 0).await, 0x87, "denied subscribe");
+    let mut alice = broker
+        .login(Version::V5, &client_id("alice"), "alice", "pw")
+        .await;
+    assert_eq!(
+        alice.subscribe("t/secret/#", 0).await,
+        0x87,
+        "denied subscribe"
+    );
     assert_eq!(alice.subscribe("t/#", 0).await, 0, "allowed subscribe");
-    let mut bob = broker.login(Version::V5, &client_id("bob"), "bob", "pw").await;
+    let mut bob = broker
+        .login(Version::V5, &client_id("bob"), "bob", "pw")
+        .await;
     assert_eq!(bob.publish_acked(Publish::new("t/a", b"one", 1)).await, 0);
-    let got = alice.next_publish(WAIT).await.expect("allowed publish is delivered");
+    let got = alice
+        .next_publish(WAIT)
+        .await
+        .expect("allowed publish is delivered");
     assert_eq!(got.payload, b"one");
     assert_eq!(
         bob.publish_acked(Publish::new("elsewhere", b"no", 1)).await,
@@ -122,7 +133,10 @@ async fn scenario(backend: Backend) {
         delay.as_millis()
     );
     assert!(delay < Duration::from_secs(3), "revocation took {delay:?}");
-    assert_eq!(bob.publish_acked(Publish::new("t/after", b"late", 1)).await, 0);
+    assert_eq!(
+        bob.publish_acked(Publish::new("t/after", b"late", 1)).await,
+        0
+    );
     alice
         .expect_no_publish(Duration::from_millis(800), "receive right was revoked")
         .await;
@@ -136,20 +150,39 @@ async fn outage(backend: Backend) {
     let store = TestStore::new(backend, Some(proxy.port()), "2s");
     let broker = start(&store);
     grant(&broker).await;
-    let mut alice = broker.login(Version::V5, &client_id("alice"), "alice", "pw").await;
+    let mut alice = broker
+        .login(Version::V5, &client_id("alice"), "alice", "pw")
+        .await;
     assert_eq!(alice.subscribe("t/#", 0).await, 0);
-    let mut bob = broker.login(Version::V311, &client_id("bob"), "bob", "pw").await;
+    let mut bob = broker
+        .login(Version::V311, &client_id("bob"), "bob", "pw")
+        .await;
 
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for (version, want) in [(Version::V5, 0x88), (Version::V311, 0x03)] {
         let mut c = broker.raw().await;
         let connect = Connect::new(version, &client_id("during")).login("alice", "pw");
-        let (_, code, _) = c.connect(&connect).await.expect("CONNACK during the outage");
-        assert_eq!(code, want, "{version:?} login while {} is down", backend.name());
+        let (_, code, _) = c
+            .connect(&connect)
+            .await
+            .expect("CONNACK during the outage");
+        assert_eq!(
+            code,
+            want,
+            "{version:?} login while {} is down",
+            backend.name()
+        );
     }
-    assert_eq!(bob.publish_acked(Publish::new("t/during", b"kept", 1)).await, 0);
-    let got = alice.next_publish(WAIT).await.expect("live sessions keep working");
+    assert_eq!(
+        bob.publish_acked(Publish::new("t/during", b"kept", 1))
+            .await,
+        0
+    );
+    let got = alice
+        .next_publish(WAIT)
+        .await
+        .expect("live sessions keep working");
     assert_eq!(got.payload, b"kept");
 
     proxy.restore();
@@ -161,7 +194,10 @@ async fn outage(backend: Backend) {
         if code == 0 {
             break;
         }
-        assert!(back.elapsed() < Duration::from_secs(15), "logins still fail: {code:#x}");
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "logins still fail: {code:#x}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
@@ -170,10 +206,22 @@ async fn outage(backend: Backend) {
         back.elapsed().as_millis()
     );
     // Wait for the registry's next poll to see the store again.
-    assert!(broker.wait_log("store reachable again", Duration::from_secs(5)).await);
+    assert!(
+        broker
+            .wait_log("store reachable again", Duration::from_secs(5))
+            .await
+    );
     let log = broker.log();
-    assert_eq!(log.matches("store unavailable;").count(), 1, "outage logged once:\n{log}");
-    assert_eq!(log.matches("store reachable again").count(), 1, "recovery logged once");
+    assert_eq!(
+        log.matches("store unavailable;").count(),
+        1,
+        "outage logged once:\n{log}"
+    );
+    assert_eq!(
+        log.matches("store reachable again").count(),
+        1,
+        "recovery logged once"
+    );
 }
 
 #[tokio::test]

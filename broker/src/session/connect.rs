@@ -185,7 +185,8 @@ async fn admit(
         (false, true) => (0, false),
         (false, false) => (max_expiry, false),
     };
-    let (keep_alive, server_keep_alive) = negotiate_keepalive(connect.keep_alive, limits.max_keepalive);
+    let (keep_alive, server_keep_alive) =
+        negotiate_keepalive(connect.keep_alive, limits.max_keepalive);
 
     let conn_id = broker.next_conn_id();
     let wake = Arc::new(Notify::new());
@@ -258,10 +259,7 @@ fn client_id(connect: &Connect) -> Result<(String, bool), u8> {
 }
 
 /// The keep alive to enforce, and the v5 Server Keep Alive to announce.
-fn negotiate_keepalive(
-    asked: u16,
-    cap: Option<std::num::NonZeroU16>,
-) -> (u16, Option<u16>) {
+fn negotiate_keepalive(asked: u16, cap: Option<std::num::NonZeroU16>) -> (u16, Option<u16>) {
     match cap {
         Some(cap) if asked == 0 || asked > cap.get() => (cap.get(), Some(cap.get())),
         _ => (asked, None),
@@ -282,9 +280,12 @@ pub async fn compile(
         tracing::debug!(error = %err, "cannot load rules at login; refusing (fail closed)");
     })?;
     let version = PolicyVersion(broker.policy_version());
-    let policy = broker.engine.compile(principal, &rules, version).map_err(|err| {
-        tracing::error!(error = %err, "cannot compile policy; refusing");
-    })?;
+    let policy = broker
+        .engine
+        .compile(principal, &rules, version)
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot compile policy; refusing");
+        })?;
     for warning in policy.warnings() {
         tracing::warn!(client_id = %principal.client_id, %warning, "policy compile warning");
     }
@@ -308,9 +309,7 @@ fn check_will(
         qos,
         retain: will.retain,
         properties: will.properties.clone(),
-        delay: Duration::from_secs(u64::from(
-            will.properties.will_delay_interval.unwrap_or(0),
-        )),
+        delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
     })
 }
 
@@ -337,7 +336,10 @@ fn attach(
             // Forget the old subscriptions before the new connection starts
             // to receive (router before state: the publish path locks the
             // router, then a session).
-            broker.router.write().remove_all(&SubKey(Arc::clone(&existing)));
+            broker
+                .router
+                .write()
+                .remove_all(&SubKey(Arc::clone(&existing)));
         }
         let mut st = existing.state.lock();
         if let Some(old) = st.owner.take() {

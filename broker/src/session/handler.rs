@@ -242,7 +242,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if end.fires_will() {
             if let Some(w) = self.will.take() {
                 let session_expiry = released.map(|(e, _)| e).unwrap_or_default();
-                will::fire(&self.broker, &self.session, w, session_expiry, released.map(|(_, g)| g));
+                will::fire(
+                    &self.broker,
+                    &self.session,
+                    w,
+                    session_expiry,
+                    released.map(|(_, g)| g),
+                );
             }
         }
         if let Some((expiry, generation)) = released {

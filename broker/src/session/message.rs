@@ -36,7 +36,8 @@ impl Message {
                 0
             } else {
                 // Round up so a message with 0.4 s left is not reported as expired.
-                u32::try_from(left.as_secs() + u64::from(left.subsec_nanos() > 0)).unwrap_or(u32::MAX)
+                u32::try_from(left.as_secs() + u64::from(left.subsec_nanos() > 0))
+                    .unwrap_or(u32::MAX)
             }
         })
     }

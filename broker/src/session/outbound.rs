@@ -58,7 +58,9 @@ pub fn retransmissions(st: &SessionState, version: ProtocolVersion) -> Vec<Packe
     st.inflight
         .iter()
         .map(|(&id, out)| match out.phase {
-            Phase::AwaitAck | Phase::AwaitRec => build_publish(&out.delivery, Some(id), true, version, now),
+            Phase::AwaitAck | Phase::AwaitRec => {
+                build_publish(&out.delivery, Some(id), true, version, now)
+            }
             Phase::AwaitComp => pubrel(id),
         })
         .collect()

@@ -71,7 +71,12 @@ fn publish_will(broker: &Broker, session: &Arc<Session>, will: Will) {
 }
 
 /// End the session now (expiry 0) or after `expiry` unless it resumes.
-pub fn schedule_expiry(broker: &Arc<Broker>, session: &Arc<Session>, expiry: Duration, generation: u64) {
+pub fn schedule_expiry(
+    broker: &Arc<Broker>,
+    session: &Arc<Session>,
+    expiry: Duration,
+    generation: u64,
+) {
     if expiry.is_zero() {
         broker.remove_session(session);
         return;
