@@ -10,6 +10,8 @@ pub mod acl;
 pub mod cert;
 pub mod check;
 pub mod config_cmd;
+pub mod export;
+pub mod import;
 pub mod migrate;
 pub mod output;
 pub mod role;
@@ -59,6 +61,12 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Apply the schema for the configured store (safe to repeat).
     Migrate,
+    /// Print the whole policy as YAML, for `warden import` (users, roles,
+    /// rules). The output includes password hashes: keep it secret.
+    Export(export::ExportArgs),
+    /// Replace the store's policy with a file from `warden export`
+    /// (refused when the store is not empty unless --replace is given).
+    Import(import::ImportArgs),
     /// Make development certificates (CA, server, client).
     #[command(subcommand)]
     Cert(cert::CertCommand),
@@ -119,6 +127,8 @@ pub async fn dispatch(cli: Cli, config: Option<Config>) -> anyhow::Result<Outcom
         Command::Acl(cmd) => acl::run(cmd, &*open_store(&config).await?, json).await,
         Command::Check(args) => check::run(args, &config, &*open_store(&config).await?, json).await,
         Command::Migrate => migrate::run(&config, json).await,
+        Command::Export(args) => export::run(args, &*open_store(&config).await?, json).await,
+        Command::Import(args) => import::run(args, &*open_store(&config).await?, json).await,
         Command::Cert(cmd) => cert::run(cmd, &config, json).await,
         Command::Config(cmd) => config_cmd::run(cmd, &config, cli.config.as_deref(), json),
     }
