@@ -16,7 +16,7 @@ use crate::authorize::Authorizer;
 use crate::config::Config;
 use crate::router::{RetainedStore, SubscriptionTrie};
 use crate::session::message::Message;
-use crate::session::state::{Session, SubKey};
+use crate::session::state::{Offer, Session, SubKey};
 
 /// Everything the connection tasks share.
 pub struct Broker {
@@ -79,8 +79,15 @@ impl Broker {
     }
 
     /// Route a message that already passed the publisher's `publish` check.
-    /// Returns how many subscribers accepted it.
-    pub fn publish(&self, msg: Arc<Message>, publisher: Option<&SubKey>) -> usize {
+    /// Returns how many subscribers accepted it. Subscribers whose queue is
+    /// filling up are added to `congested`, so the publisher can pause
+    /// reading until they catch up (back-pressure instead of loss).
+    pub fn publish(
+        &self,
+        msg: Arc<Message>,
+        publisher: Option<&SubKey>,
+        congested: &mut Vec<Arc<Session>>,
+    ) -> usize {
         if msg.retain {
             self.store_retained(&msg);
         }
@@ -98,11 +105,17 @@ impl Broker {
                 let sub_qos = QoS::from_u8(m.qos).unwrap_or(QoS::AtMostOnce);
                 let qos = msg.qos.min(sub_qos);
                 let retain = msg.retain && m.retain_as_published;
-                if key
+                match key
                     .0
                     .offer(&self.authz, &msg, qos, retain, &m.subscription_ids)
                 {
-                    accepted += 1;
+                    Offer::Refused => {}
+                    Offer::Queued { congested: busy } => {
+                        accepted += 1;
+                        if busy && !congested.iter().any(|s| Arc::ptr_eq(s, &key.0)) {
+                            congested.push(Arc::clone(&key.0));
+                        }
+                    }
                 }
             }
             accepted

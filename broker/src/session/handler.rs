@@ -19,6 +19,9 @@ use crate::session::state::{ConnId, Kick, Session, SubKey};
 use crate::session::will;
 use crate::shutdown::Shutdown;
 
+/// How often a paused publisher re-checks its congested subscribers.
+const PAUSE_POLL: Duration = Duration::from_millis(1);
+
 /// How a connection ended; decides the DISCONNECT we send and the will.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
@@ -75,6 +78,9 @@ pub struct Handler<S> {
     pub(crate) username: Option<String>,
     /// Reused between drains so sending does not allocate a Vec each time.
     pub(crate) out: Vec<Packet>,
+    /// Subscribers our last publishes found congested: while any is, we stop
+    /// reading from this client (TCP back-pressure), but keep sending to it.
+    pub(crate) congested: Vec<Arc<Session>>,
     shutdown: Shutdown,
 }
 
@@ -107,6 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             client_id,
             username,
             out: Vec::new(),
+            congested: Vec::new(),
             shutdown,
         }
     }
@@ -124,7 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     async fn run_loop(&mut self) -> End {
         let mut deadline = self.keepalive.map(|d| Instant::now() + d);
         loop {
-            loop {
+            while self.congested.is_empty() {
                 match self.conn.try_decode() {
                     Ok(Some(packet)) => {
                         if let Some(d) = self.keepalive {
@@ -153,13 +160,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     None => std::future::pending().await,
                 }
             };
+            let paused = !self.congested.is_empty();
             tokio::select! {
-                res = self.conn.fill() => match res {
+                res = self.conn.fill(), if !paused => match res {
                     Ok(()) => {}
                     Err(ConnectionError::Codec(err)) => return End::Violation(err.reason_code().value()),
                     Err(_) => return End::Lost,
                 },
                 _ = self.wake.notified() => {}
+                // Polling (1 ms) is enough here: it runs only while a
+                // subscriber is behind, and needs no wake-up plumbing between
+                // sessions that could deadlock two clients publishing to
+                // each other.
+                _ = tokio::time::sleep(PAUSE_POLL), if paused => {
+                    self.congested.retain(|s| s.is_congested());
+                    // The client's packets wait in the socket because of us:
+                    // that is not a keep alive timeout.
+                    if let Some(d) = self.keepalive {
+                        deadline = Some(Instant::now() + d);
+                    }
+                }
                 _ = keepalive => return End::KeepAliveTimeout,
                 _ = self.shutdown.recv() => return End::Shutdown,
             }

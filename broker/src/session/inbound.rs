@@ -109,7 +109,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             expires_at: Message::expiry_from(p.properties.message_expiry_interval, now),
             origin: Arc::clone(&self.client_id),
         };
-        self.broker.publish(Arc::new(msg), Some(&self.key));
+        self.broker
+            .publish(Arc::new(msg), Some(&self.key), &mut self.congested);
     }
 
     pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {

@@ -153,6 +153,7 @@ fn fill_batch(st: &mut SessionState, out: &mut Vec<Packet>, version: ProtocolVer
         let Some(d) = st.queue.pop_front() else {
             break;
         };
+        st.last_drain = Instant::now();
         if d.msg.is_expired(now) {
             continue;
         }

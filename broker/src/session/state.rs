@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -88,6 +88,21 @@ pub struct SessionState {
     pub expiry: Duration,
     /// Bumped at every attach; delayed work (will delay, expiry) checks it.
     pub generation: u64,
+    /// When the owning connection last took messages off the queue.
+    pub last_drain: Instant,
+}
+
+/// How long a subscriber may take nothing off its queue before publishers
+/// stop waiting for it.
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
+
+/// What became of an offered message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Not queued: denied by `receive`, or nobody to keep it.
+    Refused,
+    /// Queued; `congested` asks the publisher to pause reading.
+    Queued { congested: bool },
 }
 
 impl SessionState {
@@ -115,6 +130,7 @@ impl SessionState {
             incoming_qos2: HashSet::new(),
             expiry,
             generation: 0,
+            last_drain: Instant::now(),
         }
     }
 
@@ -139,14 +155,32 @@ impl SessionState {
         }
     }
 
-    /// Push onto the bounded queue, dropping the oldest message when full
-    /// (counted, so an operator can see a subscriber falling behind).
+    /// Push onto the bounded queue. When it is full, the oldest QoS 0
+    /// message goes first, else the oldest message (counted, so an operator
+    /// can see a subscriber falling behind). With publishers paused by
+    /// [`SessionState::is_congested`] this happens only to offline sessions
+    /// and to subscribers that stopped reading.
     pub fn push(&mut self, delivery: Delivery) {
         if self.queue.len() >= self.max_queue {
-            self.queue.pop_front();
+            let victim = self
+                .queue
+                .iter()
+                .position(|d| d.qos == QoS::AtMostOnce)
+                .unwrap_or(0);
+            self.queue.remove(victim);
             self.dropped += 1;
         }
         self.queue.push_back(delivery);
+    }
+
+    /// Whether publishers should pause for this subscriber: it is online,
+    /// half its queue is used, and it is still draining. A subscriber that
+    /// has not taken anything for [`STALL_AFTER`] no longer holds publishers
+    /// back; its own queue bound (and drop policy) applies instead.
+    pub fn is_congested(&self) -> bool {
+        self.owner.is_some()
+            && self.queue.len() >= (self.max_queue / 2).max(1)
+            && self.last_drain.elapsed() < STALL_AFTER
     }
 
     /// Re-check every queued message against the current policy (on resume
@@ -185,7 +219,7 @@ impl Session {
     }
 
     /// Offer a message to this subscriber: the `receive` check, then the
-    /// queue. Returns whether it was accepted.
+    /// queue.
     pub fn offer(
         &self,
         authz: &Authorizer,
@@ -193,17 +227,17 @@ impl Session {
         qos: QoS,
         retain: bool,
         sub_ids: &[u32],
-    ) -> bool {
-        let wake = {
+    ) -> Offer {
+        let (wake, congested) = {
             let mut st = self.state.lock();
             let online = st.owner.is_some();
             // Offline: only a persistent session keeps messages, and only QoS 1/2.
             if !online && (st.expiry.is_zero() || qos == QoS::AtMostOnce) {
-                return false;
+                return Offer::Refused;
             }
             let who = st.who();
             let Some(granted) = authz.receive(who, &*st.policy, &msg.topic, qos, retain) else {
-                return false;
+                return Offer::Refused;
             };
             st.push(Delivery {
                 msg: Arc::clone(msg),
@@ -211,12 +245,19 @@ impl Session {
                 retain,
                 sub_ids: sub_ids.to_vec(),
             });
-            st.owner.as_ref().map(|o| Arc::clone(&o.wake))
+            (
+                st.owner.as_ref().map(|o| Arc::clone(&o.wake)),
+                st.is_congested(),
+            )
         };
         if let Some(wake) = wake {
             wake.notify_one();
         }
-        true
+        Offer::Queued { congested }
+    }
+
+    pub fn is_congested(&self) -> bool {
+        self.state.lock().is_congested()
     }
 
     /// Whether the session is currently connected.

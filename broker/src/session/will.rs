@@ -67,7 +67,8 @@ fn publish_will(broker: &Broker, session: &Arc<Session>, will: Will) {
         origin: Arc::clone(&session.client_id),
     };
     tracing::debug!(client_id = %session.client_id, topic = %msg.topic, "publishing will");
-    broker.publish(Arc::new(msg), Some(&SubKey(Arc::clone(session))));
+    // A will is published once; it does not wait for slow subscribers.
+    broker.publish(Arc::new(msg), Some(&SubKey(Arc::clone(session))), &mut Vec::new());
 }
 
 /// End the session now (expiry 0) or after `expiry` unless it resumes.
