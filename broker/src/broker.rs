@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use warden_auth::Store;
 use warden_policy::{AclEngine, EngineOptions, QoS};
 
+use crate::auth::CredentialCache;
 use crate::authorize::Authorizer;
 use crate::config::Config;
 use crate::router::{RetainedStore, SubscriptionTrie};
@@ -24,6 +25,8 @@ pub struct Broker {
     pub store: Arc<dyn Store>,
     pub engine: AclEngine,
     pub authz: Authorizer,
+    /// Logins verified recently, so reconnects skip argon2.
+    pub credentials: CredentialCache,
     pub router: RwLock<SubscriptionTrie<SubKey>>,
     pub retained: RwLock<RetainedStore<Arc<Message>>>,
     /// Every session, online or persisted, by client id.
@@ -58,6 +61,7 @@ impl Broker {
             store,
             engine,
             authz,
+            credentials: CredentialCache::default(),
             router: RwLock::new(SubscriptionTrie::new()),
             retained: RwLock::new(RetainedStore::new()),
             sessions: Mutex::new(HashMap::new()),

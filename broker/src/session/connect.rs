@@ -148,7 +148,12 @@ async fn admit(
     };
     let limits = &broker.config.limits;
     let who_name = connect.username.clone();
-    let authed = authenticate(&*broker.store, broker.config.auth.allow_anonymous, creds)
+    let authed = authenticate(
+        &*broker.store,
+        &broker.credentials,
+        broker.config.auth.allow_anonymous,
+        creds,
+    )
         .await
         .map_err(|err| {
             tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused");

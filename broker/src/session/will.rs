@@ -68,7 +68,11 @@ fn publish_will(broker: &Broker, session: &Arc<Session>, will: Will) {
     };
     tracing::debug!(client_id = %session.client_id, topic = %msg.topic, "publishing will");
     // A will is published once; it does not wait for slow subscribers.
-    broker.publish(Arc::new(msg), Some(&SubKey(Arc::clone(session))), &mut Vec::new());
+    broker.publish(
+        Arc::new(msg),
+        Some(&SubKey(Arc::clone(session))),
+        &mut Vec::new(),
+    );
 }
 
 /// End the session now (expiry 0) or after `expiry` unless it resumes.

@@ -9,9 +9,15 @@
 //! An unknown user and a wrong password give the same answer after about the
 //! same time: an unknown user still pays for one argon2 verification against a
 //! dummy hash. Verification runs on the blocking pool, never on the async
-//! workers, so a login storm does not stall message traffic.
+//! workers, so a login storm does not stall message traffic, at most one per
+//! CPU at a time; a login verified within the last minutes skips argon2
+//! (`cache.rs`).
+
+pub mod cache;
 
 use warden_auth::{password, Store, StoreError, UserRecord};
+
+pub use cache::CredentialCache;
 
 /// Why a client was not let in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +70,7 @@ fn accepted(user: UserRecord) -> Result<Authenticated, AuthError> {
 /// Decide who the client is.
 pub async fn authenticate(
     store: &dyn Store,
+    cache: &CredentialCache,
     allow_anonymous: bool,
     creds: Credentials<'_>,
 ) -> Result<Authenticated, AuthError> {
@@ -93,16 +100,27 @@ pub async fn authenticate(
     let supplied = creds.password.unwrap_or_default().to_vec();
     let user = store.user(name).await.map_err(unavailable)?;
     let Some(user) = user else {
+        let _slot = cache.verify_slots.acquire().await.ok();
         password::dummy_verify_blocking(supplied).await;
         return Err(AuthError::BadCredentials);
     };
     let Some(hash) = user.password_hash.clone() else {
         // A certificate-only user cannot log in with a password.
+        let _slot = cache.verify_slots.acquire().await.ok();
         password::dummy_verify_blocking(supplied).await;
         return Err(AuthError::BadCredentials);
     };
-    match password::verify_password_blocking(supplied, hash).await {
-        Ok(true) => accepted(user),
+    if cache.contains(name, &supplied, &hash) {
+        return accepted(user);
+    }
+    // Closed only if the broker is shutting down; then verify anyway.
+    let _slot = cache.verify_slots.acquire().await.ok();
+    let verified = password::verify_password_blocking(supplied.clone(), hash.clone()).await;
+    match verified {
+        Ok(true) => {
+            cache.insert(name, &supplied, &hash);
+            accepted(user)
+        }
         Ok(false) => Err(AuthError::BadCredentials),
         Err(err) => {
             tracing::warn!(user = name, error = %err, "stored password hash unusable");
