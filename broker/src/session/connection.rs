@@ -26,16 +26,26 @@ pub struct Connection<S> {
     pub version: Option<ProtocolVersion>,
     /// Largest packet we accept (our Maximum Packet Size).
     pub max_packet_size: u32,
+    /// How much to read at once: grows while reads fill the buffer, shrinks
+    /// when they do not, so a busy publisher reads in large chunks and an
+    /// idle connection holds a small buffer.
+    read_hint: usize,
 }
+
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 64 * 1024;
+/// A write buffer grown past this by a burst is freed after the flush.
+const KEEP_WRITE: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn new(stream: S, max_packet_size: u32) -> Connection<S> {
         Connection {
             stream,
-            read_buf: BytesMut::with_capacity(4 * 1024),
-            write_buf: BytesMut::with_capacity(4 * 1024),
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
             version: None,
             max_packet_size,
+            read_hint: MIN_READ,
         }
     }
 
@@ -44,14 +54,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         warden_codec::decode(&mut self.read_buf, self.version, self.max_packet_size)
     }
 
-    /// Read more bytes from the socket. Cancel safe (`read_buf` is).
+    /// Read more bytes from the socket. Cancel safe (`read_buf` is, and
+    /// the buffer is only replaced while it holds no data).
     pub async fn fill(&mut self) -> Result<(), ConnectionError> {
-        if self.read_buf.capacity() - self.read_buf.len() < 1024 {
-            self.read_buf.reserve(4 * 1024);
+        if self.read_buf.is_empty() {
+            // Decoded payloads keep their slice of the old allocation alive;
+            // the connection starts afresh with a buffer of the current size.
+            self.read_buf = BytesMut::with_capacity(self.read_hint);
+        } else if self.read_buf.capacity() - self.read_buf.len() < self.read_hint / 2 {
+            self.read_buf.reserve(self.read_hint);
         }
+        let spare = self.read_buf.capacity() - self.read_buf.len();
         let n = self.stream.read_buf(&mut self.read_buf).await?;
         if n == 0 {
             return Err(ConnectionError::Closed);
+        }
+        if n >= spare {
+            self.read_hint = (self.read_hint * 2).min(MAX_READ);
+        } else if n < self.read_hint / 4 {
+            self.read_hint = (self.read_hint / 2).max(MIN_READ);
         }
         Ok(())
     }
@@ -81,6 +102,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if !self.write_buf.is_empty() {
             self.stream.write_all(&self.write_buf).await?;
             self.write_buf.clear();
+            if self.write_buf.capacity() > KEEP_WRITE {
+                self.write_buf = BytesMut::new();
+            }
         }
         self.stream.flush().await?;
         Ok(())
