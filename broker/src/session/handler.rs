@@ -285,6 +285,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if !st.is_owned_by(self.conn_id) {
                 return Err(End::TakenOver);
             }
+            if st.dropped > 0 {
+                tracing::warn!(client_id = %self.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
+                st.dropped = 0;
+            }
             st.recheck_queue(&self.broker.authz);
             crate::session::outbound::retransmissions(&st, self.version)
         };
