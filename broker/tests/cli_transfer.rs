@@ -2,75 +2,14 @@
 //! policy from one SQLite store to another through a YAML file, and the
 //! second store then lists and decides exactly like the first.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{assert_one_line_error, stderr, Env};
 use serde_json::Value;
 
-/// One store: a temporary directory with a config naming a SQLite file in it.
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("warden.yaml");
-        let yaml = "data_dir: data\nstore:\n  backend: sqlite\n  path: data/warden.db\n";
-        std::fs::write(&config, yaml).expect("write config");
-        Env { dir, config }
-    }
-
-    fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("WARDEN_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn warden");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait for warden")
-    }
-
-    fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.run_stdin(args, stdin);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_stdin(args, "")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_stdin(args, "")
-    }
-
-    fn json_stdin(&self, args: &[&str], stdin: &str) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.ok_stdin(&all, stdin);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-    }
-
     /// What the admin CLI shows of the policy, and a few decisions.
     fn views(&self) -> Vec<Value> {
         let mut views = vec![
@@ -92,19 +31,6 @@ impl Env {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_one_line_error(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
-    let err = text(&out.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr: {err}");
-    assert!(lines[0].starts_with("error: "), "stderr: {err}");
-    assert!(lines[0].contains(needle), "{needle:?} not in {err}");
 }
 
 /// Users with and without passwords, a disabled user, a superuser, roles,
@@ -222,7 +148,7 @@ fn import_refuses_a_non_empty_store_without_replace() {
 
     let out = target.run_stdin(&["import", file_arg], "");
     assert_one_line_error(&out, "pass --replace");
-    assert!(text(&out.stderr).contains("not empty (1 users, 0 roles, 0 rules)"));
+    assert!(stderr(&out).contains("not empty (1 users, 0 roles, 0 rules)"));
     let users = target.json(&["user", "list"]);
     assert_eq!(users.as_array().map(Vec::len), Some(1), "nothing changed");
 
@@ -253,11 +179,7 @@ fn a_broken_file_is_a_one_line_error_and_changes_nothing() {
     let bad = "users:\n  - username: a\n    enabled: maybe\n    superuser: false\n";
     let out = env.run_stdin(&["import", "--replace", "-"], bad);
     assert_one_line_error(&out, "cannot parse stdin");
-    assert!(
-        text(&out.stderr).contains("line 3"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
     let dangling = "roles: [ops]\nmemberships:\n  - { role: ops, username: ghost }\n";
     let out = env.run_stdin(&["import", "--replace", "-"], dangling);
     assert_one_line_error(&out, "stdin is not a valid policy");

@@ -72,12 +72,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let mut out = std::mem::take(&mut self.out);
         let more = {
             let mut st = self.session.state.lock();
-            if let Some((id, _)) = st.kicked {
-                if id == self.conn_id || !st.is_owned_by(self.conn_id) {
-                    return Err(self.lost_ownership(st.kicked));
-                }
-            }
-            if !st.is_owned_by(self.conn_id) {
+            let kicked = st.kicked.is_some_and(|(id, _)| id == self.conn_id);
+            if kicked || !st.is_owned_by(self.conn_id) {
                 return Err(self.lost_ownership(st.kicked));
             }
             fill_batch(&mut st, &mut out, self.version)
