@@ -55,9 +55,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 /// Logs go to stderr (stdout carries command output), filtered by RUST_LOG
 /// when set, else by the config's `log.level`.
 fn init_logging(config_level: Option<&str>) {
+    // rustls warns about every client that sends an IP address as SNI
+    // (mosquitto_pub -h 127.0.0.1 does); that is not the operator's problem.
+    let quiet = ",rustls=error";
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(config_level.unwrap_or("info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{}{quiet}", config_level.unwrap_or("info"))))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info{quiet}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
