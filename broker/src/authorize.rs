@@ -7,6 +7,7 @@
 //! CONNACK codes, SUBACK codes, PUBACK/PUBREC codes, or "do not deliver".
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 use warden_codec::ProtocolVersion;
@@ -42,6 +43,55 @@ pub enum PublishVerdict {
     Drop { ack_code: u8 },
     /// `on_deny: disconnect`: close the connection (v5 DISCONNECT 0x87).
     Disconnect,
+}
+
+/// The last message decision of one client. A fan-out decides one topic for
+/// many subscribers and a device publishes one topic over and over: deciding
+/// a topic again under the same compiled policy then costs a string
+/// comparison instead of a trie walk. Holding the policy's `Arc` keeps the
+/// comparison honest: a recompiled policy is a different allocation.
+#[derive(Debug, Default)]
+pub struct LastDecision {
+    memo: Option<Memo>,
+}
+
+#[derive(Debug)]
+struct Memo {
+    policy: Arc<dyn CompiledPolicy>,
+    topic: Arc<str>,
+    qos: QoS,
+    retain: bool,
+    decision: Decision,
+}
+
+impl LastDecision {
+    fn decide(
+        &mut self,
+        policy: &Arc<dyn CompiledPolicy>,
+        topic: &Arc<str>,
+        qos: QoS,
+        retain: bool,
+        action: Action<'_>,
+    ) -> Decision {
+        if let Some(m) = &self.memo {
+            if Arc::ptr_eq(&m.policy, policy)
+                && m.qos == qos
+                && m.retain == retain
+                && *m.topic == **topic
+            {
+                return m.decision;
+            }
+        }
+        let decision = policy.decide(&action);
+        self.memo = Some(Memo {
+            policy: Arc::clone(policy),
+            topic: Arc::clone(topic),
+            qos,
+            retain,
+            decision,
+        });
+        decision
+    }
 }
 
 /// Decision counters, one pair per decision point. Exposed for metrics.
@@ -211,16 +261,19 @@ impl Authorizer {
     }
 
     /// A PUBLISH from the client.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         who: Who<'_>,
-        policy: &dyn CompiledPolicy,
-        topic: &str,
+        policy: &Arc<dyn CompiledPolicy>,
+        memo: &mut LastDecision,
+        topic: &Arc<str>,
         qos: QoS,
         retain: bool,
         version: ProtocolVersion,
     ) -> PublishVerdict {
-        let decision = policy.decide(&Action::Publish { topic, qos, retain });
+        let action = Action::Publish { topic, qos, retain };
+        let decision = memo.decide(policy, topic, qos, retain, action);
         if decision.is_allow() {
             bump(&self.counters.publish_allow);
             return PublishVerdict::Allow;
@@ -243,12 +296,14 @@ impl Authorizer {
     pub fn receive(
         &self,
         who: Who<'_>,
-        policy: &dyn CompiledPolicy,
-        topic: &str,
+        policy: &Arc<dyn CompiledPolicy>,
+        memo: &mut LastDecision,
+        topic: &Arc<str>,
         qos: QoS,
         retain: bool,
     ) -> Option<QoS> {
-        let decision = policy.decide(&Action::Receive { topic, qos, retain });
+        let action = Action::Receive { topic, qos, retain };
+        let decision = memo.decide(policy, topic, qos, retain, action);
         match decision {
             Decision::Allow { qos, .. } => {
                 bump(&self.counters.receive_allow);

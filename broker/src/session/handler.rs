@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
+use crate::authorize::LastDecision;
 use crate::broker::Broker;
 use crate::session::connect::{Accepted, Will};
 use crate::session::connection::{Connection, ConnectionError};
@@ -81,6 +82,9 @@ pub struct Handler<S> {
     /// Subscribers our last publishes found congested: while any is, we stop
     /// reading from this client (TCP back-pressure), but keep sending to it.
     pub(crate) congested: Vec<Arc<Session>>,
+    /// The last `publish` decision, reused while the client publishes the
+    /// same topic under the same policy.
+    pub(crate) publish_memo: LastDecision,
     shutdown: Shutdown,
 }
 
@@ -114,6 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             username,
             out: Vec::new(),
             congested: Vec::new(),
+            publish_memo: LastDecision::default(),
             shutdown,
         }
     }

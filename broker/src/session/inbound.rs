@@ -48,7 +48,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     pub(crate) fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
-        let topic = self.resolve_topic(&mut p)?;
+        let topic: Arc<str> = Arc::from(self.resolve_topic(&mut p)?);
         if p.retain && !self.broker.config.limits.retain_available {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
@@ -73,10 +73,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             client_id: &self.client_id,
             username: self.username.as_deref(),
         };
-        let verdict = self
-            .broker
-            .authz
-            .publish(who, &*policy, &topic, qos, p.retain, self.version);
+        let verdict = self.broker.authz.publish(
+            who,
+            &policy,
+            &mut self.publish_memo,
+            &topic,
+            qos,
+            p.retain,
+            self.version,
+        );
         let code = match verdict {
             PublishVerdict::Allow => {
                 self.route(topic, qos, p);
@@ -98,10 +103,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     /// Hand an authorized PUBLISH to the router.
-    fn route(&mut self, topic: String, qos: QoS, p: Publish) {
+    fn route(&mut self, topic: Arc<str>, qos: QoS, p: Publish) {
         let now = Instant::now();
         let msg = Message {
-            topic: Arc::from(topic),
+            topic,
             payload: p.payload,
             qos,
             retain: p.retain,

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use warden_codec::ProtocolVersion;
 use warden_policy::{CompiledPolicy, Principal, QoS};
 
-use crate::authorize::{Authorizer, Who};
+use crate::authorize::{Authorizer, LastDecision, Who};
 use crate::session::message::{Delivery, Message};
 
 /// Identifies one network connection (unique for the broker's lifetime).
@@ -90,6 +90,8 @@ pub struct SessionState {
     pub generation: u64,
     /// When the owning connection last took messages off the queue.
     pub last_drain: Instant,
+    /// The last `receive` decision, reused for the same topic and policy.
+    pub receive_memo: LastDecision,
 }
 
 /// How long a subscriber may take nothing off its queue before publishers
@@ -131,6 +133,7 @@ impl SessionState {
             expiry,
             generation: 0,
             last_drain: Instant::now(),
+            receive_memo: LastDecision::default(),
         }
     }
 
@@ -146,13 +149,6 @@ impl SessionState {
             }
         }
         None
-    }
-
-    fn who(&self) -> Who<'_> {
-        Who {
-            client_id: &self.principal.client_id,
-            username: self.principal.username.as_deref(),
-        }
     }
 
     /// Push onto the bounded queue. When it is full, the oldest QoS 0
@@ -189,8 +185,16 @@ impl SessionState {
     pub fn recheck_queue(&mut self, authz: &Authorizer) {
         let mut kept = VecDeque::with_capacity(self.queue.len());
         while let Some(mut d) = self.queue.pop_front() {
-            let who = self.who();
-            if let Some(qos) = authz.receive(who, &*self.policy, &d.msg.topic, d.qos, d.retain) {
+            let who = who(&self.principal);
+            let granted = authz.receive(
+                who,
+                &self.policy,
+                &mut self.receive_memo,
+                &d.msg.topic,
+                d.qos,
+                d.retain,
+            );
+            if let Some(qos) = granted {
                 d.qos = d.qos.min(qos);
                 kept.push_back(d);
             }
@@ -200,6 +204,16 @@ impl SessionState {
 
     pub fn is_owned_by(&self, conn: ConnId) -> bool {
         self.owner.as_ref().is_some_and(|o| o.id == conn)
+    }
+}
+
+/// The principal as the audit line names it. A free function, not a
+/// method, so it borrows only the principal while the memo is borrowed
+/// mutably.
+fn who(principal: &Principal) -> Who<'_> {
+    Who {
+        client_id: &principal.client_id,
+        username: principal.username.as_deref(),
     }
 }
 
@@ -235,8 +249,17 @@ impl Session {
             if !online && (st.expiry.is_zero() || qos == QoS::AtMostOnce) {
                 return Offer::Refused;
             }
-            let who = st.who();
-            let Some(granted) = authz.receive(who, &*st.policy, &msg.topic, qos, retain) else {
+            let st = &mut *st;
+            let who = who(&st.principal);
+            let granted = authz.receive(
+                who,
+                &st.policy,
+                &mut st.receive_memo,
+                &msg.topic,
+                qos,
+                retain,
+            );
+            let Some(granted) = granted else {
                 return Offer::Refused;
             };
             st.push(Delivery {
