@@ -307,7 +307,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     pub(crate) fn lost_ownership(&self, kicked: Option<(ConnId, Kick)>) -> End {
         match kicked {
             Some((id, Kick::NotAuthorized)) if id == self.conn_id => End::Revoked,
-            Some((id, Kick::Shutdown)) if id == self.conn_id => End::Shutdown,
             _ => End::TakenOver,
         }
     }

@@ -31,10 +31,9 @@ pub type ConnId = u64;
 pub enum Kick {
     /// Another connection took the session over (v5 DISCONNECT 0x8E).
     TakenOver,
-    /// The user was removed or disabled (v5 DISCONNECT 0x87... see handler).
+    /// The user was removed or disabled (v5 DISCONNECT 0x98, administrative
+    /// action). Server shutdown is not a kick: it comes through `Shutdown`.
     NotAuthorized,
-    /// The server is shutting down (v5 DISCONNECT 0x8B).
-    Shutdown,
 }
 
 /// The connection that currently owns a session.
