@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: Warden (ACL on), Warden with one allow-all rule,
-# Mosquitto (password file + ACL file) and, when installed, rumqttd (no
-# auth, no ACL). Runs the warden-bench scenarios interleaved (A B A B …)
-# for $ROUNDS rounds and writes medians with min–max to docs/benchmarks.md.
+# Mosquitto (password file + ACL file) and rumqttd (no auth, no ACL; built
+# from bench/rumqttd on first use, RUMQTTD= leaves it out). Runs the
+# warden-bench scenarios interleaved (A B A B …) for $ROUNDS rounds and
+# writes medians with min–max to docs/benchmarks.md.
 #
-# usage: bench/compare.sh            (env: SECS ROUNDS CONNS IDLE IDLE_MTLS NO_BUILD KEEP)
+# usage: bench/compare.sh            (env: SECS ROUNDS CONNS IDLE IDLE_MTLS NO_BUILD KEEP RUMQTTD)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,8 +75,11 @@ MQ=$WORK/mosquitto
 mosquitto_config "$MQ" 31883 38883 38884 "$CERTS"
 # --- rumqttd: 41883 --------------------------------------------------------
 RQ=$WORK/rumqttd
-HAVE_RUMQTTD=$(command -v rumqttd || true)
-[[ -n $HAVE_RUMQTTD ]] && rumqttd_config "$RQ" 41883
+ensure_rumqttd
+HAVE_RUMQTTD=$RUMQTTD
+[[ -z $HAVE_RUMQTTD ]] || rumqttd_config "$RQ" 41883
+# Anonymous; keep-alive longer than any run, since the tool sends no PINGREQ.
+RQ_ARGS=(--user-prefix '' --keep-alive 600)
 
 CLIENT_CERT=$(ls "$CERTS"/bench0*.pem | grep -v key | head -1)
 CLIENT_KEY=$(ls "$CERTS"/bench0*key* | head -1)
@@ -88,12 +92,12 @@ mosquitto -c "$MQ/m.conf" >"$MQ/log" 2>&1 &
 PIDS+=($!)
 PID_MQ=$!
 if [[ -n $HAVE_RUMQTTD ]]; then
-    rumqttd -c "$RQ/r.toml" >"$RQ/log" 2>&1 &
+    "$RUMQTTD" -c "$RQ/r.toml" >"$RQ/log" 2>&1 &
     PIDS+=($!)
     PID_RQ=$!
 fi
 for p in 21883 28883 28884 22883 31883 38883 38884; do wait_port $p; done
-[[ -n $HAVE_RUMQTTD ]] && wait_port 41883
+[[ -z $HAVE_RUMQTTD ]] || wait_port 41883
 RUN=0
 bench() { # label pid port scenario args...
     local label=$1 pid=$2 port=$3
@@ -111,7 +115,7 @@ each_broker() { # scenario args... (tcp, all brokers)
     bench warden "$PID_WA" 21883 "$@"
     bench warden-allowall "$PID_WB" 22883 "$@"
     bench mosquitto "$PID_MQ" 31883 "$@"
-    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 "$@" --user-prefix ''
+    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 "$@" "${RQ_ARGS[@]}"
 }
 
 # Idle first, on fresh brokers: memory freed after the message runs would
@@ -124,7 +128,7 @@ bench warden "$PID_WA" 28884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
 bench mosquitto "$PID_MQ" 38884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
 bench warden-anonymous "$PID_WB" 22883 idle --conns "$IDLE" --user-prefix ''
 bench mosquitto "$PID_MQ" 31883 idle --conns "$IDLE"
-[[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" --user-prefix ''
+[[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" "${RQ_ARGS[@]}"
 bench warden "$PID_WA" 21883 idle --conns "$CONNS_PW"
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -136,7 +140,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     each_broker latency --qos 0 --secs "$SECS"
     bench warden "$PID_WA" 21883 connect --conns "$CONNS_PW"
     bench mosquitto "$PID_MQ" 31883 connect --conns "$CONNS"
-    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 connect --conns "$CONNS" --user-prefix ''
+    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 connect --conns "$CONNS" "${RQ_ARGS[@]}"
     bench warden "$PID_WA" 28883 connect --conns "$CONNS_PW" "${TLS[@]}"
     bench mosquitto "$PID_MQ" 38883 connect --conns "$CONNS" "${TLS[@]}"
     bench warden "$PID_WA" 28884 connect --conns "$CONNS" "${MTLS[@]}"
@@ -150,7 +154,7 @@ done
     echo "kernel: $(uname -sr)"
     echo "warden: $("$WARDEN" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), release build)"
     echo "mosquitto: $(mosquitto -h 2>&1 | head -1)"
-    echo "rumqttd: ${HAVE_RUMQTTD:+$(rumqttd --version 2>&1 | head -1)}${HAVE_RUMQTTD:-not installed}"
+    echo "rumqttd: ${HAVE_RUMQTTD:+$("$RUMQTTD" --version 2>&1 | head -1) (library in bench/rumqttd, MQTT 3.1.1 listener)}${HAVE_RUMQTTD:-not run}"
     echo "rustc: $(rustc --version)"
     echo "run: $(date -u +%FT%TZ), $ROUNDS rounds interleaved, ${SECS}s per message run, $CONNS connects ($CONNS_PW with a password on Warden), $IDLE idle tcp, $IDLE_MTLS idle mtls"
 } >"$WORK/machine.txt"

@@ -107,12 +107,44 @@ use_identity_as_username true
 EOF
 }
 
+# rumqttd is built from bench/rumqttd (its library behind a small main, with
+# a lockfile that compiles on current rustc) into target/rumqttd on first use.
+# Sets RUMQTTD to the binary, or to nothing when it cannot be built; RUMQTTD
+# set beforehand (a path, or "" to leave rumqttd out) is kept.
+ensure_rumqttd() {
+    [[ -n ${RUMQTTD+set} ]] && return 0
+    local dir=$ROOT/target/rumqttd
+    RUMQTTD=$dir/release/rumqttd
+    # Skipped under NO_BUILD once built; otherwise cargo finds it up to date.
+    [[ -n ${NO_BUILD:-} && -x $RUMQTTD ]] && return 0
+    log "building rumqttd from bench/rumqttd (~5 min the first time)"
+    if ! (cd "$ROOT/bench/rumqttd" && CARGO_TARGET_DIR=$dir cargo build --release --locked); then
+        log "rumqttd did not build; comparing without it"
+        RUMQTTD=
+    fi
+}
+
+# No auth, no ACL (rumqttd 0.20 has a plain-text password map but no ACL).
+# Only an MQTT 3.1.1 listener ([v4.1]), the protocol warden-bench speaks;
+# rumqttd refuses keep-alive 0, so compare.sh sends one. Limits, as
+# rumqttd 0.20 applies them:
+# - every publish is appended to an in-memory log per subscribed filter and
+#   read from there, so QoS 0 and QoS 1 wait for slow subscribers instead of
+#   being dropped, until a subscriber falls max_segment_size ×
+#   max_segment_count (~1 GiB, rumqttd's default) behind. The log keeps
+#   delivered messages too, up to that size per filter (~350 B of RSS per
+#   64-byte message measured), several GiB by the end of a full compare.sh;
+# - max_outgoing_packet_count is how many QoS 0 messages one read of the log
+#   hands a connection; the QoS 1 window to a subscriber is fixed at 100;
+# - max_inflight_count is how many incoming packets are read in one batch.
+# next_connection_delay_ms = 0 is the least; rumqttd's accept loop still
+# sleeps that long after each accept, a tokio timer of >= 1 ms, which caps
+# its connects near 1,000/s.
 rumqttd_config() { # dir plain
     mkdir -p "$1"
     cat >"$1/r.toml" <<EOF
 id = 0
 [router]
-id = 0
 max_connections = 200000
 max_outgoing_packet_count = 1000
 max_segment_size = 104857600

@@ -44,7 +44,7 @@ async fn connect_many(
                     break;
                 }
                 let t0 = Instant::now();
-                match net::connect(&target, i, &login(i), 0).await {
+                match net::connect(&target, i, &login(i)).await {
                     Ok((mut stream, _)) => {
                         lat.push(t0.elapsed().as_micros() as u64);
                         if keep {

@@ -66,6 +66,10 @@ struct Args {
     users: usize,
     #[arg(long, default_value = "secret")]
     password: String,
+    /// CONNECT keep-alive in seconds; no PINGREQ is sent, so make it outlast
+    /// the run. 0 (none) unless the broker refuses it, as rumqttd does.
+    #[arg(long, default_value_t = 0)]
+    keep_alive: u16,
     /// Topic of publisher i; {user} is its username.
     #[arg(long, default_value = "bench/{user}/t")]
     topic: String,
@@ -156,6 +160,7 @@ impl Args {
             client_id: format!("{}-{role}-{i}", self.client_prefix),
             username: with_password.then(|| self.username(u)),
             password: with_password.then(|| self.password.clone()),
+            keep_alive: self.keep_alive,
         }
     }
 

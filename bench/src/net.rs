@@ -93,6 +93,8 @@ pub struct Login {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// CONNECT keep-alive in seconds; 0 (none) unless a broker refuses it.
+    pub keep_alive: u16,
 }
 
 /// Sends `packet` and flushes.
@@ -118,17 +120,12 @@ pub async fn read_packet(stream: &mut BoxStream, buf: &mut BytesMut) -> Result<P
 
 /// Opens a connection and completes CONNECT/CONNACK. Returns the stream and
 /// any bytes read past the CONNACK.
-pub async fn connect(
-    target: &Target,
-    n: usize,
-    login: &Login,
-    keep_alive: u16,
-) -> Result<(BoxStream, BytesMut)> {
+pub async fn connect(target: &Target, n: usize, login: &Login) -> Result<(BoxStream, BytesMut)> {
     let mut stream = target.open(n).await?;
     let connect = Packet::Connect(Connect {
         protocol: VERSION,
         clean_start: true,
-        keep_alive,
+        keep_alive: login.keep_alive,
         client_id: login.client_id.clone(),
         will: None,
         username: login.username.clone(),

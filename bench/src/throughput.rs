@@ -39,7 +39,7 @@ async fn start_subscribers(target: &Target, plan: &Plan, base: Instant) -> Resul
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (i, (login, filter)) in plan.subscribers.iter().enumerate() {
-        let (mut stream, mut buf) = net::connect(target, i, login, 0)
+        let (mut stream, mut buf) = net::connect(target, i, login)
             .await
             .with_context(|| format!("subscriber {}", login.client_id))?;
         net::subscribe(&mut stream, &mut buf, filter, plan.qos).await?;
@@ -96,7 +96,7 @@ pub async fn run(
     };
     let mut streams = Vec::new();
     for (i, (login, topic)) in plan.publishers.iter().enumerate() {
-        let (stream, _) = net::connect(target, plan.subscribers.len() + i, login, 0)
+        let (stream, _) = net::connect(target, plan.subscribers.len() + i, login)
             .await
             .with_context(|| format!("publisher {}", login.client_id))?;
         streams.push((stream, Template::new(topic, plan.qos, plan.payload)?));
