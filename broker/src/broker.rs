@@ -13,6 +13,7 @@ use warden_auth::Store;
 use warden_policy::{AclEngine, EngineOptions, QoS};
 
 use crate::auth::CredentialCache;
+use crate::login_cache::LoginCache;
 use crate::authorize::Authorizer;
 use crate::config::Config;
 use crate::router::{RetainedStore, SubscriptionTrie};
@@ -27,6 +28,9 @@ pub struct Broker {
     pub authz: Authorizer,
     /// Logins verified recently, so reconnects skip argon2.
     pub credentials: CredentialCache,
+    /// Store answers and compiled policies per policy version, so reconnects
+    /// skip the store and the compiler.
+    pub logins: LoginCache,
     pub router: RwLock<SubscriptionTrie<SubKey>>,
     pub retained: RwLock<RetainedStore<Arc<Message>>>,
     /// Every session, online or persisted, by client id.
@@ -34,6 +38,9 @@ pub struct Broker {
     next_conn: AtomicU64,
     /// The store's policy version the sessions were last compiled against.
     policy_version: AtomicU64,
+    /// The version the policy registry is applying (set before it looks at
+    /// the sessions): a login compiled against an older one re-checks itself.
+    policy_target: AtomicU64,
 }
 
 impl std::fmt::Debug for Broker {
@@ -62,11 +69,13 @@ impl Broker {
             engine,
             authz,
             credentials: CredentialCache::default(),
+            logins: LoginCache::default(),
             router: RwLock::new(SubscriptionTrie::new()),
             retained: RwLock::new(RetainedStore::new()),
             sessions: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             policy_version: AtomicU64::new(0),
+            policy_target: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +89,18 @@ impl Broker {
 
     pub fn set_policy_version(&self, version: u64) {
         self.policy_version.store(version, Ordering::Release);
+    }
+
+    /// The version the registry applies or last applied.
+    pub fn policy_target(&self) -> u64 {
+        self.policy_target.load(Ordering::SeqCst)
+    }
+
+    /// Called by the registry before it snapshots the sessions. SeqCst pairs
+    /// with the load in `session::connect`: a login either attached before
+    /// the snapshot (and is refreshed with it) or sees the new target.
+    pub fn set_policy_target(&self, version: u64) {
+        self.policy_target.store(version, Ordering::SeqCst);
     }
 
     /// Route a message that already passed the publisher's `publish` check.

@@ -11,6 +11,7 @@
 //! - [`session`]: the per-connection MQTT state machine.
 //! - [`router`]: the subscription trie, shared subscriptions, retained messages.
 //! - [`auth`]: authentication at CONNECT (password or client certificate).
+//! - [`login_cache`]: store answers and compiled policies per policy version.
 //! - [`broker`]: the shared state and the publish path.
 //! - [`authorize`]: the only place a policy `Decision` becomes wire behaviour.
 //! - [`policy_registry`]: the compiled policy of every session, kept fresh.
@@ -27,6 +28,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod listener;
+pub mod login_cache;
 pub mod policy_registry;
 pub mod router;
 pub mod server;

@@ -1,22 +1,25 @@
 //! Keeps every session's compiled policy fresh.
 //!
-//! The compiled policy in each session *is* the cache: built at CONNECT,
-//! replaced here when the store's policy version moves. On a change every
-//! session is recompiled from the store (one user lookup and one rules query
-//! per distinct username), queued messages are re-checked, subscriptions the
-//! new policy no longer allows are removed, and sessions of removed or
-//! disabled users are disconnected. Revoking a right therefore reaches live
-//! subscriptions within one poll interval.
+//! Each session holds its compiled policy: built at CONNECT, replaced here
+//! when the store's policy version moves. On a change every session is
+//! recompiled from the store (one user lookup and one rules query per
+//! distinct username; principals that compile alike share one policy through
+//! the login cache), queued messages are re-checked, subscriptions the new
+//! policy no longer allows are removed, and sessions of removed or disabled
+//! users are disconnected. Revoking a right therefore reaches live
+//! subscriptions within one poll interval, or at once with a push feed.
 //!
-//! When the store cannot answer, sessions keep the policy they have (fail
-//! closed for new logins happens in `auth.rs`); the outage and the recovery
-//! are each logged once.
+//! Every poll also confirms (or fails) the version for the login cache's
+//! gate. When the store cannot answer, sessions keep the policy they have and
+//! new logins are refused (`login_cache/gate.rs`, `auth`); the outage and
+//! the recovery are each logged once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use warden_auth::{ChangeFeed, PrincipalKey, StoreError, UserRecord};
-use warden_policy::{PolicyEngine, PolicyVersion, QoS, RuleSet};
+use warden_policy::{PolicyVersion, QoS, RuleSet};
 
 use crate::broker::Broker;
 use crate::session::state::{Kick, Session, SubKey};
@@ -59,8 +62,10 @@ async fn next_push(feed: &mut ChangeFeed) -> Option<PolicyVersion> {
 }
 
 async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
+    let asked_at = Instant::now();
     match broker.store.policy_version().await {
         Ok(version) => {
+            broker.logins.confirm(version, asked_at);
             if !*healthy {
                 tracing::info!(store = broker.store.backend(), "store reachable again");
                 *healthy = true;
@@ -73,6 +78,7 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
             }
         }
         Err(err) => {
+            broker.logins.fail(Instant::now());
             if *healthy {
                 tracing::warn!(store = broker.store.backend(), error = %err, "store unavailable; new logins are refused, connected clients keep their policy");
                 *healthy = false;
@@ -84,6 +90,9 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
 /// Recompile every session. Err when the store failed part way; the
 /// version is then not recorded so the next poll tries again.
 pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result<(), StoreError> {
+    // Before the snapshot: a login attaching after it sees the new target
+    // and refreshes itself (`session::connect`).
+    broker.set_policy_target(version.0);
     let sessions: Vec<Arc<Session>> = broker.sessions.lock().values().cloned().collect();
     let mut by_user: HashMap<Option<String>, Vec<Arc<Session>>> = HashMap::new();
     for s in sessions {
@@ -91,32 +100,57 @@ pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result
         by_user.entry(name).or_default().push(s);
     }
     for (username, group) in by_user {
-        let user = match &username {
-            Some(name) => match broker.store.user(name).await? {
-                Some(user) if user.enabled => Some(user),
-                _ => {
-                    tracing::info!(username = %name, "user removed or disabled; disconnecting");
-                    group.iter().for_each(|s| revoke(broker, s));
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let (roles, superuser) = user
-            .map(
-                |UserRecord {
-                     roles, superuser, ..
-                 }| (roles, superuser),
-            )
-            .unwrap_or_default();
-        let key = PrincipalKey {
-            username: username.clone(),
-            roles: roles.clone(),
-        };
-        let rules = broker.store.rules_for(&key).await?;
-        for s in &group {
-            recompile(broker, s, &roles, superuser, &rules, version);
-        }
+        refresh_group(broker, username, &group, version).await?;
+    }
+    Ok(())
+}
+
+/// Bring one session up to the registry's current target (a login that
+/// raced a refresh). A store failure leaves it as it is, like every other
+/// session, until the next change.
+pub async fn refresh_session(broker: &Arc<Broker>, session: &Arc<Session>) {
+    let username = session.state.lock().principal.username.clone();
+    let version = PolicyVersion(broker.policy_target());
+    let group = [Arc::clone(session)];
+    if let Err(err) = refresh_group(broker, username, &group, version).await {
+        tracing::debug!(client_id = %session.client_id, error = %err, "could not refresh a new session's policy");
+    }
+}
+
+/// Recompile the sessions of one user (or of anonymous clients), or
+/// disconnect them when the user was removed or disabled.
+async fn refresh_group(
+    broker: &Arc<Broker>,
+    username: Option<String>,
+    group: &[Arc<Session>],
+    version: PolicyVersion,
+) -> Result<(), StoreError> {
+    let store = &*broker.store;
+    let user = match &username {
+        Some(name) => match broker.logins.user(store, name, version).await? {
+            Some(user) if user.enabled => Some(user),
+            _ => {
+                tracing::info!(username = %name, "user removed or disabled; disconnecting");
+                group.iter().for_each(|s| revoke(broker, s));
+                return Ok(());
+            }
+        },
+        None => None,
+    };
+    let (roles, superuser) = user
+        .map(
+            |UserRecord {
+                 roles, superuser, ..
+             }| (roles, superuser),
+        )
+        .unwrap_or_default();
+    let key = PrincipalKey {
+        username: username.clone(),
+        roles: roles.clone(),
+    };
+    let rules = broker.logins.rules(store, &key, version).await?;
+    for s in group {
+        recompile(broker, s, &roles, superuser, &rules, version);
     }
     Ok(())
 }
@@ -133,7 +167,10 @@ fn recompile(
     let mut principal = session.state.lock().principal.clone();
     principal.roles = roles.to_vec();
     principal.superuser = superuser;
-    let policy = match broker.engine.compile(&principal, rules, version) {
+    let policy = match broker
+        .logins
+        .compile(&broker.engine, &principal, rules, version)
+    {
         Ok(policy) => policy,
         Err(err) => {
             tracing::error!(client_id = %session.client_id, error = %err, "recompile failed; keeping the previous policy");

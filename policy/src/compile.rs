@@ -200,3 +200,39 @@ fn connect_matcher(
     }
     Ok(Matcher::ClientId(ClientIdPattern::build(&pieces)))
 }
+
+/// Which parts of a principal a compiled policy depends on beyond its
+/// username, roles and superuser flag (those select the rules and always
+/// count). Two principals that agree on those and on every part marked here
+/// compile to the same policy, so the broker can share one compiled policy
+/// between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrincipalDependencies {
+    /// A connect rule or a `${clientid}` placeholder applies.
+    pub client_id: bool,
+    /// A `${cert.cn}` or `${cert.san}` placeholder applies.
+    pub cert: bool,
+}
+
+/// What of `p` its compiled policy from `rules` depends on (see
+/// [`PrincipalDependencies`]). A pattern that does not parse counts as
+/// depending on everything: compiling it fails anyway, and a cache must never
+/// merge two principals on a guess.
+pub fn principal_dependencies(p: &Principal, rules: &RuleSet) -> PrincipalDependencies {
+    let mut deps = PrincipalDependencies::default();
+    for rule in rules.0.iter().filter(|r| applies_to(&r.subject, p)) {
+        deps.client_id |= rule.actions.contains(ActionKind::Connect);
+        match placeholder::parse(&rule.pattern) {
+            Ok(segments) => {
+                deps.client_id |= placeholder::has_placeholder(&segments, Placeholder::ClientId);
+                deps.cert |= placeholder::has_placeholder(&segments, Placeholder::CertCn)
+                    || placeholder::has_placeholder(&segments, Placeholder::CertSan);
+            }
+            Err(_) => {
+                deps.client_id = true;
+                deps.cert = true;
+            }
+        }
+    }
+    deps
+}

@@ -27,7 +27,7 @@ mod topic;
 mod trie;
 
 pub use action::Action;
-pub use compile::CompileWarning;
+pub use compile::{principal_dependencies, CompileWarning, PrincipalDependencies};
 pub use decision::{Decision, DenyReason};
 pub use engine::{AclEngine, CompiledPolicy, EngineOptions, PolicyEngine, PolicyVersion};
 pub use error::{PolicyError, TopicError};

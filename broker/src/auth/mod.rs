@@ -16,8 +16,26 @@
 pub mod cache;
 
 use warden_auth::{password, Store, StoreError, UserRecord};
+use warden_policy::PolicyVersion;
 
 pub use cache::CredentialCache;
+
+use crate::login_cache::LoginCache;
+
+/// Where user records come from: the store at a confirmed policy version,
+/// through the login cache.
+#[derive(Clone, Copy)]
+pub struct Users<'a> {
+    pub store: &'a dyn Store,
+    pub cache: &'a LoginCache,
+    pub version: PolicyVersion,
+}
+
+impl Users<'_> {
+    async fn get(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.cache.user(self.store, name, self.version).await
+    }
+}
 
 /// Why a client was not let in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,7 +87,7 @@ fn accepted(user: UserRecord) -> Result<Authenticated, AuthError> {
 
 /// Decide who the client is.
 pub async fn authenticate(
-    store: &dyn Store,
+    users: Users<'_>,
     cache: &CredentialCache,
     allow_anonymous: bool,
     creds: Credentials<'_>,
@@ -77,7 +95,7 @@ pub async fn authenticate(
     if let Some(name) = creds.cert_username {
         // The certificate was verified by the TLS layer; the store still
         // decides whether that user exists and is enabled.
-        let user = store.user(&name).await.map_err(unavailable)?;
+        let user = users.get(&name).await.map_err(unavailable)?;
         return match user {
             Some(user) => accepted(user),
             None => Err(AuthError::BadCredentials),
@@ -98,7 +116,7 @@ pub async fn authenticate(
         };
     };
     let supplied = creds.password.unwrap_or_default().to_vec();
-    let user = store.user(name).await.map_err(unavailable)?;
+    let user = users.get(name).await.map_err(unavailable)?;
     let Some(user) = user else {
         let _slot = cache.verify_slots.acquire().await.ok();
         password::dummy_verify_blocking(supplied).await;

@@ -15,6 +15,10 @@ use warden_policy::{Action, CompiledPolicy, Decision, QoS};
 
 use crate::config::OnDeny;
 
+mod memo;
+
+pub use memo::DecisionMemo;
+
 /// CONNACK and SUBACK/PUBACK codes used by the decision points.
 pub mod codes {
     pub const V3_SERVER_UNAVAILABLE: u8 = 0x03;
@@ -43,55 +47,6 @@ pub enum PublishVerdict {
     Drop { ack_code: u8 },
     /// `on_deny: disconnect`: close the connection (v5 DISCONNECT 0x87).
     Disconnect,
-}
-
-/// The last message decision of one client. A fan-out decides one topic for
-/// many subscribers and a device publishes one topic over and over: deciding
-/// a topic again under the same compiled policy then costs a string
-/// comparison instead of a trie walk. Holding the policy's `Arc` keeps the
-/// comparison honest: a recompiled policy is a different allocation.
-#[derive(Debug, Default)]
-pub struct LastDecision {
-    memo: Option<Memo>,
-}
-
-#[derive(Debug)]
-struct Memo {
-    policy: Arc<dyn CompiledPolicy>,
-    topic: Arc<str>,
-    qos: QoS,
-    retain: bool,
-    decision: Decision,
-}
-
-impl LastDecision {
-    fn decide(
-        &mut self,
-        policy: &Arc<dyn CompiledPolicy>,
-        topic: &Arc<str>,
-        qos: QoS,
-        retain: bool,
-        action: Action<'_>,
-    ) -> Decision {
-        if let Some(m) = &self.memo {
-            if Arc::ptr_eq(&m.policy, policy)
-                && m.qos == qos
-                && m.retain == retain
-                && *m.topic == **topic
-            {
-                return m.decision;
-            }
-        }
-        let decision = policy.decide(&action);
-        self.memo = Some(Memo {
-            policy: Arc::clone(policy),
-            topic: Arc::clone(topic),
-            qos,
-            retain,
-            decision,
-        });
-        decision
-    }
 }
 
 /// Decision counters, one pair per decision point. Exposed for metrics.
@@ -266,7 +221,7 @@ impl Authorizer {
         &self,
         who: Who<'_>,
         policy: &Arc<dyn CompiledPolicy>,
-        memo: &mut LastDecision,
+        memo: &mut DecisionMemo,
         topic: &Arc<str>,
         qos: QoS,
         retain: bool,
@@ -297,7 +252,7 @@ impl Authorizer {
         &self,
         who: Who<'_>,
         policy: &Arc<dyn CompiledPolicy>,
-        memo: &mut LastDecision,
+        memo: &mut DecisionMemo,
         topic: &Arc<str>,
         qos: QoS,
         retain: bool,

@@ -13,9 +13,9 @@ use warden_auth::PrincipalKey;
 use warden_codec::{
     v3_return_code, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
 };
-use warden_policy::{CompiledPolicy, PolicyEngine, PolicyVersion, Principal, QoS};
+use warden_policy::{CompiledPolicy, PolicyVersion, Principal, QoS};
 
-use crate::auth::{authenticate, AuthError, Credentials};
+use crate::auth::{authenticate, AuthError, Credentials, Users};
 use crate::authorize::{self, Who};
 use crate::broker::Broker;
 use crate::config::ListenerConfig;
@@ -148,15 +148,28 @@ async fn admit(
     };
     let limits = &broker.config.limits;
     let who_name = connect.username.clone();
+    let refused = |err: &dyn std::fmt::Display| {
+        tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused");
+    };
+    // The store must have answered just now, whatever the caches hold.
+    let policy_version = broker.logins.version(&*broker.store).await.map_err(|err| {
+        refused(&err);
+        authorize::server_unavailable(version)
+    })?;
+    let users = Users {
+        store: &*broker.store,
+        cache: &broker.logins,
+        version: policy_version,
+    };
     let authed = authenticate(
-        &*broker.store,
+        users,
         &broker.credentials,
         broker.config.auth.allow_anonymous,
         creds,
     )
         .await
         .map_err(|err| {
-            tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused");
+            refused(&err);
             auth_refusal(&err, version)
         })?;
     let principal = Principal {
@@ -168,7 +181,7 @@ async fn admit(
         roles: authed.roles,
         superuser: authed.superuser,
     };
-    let policy = compile(broker, &principal)
+    let policy = compile(broker, &principal, policy_version)
         .await
         .map_err(|()| authorize::server_unavailable(version))?;
     let who = Who {
@@ -209,6 +222,12 @@ async fn admit(
         Duration::from_secs(u64::from(expiry_secs)),
     );
     tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
+    if broker.policy_target() > policy_version.0 {
+        // The registry started applying a newer policy after this login read
+        // its version, and may have looked at the sessions before this one
+        // attached: bring it up to date (or revoke it) ourselves.
+        crate::policy_registry::refresh_session(broker, &session).await;
+    }
 
     let mut props = Properties::default();
     if version.is_v5() {
@@ -271,23 +290,27 @@ fn negotiate_keepalive(asked: u16, cap: Option<std::num::NonZeroU16>) -> (u16, O
     }
 }
 
-/// Load the principal's rules and compile them. Err: the store could not
-/// answer (fail closed).
+/// The principal's rules at `version`, compiled (both through the login
+/// cache). Err: the store could not answer (fail closed).
 pub async fn compile(
     broker: &Broker,
     principal: &Principal,
+    version: PolicyVersion,
 ) -> Result<Arc<dyn CompiledPolicy>, ()> {
     let key = PrincipalKey {
         username: principal.username.clone(),
         roles: principal.roles.clone(),
     };
-    let rules = broker.store.rules_for(&key).await.map_err(|err| {
-        tracing::debug!(error = %err, "cannot load rules at login; refusing (fail closed)");
-    })?;
-    let version = PolicyVersion(broker.policy_version());
+    let rules = broker
+        .logins
+        .rules(&*broker.store, &key, version)
+        .await
+        .map_err(|err| {
+            tracing::debug!(error = %err, "cannot load rules at login; refusing (fail closed)");
+        })?;
     let policy = broker
-        .engine
-        .compile(principal, &rules, version)
+        .logins
+        .compile(&broker.engine, principal, &rules, version)
         .map_err(|err| {
             tracing::error!(error = %err, "cannot compile policy; refusing");
         })?;

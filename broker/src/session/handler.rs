@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
-use crate::authorize::LastDecision;
+use crate::authorize::DecisionMemo;
 use crate::broker::Broker;
 use crate::session::connect::{Accepted, Will};
 use crate::session::connection::{Connection, ConnectionError};
@@ -84,7 +84,7 @@ pub struct Handler<S> {
     pub(crate) congested: Vec<Arc<Session>>,
     /// The last `publish` decision, reused while the client publishes the
     /// same topic under the same policy.
-    pub(crate) publish_memo: LastDecision,
+    pub(crate) publish_memo: DecisionMemo,
     shutdown: Shutdown,
 }
 
@@ -118,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             username,
             out: Vec::new(),
             congested: Vec::new(),
-            publish_memo: LastDecision::default(),
+            publish_memo: DecisionMemo::default(),
             shutdown,
         }
     }

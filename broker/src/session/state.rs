@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use warden_codec::ProtocolVersion;
 use warden_policy::{CompiledPolicy, Principal, QoS};
 
-use crate::authorize::{Authorizer, LastDecision, Who};
+use crate::authorize::{Authorizer, DecisionMemo, Who};
 use crate::session::message::{Delivery, Message};
 
 /// Identifies one network connection (unique for the broker's lifetime).
@@ -90,7 +90,7 @@ pub struct SessionState {
     /// When the owning connection last took messages off the queue.
     pub last_drain: Instant,
     /// The last `receive` decision, reused for the same topic and policy.
-    pub receive_memo: LastDecision,
+    pub receive_memo: DecisionMemo,
 }
 
 /// How long a subscriber may take nothing off its queue before publishers
@@ -132,7 +132,7 @@ impl SessionState {
             expiry,
             generation: 0,
             last_drain: Instant::now(),
-            receive_memo: LastDecision::default(),
+            receive_memo: DecisionMemo::default(),
         }
     }
 
