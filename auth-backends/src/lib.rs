@@ -6,10 +6,15 @@
 //! - `error`: `StoreError` and its `kind()`; callers branch on the kind.
 //! - `config`: `StoreConfig` (`backend:` picks the variant), `validate`, `open`.
 //! - `password`: argon2id hashing and verifying, with blocking-pool wrappers.
-//! - `sqlite/` (feature `sqlite`, default): `mod.rs` (the trait impls),
-//!   `queries.rs` (the SQL), `rows.rs` (row decoding), `writes.rs` (write
-//!   transactions), `watch.rs` (the change feed). Schema: `migrations/sqlite/`.
-//!   Later backends get the same skeleton.
+//! - `sql/` (features `sqlite`, `postgres`, `mysql`): what the three sqlx
+//!   stores share, generic over a `Dialect`: the store type `SqlStore` with
+//!   the trait impls, the write transactions, the listings and exports.
+//! - `sqlite/`, `postgres/`, `mysql/`: each dialect's own part. `mod.rs`
+//!   (opening, and the `Dialect` impl: the login lookup, the rules of a
+//!   principal, error classification, the change feed), `queries.rs` (the
+//!   SQL), `watch.rs` (the change feed), plus error and row helpers where
+//!   the dialect needs them. Schemas: `migrations/<dialect>/`.
+//! - `mongodb/`, `redis/`: the same skeleton without SQL.
 //!
 //! # Rules every backend follows
 //! - Every write bumps the policy version in the same transaction, so a
@@ -40,6 +45,8 @@ pub mod password;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;

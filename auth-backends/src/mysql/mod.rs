@@ -19,28 +19,28 @@
 //! Change feed: [`ChangeFeed::Poll`] every [`POLL_INTERVAL`] (MySQL has no
 //! notifications). Every call is bounded by the configured timeout; pool
 //! acquisition uses the same limit. TLS follows the URL (`?ssl-mode=required`).
+//! The transactions, listings and exports are `crate::sql`'s; this module
+//! holds what is MySQL's own.
 
 mod queries;
 mod rows;
 mod watch;
-mod writes;
 
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{ConnectOptions, Executor, MySql, MySqlConnection, Transaction};
-use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec};
+use sqlx::mysql::{
+    MySqlArguments, MySqlConnectOptions, MySqlPoolOptions, MySqlQueryResult, MySqlRow,
+};
+use sqlx::query::Query;
+use sqlx::{ConnectOptions, Executor, MySql, MySqlConnection};
+use warden_policy::Rule;
 
 use crate::error::StoreError;
-use crate::store::{
-    AdminStore, ChangeFeed, Membership, NewUser, PolicySnapshot, PrincipalKey, RoleRecord,
-    RuleFilter, SnapshotUser, Store, UserPatch, UserRecord,
-};
+use crate::sql::{self, Dialect, Sql, SqlStore};
+use crate::store::{AdminStore, ChangeFeed, PrincipalKey, UserRecord};
 use queries as q;
-use rows::{db, text};
+use rows::db;
 
 pub use rows::MAX_NAME_BYTES;
 pub use watch::POLL_INTERVAL;
@@ -50,11 +50,7 @@ const BACKEND: &str = "mysql";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");
 
 /// A policy store in a MySQL or MariaDB database.
-#[derive(Debug, Clone)]
-pub struct MysqlStore {
-    pool: MySqlPool,
-    timeout: Duration,
-}
+pub type MysqlStore = SqlStore<MysqlDialect>;
 
 impl MysqlStore {
     /// Connect (`url`: `mysql://user:pass@host:3306/db`), apply migrations.
@@ -74,309 +70,93 @@ impl MysqlStore {
                 })
             })
             .connect_lazy_with(options);
-        let store = MysqlStore { pool, timeout };
+        let store = SqlStore::new(pool, timeout, MysqlDialect);
         store.migrate().await?;
         Ok(store)
     }
+}
 
-    async fn timed<T>(
-        &self,
-        work: impl Future<Output = Result<T, StoreError>> + Send,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .unwrap_or(Err(StoreError::Timeout {
-                backend: BACKEND,
-                after: self.timeout,
-            }))
+/// What the MySQL store does its own way.
+#[derive(Debug, Clone, Copy)]
+pub struct MysqlDialect;
+
+impl Dialect for MysqlDialect {
+    type Db = MySql;
+    const BACKEND: &'static str = BACKEND;
+    const SQL: Sql = q::SQL;
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
     }
 
-    /// Begin a write: the bump comes first (see the module docs).
-    async fn begin(&self) -> Result<Transaction<'static, MySql>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(q::BUMP_VERSION)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        Ok(tx)
+    fn db(err: sqlx::Error) -> StoreError {
+        db(err)
     }
 
-    async fn fetch_rules(&self, filter: &RuleFilter) -> Result<Vec<Rule>, StoreError> {
-        let rows = match &filter.subject {
-            None => sqlx::query(q::SELECT_RULES).fetch_all(&self.pool).await,
-            Some(subject) => {
-                let (kind, name) = crate::common::subject_columns(subject);
-                sqlx::query(q::SELECT_RULES_BY_SUBJECT)
-                    .bind(kind)
-                    .bind(name)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db)?;
-        rows.iter().map(rows::rule).collect()
+    fn check_name(field: &'static str, name: &str) -> Result<(), StoreError> {
+        rows::check_name(field, name)
     }
 
-    async fn fetch_users_on(conn: &mut MySqlConnection) -> Result<Vec<UserRecord>, StoreError> {
-        sqlx::query(q::SELECT_USERS)
-            .fetch_all(conn)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(rows::user)
-            .collect()
+    fn text(row: &MySqlRow, column: &'static str) -> Result<String, StoreError> {
+        rows::text(row, column)
     }
 
-    async fn fetch_role_names_on(conn: &mut MySqlConnection) -> Result<Vec<String>, StoreError> {
-        sqlx::query(q::SELECT_ROLES)
-            .fetch_all(conn)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|row| text(row, "name"))
-            .collect()
+    fn opt_text(row: &MySqlRow, column: &'static str) -> Result<Option<String>, StoreError> {
+        rows::opt_text(row, column)
     }
 
-    async fn fetch_memberships_on(
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    async fn insert_rule<'q>(
         conn: &mut MySqlConnection,
-    ) -> Result<Vec<Membership>, StoreError> {
-        let rows = sqlx::query(q::SELECT_MEMBERSHIPS)
+        query: Query<'q, MySql, MySqlArguments>,
+    ) -> Result<i64, StoreError> {
+        let result = query.execute(conn).await.map_err(db)?;
+        i64::try_from(result.last_insert_id())
+            .map_err(|_| StoreError::corrupt("rule", "id out of range"))
+    }
+
+    async fn user(
+        conn: &mut MySqlConnection,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let rows = sqlx::query(q::SELECT_USER_WITH_ROLES)
+            .bind(username)
             .fetch_all(conn)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                Ok(Membership {
-                    role: text(row, "role")?,
-                    username: text(row, "username")?,
-                })
-            })
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut user = sql::user::<Self>(first)?;
+        user.roles = rows
+            .iter()
+            .filter_map(|row| rows::opt_text(row, "role").transpose())
+            .collect::<Result<_, _>>()?;
+        Ok(Some(user))
+    }
+
+    async fn rules_for(
+        conn: &mut MySqlConnection,
+        key: &PrincipalKey,
+    ) -> Result<Vec<Rule>, StoreError> {
+        let sql = q::select_rules_for(key.roles.len());
+        let mut query = sqlx::query(&sql).bind(key.username.as_deref());
+        for role in &key.roles {
+            query = query.bind(role.as_str());
+        }
+        query
+            .fetch_all(conn)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(sql::rule::<Self>)
             .collect()
     }
 
-    async fn fetch_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let mut users = Self::fetch_users_on(&mut conn).await?;
-        for m in Self::fetch_memberships_on(&mut conn).await? {
-            if let Ok(i) = users.binary_search_by(|u| u.username.as_str().cmp(&m.username)) {
-                users[i].roles.push(m.role);
-            }
-        }
-        Ok(users)
-    }
-
-    async fn fetch_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let mut roles: Vec<RoleRecord> = Self::fetch_role_names_on(&mut conn)
-            .await?
-            .into_iter()
-            .map(|name| RoleRecord {
-                name,
-                members: Vec::new(),
-            })
-            .collect();
-        for m in Self::fetch_memberships_on(&mut conn).await? {
-            if let Ok(i) = roles.binary_search_by(|r| r.name.as_str().cmp(&m.role)) {
-                roles[i].members.push(m.username);
-            }
-        }
-        Ok(roles)
-    }
-
-    /// Users, roles, memberships and rules read in one REPEATABLE READ,
-    /// read-only transaction, so the snapshot is consistent while others
-    /// write, whatever the server's default isolation level.
-    async fn snapshot(&self) -> Result<PolicySnapshot, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        sqlx::query(q::SNAPSHOT_ISOLATION)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
-        let users = Self::fetch_users_on(&mut tx).await?;
-        let roles = Self::fetch_role_names_on(&mut tx).await?;
-        let memberships = Self::fetch_memberships_on(&mut tx).await?;
-        let rules = sqlx::query(q::SELECT_RULES)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.rollback().await.map_err(db)?;
-        Ok(PolicySnapshot {
-            users: users
-                .into_iter()
-                .map(|u| SnapshotUser {
-                    username: u.username,
-                    password_hash: u.password_hash,
-                    enabled: u.enabled,
-                    superuser: u.superuser,
-                })
-                .collect(),
-            roles,
-            memberships,
-            rules: rules.iter().map(rows::rule).collect::<Result<_, _>>()?,
-        })
-    }
-}
-
-#[async_trait]
-impl Store for MysqlStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
-
-    async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.timed(async {
-            let rows = sqlx::query(q::SELECT_USER_WITH_ROLES)
-                .bind(username)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-            let Some(first) = rows.first() else {
-                return Ok(None);
-            };
-            let mut user = rows::user(first)?;
-            user.roles = rows
-                .iter()
-                .filter_map(|row| rows::opt_text(row, "role").transpose())
-                .collect::<Result<_, _>>()?;
-            Ok(Some(user))
-        })
-        .await
-    }
-
-    async fn rules_for(&self, key: &PrincipalKey) -> Result<RuleSet, StoreError> {
-        let sql = q::select_rules_for(key.roles.len());
-        self.timed(async {
-            let mut query = sqlx::query(&sql).bind(key.username.as_deref());
-            for role in &key.roles {
-                query = query.bind(role.as_str());
-            }
-            let rows = query.fetch_all(&self.pool).await.map_err(db)?;
-            rows.iter()
-                .map(rows::rule)
-                .collect::<Result<_, _>>()
-                .map(RuleSet)
-        })
-        .await
-    }
-
-    async fn policy_version(&self) -> Result<PolicyVersion, StoreError> {
-        self.timed(async {
-            let version: i64 = sqlx::query_scalar(q::SELECT_VERSION)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
-            u64::try_from(version)
-                .map(PolicyVersion)
-                .map_err(|_| StoreError::corrupt("policy_version", "negative"))
-        })
-        .await
-    }
-
-    fn changes(&self) -> ChangeFeed {
+    fn changes(&self, _timeout: Duration) -> ChangeFeed {
         watch::feed()
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.timed(async {
-            sqlx::query(q::PING).execute(&self.pool).await.map_err(db)?;
-            Ok(())
-        })
-        .await
-    }
-}
-
-/// One write transaction: begin (bumping the version), run `$body` on the
-/// connection, commit.
-macro_rules! write_tx {
-    ($self:ident, |$conn:ident| $body:expr) => {
-        $self
-            .timed(async {
-                let mut tx = $self.begin().await?;
-                let $conn: &mut MySqlConnection = &mut tx;
-                match $body.await {
-                    Ok(out) => {
-                        tx.commit().await.map_err(db)?;
-                        Ok(out)
-                    }
-                    Err(e) => {
-                        // Roll back now rather than when the pool next
-                        // touches the connection: until then the open
-                        // transaction would hold its row and table locks.
-                        let _ = tx.rollback().await;
-                        Err(e)
-                    }
-                }
-            })
-            .await
-    };
-}
-
-#[async_trait]
-impl AdminStore for MysqlStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        self.timed(async {
-            MIGRATOR
-                .run(&self.pool)
-                .await
-                .map_err(|e| StoreError::from_migrate(BACKEND, e))
-        })
-        .await
-    }
-
-    async fn create_user(&self, user: NewUser) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::create_user(conn, &user))
-    }
-
-    async fn update_user(&self, username: &str, patch: UserPatch) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::update_user(conn, username, &patch))
-    }
-
-    async fn delete_user(&self, username: &str) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::delete_user(conn, username))
-    }
-
-    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.timed(self.fetch_users()).await
-    }
-
-    async fn create_role(&self, name: &str) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::create_role(conn, name))
-    }
-
-    async fn delete_role(&self, name: &str) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::delete_role(conn, name))
-    }
-
-    async fn list_roles(&self) -> Result<Vec<RoleRecord>, StoreError> {
-        self.timed(self.fetch_roles()).await
-    }
-
-    async fn grant(&self, role: &str, username: &str) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::grant(conn, role, username))
-    }
-
-    async fn revoke(&self, role: &str, username: &str) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::revoke(conn, role, username))
-    }
-
-    async fn add_rule(&self, spec: RuleSpec) -> Result<RuleId, StoreError> {
-        write_tx!(self, |conn| writes::add_rule(conn, &spec))
-    }
-
-    async fn remove_rule(&self, id: RuleId) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::remove_rule(conn, id))
-    }
-
-    async fn list_rules(&self, filter: RuleFilter) -> Result<Vec<Rule>, StoreError> {
-        self.timed(self.fetch_rules(&filter)).await
-    }
-
-    async fn export(&self) -> Result<PolicySnapshot, StoreError> {
-        self.timed(self.snapshot()).await
-    }
-
-    async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError> {
-        write_tx!(self, |conn| writes::import(conn, &snapshot))
     }
 }

@@ -1,26 +1,69 @@
 //! The MySQL/MariaDB dialect's SQL, written out. Table layout:
-//! migrations/mysql/.
+//! migrations/mysql/. The statements every dialect spells alike are in
+//! `crate::sql`.
 //!
 //! Parameters are always bound, never formatted in: the only SQL built at run
-//! time is the list of `?` placeholders in [`select_rules_for`]. Rule rows use
-//! the column order of `RULE_COLUMNS` so that one decoder reads them all.
+//! time is the list of `?` placeholders in [`select_rules_for`].
+
+use crate::sql::Sql;
 
 /// Per connection: refuse over-long or mis-encoded data instead of letting a
 /// non-strict server truncate it with a warning.
 pub const STRICT_MODE: &str =
     "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')";
 
-pub const SELECT_VERSION: &str = "SELECT version FROM policy_version WHERE id = 1";
+pub(super) const SQL: Sql = Sql {
+    begin_write: None,
+    // It takes the version row's lock, so writers queue here and never
+    // deadlock on each other.
+    bump_version: "UPDATE policy_version SET version = version + 1 WHERE id = 1",
+    // Applies to the connection's next transaction only: listings and
+    // exports read one snapshot whatever the server's default isolation
+    // level.
+    before_read: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+    begin_read: None,
 
-/// The first statement of every write transaction: it takes the version
-/// row's lock, so writers queue here and never deadlock on each other.
-pub const BUMP_VERSION: &str = "UPDATE policy_version SET version = version + 1 WHERE id = 1";
+    user_exists: "SELECT 1 FROM users WHERE username = ?",
+    insert_user: "INSERT INTO users \
+         (username, password_hash, enabled, superuser, created_at) \
+         VALUES (?, ?, ?, ?, UNIX_TIMESTAMP())",
+    // sqlx connects with CLIENT_FOUND_ROWS, so rows_affected counts matched
+    // rows, not changed ones.
+    update_user: "UPDATE users SET \
+         password_hash = CASE WHEN ? THEN ? ELSE password_hash END, \
+         enabled = COALESCE(?, enabled), \
+         superuser = COALESCE(?, superuser) \
+         WHERE username = ?",
+    delete_user: "DELETE FROM users WHERE username = ?",
+    delete_user_rules: "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = ?",
 
-pub const PING: &str = "SELECT 1";
+    role_exists: "SELECT 1 FROM roles WHERE name = ?",
+    insert_role: "INSERT INTO roles (name) VALUES (?)",
+    // Not `INSERT IGNORE`, which would also turn real errors into warnings.
+    insert_role_if_missing: "INSERT INTO roles (name) VALUES (?) \
+         ON DUPLICATE KEY UPDATE name = name",
+    count_role_members: "SELECT COUNT(*) FROM memberships WHERE role = ?",
+    delete_role: "DELETE FROM roles WHERE name = ?",
+    delete_role_rules: "DELETE FROM rules WHERE subject_kind = 'role' AND subject_name = ?",
 
-/// Applies to the connection's next transaction only: exports read one
-/// snapshot whatever the server's default isolation level.
-pub const SNAPSHOT_ISOLATION: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    membership_exists: "SELECT 1 FROM memberships WHERE role = ? AND username = ?",
+    insert_membership: "INSERT INTO memberships (role, username) VALUES (?, ?)",
+    delete_membership: "DELETE FROM memberships WHERE role = ? AND username = ?",
+
+    insert_rule: "INSERT INTO rules \
+         (effect, subject_kind, subject_name, actions, pattern, max_qos, retain) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    // InnoDB's AUTO_INCREMENT then continues above the largest id imported
+    // (and never goes down, so deleted ids stay unused).
+    insert_rule_with_id: "INSERT INTO rules \
+         (effect, subject_kind, subject_name, actions, pattern, max_qos, retain, id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    delete_rule: "DELETE FROM rules WHERE id = ?",
+    select_rules_by_subject: "SELECT id, effect, subject_kind, subject_name, \
+         actions, pattern, max_qos, retain FROM rules \
+         WHERE subject_kind = ? AND subject_name = ? ORDER BY id",
+    after_import: None,
+};
 
 /// The login path's user read in one round trip: one row per role (role
 /// NULL when the user has none), roles in order.
@@ -28,77 +71,8 @@ pub const SELECT_USER_WITH_ROLES: &str = "SELECT u.username, u.password_hash, u.
      u.superuser, m.role FROM users u LEFT JOIN memberships m ON m.username = u.username \
      WHERE u.username = ? ORDER BY m.role";
 
-pub const SELECT_USERS: &str =
-    "SELECT username, password_hash, enabled, superuser FROM users ORDER BY username";
-
-pub const SELECT_MEMBERSHIPS: &str =
-    "SELECT role, username FROM memberships ORDER BY role, username";
-
-pub const USER_EXISTS: &str = "SELECT 1 FROM users WHERE username = ?";
-
-pub const INSERT_USER: &str = "INSERT INTO users \
-     (username, password_hash, enabled, superuser, created_at) \
-     VALUES (?, ?, ?, ?, UNIX_TIMESTAMP())";
-
-/// Binds: whether to set the hash, the new hash (may be NULL),
-/// enabled/superuser or NULL to keep, username. sqlx connects with
-/// CLIENT_FOUND_ROWS, so rows_affected counts matched rows, not changed ones.
-pub const UPDATE_USER: &str = "UPDATE users SET \
-     password_hash = CASE WHEN ? THEN ? ELSE password_hash END, \
-     enabled = COALESCE(?, enabled), \
-     superuser = COALESCE(?, superuser) \
-     WHERE username = ?";
-
-/// Memberships go with the user through ON DELETE CASCADE.
-pub const DELETE_USER: &str = "DELETE FROM users WHERE username = ?";
-
-pub const DELETE_USER_RULES: &str =
-    "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = ?";
-
-pub const SELECT_ROLES: &str = "SELECT name FROM roles ORDER BY name";
-
-pub const ROLE_EXISTS: &str = "SELECT 1 FROM roles WHERE name = ?";
-
-pub const INSERT_ROLE: &str = "INSERT INTO roles (name) VALUES (?)";
-
-/// Not `INSERT IGNORE`, which would also turn real errors into warnings.
-pub const INSERT_ROLE_IF_MISSING: &str =
-    "INSERT INTO roles (name) VALUES (?) ON DUPLICATE KEY UPDATE name = name";
-
-pub const COUNT_ROLE_MEMBERS: &str = "SELECT COUNT(*) FROM memberships WHERE role = ?";
-
-pub const DELETE_ROLE: &str = "DELETE FROM roles WHERE name = ?";
-
-pub const DELETE_ROLE_RULES: &str =
-    "DELETE FROM rules WHERE subject_kind = 'role' AND subject_name = ?";
-
-pub const MEMBERSHIP_EXISTS: &str = "SELECT 1 FROM memberships WHERE role = ? AND username = ?";
-
-pub const INSERT_MEMBERSHIP: &str = "INSERT INTO memberships (role, username) VALUES (?, ?)";
-
-pub const DELETE_MEMBERSHIP: &str = "DELETE FROM memberships WHERE role = ? AND username = ?";
-
-pub const INSERT_RULE: &str = "INSERT INTO rules \
-     (effect, subject_kind, subject_name, actions, pattern, max_qos, retain) \
-     VALUES (?, ?, ?, ?, ?, ?, ?)";
-
-/// Import keeps ids; InnoDB's AUTO_INCREMENT then continues above the
-/// largest one (and never goes down, so deleted ids stay unused).
-pub const INSERT_RULE_WITH_ID: &str = "INSERT INTO rules \
-     (effect, subject_kind, subject_name, actions, pattern, max_qos, retain, id) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-
-pub const DELETE_RULE: &str = "DELETE FROM rules WHERE id = ?";
-
 const RULE_COLUMNS: &str =
     "SELECT id, effect, subject_kind, subject_name, actions, pattern, max_qos, retain FROM rules";
-
-pub const SELECT_RULES: &str = "SELECT id, effect, subject_kind, subject_name, actions, \
-     pattern, max_qos, retain FROM rules ORDER BY id";
-
-pub const SELECT_RULES_BY_SUBJECT: &str = "SELECT id, effect, subject_kind, subject_name, \
-     actions, pattern, max_qos, retain FROM rules \
-     WHERE subject_kind = ? AND subject_name = ? ORDER BY id";
 
 /// The rules of a user (bind the username, or NULL for an anonymous client:
 /// `= NULL` matches nothing), of `roles` roles (bind each name), and of
@@ -119,22 +93,15 @@ pub fn select_rules_for(roles: usize) -> String {
     sql
 }
 
-/// Import clears in child-to-parent order.
-pub const CLEAR_ALL: [&str; 4] = [
-    "DELETE FROM rules",
-    "DELETE FROM memberships",
-    "DELETE FROM roles",
-    "DELETE FROM users",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::queries::SELECT_RULES;
 
     #[test]
     fn rule_selects_share_the_column_list() {
         let columns = RULE_COLUMNS.trim_end_matches(" FROM rules");
-        for sql in [SELECT_RULES, SELECT_RULES_BY_SUBJECT] {
+        for sql in [SELECT_RULES, SQL.select_rules_by_subject] {
             assert!(sql.starts_with(columns), "{sql}");
         }
     }

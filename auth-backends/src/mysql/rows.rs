@@ -1,19 +1,16 @@
-//! Turning MySQL rows into store records, rules into column values, and
-//! MySQL errors into [`StoreError`]s.
+//! What MySQL needs of its own to read rows and errors: text columns read
+//! as bytes, names checked against the column width, and MySQL errors
+//! turned into [`StoreError`]s.
 //!
 //! Names are VARBINARY and the other text columns use a `_bin` collation, so
 //! the server flags them binary and sqlx will not decode them as `String`:
-//! they are read as bytes and checked as UTF-8 here. The column encodings
-//! themselves live in `crate::common`, shared with the other SQL backends.
+//! they are read as bytes and checked as UTF-8 here.
 
 use sqlx::mysql::{MySqlDatabaseError, MySqlRow};
 use sqlx::Row;
-use warden_policy::{Rule, RuleId};
-
-use crate::common::{parse_actions, parse_effect, parse_qos, parse_subject};
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::store::{validate_name, UserRecord};
+use crate::store::validate_name;
 
 use super::BACKEND;
 
@@ -93,31 +90,6 @@ pub(super) fn opt_text(row: &MySqlRow, column: &'static str) -> Result<Option<St
 pub(super) fn utf8(column: &'static str, bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes)
         .map_err(|_| StoreError::corrupt("row", format!("{column} is not UTF-8")))
-}
-
-/// A user row without its roles.
-pub(super) fn user(row: &MySqlRow) -> Result<UserRecord, StoreError> {
-    Ok(UserRecord {
-        username: text(row, "username")?,
-        password_hash: opt_text(row, "password_hash")?,
-        enabled: row.try_get("enabled").map_err(db)?,
-        superuser: row.try_get("superuser").map_err(db)?,
-        roles: Vec::new(),
-    })
-}
-
-pub(super) fn rule(row: &MySqlRow) -> Result<Rule, StoreError> {
-    let id: i64 = row.try_get("id").map_err(db)?;
-    let max_qos: Option<i8> = row.try_get("max_qos").map_err(db)?;
-    Ok(Rule {
-        id: RuleId(u64::try_from(id).map_err(|_| StoreError::corrupt("rule", "negative id"))?),
-        effect: parse_effect(&text(row, "effect")?)?,
-        subject: parse_subject(&text(row, "subject_kind")?, text(row, "subject_name")?)?,
-        actions: parse_actions(&text(row, "actions")?)?,
-        pattern: text(row, "pattern")?,
-        max_qos: max_qos.map(|q| parse_qos(i64::from(q))).transpose()?,
-        retain: row.try_get("retain").map_err(db)?,
-    })
 }
 
 #[cfg(test)]

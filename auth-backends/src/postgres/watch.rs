@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 use warden_policy::PolicyVersion;
 
 use crate::error::StoreError;
+use crate::sql::queries::SELECT_VERSION;
 use crate::store::ChangeFeed;
 
+use super::errors::db;
 use super::queries as q;
-use super::rows::db;
 use super::BACKEND;
 
 /// Used only when `changes()` is called outside a tokio runtime, where no
@@ -120,7 +121,7 @@ async fn listen(pool: &PgPool, state: &mut State) -> Result<(), StoreError> {
     listener.eager_reconnect(false);
     state.bounded(listener.listen(q::CHANNEL)).await?;
     let version: i64 = state
-        .bounded(sqlx::query_scalar(q::SELECT_VERSION).fetch_one(&mut listener))
+        .bounded(sqlx::query_scalar(SELECT_VERSION).fetch_one(&mut listener))
         .await?;
     if state.down {
         tracing::info!(backend = BACKEND, "policy change feed restored");
@@ -141,7 +142,7 @@ async fn listen(pool: &PgPool, state: &mut State) -> Result<(), StoreError> {
                 // query notices, and re-reading the version also makes up
                 // for a notification the server could not deliver.
                 let version: i64 = state
-                    .bounded(sqlx::query_scalar(q::SELECT_VERSION).fetch_one(&mut listener))
+                    .bounded(sqlx::query_scalar(SELECT_VERSION).fetch_one(&mut listener))
                     .await?;
                 if state.forward(to_version(version)?).await.is_err() {
                     return Ok(());

@@ -1,17 +1,7 @@
-//! Turning PostgreSQL rows into store records, and PostgreSQL errors into
-//! `StoreError`s.
-//!
-//! A row that does not decode is `Corrupt` (kind Internal). Errors are
-//! classified by sqlx's error kind first and then by SQLSTATE class, never
-//! by message text.
+//! PostgreSQL errors turned into `StoreError`s: classified by sqlx's error
+//! kind first and then by SQLSTATE class, never by message text.
 
-use sqlx::postgres::PgRow;
-use sqlx::Row;
-use warden_policy::{Rule, RuleId};
-
-use crate::common::{parse_actions, parse_effect, parse_qos, parse_subject};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::store::UserRecord;
 
 use super::BACKEND;
 
@@ -88,41 +78,6 @@ fn code_kind(code: &str) -> StoreErrorKind {
     }
 }
 
-/// A user row without its roles.
-pub(super) fn user(row: &PgRow) -> Result<UserRecord, StoreError> {
-    Ok(UserRecord {
-        username: row.try_get("username").map_err(db)?,
-        password_hash: row.try_get("password_hash").map_err(db)?,
-        enabled: row.try_get("enabled").map_err(db)?,
-        superuser: row.try_get("superuser").map_err(db)?,
-        roles: Vec::new(),
-    })
-}
-
-pub(super) fn rule(row: &PgRow) -> Result<Rule, StoreError> {
-    let id: i64 = row.try_get("id").map_err(db)?;
-    let effect: &str = row.try_get("effect").map_err(db)?;
-    let kind: &str = row.try_get("subject_kind").map_err(db)?;
-    let name: String = row.try_get("subject_name").map_err(db)?;
-    let actions: &str = row.try_get("actions").map_err(db)?;
-    let max_qos: Option<i16> = row.try_get("max_qos").map_err(db)?;
-    Ok(Rule {
-        id: rule_id(id)?,
-        effect: parse_effect(effect)?,
-        subject: parse_subject(kind, name)?,
-        actions: parse_actions(actions)?,
-        pattern: row.try_get("pattern").map_err(db)?,
-        max_qos: max_qos.map(|q| parse_qos(i64::from(q))).transpose()?,
-        retain: row.try_get("retain").map_err(db)?,
-    })
-}
-
-pub(super) fn rule_id(id: i64) -> Result<RuleId, StoreError> {
-    u64::try_from(id)
-        .map(RuleId)
-        .map_err(|_| StoreError::corrupt("rule", "negative id"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,11 +104,5 @@ mod tests {
         assert_eq!(acquire_error(garbled).kind(), StoreErrorKind::Unavailable);
         let bad_url = sqlx::Error::Configuration("bad sslmode".into());
         assert_eq!(acquire_error(bad_url).kind(), StoreErrorKind::Invalid);
-    }
-
-    #[test]
-    fn negative_ids_are_corrupt() {
-        assert_eq!(rule_id(7).unwrap(), RuleId(7));
-        assert_eq!(rule_id(-1).unwrap_err().kind(), StoreErrorKind::Internal);
     }
 }
