@@ -98,3 +98,140 @@ impl VersionGate {
         seen.failed = Some(at);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use warden_auth::sqlite::SqliteStore;
+    use warden_auth::{ChangeFeed, PrincipalKey, UserRecord};
+    use warden_policy::RuleSet;
+
+    use super::*;
+
+    /// The real SQLite store, counting version queries; `down` makes them
+    /// fail after a delay, the way a store that stopped answering times out.
+    struct Watched {
+        inner: SqliteStore,
+        asked: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Store for Watched {
+        fn backend(&self) -> &'static str {
+            "sqlite"
+        }
+        async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+            self.inner.user(username).await
+        }
+        async fn rules_for(&self, key: &PrincipalKey) -> Result<RuleSet, StoreError> {
+            self.inner.rules_for(key).await
+        }
+        async fn policy_version(&self) -> Result<PolicyVersion, StoreError> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(StoreError::Unavailable {
+                    backend: "sqlite",
+                    message: "down for the test".into(),
+                    source: None,
+                });
+            }
+            self.inner.policy_version().await
+        }
+        fn changes(&self) -> ChangeFeed {
+            self.inner.changes()
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, Arc<Watched>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = SqliteStore::open(&dir.path().join("w.db"), Duration::from_secs(5))
+            .await
+            .expect("open sqlite");
+        let watched = Watched {
+            inner,
+            asked: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        };
+        (dir, Arc::new(watched))
+    }
+
+    fn asked(s: &Watched) -> usize {
+        s.asked.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_query_serves_a_burst_of_logins() {
+        let (_dir, store) = store().await;
+        let gate = Arc::new(VersionGate::default());
+        let logins: Vec<_> = (0..200)
+            .map(|_| {
+                let (gate, store) = (Arc::clone(&gate), Arc::clone(&store));
+                tokio::spawn(async move { gate.current(&*store).await.map(|v| v.0) })
+            })
+            .collect();
+        for login in logins {
+            assert!(login.await.expect("join").is_ok());
+        }
+        // One query, plus one more if the burst outlived FRESH_FOR.
+        assert!(asked(&store) <= 2, "asked {}", asked(&store));
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_reused_only_while_fresh() {
+        let (_dir, store) = store().await;
+        let gate = VersionGate::default();
+        gate.current(&*store).await.expect("version");
+        gate.current(&*store).await.expect("version");
+        assert_eq!(asked(&store), 1);
+        tokio::time::sleep(FRESH_FOR + Duration::from_millis(20)).await;
+        gate.current(&*store).await.expect("version");
+        assert_eq!(asked(&store), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logins_waiting_on_a_failed_query_are_refused_together() {
+        let (_dir, store) = store().await;
+        store.down.store(true, Ordering::SeqCst);
+        let gate = Arc::new(VersionGate::default());
+        let started = Instant::now();
+        let logins: Vec<_> = (0..20)
+            .map(|_| {
+                let (gate, store) = (Arc::clone(&gate), Arc::clone(&store));
+                tokio::spawn(async move { gate.current(&*store).await.is_err() })
+            })
+            .collect();
+        for login in logins {
+            assert!(
+                login.await.expect("join"),
+                "a login got in while the store was down"
+            );
+        }
+        // Not 20 timeouts one after another.
+        assert_eq!(asked(&store), 1);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_failure_closes_the_gate_until_the_store_answers() {
+        let (_dir, store) = store().await;
+        let gate = VersionGate::default();
+        let v = gate.current(&*store).await.expect("version");
+        let before_failure = Instant::now();
+        gate.fail(Instant::now());
+        // A poll that was asked before the failure must not reopen it.
+        gate.confirm(v, before_failure);
+        store.down.store(true, Ordering::SeqCst);
+        assert!(gate.current(&*store).await.is_err());
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(gate.current(&*store).await.expect("back").0, v.0);
+        assert_eq!(asked(&store), 3);
+    }
+}
