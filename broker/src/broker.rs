@@ -13,9 +13,9 @@ use warden_auth::Store;
 use warden_policy::{AclEngine, EngineOptions, QoS};
 
 use crate::auth::CredentialCache;
-use crate::login_cache::LoginCache;
 use crate::authorize::Authorizer;
 use crate::config::Config;
+use crate::login_cache::LoginCache;
 use crate::router::{RetainedStore, SubscriptionTrie};
 use crate::session::message::Message;
 use crate::session::state::{Offer, Session, SubKey};

@@ -73,8 +73,15 @@ const PATTERNS: &[&str] = &[
     "other-*",
 ];
 const TOPICS: &[&str] = &[
-    "a/alice/x", "d/alice-1/x", "d/alice-2/x", "d/z/t", "c/dev1/x", "c/dev2/x", "s/dev1/y",
-    "s/host2/y", "q",
+    "a/alice/x",
+    "d/alice-1/x",
+    "d/alice-2/x",
+    "d/z/t",
+    "c/dev1/x",
+    "c/dev2/x",
+    "s/dev1/y",
+    "s/host2/y",
+    "q",
 ];
 
 fn arb_rule() -> impl Strategy<Value = warden_policy::Rule> {
@@ -85,15 +92,24 @@ fn arb_rule() -> impl Strategy<Value = warden_policy::Rule> {
         prop::sample::select(vec!["everyone", "user:alice", "role:sensors", "user:bob"]),
     )
         .prop_map(|(p, is_allow, actions, subject)| {
-            let effect = if is_allow { Effect::Allow } else { Effect::Deny };
+            let effect = if is_allow {
+                Effect::Allow
+            } else {
+                Effect::Deny
+            };
             let pattern = PATTERNS[p];
             // Connect rules take client-id patterns, the others topic filters.
-            let actions: Vec<_> = if pattern.starts_with("alice-") || pattern.starts_with("other-") {
+            let actions: Vec<_> = if pattern.starts_with("alice-") || pattern.starts_with("other-")
+            {
                 vec![Connect]
             } else {
                 actions.into_iter().filter(|a| *a != Connect).collect()
             };
-            let actions = if actions.is_empty() { vec![Publish] } else { actions };
+            let actions = if actions.is_empty() {
+                vec![Publish]
+            } else {
+                actions
+            };
             rule(0, effect, subject, &actions, pattern)
         })
 }
@@ -113,7 +129,10 @@ fn decisions(p: &Principal, rules: &[warden_policy::Rule]) -> Vec<warden_policy:
     let mut out = vec![policy.decide(&Action::Connect)];
     for topic in TOPICS {
         out.push(policy.decide(&publish(topic)));
-        out.push(policy.decide(&Action::Subscribe { filter: topic, qos: Q1 }));
+        out.push(policy.decide(&Action::Subscribe {
+            filter: topic,
+            qos: Q1,
+        }));
         out.push(policy.decide(&Action::Receive {
             topic,
             qos: Q1,

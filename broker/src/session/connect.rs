@@ -167,11 +167,11 @@ async fn admit(
         broker.config.auth.allow_anonymous,
         creds,
     )
-        .await
-        .map_err(|err| {
-            refused(&err);
-            auth_refusal(&err, version)
-        })?;
+    .await
+    .map_err(|err| {
+        refused(&err);
+        auth_refusal(&err, version)
+    })?;
     let principal = Principal {
         username: authed.username,
         client_id: client_id.clone(),
