@@ -11,7 +11,7 @@
 # share spent inside the decision points (authorize::Authorizer::publish and
 # ::receive, inclusive).
 #
-# usage: bench/acl-cost.sh   (env: SECS MSG_SECS USERS RULES NO_BUILD KEEP)
+# usage: bench/acl-cost.sh   (env: RUNS="fanin:0 fanout:1 ..." SECS USERS RULES NO_BUILD KEEP)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,7 +61,8 @@ warden_users "$WORK/all"
 measure() {
     local label=$1 dir=$2 port=$3 scenario=$4
     shift 4
-    local out=$dir/cg.$scenario
+    local out=$dir/cg.$scenario.$*
+    out=${out// /}
     (cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$WARDEN" -c w.yaml serve >"serve.$scenario.log" 2>&1) &
     PID=$!
@@ -80,11 +81,10 @@ measure() {
 }
 
 RESULTS=$WORK/acl-cost.jsonl
-for scenario in fanin fanout; do
-    for qos in 0 1; do
-        log "$scenario qos $qos"
-        measure warden "$WORK/acl" 23883 "$scenario" --qos "$qos" >>"$RESULTS"
-        measure warden-allowall "$WORK/all" 24883 "$scenario" --qos "$qos" >>"$RESULTS"
-    done
+for run in ${RUNS:-fanin:0 fanin:1 fanout:0 fanout:1}; do
+    scenario=${run%:*} qos=${run#*:}
+    log "$scenario qos $qos"
+    measure warden "$WORK/acl" 23883 "$scenario" --qos "$qos" >>"$RESULTS"
+    measure warden-allowall "$WORK/all" 24883 "$scenario" --qos "$qos" >>"$RESULTS"
 done
 python3 "$ROOT/bench/acl_cost_report.py" --table "$RESULTS"

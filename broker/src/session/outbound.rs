@@ -37,7 +37,8 @@ pub fn build_publish(
         dup,
         qos: d.qos.as_u8(),
         retain: d.retain,
-        topic: d.msg.topic.to_string(),
+        // Not `to_string()`: that goes through `Display` and the formatter.
+        topic: String::from(&*d.msg.topic),
         packet_id,
         properties,
         payload: d.msg.payload.clone(),
