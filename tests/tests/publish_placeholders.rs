@@ -105,3 +105,51 @@ async fn cert_cn_placeholder_on_the_mtls_listener() {
         0x87
     );
 }
+
+/// Devices of one user share a compiled policy only when their rules do not
+/// look at the client id: with `${clientid}` each device must keep its own
+/// rights, however the broker caches policies between logins.
+#[tokio::test]
+async fn clientid_placeholder_keeps_devices_of_one_user_apart() {
+    let broker = TestBroker::start_default();
+    broker
+        .acl(&["--everyone", "--allow", "publish", "dev/${clientid}/#"])
+        .await;
+    broker
+        .acl(&["--everyone", "--allow", "publish", "fleet/${username}/#"])
+        .await;
+    broker.add_user("fleet", "pw", &[]).await;
+    let (a_id, b_id) = (client_id("dev-a"), client_id("dev-b"));
+    let mut a = broker.login(Version::V5, &a_id, "fleet", "pw").await;
+    let mut b = broker.login(Version::V5, &b_id, "fleet", "pw").await;
+    for (c, own, other) in [(&mut a, &a_id, &b_id), (&mut b, &b_id, &a_id)] {
+        let own_topic = format!("dev/{own}/t");
+        let other_topic = format!("dev/{other}/t");
+        assert_eq!(c.publish_acked(Publish::new(&own_topic, b"1", 1)).await, 0);
+        assert_eq!(
+            c.publish_acked(Publish::new(&other_topic, b"1", 1)).await,
+            0x87,
+            "{own} may not publish as {other}"
+        );
+        assert_eq!(
+            c.publish_acked(Publish::new("fleet/fleet/t", b"1", 1)).await,
+            0
+        );
+    }
+    // A reconnect of the first device gets its own rights back, not the
+    // second device's.
+    drop(a);
+    let mut again = broker.login(Version::V5, &a_id, "fleet", "pw").await;
+    assert_eq!(
+        again
+            .publish_acked(Publish::new(&format!("dev/{a_id}/t"), b"1", 1))
+            .await,
+        0
+    );
+    assert_eq!(
+        again
+            .publish_acked(Publish::new(&format!("dev/{b_id}/t"), b"1", 1))
+            .await,
+        0x87
+    );
+}
