@@ -132,7 +132,8 @@ async fn clientid_placeholder_keeps_devices_of_one_user_apart() {
             "{own} may not publish as {other}"
         );
         assert_eq!(
-            c.publish_acked(Publish::new("fleet/fleet/t", b"1", 1)).await,
+            c.publish_acked(Publish::new("fleet/fleet/t", b"1", 1))
+                .await,
             0
         );
     }

@@ -120,7 +120,7 @@ impl DecisionMemo {
         match self.held.take() {
             None => self.held = Some((Arc::clone(policy), Held::One(entry))),
             Some((p, Held::One(first))) => {
-                let mut table: Box<[Option<Entry>; SLOTS]> = Box::new(Default::default());
+                let mut table: Box<[Option<Entry>; SLOTS]> = Box::default();
                 place(&mut table, first);
                 place(&mut table, entry);
                 self.held = Some((p, Held::Table(table)));

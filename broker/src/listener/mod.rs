@@ -6,6 +6,7 @@
 //! accepts, and runs [`Handshaker::handshake`] in the connection's own task
 //! so that a slow handshake never holds up the next accept.
 
+mod chains;
 mod peer;
 mod tcp;
 mod tls;
@@ -143,12 +144,11 @@ impl Handshaker {
         let stream = acceptors.accept(tcp, addr).await?;
         let cert = match stream.get_ref().1.peer_certificates() {
             Some([leaf, ..]) => {
-                Some(
-                    cert_info(leaf.as_ref()).map_err(|message| ListenerError::PeerCert {
-                        peer: addr,
-                        message,
-                    })?,
-                )
+                let info = acceptors.cert_info(leaf.as_ref());
+                Some(info.map_err(|message| ListenerError::PeerCert {
+                    peer: addr,
+                    message,
+                })?)
             }
             _ => None,
         };

@@ -39,8 +39,48 @@ impl PeerInfo {
 /// The facts of a DER certificate: subject, CN, SANs (DNS, e-mail, URI),
 /// and the hex SHA-256 fingerprint of the DER.
 pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| format!("cannot parse: {e}"))?;
+    parse_leaf(der).map(|(info, _)| info)
+}
+
+/// A certificate's validity period in Unix seconds, both ends inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// The period in which both are valid (empty when they do not overlap).
+    pub(super) fn intersect(self, other: Validity) -> Validity {
+        Validity {
+            not_before: self.not_before.max(other.not_before),
+            not_after: self.not_after.min(other.not_after),
+        }
+    }
+
+    fn of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Validity {
+        let v = cert.validity();
+        Validity {
+            not_before: v.not_before.timestamp(),
+            not_after: v.not_after.timestamp(),
+        }
+    }
+}
+
+fn parse(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, String> {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| cert)
+        .map_err(|e| format!("cannot parse: {e}"))
+}
+
+/// The validity period of a DER certificate.
+pub(super) fn validity(der: &[u8]) -> Result<Validity, String> {
+    parse(der).map(|cert| Validity::of(&cert))
+}
+
+/// [`cert_info`] and the validity period, from one parse.
+pub(super) fn parse_leaf(der: &[u8]) -> Result<(CertInfo, Validity), String> {
+    let cert = parse(der)?;
     let subject = cert.subject();
     let cn = subject
         .iter_common_name()
@@ -61,12 +101,13 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
             }
         }
     }
-    Ok(CertInfo {
+    let info = CertInfo {
         subject: subject_string(subject),
         cn,
         sans,
         fingerprint: hex::encode(Sha256::digest(der)),
-    })
+    };
+    Ok((info, Validity::of(&cert)))
 }
 
 /// The subject as RFC 4514 writes it: the last RDN first, `,` between RDNs,

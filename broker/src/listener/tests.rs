@@ -4,15 +4,28 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, RootCertStore};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::chains::{CachingVerifier, VerifiedChains};
+use super::tls::TlsAcceptors;
 use super::*;
 use crate::certs;
 use crate::config::{ClientAuth, TlsSettings, UsernameFrom};
@@ -284,4 +297,460 @@ async fn bind_reports_certificate_and_socket_problems() {
     cfg.bind = taken.local_addr();
     let err = Listener::bind(&cfg).await.unwrap_err();
     assert!(matches!(err, ListenerError::Bind { .. }), "{err}");
+}
+
+// ---- Remembered client-certificate chains ---------------------------------
+//
+// A CA of the test's own (with an intermediate: the dev CA cannot sign one),
+// leaves with chosen validity periods, and a server clock the test moves.
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The server's clock, in Unix seconds.
+#[derive(Debug)]
+struct Clock(AtomicU64);
+
+impl Clock {
+    fn set(&self, secs: u64) {
+        self.0.store(secs, Ordering::SeqCst);
+    }
+}
+
+impl TimeProvider for Clock {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(
+            self.0.load(Ordering::SeqCst),
+        )))
+    }
+}
+
+/// A CA certificate with its key, able to sign more.
+struct Issuer {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A certificate and key as a client presents them.
+struct Identity {
+    cert: CertificateDer<'static>,
+    key: KeyPair,
+}
+
+fn params(cn: &str, valid_from: u64, valid_until: u64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.not_before = (UNIX_EPOCH + Duration::from_secs(valid_from)).into();
+    p.not_after = (UNIX_EPOCH + Duration::from_secs(valid_until)).into();
+    p
+}
+
+fn ca_params(cn: &str, valid_from: u64, valid_until: u64) -> CertificateParams {
+    let mut p = params(cn, valid_from, valid_until);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p
+}
+
+fn p256() -> KeyPair {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+}
+
+fn root(cn: &str) -> Issuer {
+    let key = p256();
+    let now = now_secs();
+    let cert = ca_params(cn, now - 3600, now + 86_400)
+        .self_signed(&key)
+        .unwrap();
+    Issuer { cert, key }
+}
+
+impl Issuer {
+    fn intermediate(&self, cn: &str, valid_from: u64, valid_until: u64) -> Issuer {
+        let key = p256();
+        let cert = ca_params(cn, valid_from, valid_until)
+            .signed_by(&key, &self.cert, &self.key)
+            .unwrap();
+        Issuer { cert, key }
+    }
+
+    fn client(&self, cn: &str, valid_from: u64, valid_until: u64) -> Identity {
+        let key = p256();
+        let mut p = params(cn, valid_from, valid_until);
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        Identity {
+            cert: cert.der().clone(),
+            key,
+        }
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+}
+
+/// Always presents one chain, signing with `key` (which need not match).
+#[derive(Debug)]
+struct Presents(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for Presents {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn presenting(
+    server_ca: &Path,
+    chain: Vec<CertificateDer<'static>>,
+    key: &KeyPair,
+) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    for c in read_pem_certs(server_ca) {
+        roots.add(c).unwrap();
+    }
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(Arc::new(Presents(Arc::new(CertifiedKey::new(
+                chain, signer,
+            )))));
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A listener requiring certificates from `trusted`, judged by `clock`.
+struct MtlsServer {
+    _pki: Pki,
+    acceptors: Arc<TlsAcceptors>,
+    clock: Arc<Clock>,
+    server_ca: PathBuf,
+}
+
+fn mtls_server(trusted: &Issuer) -> MtlsServer {
+    let p = pki();
+    let ca = p.dir.path().join("client-ca.pem");
+    fs::write(&ca, trusted.cert.pem()).unwrap();
+    let settings = TlsSettings {
+        cert: p.server_cert.clone(),
+        key: p.server_key.clone(),
+        client_auth: ClientAuth::Required { ca },
+        username_from: Some(UsernameFrom::Cn),
+        dev_certs: false,
+    };
+    let clock = Arc::new(Clock(AtomicU64::new(now_secs())));
+    let acceptors =
+        TlsAcceptors::build_with_clock(&Arc::from("mtls"), &settings, clock.clone()).unwrap();
+    MtlsServer {
+        server_ca: p.ca.clone(),
+        _pki: p,
+        acceptors: Arc::new(acceptors),
+        clock,
+    }
+}
+
+impl MtlsServer {
+    /// One handshake presenting `chain` signed with `key`; the server's result.
+    async fn connect(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: &KeyPair,
+    ) -> Result<PeerInfo, ListenerError> {
+        let connector = presenting(&self.server_ca, chain, key);
+        self.connect_with(&connector).await.0
+    }
+
+    /// One handshake by `connector`: the server's result, and how the
+    /// client saw the handshake (full or resumed) if its side finished.
+    async fn connect_with(
+        &self,
+        connector: &TlsConnector,
+    ) -> (
+        Result<PeerInfo, ListenerError>,
+        Option<rustls::HandshakeKind>,
+    ) {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let hs = Handshaker {
+            name: Arc::from("mtls"),
+            tls: Some(self.acceptors.clone()),
+        };
+        let server = tokio::spawn(async move {
+            let (sock, peer) = tcp.accept().await.unwrap();
+            hs.handshake(sock, peer).await.map(|(_, info)| info)
+        });
+        let sock = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut kind = None;
+        if let Ok(mut c) = connector.connect(name, sock).await {
+            kind = c.get_ref().1.handshake_kind();
+            // TLS 1.3: the server judges the certificate after the client
+            // is done; a write makes it final. Reading to the end takes in
+            // whatever the server sent after the handshake (tickets).
+            let _ = c.write_all(b"x").await;
+            let _ = c.read_to_end(&mut Vec::new()).await;
+        }
+        (server.await.unwrap(), kind)
+    }
+
+    fn remembered(&self) -> usize {
+        self.acceptors.chains().map_or(0, |c| c.len())
+    }
+}
+
+fn refused(r: &Result<PeerInfo, ListenerError>) -> bool {
+    matches!(r, Err(ListenerError::Handshake { .. }))
+}
+
+#[tokio::test]
+async fn a_remembered_chain_gives_the_same_identity() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    let alice = ca.client("alice", now - 60, now + 3600);
+    let first = server
+        .connect(vec![alice.cert.clone()], &alice.key)
+        .await
+        .unwrap();
+    assert_eq!(server.remembered(), 1);
+    let second = server
+        .connect(vec![alice.cert.clone()], &alice.key)
+        .await
+        .unwrap();
+    assert_eq!(server.remembered(), 1);
+    assert_eq!(first.cert, second.cert);
+    let info = second.cert.unwrap();
+    assert_eq!(info.cn.as_deref(), Some("alice"));
+    assert_eq!(
+        info.fingerprint,
+        hex::encode(Sha256::digest(alice.cert.as_ref()))
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_certificate_is_refused_once_it_expires() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    // Expires in a minute: well inside the cache's TTL.
+    let alice = ca.client("alice", now - 60, now + 60);
+    assert!(server
+        .connect(vec![alice.cert.clone()], &alice.key)
+        .await
+        .is_ok());
+    assert_eq!(server.remembered(), 1);
+    server.clock.set(now + 120);
+    let late = server.connect(vec![alice.cert.clone()], &alice.key).await;
+    assert!(refused(&late), "{late:?}");
+}
+
+#[tokio::test]
+async fn an_expired_intermediate_ends_a_remembered_chain() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    let sub = ca.intermediate("Test Sub", now - 60, now + 60);
+    let alice = sub.client("alice", now - 60, now + 3600);
+    let chain = vec![alice.cert.clone(), sub.der()];
+    assert!(server.connect(chain.clone(), &alice.key).await.is_ok());
+    server.clock.set(now + 120);
+    let late = server.connect(chain, &alice.key).await;
+    assert!(refused(&late), "{late:?}");
+}
+
+#[tokio::test]
+async fn expired_or_foreign_certificates_are_refused_after_a_good_one() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    let alice = ca.client("alice", now - 60, now + 3600);
+    assert!(server
+        .connect(vec![alice.cert.clone()], &alice.key)
+        .await
+        .is_ok());
+
+    let expired = ca.client("alice", now - 7200, now - 3600);
+    let r = server
+        .connect(vec![expired.cert.clone()], &expired.key)
+        .await;
+    assert!(refused(&r), "{r:?}");
+
+    // Same subject, issued by a CA with the same name but another key.
+    let impostor_ca = root("Test Root");
+    let mallory = impostor_ca.client("alice", now - 60, now + 3600);
+    let r = server
+        .connect(vec![mallory.cert.clone()], &mallory.key)
+        .await;
+    assert!(refused(&r), "{r:?}");
+    assert_eq!(server.remembered(), 1);
+}
+
+#[tokio::test]
+async fn a_remembered_certificate_still_needs_its_key() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    let alice = ca.client("alice", now - 60, now + 3600);
+    assert!(server
+        .connect(vec![alice.cert.clone()], &alice.key)
+        .await
+        .is_ok());
+    // Alice's certificate, but not her key: CertificateVerify fails.
+    let r = server.connect(vec![alice.cert.clone()], &p256()).await;
+    assert!(refused(&r), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_changed_chain_is_verified_anew() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    let sub = ca.intermediate("Test Sub", now - 60, now + 3600);
+    let alice = sub.client("alice", now - 60, now + 3600);
+    assert!(server
+        .connect(vec![alice.cert.clone(), sub.der()], &alice.key)
+        .await
+        .is_ok());
+    // The same leaf without the intermediate that links it to the root.
+    let r = server.connect(vec![alice.cert.clone()], &alice.key).await;
+    assert!(refused(&r), "{r:?}");
+    // Or behind an intermediate of the same name that the root never signed.
+    let forged = root("Test Root").intermediate("Test Sub", now - 60, now + 3600);
+    let r = server
+        .connect(vec![alice.cert.clone(), forged.der()], &alice.key)
+        .await;
+    assert!(refused(&r), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_listener_never_resumes_a_session() {
+    let ca = root("Test Root");
+    let server = mtls_server(&ca);
+    let now = now_secs();
+    let alice = ca.client("alice", now - 60, now + 3600);
+    // One client config, so its session cache would offer what it got.
+    let connector = presenting(&server.server_ca, vec![alice.cert.clone()], &alice.key);
+    for _ in 0..2 {
+        let (result, kind) = server.connect_with(&connector).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+    }
+}
+
+/// Counts the chain verifications that reach webpki.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ClientCertVerifier>,
+    calls: AtomicUsize,
+}
+
+impl ClientCertVerifier for Counting {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[test]
+fn path_building_is_skipped_only_inside_ttl_and_capacity() {
+    let ca = root("Test Root");
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let webpki = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let counting = Arc::new(Counting {
+        inner: webpki,
+        calls: AtomicUsize::new(0),
+    });
+    let chains = Arc::new(VerifiedChains::new(300, 2));
+    let verifier = CachingVerifier::new(counting.clone(), chains.clone());
+    let now = now_secs();
+    let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+    let (a, b, c) = (
+        ca.client("a", now - 60, now + 3600),
+        ca.client("b", now - 60, now + 3600),
+        ca.client("c", now - 60, now + 3600),
+    );
+    let calls = || counting.calls.load(Ordering::SeqCst);
+
+    verifier.verify_client_cert(&a.cert, &[], at(now)).unwrap();
+    verifier
+        .verify_client_cert(&a.cert, &[], at(now + 299))
+        .unwrap();
+    assert_eq!(calls(), 1, "a second look within the TTL");
+    verifier
+        .verify_client_cert(&a.cert, &[], at(now + 300))
+        .unwrap();
+    assert_eq!(calls(), 2, "past the TTL: verified anew");
+
+    // Capacity 2: a third chain pushes one out; the cache never grows past it.
+    verifier
+        .verify_client_cert(&b.cert, &[], at(now + 300))
+        .unwrap();
+    verifier
+        .verify_client_cert(&c.cert, &[], at(now + 300))
+        .unwrap();
+    assert_eq!(chains.len(), 2);
+    assert_eq!(calls(), 4);
+
+    // A refused chain is never remembered.
+    let stranger = root("Other").client("d", now - 60, now + 3600);
+    assert!(verifier
+        .verify_client_cert(&stranger.cert, &[], at(now + 300))
+        .is_err());
+    assert!(verifier
+        .verify_client_cert(&stranger.cert, &[], at(now + 300))
+        .is_err());
+    assert_eq!(calls(), 6);
 }

@@ -4,6 +4,12 @@
 //! ALPN "mqtt" is answered when the client offers it, and a client that
 //! offers nothing, or only other protocols, is served anyway: rustls alone
 //! would refuse the latter, so the config is picked after the ClientHello.
+//!
+//! A listener that verifies client certificates remembers the chains it
+//! verified ([`VerifiedChains`]) and offers no session resumption: a resumed
+//! session would restore the client's identity for up to a day without the
+//! certificate's expiry being checked again, and every full handshake would
+//! pay for two tickets that the cache of 256 sessions mostly forgets.
 
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -13,12 +19,15 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{Acceptor, WebPkiClientVerifier};
+use rustls::server::{Acceptor, NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
+use warden_policy::CertInfo;
 
+use super::chains::{self, CachingVerifier, VerifiedChains};
 use super::ListenerError;
 use crate::config::{ClientAuth, TlsSettings};
 
@@ -29,6 +38,9 @@ const ALPN_MQTT: &[u8] = b"mqtt";
 pub(super) struct TlsAcceptors {
     with_alpn: Arc<ServerConfig>,
     without_alpn: Arc<ServerConfig>,
+    /// Shared with the configs' client certificate verifier; `None` when
+    /// the listener does not ask for client certificates.
+    chains: Option<Arc<VerifiedChains>>,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -37,6 +49,16 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl TlsAcceptors {
     pub(super) fn build(name: &Arc<str>, s: &TlsSettings) -> Result<TlsAcceptors, ListenerError> {
+        Self::build_with_clock(name, s, Arc::new(DefaultTimeProvider))
+    }
+
+    /// [`Self::build`] with the clock that certificate validity is judged
+    /// by (tests move it).
+    pub(super) fn build_with_clock(
+        name: &Arc<str>,
+        s: &TlsSettings,
+        clock: Arc<dyn TimeProvider>,
+    ) -> Result<TlsAcceptors, ListenerError> {
         let setup = |message: String| ListenerError::TlsSetup {
             listener: name.clone(),
             message,
@@ -44,11 +66,11 @@ impl TlsAcceptors {
         let certs = load_certs(&s.cert)?;
         let key = load_key(&s.key)?;
         let provider = provider();
-        let builder = ServerConfig::builder_with_provider(provider.clone())
+        let builder = ServerConfig::builder_with_details(provider.clone(), clock)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| setup(e.to_string()))?;
-        let builder = match &s.client_auth {
-            ClientAuth::None => builder.with_no_client_auth(),
+        let (builder, chains) = match &s.client_auth {
+            ClientAuth::None => (builder.with_no_client_auth(), None),
             ClientAuth::Optional { ca } | ClientAuth::Required { ca } => {
                 let roots = Arc::new(load_roots(ca)?);
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
@@ -56,19 +78,42 @@ impl TlsAcceptors {
                     ClientAuth::Optional { .. } => verifier.allow_unauthenticated(),
                     _ => verifier,
                 };
-                builder
-                    .with_client_cert_verifier(verifier.build().map_err(|e| setup(e.to_string()))?)
+                let webpki = verifier.build().map_err(|e| setup(e.to_string()))?;
+                let chains = Arc::new(VerifiedChains::new(chains::TTL_SECS, chains::CAPACITY));
+                let verifier = CachingVerifier::new(webpki, chains.clone());
+                (
+                    builder.with_client_cert_verifier(Arc::new(verifier)),
+                    Some(chains),
+                )
             }
         };
-        let without_alpn = builder
+        let mut without_alpn = builder
             .with_single_cert(certs, key)
             .map_err(|e| setup(format!("{}: {e}", s.cert.display())))?;
+        if chains.is_some() {
+            without_alpn.send_tls13_tickets = 0;
+            without_alpn.session_storage = Arc::new(NoServerSessionStorage {});
+        }
         let mut with_alpn = without_alpn.clone();
         with_alpn.alpn_protocols = vec![ALPN_MQTT.to_vec()];
         Ok(TlsAcceptors {
             with_alpn: Arc::new(with_alpn),
             without_alpn: Arc::new(without_alpn),
+            chains,
         })
+    }
+
+    #[cfg(test)]
+    pub(super) fn chains(&self) -> Option<&VerifiedChains> {
+        self.chains.as_deref()
+    }
+
+    /// The facts of the verified leaf certificate of a finished handshake.
+    pub(super) fn cert_info(&self, leaf: &[u8]) -> Result<CertInfo, String> {
+        match &self.chains {
+            Some(chains) => chains.cert_info(leaf),
+            None => super::cert_info(leaf),
+        }
     }
 
     pub(super) async fn accept(
