@@ -8,6 +8,12 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use warden::cli::{self, Cli};
 
+// Chosen by measurement, see "Memory per idle connection" in
+// docs/architecture.md.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with status 2.
     let cli = Cli::parse();

@@ -71,7 +71,9 @@ pub struct Handler<S> {
     pub(crate) wake: Arc<Notify>,
     pub(crate) version: ProtocolVersion,
     pub(crate) keepalive: Option<Duration>,
-    pub(crate) will: Option<Will>,
+    /// Boxed: few clients set one, and the Handler lives as long as the
+    /// connection.
+    pub(crate) will: Option<Box<Will>>,
     /// Inbound topic aliases (v5).
     pub(crate) aliases: HashMap<u16, String>,
     pub(crate) topic_alias_max: u16,
@@ -111,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             wake: accepted.wake,
             version: accepted.version,
             keepalive: accepted.keepalive_timeout,
-            will: accepted.will,
+            will: accepted.will.map(Box::new),
             aliases: HashMap::new(),
             topic_alias_max: accepted.topic_alias_max,
             client_id,
@@ -123,14 +125,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
     }
 
-    /// Run until the connection ends, then clean up.
-    pub async fn run(mut self) {
+    /// Run until the connection ends, then clean up. Takes `&mut self` so
+    /// that the caller's future holds the one copy of the Handler; the
+    /// ending is boxed because it needs more state than the packet loop and
+    /// runs once.
+    pub async fn run(&mut self) {
         let end = match self.resume() {
             Ok(()) => self.run_loop().await,
             Err(end) => end,
         };
         tracing::debug!(client_id = %self.client_id, ?end, "connection ended");
-        self.finish(end).await;
+        Box::pin(self.finish(end)).await;
     }
 
     async fn run_loop(&mut self) -> End {
@@ -159,13 +164,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if self.conn.flush().await.is_err() {
                 return End::Lost;
             }
-            let keepalive = async {
-                match deadline {
+            // One timer for both the keep alive and, while paused, the
+            // congestion poll: each waiting future is held for as long as the
+            // connection is idle.
+            let paused = !self.congested.is_empty();
+            let poll_at = paused.then(|| Instant::now() + PAUSE_POLL);
+            let keepalive_first = match (deadline, poll_at) {
+                (Some(d), Some(p)) => d <= p,
+                (d, _) => d.is_some(),
+            };
+            let timer = async {
+                match if keepalive_first { deadline } else { poll_at } {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
-            let paused = !self.congested.is_empty();
             tokio::select! {
                 res = self.conn.fill(), if !paused => match res {
                     Ok(()) => {}
@@ -173,11 +186,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     Err(_) => return End::Lost,
                 },
                 _ = self.wake.notified() => {}
-                // Polling (1 ms) is enough here: it runs only while a
-                // subscriber is behind, and needs no wake-up plumbing between
-                // sessions that could deadlock two clients publishing to
-                // each other.
-                _ = tokio::time::sleep(PAUSE_POLL), if paused => {
+                _ = timer => {
+                    if keepalive_first {
+                        return End::KeepAliveTimeout;
+                    }
+                    // Polling (1 ms) is enough here: it runs only while a
+                    // subscriber is behind, and needs no wake-up plumbing
+                    // between sessions that could deadlock two clients
+                    // publishing to each other.
                     self.congested.retain(|s| s.is_congested());
                     // The client's packets wait in the socket because of us:
                     // that is not a keep alive timeout.
@@ -185,7 +201,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                         deadline = Some(Instant::now() + d);
                     }
                 }
-                _ = keepalive => return End::KeepAliveTimeout,
                 _ = self.shutdown.recv() => return End::Shutdown,
             }
         }
@@ -236,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     /// Say goodbye, release the session, publish the will, schedule expiry.
-    async fn finish(mut self, end: End) {
+    async fn finish(&mut self, end: End) {
         let mut end = end;
         if let Some(reason) = end.reason() {
             if self.version.is_v5() {
@@ -270,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 will::fire(
                     &self.broker,
                     &self.session,
-                    w,
+                    *w,
                     session_expiry,
                     released.map(|(_, g)| g),
                 );

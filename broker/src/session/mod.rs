@@ -25,25 +25,17 @@ use crate::shutdown::Shutdown;
 use connection::Connection;
 use handler::Handler;
 
-/// Serve one connection whose TLS handshake (if any) is done. The caller
-/// bounds `accept` (CONNECT) with the listener's connect timeout.
+/// Read CONNECT on a connection whose TLS handshake (if any) is done, and
+/// return its packet loop, ready to [`Handler::run`]. The caller bounds this
+/// with the listener's connect timeout.
 pub async fn admit<S: AsyncRead + AsyncWrite + Unpin + Send>(
-    broker: &Arc<Broker>,
+    broker: Arc<Broker>,
     stream: S,
     peer: &PeerInfo,
     listener: &ListenerConfig,
-) -> Option<(Connection<S>, connect::Accepted)> {
-    let mut conn = Connection::new(stream, broker.config.limits.max_packet_size);
-    let accepted = connect::accept(broker, &mut conn, peer, listener).await?;
-    Some((conn, accepted))
-}
-
-/// The packet loop of an admitted connection, until it ends.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
-    broker: Arc<Broker>,
-    conn: Connection<S>,
-    accepted: connect::Accepted,
     shutdown: Shutdown,
-) {
-    Handler::new(broker, conn, accepted, shutdown).run().await;
+) -> Option<Handler<S>> {
+    let mut conn = Connection::new(stream, broker.config.limits.max_packet_size);
+    let accepted = connect::accept(&broker, &mut conn, peer, listener).await?;
+    Some(Handler::new(broker, conn, accepted, shutdown))
 }
