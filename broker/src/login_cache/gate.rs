@@ -1,21 +1,20 @@
-//! The store's policy version as last confirmed by the store itself.
+//! The store's policy version, read for each login.
 //!
-//! Every login needs the store to have answered recently: that is what keeps
-//! logins failing closed during an outage even when everything else a login
-//! needs is cached. One query serves every login within [`FRESH_FOR`], and
-//! logins that arrive while a query is under way wait for it instead of
-//! sending their own, so a reconnect storm costs a few version queries, not
-//! one per client. When that query fails, everyone who waited for it is
-//! refused at once rather than retrying one after another.
+//! Every login needs a version the store answered *after the login
+//! arrived*: a write that finished before a client connected (a grant, a
+//! revocation, a disabled user) is always seen by that client's login, and
+//! logins fail closed the moment the store stops answering, whatever the
+//! caches hold. Logins that arrive while a query is under way wait for the
+//! next one instead of each sending their own, so a reconnect storm costs one
+//! query per wave of arrivals, not one per client. When that query fails,
+//! everyone who waited for it is refused at once rather than retrying one
+//! after another.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use warden_auth::{Store, StoreError};
 use warden_policy::PolicyVersion;
-
-/// How long a confirmed version admits logins without asking again.
-pub const FRESH_FOR: Duration = Duration::from_millis(100);
 
 /// Why the gate has no version to offer.
 #[derive(Debug, thiserror::Error)]
@@ -44,29 +43,27 @@ pub struct VersionGate {
 }
 
 impl VersionGate {
-    fn fresh(&self, now: Instant) -> Option<PolicyVersion> {
+    /// A version the store answered to a question asked at or after `since`.
+    fn answered_since(&self, since: Instant) -> Option<PolicyVersion> {
         self.seen
             .lock()
             .confirmed
-            .filter(|(at, _)| now.saturating_duration_since(*at) < FRESH_FOR)
+            .filter(|(asked_at, _)| *asked_at >= since)
             .map(|(_, v)| v)
     }
 
-    /// The current version, asking the store unless it answered within
-    /// [`FRESH_FOR`].
+    /// The current version, read from the store after this call began
+    /// (shared with the logins that arrived while it was read).
     pub async fn current(&self, store: &dyn Store) -> Result<PolicyVersion, GateError> {
         let arrived = Instant::now();
-        if let Some(v) = self.fresh(arrived) {
-            return Ok(v);
-        }
         let _asking = self.asking.lock().await;
-        let asked_at = Instant::now();
-        if let Some(v) = self.fresh(asked_at) {
+        if let Some(v) = self.answered_since(arrived) {
             return Ok(v);
         }
         if self.seen.lock().failed.is_some_and(|at| at >= arrived) {
             return Err(GateError::Failed);
         }
+        let asked_at = Instant::now();
         match store.policy_version().await {
             Ok(v) => {
                 self.confirm(v, asked_at);
@@ -103,10 +100,11 @@ impl VersionGate {
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::time::Duration;
 
     use async_trait::async_trait;
     use warden_auth::sqlite::SqliteStore;
-    use warden_auth::{ChangeFeed, PrincipalKey, UserRecord};
+    use warden_auth::{AdminStore, ChangeFeed, PrincipalKey, UserRecord};
     use warden_policy::RuleSet;
 
     use super::*;
@@ -180,20 +178,37 @@ mod tests {
         for login in logins {
             assert!(login.await.expect("join").is_ok());
         }
-        // One query, plus one more if the burst outlived FRESH_FOR.
-        assert!(asked(&store) <= 2, "asked {}", asked(&store));
+        // Logins that arrive during a query share the next one.
+        assert!(
+            asked(&store) <= 20,
+            "asked {} for 200 logins",
+            asked(&store)
+        );
     }
 
     #[tokio::test]
-    async fn an_answer_is_reused_only_while_fresh() {
+    async fn every_login_reads_a_version_asked_after_it_arrived() {
         let (_dir, store) = store().await;
         let gate = VersionGate::default();
         gate.current(&*store).await.expect("version");
         gate.current(&*store).await.expect("version");
-        assert_eq!(asked(&store), 1);
-        tokio::time::sleep(FRESH_FOR + Duration::from_millis(20)).await;
-        gate.current(&*store).await.expect("version");
-        assert_eq!(asked(&store), 2);
+        assert_eq!(asked(&store), 2, "a login one after another asks again");
+        // A write between two logins is seen by the second.
+        let before = gate.current(&*store).await.expect("version");
+        store
+            .inner
+            .add_rule(warden_policy::RuleSpec {
+                effect: warden_policy::Effect::Allow,
+                subject: warden_policy::Subject::Everyone,
+                actions: warden_policy::ActionSet::of(&[warden_policy::ActionKind::Publish]),
+                pattern: "a/#".into(),
+                max_qos: None,
+                retain: None,
+            })
+            .await
+            .expect("write");
+        let after = gate.current(&*store).await.expect("version");
+        assert_ne!(before.0, after.0, "the write moved the version");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,13 +4,11 @@
 //! Every write to the store moves its policy version, so an entry keyed by
 //! version `v` is exactly what the store answers while it is at `v`: a
 //! login that finds the version unchanged can skip the store and the
-//! compiler. The version itself is confirmed by the store at most
-//! [`gate::FRESH_FOR`] before each login (`gate.rs`), so logins still fail
-//! closed when the store is down. A cached answer can lag the store only
-//! between a write and the moment the broker sees the new version, the same
-//! window in which connected clients still hold the old policy; the policy
-//! registry closes it for both (see `session::connect`, which re-checks a
-//! login that raced a policy refresh).
+//! compiler. The version itself is read from the store for every login,
+//! after the login arrived (`gate.rs`; logins arriving together share one
+//! read), so a login always sees every write that finished before it, and
+//! logins still fail closed when the store is down. A login that raced a
+//! policy refresh re-checks itself after attaching (see `session::connect`).
 //!
 //! Compiled policies are shared: principals that agree on everything their
 //! rules depend on (`warden_policy::principal_dependencies`: the client id
