@@ -23,11 +23,8 @@ async fn role_grant_gives_the_roles_rules() {
     let mut c = broker
         .login(Version::V5, &client_id("c"), "alice", "pw")
         .await;
-    assert_eq!(
-        c.publish_acked(Publish::new("sensors/t", b"2", 1)).await,
-        0x00,
-        "role granted"
-    );
+    let code = c.publish_acked(Publish::new("sensors/t", b"2", 1)).await;
+    assert_eq!(code, 0x00, "role granted; log:\n{}", broker.log());
 }
 
 #[tokio::test]

@@ -172,6 +172,7 @@ async fn admit(
         refused(&err);
         auth_refusal(&err, version)
     })?;
+    tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
     let principal = Principal {
         username: authed.username,
         client_id: client_id.clone(),
