@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::error::CodecError;
 use crate::properties::{PropCtx, Properties};
-use crate::types::{Connect, Packet, ProtocolVersion, PubResp, Publish, Subscribe};
+use crate::types::{Connect, Packet, ProtocolVersion, PubResp, PublishView, Subscribe};
 use crate::wire::{put_binary, put_string, put_vbi};
 
 pub(crate) fn packet(
@@ -21,22 +21,48 @@ pub(crate) fn packet(
     put_body(packet, v, buf)
 }
 
+/// A PUBLISH from its borrowed parts; see [`crate::encode_publish`].
+pub(crate) fn publish(
+    p: &PublishView<'_>,
+    v: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), CodecError> {
+    check_publish(p)?;
+    buf.put_u8(3 << 4 | publish_flags(p));
+    let body = publish_len(p, v);
+    put_vbi(buf, body)?;
+    buf.reserve(body);
+    put_publish(p, v, buf)
+}
+
+pub(crate) fn publish_total_len(p: &PublishView<'_>, v: ProtocolVersion) -> usize {
+    let body = publish_len(p, v);
+    1 + crate::wire::vbi_len(body) + body
+}
+
+fn check_publish(p: &PublishView<'_>) -> Result<(), CodecError> {
+    if p.qos > 2 {
+        return Err(CodecError::Encode("PUBLISH QoS above 2"));
+    }
+    if (p.qos > 0) != p.packet_id.is_some() {
+        return Err(CodecError::Encode(
+            "PUBLISH needs a packet id exactly when QoS > 0",
+        ));
+    }
+    if p.qos == 0 && p.dup {
+        return Err(CodecError::Encode("PUBLISH with QoS 0 and DUP set"));
+    }
+    Ok(())
+}
+
+fn publish_flags(p: &PublishView<'_>) -> u8 {
+    u8::from(p.dup) << 3 | (p.qos & 0x03) << 1 | u8::from(p.retain)
+}
+
 /// Refuses what the wire cannot carry or a receiver must reject.
 fn check(packet: &Packet, v: ProtocolVersion) -> Result<(), CodecError> {
     match packet {
-        Packet::Publish(p) => {
-            if p.qos > 2 {
-                return Err(CodecError::Encode("PUBLISH QoS above 2"));
-            }
-            if (p.qos > 0) != p.packet_id.is_some() {
-                return Err(CodecError::Encode(
-                    "PUBLISH needs a packet id exactly when QoS > 0",
-                ));
-            }
-            if p.qos == 0 && p.dup {
-                return Err(CodecError::Encode("PUBLISH with QoS 0 and DUP set"));
-            }
-        }
+        Packet::Publish(p) => check_publish(&p.view())?,
         Packet::Connect(c) => {
             if c.will.as_ref().is_some_and(|w| w.qos > 2) {
                 return Err(CodecError::Encode("will QoS above 2"));
@@ -60,7 +86,7 @@ fn check(packet: &Packet, v: ProtocolVersion) -> Result<(), CodecError> {
 
 fn fixed_flags(packet: &Packet) -> u8 {
     match packet {
-        Packet::Publish(p) => u8::from(p.dup) << 3 | (p.qos & 0x03) << 1 | u8::from(p.retain),
+        Packet::Publish(p) => publish_flags(&p.view()),
         Packet::PubRel(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) => 0b0010,
         _ => 0,
     }
@@ -123,7 +149,7 @@ pub(crate) fn body_len(packet: &Packet, v: ProtocolVersion) -> usize {
     match packet {
         Packet::Connect(c) => connect_len(c),
         Packet::ConnAck(c) => 2 + props_len(&c.properties, v, PropCtx::ConnAck),
-        Packet::Publish(p) => publish_len(p, v),
+        Packet::Publish(p) => publish_len(&p.view(), v),
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             2 + if v5 {
                 tail_len(r.reason, &r.properties, PropCtx::PubResp)
@@ -155,7 +181,7 @@ fn put_body(packet: &Packet, v: ProtocolVersion, buf: &mut BytesMut) -> Result<(
             buf.put_u8(c.code);
             put_props(&c.properties, v, PropCtx::ConnAck, buf)?;
         }
-        Packet::Publish(p) => put_publish(p, v, buf)?,
+        Packet::Publish(p) => put_publish(&p.view(), v, buf)?,
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             put_pub_resp(r, v, buf)?
         }
@@ -225,18 +251,22 @@ fn put_connect(c: &Connect, buf: &mut BytesMut) -> Result<(), CodecError> {
     Ok(())
 }
 
-fn publish_len(p: &Publish, v: ProtocolVersion) -> usize {
+fn publish_len(p: &PublishView<'_>, v: ProtocolVersion) -> usize {
     let id = if p.qos > 0 { 2 } else { 0 };
-    2 + p.topic.len() + id + props_len(&p.properties, v, PropCtx::Publish) + p.payload.len()
+    2 + p.topic.len() + id + props_len(p.properties, v, PropCtx::Publish) + p.payload.len()
 }
 
-fn put_publish(p: &Publish, v: ProtocolVersion, buf: &mut BytesMut) -> Result<(), CodecError> {
-    put_string(buf, &p.topic)?;
+fn put_publish(
+    p: &PublishView<'_>,
+    v: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), CodecError> {
+    put_string(buf, p.topic)?;
     if let Some(id) = p.packet_id {
         buf.put_u16(id);
     }
-    put_props(&p.properties, v, PropCtx::Publish, buf)?;
-    buf.put_slice(&p.payload);
+    put_props(p.properties, v, PropCtx::Publish, buf)?;
+    buf.put_slice(p.payload);
     Ok(())
 }
 

@@ -29,7 +29,7 @@ pub use error::{v3_return_code, CodecError, ReasonCode};
 pub use properties::Properties;
 pub use types::{
     Auth, ConnAck, Connect, Disconnect, LastWill, Packet, ProtocolVersion, PubResp, Publish,
-    SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
+    PublishView, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
 };
 
 /// The largest remaining length a fixed header can announce (256 MiB − 1).
@@ -91,6 +91,27 @@ pub fn encode(
         buf.truncate(start);
     }
     result
+}
+
+/// Appends a PUBLISH given by its borrowed parts; the same bytes as
+/// [`encode`] of the equivalent [`Packet::Publish`]. On error nothing is
+/// appended.
+pub fn encode_publish(
+    publish: &PublishView<'_>,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), CodecError> {
+    let start = buf.len();
+    let result = encode::publish(publish, version, buf);
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
+}
+
+/// The number of bytes [`encode_publish`] appends.
+pub fn publish_encoded_len(publish: &PublishView<'_>, version: ProtocolVersion) -> usize {
+    encode::publish_total_len(publish, version)
 }
 
 /// The number of bytes [`encode`] appends for `packet`. Unspecified for a

@@ -135,6 +135,34 @@ pub struct Publish {
     pub payload: Bytes,
 }
 
+/// A PUBLISH to encode, borrowing its parts: a broker sends one message to
+/// many subscribers without building an owned [`Publish`] (and copying the
+/// topic) for each.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishView<'a> {
+    pub dup: bool,
+    pub qos: u8,
+    pub retain: bool,
+    pub topic: &'a str,
+    pub packet_id: Option<u16>,
+    pub properties: &'a Properties,
+    pub payload: &'a [u8],
+}
+
+impl Publish {
+    pub fn view(&self) -> PublishView<'_> {
+        PublishView {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+            payload: &self.payload,
+        }
+    }
+}
+
 /// PUBACK, PUBREC, PUBREL and PUBCOMP. `reason` is always 0 in 3.x.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PubResp {

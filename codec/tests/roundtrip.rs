@@ -251,6 +251,17 @@ proptest! {
     }
 
     #[test]
+    fn encode_publish_writes_what_encode_writes(
+        (v, packet) in version().prop_flat_map(|v| publish(v).prop_map(move |p| (v, p)))
+    ) {
+        let Packet::Publish(p) = &packet else { unreachable!("publish strategy") };
+        let mut by_view = BytesMut::new();
+        warden_codec::encode_publish(&p.view(), v, &mut by_view).expect("encode_publish");
+        prop_assert_eq!(&by_view[..], &encode_checked(&packet, v)[..]);
+        prop_assert_eq!(warden_codec::publish_encoded_len(&p.view(), v), by_view.len());
+    }
+
+    #[test]
     fn every_strict_prefix_needs_more((v, packet) in versioned_packet()) {
         let full = encode_checked(&packet, v);
         for cut in 0..full.len() {

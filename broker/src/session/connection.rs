@@ -13,7 +13,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use warden_codec::{CodecError, Packet, ProtocolVersion};
+use warden_codec::{CodecError, Packet, ProtocolVersion, PublishView};
 
 /// Errors reading or writing packets.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +160,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn queue(&mut self, packet: &Packet) -> Result<(), CodecError> {
         let version = self.version.unwrap_or(ProtocolVersion::V311);
         warden_codec::encode(packet, version, &mut self.write_buf)
+    }
+
+    /// Queue a PUBLISH given by its borrowed parts for the next flush.
+    pub fn queue_publish(&mut self, publish: &PublishView<'_>) -> Result<(), CodecError> {
+        let version = self.version.unwrap_or(ProtocolVersion::V311);
+        warden_codec::encode_publish(publish, version, &mut self.write_buf)
     }
 
     pub fn pending_bytes(&self) -> usize {

@@ -80,7 +80,7 @@ pub struct Handler<S> {
     pub(crate) client_id: Arc<str>,
     pub(crate) username: Option<String>,
     /// Reused between drains so sending does not allocate a Vec each time.
-    pub(crate) out: Vec<Packet>,
+    pub(crate) out: Vec<crate::session::outbound::Outbound>,
     /// Subscribers our last publishes found congested: while any is, we stop
     /// reading from this client (TCP back-pressure), but keep sending to it.
     pub(crate) congested: Vec<Arc<Session>>,

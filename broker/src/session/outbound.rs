@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use warden_codec::{Packet, Properties, ProtocolVersion, PubResp, Publish, ReasonCode};
+use warden_codec::{
+    Packet, Properties, ProtocolVersion, PubResp, Publish, PublishView, ReasonCode,
+};
 use warden_policy::QoS;
 
 use crate::session::handler::{End, Handler};
@@ -17,7 +19,53 @@ use crate::session::state::{Outgoing, Phase, SessionState};
 /// session lock for long; the rest go on the next turn.
 const DRAIN_BATCH: usize = 256;
 
-/// The PUBLISH packet for one delivery.
+/// A delivery taken off the queue, to be written after the session lock is
+/// released. Encoded from its parts: no owned packet, no topic copy.
+#[derive(Debug)]
+pub struct Outbound {
+    delivery: Delivery,
+    packet_id: Option<u16>,
+    /// v5 only: the properties this delivery carries (expiry left,
+    /// subscription identifiers); `None` for 3.x.
+    properties: Option<Properties>,
+}
+
+/// Properties of a 3.x PUBLISH: none are written.
+static NO_PROPERTIES: std::sync::LazyLock<Properties> =
+    std::sync::LazyLock::new(Properties::default);
+
+impl Outbound {
+    fn new(d: Delivery, packet_id: Option<u16>, version: ProtocolVersion, now: Instant) -> Self {
+        let properties = version.is_v5().then(|| v5_properties(&d, now));
+        Outbound {
+            delivery: d,
+            packet_id,
+            properties,
+        }
+    }
+
+    fn view(&self) -> PublishView<'_> {
+        let d = &self.delivery;
+        PublishView {
+            dup: false,
+            qos: d.qos.as_u8(),
+            retain: d.retain,
+            topic: &d.msg.topic,
+            packet_id: self.packet_id,
+            properties: self.properties.as_ref().unwrap_or(&NO_PROPERTIES),
+            payload: &d.msg.payload,
+        }
+    }
+}
+
+fn v5_properties(d: &Delivery, now: Instant) -> Properties {
+    let mut p = d.msg.properties.clone();
+    p.message_expiry_interval = d.msg.remaining_expiry(now);
+    p.subscription_identifiers.clone_from(&d.sub_ids);
+    p
+}
+
+/// The PUBLISH packet for one delivery (retransmissions on resume).
 pub fn build_publish(
     d: &Delivery,
     packet_id: Option<u16>,
@@ -26,10 +74,7 @@ pub fn build_publish(
     now: Instant,
 ) -> Packet {
     let properties = if version.is_v5() {
-        let mut p = d.msg.properties.clone();
-        p.message_expiry_interval = d.msg.remaining_expiry(now);
-        p.subscription_identifiers.clone_from(&d.sub_ids);
-        p
+        v5_properties(d, now)
     } else {
         Properties::default()
     };
@@ -80,9 +125,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             fill_batch(&mut st, &mut out, self.version)
         };
         let mut result = Ok(());
-        for packet in out.drain(..) {
-            if let Err(end) = self.send(&packet) {
-                result = Err(end);
+        for o in out.drain(..) {
+            if self.conn.queue_publish(&o.view()).is_err() {
+                result = Err(End::Violation(
+                    ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value(),
+                ));
                 break;
             }
         }
@@ -138,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
 /// Take deliveries off the queue while the window allows. Returns true when
 /// more could be sent right away (the batch limit was hit).
-fn fill_batch(st: &mut SessionState, out: &mut Vec<Packet>, version: ProtocolVersion) -> bool {
+fn fill_batch(st: &mut SessionState, out: &mut Vec<Outbound>, version: ProtocolVersion) -> bool {
     let now = Instant::now();
     while let Some(front) = st.queue.front() {
         if out.len() >= DRAIN_BATCH {
@@ -165,23 +212,24 @@ fn fill_batch(st: &mut SessionState, out: &mut Vec<Packet>, version: ProtocolVer
                 }
             }
         };
-        let packet = build_publish(&d, packet_id, false, version, now);
+        let o = Outbound::new(d, packet_id, version, now);
         if let Some(max) = st.client_max_packet {
             // MQTT 5 §3.1.2.11.4: a packet over the client's maximum is
             // discarded as if it had been delivered.
-            if warden_codec::encoded_len(&packet, version) > max as usize {
+            if warden_codec::publish_encoded_len(&o.view(), version) > max as usize {
                 continue;
             }
         }
         if let Some(id) = packet_id {
-            let phase = if d.qos == QoS::AtLeastOnce {
+            let phase = if o.delivery.qos == QoS::AtLeastOnce {
                 Phase::AwaitAck
             } else {
                 Phase::AwaitRec
             };
-            st.inflight.insert(id, Outgoing { delivery: d, phase });
+            let delivery = o.delivery.clone();
+            st.inflight.insert(id, Outgoing { delivery, phase });
         }
-        out.push(packet);
+        out.push(o);
     }
     false
 }
