@@ -38,18 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log() { echo "[$(date +%T)] $*" >&2; }
-
-wait_port() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
-
 log "setting up: ACL ($RULES rules) and allow-all"
 warden_config "$WORK/acl" 23883 23884
 warden_users "$WORK/acl"
@@ -67,7 +55,7 @@ measure() {
     (cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$WARDEN" -c w.yaml serve >"serve.$scenario.log" 2>&1) &
     PID=$!
-    wait_port "$port"
+    wait_port "$port" 600  # a broker under valgrind starts slowly
     "$BENCH" "$scenario" --port "$port" --password "$PASSWORD" --secs 2 "$@" \
         --client-prefix warm --label warm >/dev/null
     callgrind_control -z "$PID" >/dev/null

@@ -38,23 +38,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
-
 start_warden() { # dir; sets STARTED to the broker's pid
     (cd "$1" && exec "$WARDEN" -c w.yaml serve >serve.log 2>&1) &
     STARTED=$!
     PIDS+=("$STARTED")
 }
-
-log() { echo "[$(date +%T)] $*" >&2; }
 
 # --- Warden, ACL on: ports 21883 (tcp) 28883 (tls) 28884 (mtls) -----------
 log "setting up warden (users, $RULES rules)"

@@ -12,6 +12,18 @@
 #   roles team0-9: publish,subscribe,receive sensors/devN/#          (filler up to 1,000;
 #                  no bench user is a member; Mosquitto: per-user lines of devN)
 
+log() { echo "[$(date +%T)] $*" >&2; }
+
+wait_port() { # port [tries of 0.1 s]
+    local i
+    for ((i = 0; i < ${2:-100}; i++)); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
 warden_config() { # dir plain tls [allow_anonymous]
     local dir=$1
     mkdir -p "$dir"
