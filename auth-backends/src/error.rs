@@ -81,6 +81,18 @@ pub enum StoreError {
     not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
     allow(dead_code)
 )]
+/// `work`, bounded by the store's call timeout: expiry is
+/// [`StoreError::Timeout`], which callers treat as unavailable.
+pub(crate) async fn within<T>(
+    backend: &'static str,
+    after: Duration,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(after, work)
+        .await
+        .unwrap_or(Err(StoreError::Timeout { backend, after }))
+}
+
 impl StoreError {
     /// The class of this error.
     pub fn kind(&self) -> StoreErrorKind {

@@ -124,12 +124,7 @@ impl RedisStore {
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .unwrap_or(Err(StoreError::Timeout {
-                backend: BACKEND,
-                after: self.timeout,
-            }))
+        crate::error::within(BACKEND, self.timeout, work).await
     }
 
     /// Run `script` with the prefix and `args` as ARGV.

@@ -48,12 +48,7 @@ impl<D: Dialect> SqlStore<D> {
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .unwrap_or(Err(StoreError::Timeout {
-                backend: D::BACKEND,
-                after: self.timeout,
-            }))
+        crate::error::within(D::BACKEND, self.timeout, work).await
     }
 
     pub(super) async fn conn(&self) -> Result<PoolConnection<D::Db>, StoreError> {
