@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use warden_auth::Store;
 use warden_policy::{AclEngine, EngineOptions, QoS};
@@ -22,7 +23,9 @@ use crate::session::state::{Offer, Session, SubKey};
 
 /// Everything the connection tasks share.
 pub struct Broker {
-    pub config: Arc<Config>,
+    /// The live configuration: replaced on SIGHUP. A connection takes a
+    /// snapshot at admission and keeps it for its lifetime.
+    config: ArcSwap<Config>,
     pub store: Arc<dyn Store>,
     pub engine: AclEngine,
     pub authz: Authorizer,
@@ -64,7 +67,7 @@ impl Broker {
         });
         let authz = Authorizer::new(config.policy.on_deny);
         Broker {
-            config,
+            config: ArcSwap::new(config),
             store,
             engine,
             authz,
@@ -77,6 +80,16 @@ impl Broker {
             policy_version: AtomicU64::new(0),
             policy_target: AtomicU64::new(0),
         }
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Install a reloaded configuration; new connections see it.
+    pub fn replace_config(&self, config: Arc<Config>) {
+        self.config.store(config);
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -152,7 +165,7 @@ impl Broker {
         let mut retained = self.retained.write();
         if msg.payload.is_empty() {
             retained.remove(&msg.topic);
-        } else if self.config.limits.retain_available {
+        } else if self.config.load().limits.retain_available {
             retained.set(&msg.topic, Arc::clone(msg));
         }
     }

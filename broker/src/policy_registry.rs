@@ -32,7 +32,7 @@ use crate::shutdown::Shutdown;
 /// `poll_interval` as a safety net, because a notification sent while the
 /// feed was reconnecting is lost. Stores without push are polled.
 pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
-    let interval = broker.config.policy.poll_interval;
+    let interval = broker.config().policy.poll_interval;
     let mut feed = broker.store.changes();
     let mut healthy = true;
     loop {

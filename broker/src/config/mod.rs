@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use types::{parse_byte_size, ClientAuthMode, ListenerKind, OnDeny, UsernameFrom};
+pub use types::{
+    parse_byte_size, ClientAuthMode, ListenerKind, OnDeny, PersistenceMode, Takeover, UsernameFrom,
+};
 
 /// The commented default configuration (`warden config default`).
 const DEFAULT_YAML: &str = include_str!("default.yaml");
@@ -43,7 +45,38 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: Limits,
     pub log: LogConfig,
+    pub sessions: SessionsConfig,
+    pub persistence: PersistenceConfig,
+    /// How long SIGTERM/SIGINT waits for connections to close and the
+    /// session store to flush before the process exits anyway.
+    pub shutdown_grace: Duration,
 }
+
+/// Who owns a session, and what a different principal asking for it gets.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SessionsConfig {
+    pub takeover: Takeover,
+}
+
+/// Persistent sessions and retained messages on disk (`<data_dir>/state`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistenceConfig {
+    pub mode: PersistenceMode,
+    /// `periodic` mode: how often the journal is fsynced; never zero.
+    pub fsync_interval: Duration,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            mode: PersistenceMode::Periodic,
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Default for [`Config::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// One listening socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +208,9 @@ pub struct Limits {
     pub max_keepalive: Option<NonZeroU16>,
     pub topic_alias_maximum: u16,
     pub retain_available: bool,
+    /// A client whose outbound queue stays full (it stopped reading) for
+    /// this long is disconnected; never zero.
+    pub write_stall: Duration,
 }
 
 impl Limits {
@@ -194,6 +230,7 @@ impl Default for Limits {
             max_keepalive: None,
             topic_alias_maximum: 16,
             retain_available: true,
+            write_stall: Duration::from_secs(30),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::types::{
     BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, OnDeny, PacketSize,
-    UsernameFrom,
+    PersistenceMode, Takeover, UsernameFrom,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +22,22 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     pub limits: Option<RawLimits>,
     pub log: Option<RawLog>,
+    pub sessions: Option<RawSessions>,
+    pub persistence: Option<RawPersistence>,
+    pub shutdown_grace: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub takeover: Option<Takeover>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersistence {
+    pub mode: Option<PersistenceMode>,
+    pub fsync_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +79,7 @@ pub struct RawLimits {
     pub max_keepalive: Option<u16>,
     pub topic_alias_maximum: Option<u16>,
     pub retain_available: Option<bool>,
+    pub write_stall: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

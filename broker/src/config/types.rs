@@ -50,6 +50,34 @@ pub enum UsernameFrom {
     Subject,
 }
 
+/// Who may connect with the client id of an existing session (online or
+/// offline) that another principal owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Takeover {
+    /// Only the principal that created the session; anyone else is refused
+    /// (CONNACK 0x85 v5 / 0x02 v3) and the session is left untouched.
+    #[default]
+    SameUser,
+    /// Anyone the connect rules admit: the old connection is closed (0x8E),
+    /// the old session discarded, and the newcomer starts clean.
+    Any,
+}
+
+/// How much of the session state survives a restart, and at what cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistenceMode {
+    /// Memory only: a restart loses sessions and retained messages.
+    None,
+    /// Written before the ack (survives kill -9), fsync every
+    /// `fsync_interval` (a power cut loses at most that).
+    #[default]
+    Periodic,
+    /// fsync before the ack, with group commit.
+    Sync,
+}
+
 /// What the broker does to a client whose publish or subscribe is denied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]

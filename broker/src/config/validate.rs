@@ -14,8 +14,9 @@ use super::locate::{locate, Seg};
 use super::raw::{RawConfig, RawListener};
 use super::types::{ClientAuthMode, ListenerKind};
 use super::{
-    AuthConfig, ClientAuth, Config, ConfigError, Limits, ListenerConfig, LogConfig, PolicyConfig,
-    TlsSettings, Transport, DEFAULT_DATA_DIR,
+    AuthConfig, ClientAuth, Config, ConfigError, Limits, ListenerConfig, LogConfig,
+    PersistenceConfig, PolicyConfig, SessionsConfig, TlsSettings, Transport, DEFAULT_DATA_DIR,
+    DEFAULT_SHUTDOWN_GRACE,
 };
 
 pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = match NonZeroUsize::new(10_000) {
@@ -148,6 +149,11 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
             .and_then(|l| l.level)
             .map_or_else(|| LogConfig::default().level, |d| d.0),
     };
+    let sessions = SessionsConfig {
+        takeover: raw.sessions.and_then(|s| s.takeover).unwrap_or_default(),
+    };
+    let persistence = build_persistence(raw.persistence, ctx)?;
+    let shutdown_grace = raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |h| h.0);
     Ok(Config {
         source,
         data_dir,
@@ -157,6 +163,9 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
         policy,
         limits,
         log,
+        sessions,
+        persistence,
+        shutdown_grace,
     })
 }
 
@@ -205,6 +214,26 @@ fn build_policy(
     })
 }
 
+fn build_persistence(
+    raw: Option<super::raw::RawPersistence>,
+    ctx: &Ctx<'_>,
+) -> Result<PersistenceConfig, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let d = PersistenceConfig::default();
+    let fsync_interval = raw.fsync_interval.map_or(d.fsync_interval, |h| h.0);
+    if fsync_interval.is_zero() {
+        return Err(ctx.err(
+            &[Seg::Key("persistence"), Seg::Key("fsync_interval")],
+            "persistence.fsync_interval",
+            "must be greater than zero (use mode: sync to fsync before every ack)",
+        ));
+    }
+    Ok(PersistenceConfig {
+        mode: raw.mode.unwrap_or(d.mode),
+        fsync_interval,
+    })
+}
+
 fn build_limits(raw: Option<super::raw::RawLimits>, ctx: &Ctx<'_>) -> Result<Limits, ConfigError> {
     let raw = raw.unwrap_or_default();
     let d = Limits::default();
@@ -216,7 +245,16 @@ fn build_limits(raw: Option<super::raw::RawLimits>, ctx: &Ctx<'_>) -> Result<Lim
             format!("at most {} seconds (MQTT's limit)", u32::MAX),
         ));
     }
+    let write_stall = raw.write_stall.map_or(d.write_stall, |h| h.0);
+    if write_stall.is_zero() {
+        return Err(ctx.err(
+            &[Seg::Key("limits"), Seg::Key("write_stall")],
+            "limits.write_stall",
+            "must be greater than zero",
+        ));
+    }
     Ok(Limits {
+        write_stall,
         max_packet_size: raw.max_packet_size.map_or(d.max_packet_size, |p| p.0),
         receive_maximum: raw.receive_maximum.unwrap_or(d.receive_maximum),
         max_queued_messages: raw.max_queued_messages.unwrap_or(d.max_queued_messages),
@@ -433,5 +471,8 @@ pub fn embedded_default() -> Config {
         policy: PolicyConfig::default(),
         limits: Limits::default(),
         log: LogConfig::default(),
+        sessions: SessionsConfig::default(),
+        persistence: PersistenceConfig::default(),
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
     }
 }

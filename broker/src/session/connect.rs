@@ -146,7 +146,8 @@ async fn admit(
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
     };
-    let limits = &broker.config.limits;
+    let config = broker.config();
+    let limits = &config.limits;
     let who_name = connect.username.clone();
     let refused = |err: &dyn std::fmt::Display| {
         tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused");
@@ -164,7 +165,7 @@ async fn admit(
     let authed = authenticate(
         users,
         &broker.credentials,
-        broker.config.auth.allow_anonymous,
+        config.auth.allow_anonymous,
         creds,
     )
     .await
@@ -352,7 +353,8 @@ fn attach(
     owner: Owner,
     expiry: Duration,
 ) -> (Arc<Session>, bool) {
-    let limits = &broker.config.limits;
+    let config = broker.config();
+    let limits = &config.limits;
     let client_receive_max = connect
         .properties
         .receive_maximum

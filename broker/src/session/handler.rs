@@ -14,6 +14,7 @@ use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
 use crate::authorize::DecisionMemo;
 use crate::broker::Broker;
+use crate::config::Config;
 use crate::session::connect::{Accepted, Will};
 use crate::session::connection::{Connection, ConnectionError};
 use crate::session::state::{ConnId, Kick, Session, SubKey};
@@ -64,6 +65,9 @@ impl End {
 /// One admitted connection.
 pub struct Handler<S> {
     pub(crate) broker: Arc<Broker>,
+    /// The configuration this connection was admitted under (a reload
+    /// applies to new connections).
+    pub(crate) config: Arc<Config>,
     pub(crate) conn: Connection<S>,
     pub(crate) session: Arc<Session>,
     pub(crate) key: SubKey,
@@ -105,6 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             )
         };
         Handler {
+            config: broker.config(),
             broker,
             conn,
             key: SubKey(Arc::clone(&accepted.session)),
@@ -240,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 // connection into a persistent one at DISCONNECT.
                 return End::Violation(ReasonCode::PROTOCOL_ERROR.value());
             }
-            let cap = self.broker.config.limits.max_session_expiry;
+            let cap = self.config.limits.max_session_expiry;
             st.expiry = Duration::from_secs(u64::from(secs)).min(cap);
         }
         if d.reason == ReasonCode::DISCONNECT_WITH_WILL.value() {

@@ -49,7 +49,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
     pub(crate) fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
         let topic: Arc<str> = Arc::from(self.resolve_topic(&mut p)?);
-        if p.retain && !self.broker.config.limits.retain_available {
+        if p.retain && !self.config.limits.retain_available {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let qos = QoS::from_u8(p.qos).ok_or(violation(ReasonCode::MALFORMED_PACKET))?;
@@ -62,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     drop(st);
                     return self.send(&Packet::PubRec(ack(packet_id, 0)));
                 }
-                let max = usize::from(self.broker.config.limits.receive_maximum.get());
+                let max = usize::from(self.config.limits.receive_maximum.get());
                 if st.incoming_qos2.len() >= max {
                     return Err(violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
                 }

@@ -35,7 +35,7 @@ pub async fn admit<S: AsyncRead + AsyncWrite + Unpin + Send>(
     listener: &ListenerConfig,
     shutdown: Shutdown,
 ) -> Option<Handler<S>> {
-    let mut conn = Connection::new(stream, broker.config.limits.max_packet_size);
+    let mut conn = Connection::new(stream, broker.config().limits.max_packet_size);
     let accepted = connect::accept(&broker, &mut conn, peer, listener).await?;
     Some(Handler::new(broker, conn, accepted, shutdown))
 }
