@@ -37,6 +37,11 @@ pub struct BrokerOptions {
     /// The `store:` block as a YAML flow mapping; None is SQLite in the
     /// test's directory.
     pub store: Option<String>,
+    /// `limits.write_stall`, e.g. "2s".
+    pub write_stall: Option<&'static str>,
+    /// Top-level YAML appended to the config as written, one key per line,
+    /// e.g. "sessions: { takeover: any }\npersistence: { mode: sync }\n".
+    pub extra_yaml: String,
 }
 
 impl Default for BrokerOptions {
@@ -51,6 +56,8 @@ impl Default for BrokerOptions {
             max_queued_messages: 1000,
             max_keepalive: 0,
             store: None,
+            write_stall: None,
+            extra_yaml: String::new(),
         }
     }
 }
@@ -73,8 +80,13 @@ impl BrokerOptions {
             .store
             .clone()
             .unwrap_or_else(|| "{ backend: sqlite, path: @DIR@/data/warden.db }".to_owned());
-        TEMPLATE
+        let limits_extra = self
+            .write_stall
+            .map(|w| format!(", write_stall: {w}"))
+            .unwrap_or_default();
+        let mut text = TEMPLATE
             .replace("@STORE@", &store)
+            .replace("@LIMITS_EXTRA@", &limits_extra)
             .replace("@TLS_EXTRA@\n", &tls_extra)
             .replace("@PLAIN@\n", plain)
             .replace("@DIR@", &dir.display().to_string())
@@ -82,7 +94,9 @@ impl BrokerOptions {
             .replace("@ON_DENY@", self.on_deny)
             .replace("@MAX_PACKET@", self.max_packet_size)
             .replace("@MAX_QUEUED@", &self.max_queued_messages.to_string())
-            .replace("@MAX_KEEPALIVE@", &self.max_keepalive.to_string())
+            .replace("@MAX_KEEPALIVE@", &self.max_keepalive.to_string());
+        text.push_str(&self.extra_yaml);
+        text
     }
 
     fn listener_count(&self) -> usize {
@@ -94,6 +108,7 @@ pub struct TestBroker {
     pub dir: tempfile::TempDir,
     pub pki: TestPki,
     pub config: PathBuf,
+    listener_count: usize,
     child: Child,
     log: Arc<Mutex<String>>,
     addrs: HashMap<String, SocketAddr>,
@@ -145,6 +160,36 @@ fn pump(
     });
 }
 
+/// `warden -c CONFIG serve`, its output pumped into `log`; the receiver
+/// gets each `listening on` line.
+fn spawn_serve(
+    config: &Path,
+    log: &Arc<Mutex<String>>,
+) -> (Child, mpsc::Receiver<(String, SocketAddr)>) {
+    let mut child = Command::new(cli::warden_bin())
+        .arg("-c")
+        .arg(config)
+        .arg("serve")
+        .env("NO_COLOR", "1")
+        .env(
+            "RUST_LOG",
+            std::env::var("WARDEN_E2E_LOG").unwrap_or("info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warden serve");
+    let (tx, rx) = mpsc::channel();
+    if let Some(err) = child.stderr.take() {
+        pump(err, log.clone(), tx.clone());
+    }
+    if let Some(out) = child.stdout.take() {
+        pump(out, log.clone(), tx);
+    }
+    (child, rx)
+}
+
 impl TestBroker {
     /// Starts a broker with the default options.
     pub fn start_default() -> Self {
@@ -163,39 +208,66 @@ impl TestBroker {
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");
 
-        let mut child = Command::new(cli::warden_bin())
-            .arg("-c")
-            .arg(&config)
-            .arg("serve")
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("WARDEN_E2E_LOG").unwrap_or("info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn warden serve");
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        if let Some(err) = child.stderr.take() {
-            pump(err, log.clone(), tx.clone());
-        }
-        if let Some(out) = child.stdout.take() {
-            pump(out, log.clone(), tx);
-        }
-
+        let (child, rx) = spawn_serve(&config, &log);
         let mut broker = Self {
             dir,
             pki,
             config,
+            listener_count: opts.listener_count(),
             child,
             log,
             addrs: HashMap::new(),
         };
-        broker.wait_listening(&rx, opts.listener_count());
+        broker.wait_listening(&rx, broker.listener_count);
         broker
+    }
+
+    /// The broker process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a `kill -s` name: TERM, HUP, INT, KILL) to the broker.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
+    /// Waits up to `wait` for the broker to exit; its status, or None if it
+    /// is still running.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same directory and config (after it
+    /// exited or was killed; a running one is killed with SIGKILL first).
+    /// Listener ports are new; the log continues in the same buffer.
+    pub fn restart(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str("---- restart ----\n");
+        let (child, rx) = spawn_serve(&self.config, &self.log);
+        self.child = child;
+        self.addrs.clear();
+        self.wait_listening(&rx, self.listener_count);
     }
 
     fn wait_listening(&mut self, rx: &mpsc::Receiver<(String, SocketAddr)>, want: usize) {
