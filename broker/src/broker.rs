@@ -39,11 +39,14 @@ pub struct Broker {
     /// Every session, online or persisted, by client id.
     pub sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     next_conn: AtomicU64,
+    next_session: AtomicU64,
     /// The store's policy version the sessions were last compiled against.
     policy_version: AtomicU64,
     /// The version the policy registry is applying (set before it looks at
     /// the sessions): a login compiled against an older one re-checks itself.
     policy_target: AtomicU64,
+    /// Connections closed because the client stopped reading.
+    pub write_stalls: AtomicU64,
 }
 
 impl std::fmt::Debug for Broker {
@@ -77,8 +80,10 @@ impl Broker {
             retained: RwLock::new(RetainedStore::new()),
             sessions: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            next_session: AtomicU64::new(1),
             policy_version: AtomicU64::new(0),
             policy_target: AtomicU64::new(0),
+            write_stalls: AtomicU64::new(0),
         }
     }
 
@@ -94,6 +99,10 @@ impl Broker {
 
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn policy_version(&self) -> u64 {
@@ -132,32 +141,49 @@ impl Broker {
         MATCHES.with(|cell| {
             let mut matches = cell.borrow_mut();
             matches.clear();
-            self.router.read().matches_merged_with(
+            let mut accepted = 0;
+            let router = self.router.read();
+            // Shared groups deliver while the router walks (the member that
+            // takes the message is the one that may receive it now); direct
+            // subscribers are merged first and offered after the walk.
+            router.matches_delivering_shared(
                 &msg.topic,
                 publisher,
-                |k| k.0.is_online(),
+                |key, m| self.offer(&msg, key, m, &mut accepted, congested),
                 &mut matches,
             );
-            let mut accepted = 0;
             for (key, m) in matches.drain(..) {
-                let sub_qos = QoS::from_u8(m.qos).unwrap_or(QoS::AtMostOnce);
-                let qos = msg.qos.min(sub_qos);
-                let retain = msg.retain && m.retain_as_published;
-                match key
-                    .0
-                    .offer(&self.authz, &msg, qos, retain, &m.subscription_ids)
-                {
-                    Offer::Refused => {}
-                    Offer::Queued { congested: busy } => {
-                        accepted += 1;
-                        if busy && !congested.iter().any(|s| Arc::ptr_eq(s, &key.0)) {
-                            congested.push(Arc::clone(&key.0));
-                        }
-                    }
-                }
+                self.offer(&msg, &key, &m, &mut accepted, congested);
             }
             accepted
         })
+    }
+
+    /// Offer a routed message to one subscriber; true if it was queued.
+    fn offer(
+        &self,
+        msg: &Arc<Message>,
+        key: &SubKey,
+        m: &crate::router::MergedMatch,
+        accepted: &mut usize,
+        congested: &mut Vec<Arc<Session>>,
+    ) -> bool {
+        let sub_qos = QoS::from_u8(m.qos).unwrap_or(QoS::AtMostOnce);
+        let qos = msg.qos.min(sub_qos);
+        let retain = msg.retain && m.retain_as_published;
+        match key
+            .0
+            .offer(&self.authz, msg, qos, retain, &m.subscription_ids)
+        {
+            Offer::Refused => false,
+            Offer::Queued { congested: busy } => {
+                *accepted += 1;
+                if busy && !congested.iter().any(|s| Arc::ptr_eq(s, &key.0)) {
+                    congested.push(Arc::clone(&key.0));
+                }
+                true
+            }
+        }
     }
 
     /// Set, replace or clear (empty payload) the retained message of a topic.
@@ -173,16 +199,5 @@ impl Broker {
     /// Look up a session by client id.
     pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
         self.sessions.lock().get(client_id).cloned()
-    }
-
-    /// End a session for good: forget its subscriptions and state.
-    pub fn remove_session(&self, session: &Arc<Session>) {
-        self.router.write().remove_all(&SubKey(Arc::clone(session)));
-        let mut sessions = self.sessions.lock();
-        if let Some(current) = sessions.get(&session.client_id) {
-            if Arc::ptr_eq(current, session) {
-                sessions.remove(&session.client_id);
-            }
-        }
     }
 }

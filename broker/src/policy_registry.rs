@@ -22,7 +22,8 @@ use warden_auth::{ChangeFeed, PrincipalKey, StoreError, UserRecord};
 use warden_policy::{PolicyVersion, QoS, RuleSet};
 
 use crate::broker::Broker;
-use crate::session::state::{Kick, Session, SubKey};
+use crate::session::lifecycle;
+use crate::session::state::{OwnerKey, Session, SubKey};
 use crate::shutdown::Shutdown;
 
 /// Follow the store's policy version and apply changes until shutdown.
@@ -87,20 +88,38 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
     }
 }
 
-/// Recompile every session. Err when the store failed part way; the
-/// version is then not recorded so the next poll tries again.
-pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result<(), StoreError> {
+/// Why a refresh did not complete; the version is then not recorded, so
+/// the next poll tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} session(s) could not be recompiled")]
+    Compile(usize),
+}
+
+/// Recompile every session. A store failure part way stops the refresh
+/// (sessions keep what they have, as in an outage); a session whose policy
+/// cannot be compiled is disconnected, not left on its old rights.
+pub async fn refresh_all(
+    broker: &Arc<Broker>,
+    version: PolicyVersion,
+) -> Result<(), RefreshError> {
     // Before the snapshot: a login attaching after it sees the new target
     // and refreshes itself (`session::connect`).
     broker.set_policy_target(version.0);
     let sessions: Vec<Arc<Session>> = broker.sessions.lock().values().cloned().collect();
-    let mut by_user: HashMap<Option<String>, Vec<Arc<Session>>> = HashMap::new();
+    // A session's owner never changes, so grouping by it cannot go stale.
+    let mut by_user: HashMap<OwnerKey, Vec<Arc<Session>>> = HashMap::new();
     for s in sessions {
-        let name = s.state.lock().principal.username.clone();
-        by_user.entry(name).or_default().push(s);
+        by_user.entry(s.owner.clone()).or_default().push(s);
     }
-    for (username, group) in by_user {
-        refresh_group(broker, username, &group, version).await?;
+    let mut failed = 0;
+    for (owner, group) in by_user {
+        failed += refresh_group(broker, owner.username(), &group, version).await?;
+    }
+    if failed > 0 {
+        return Err(RefreshError::Compile(failed));
     }
     Ok(())
 }
@@ -109,30 +128,30 @@ pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result
 /// raced a refresh). A store failure leaves it as it is, like every other
 /// session, until the next change.
 pub async fn refresh_session(broker: &Arc<Broker>, session: &Arc<Session>) {
-    let username = session.state.lock().principal.username.clone();
     let version = PolicyVersion(broker.policy_target());
     let group = [Arc::clone(session)];
-    if let Err(err) = refresh_group(broker, username, &group, version).await {
+    if let Err(err) = refresh_group(broker, session.owner.username(), &group, version).await {
         tracing::debug!(client_id = %session.client_id, error = %err, "could not refresh a new session's policy");
     }
 }
 
 /// Recompile the sessions of one user (or of anonymous clients), or
-/// disconnect them when the user was removed or disabled.
+/// disconnect them when the user was removed or disabled. Returns how many
+/// could not be recompiled.
 async fn refresh_group(
     broker: &Arc<Broker>,
-    username: Option<String>,
+    username: Option<&str>,
     group: &[Arc<Session>],
     version: PolicyVersion,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let store = &*broker.store;
-    let user = match &username {
+    let user = match username {
         Some(name) => match broker.logins.user(store, name, version).await? {
             Some(user) if user.enabled => Some(user),
             _ => {
                 tracing::info!(username = %name, "user removed or disabled; disconnecting");
-                group.iter().for_each(|s| revoke(broker, s));
-                return Ok(());
+                group.iter().for_each(|s| lifecycle::revoke(broker, s));
+                return Ok(0);
             }
         },
         None => None,
@@ -145,17 +164,22 @@ async fn refresh_group(
         )
         .unwrap_or_default();
     let key = PrincipalKey {
-        username: username.clone(),
+        username: username.map(str::to_owned),
         roles: roles.clone(),
     };
     let rules = broker.logins.rules(store, &key, version).await?;
-    for s in group {
-        recompile(broker, s, &roles, superuser, &rules, version);
-    }
-    Ok(())
+    let failed = group
+        .iter()
+        .filter(|s| !recompile(broker, s, &roles, superuser, &rules, version))
+        .count();
+    Ok(failed)
 }
 
-/// Swap in a freshly compiled policy and apply it to what the session holds.
+/// Compile the session's policy for the principal it holds and install it,
+/// in one step under the session lock (a reconnect of the same owner with
+/// another certificate cannot slip between the two). Then drop the
+/// subscriptions the new policy no longer allows. False: it could not be
+/// compiled, and the session was failed closed.
 fn recompile(
     broker: &Broker,
     session: &Arc<Session>,
@@ -163,26 +187,31 @@ fn recompile(
     superuser: bool,
     rules: &RuleSet,
     version: PolicyVersion,
-) {
-    let mut principal = session.state.lock().principal.clone();
-    principal.roles = roles.to_vec();
-    principal.superuser = superuser;
-    let policy = match broker
-        .logins
-        .compile(&broker.engine, &principal, rules, version)
-    {
-        Ok(policy) => policy,
-        Err(err) => {
-            tracing::error!(client_id = %session.client_id, error = %err, "recompile failed; keeping the previous policy");
-            return;
+) -> bool {
+    let policy = {
+        let mut st = session.state.lock();
+        if st.ended {
+            return true;
+        }
+        let mut principal = st.principal.clone();
+        principal.roles = roles.to_vec();
+        principal.superuser = superuser;
+        match broker
+            .logins
+            .compile(&broker.engine, &principal, rules, version)
+        {
+            Ok(policy) => {
+                st.install_policy(&broker.authz, principal, Arc::clone(&policy));
+                policy
+            }
+            Err(err) => {
+                drop(st);
+                tracing::error!(client_id = %session.client_id, error = %err, "recompile failed; the session is disconnected, not left on its old rights");
+                lifecycle::policy_failed(session);
+                return false;
+            }
         }
     };
-    {
-        let mut st = session.state.lock();
-        st.principal = principal;
-        st.policy = Arc::clone(&policy);
-        st.recheck_queue(&broker.authz);
-    }
     let key = SubKey(Arc::clone(session));
     let subs = broker.router.read().subscriptions_of(&key);
     for (filter, group, opts) in subs {
@@ -198,24 +227,5 @@ fn recompile(
                 .unsubscribe(&filter, group.as_deref(), &key);
         }
     }
-}
-
-/// Disconnect a live session of a removed/disabled user, or drop an offline one.
-fn revoke(broker: &Broker, session: &Arc<Session>) {
-    let online = {
-        let mut st = session.state.lock();
-        st.expiry = std::time::Duration::ZERO;
-        match &st.owner {
-            Some(owner) => {
-                let wake = Arc::clone(&owner.wake);
-                st.kicked = Some((owner.id, Kick::NotAuthorized));
-                wake.notify_one();
-                true
-            }
-            None => false,
-        }
-    };
-    if !online {
-        broker.remove_session(session);
-    }
+    true
 }

@@ -114,7 +114,28 @@ fn audit(who: Who<'_>, action: &str, object: &str, decision: &Decision) {
     );
 }
 
+/// `$SYS/` belongs to the broker: no client writes there, whatever its
+/// rules say and superusers included (rules still decide who reads it).
+pub fn is_broker_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl Authorizer {
+    fn refuse_broker_topic(&self, who: Who<'_>, action: &str, topic: &str) {
+        bump(&self.counters.publish_deny);
+        tracing::info!(
+            target: "warden::audit",
+            client_id = who.client_id,
+            username = who.username.unwrap_or(""),
+            action,
+            object = topic,
+            verdict = "deny ($SYS/ is written only by the broker)",
+            "denied"
+        );
+    }
+
     pub fn new(on_deny: OnDeny) -> Authorizer {
         Authorizer {
             on_deny,
@@ -166,6 +187,10 @@ impl Authorizer {
         qos: QoS,
         retain: bool,
     ) -> bool {
+        if is_broker_topic(topic) {
+            self.refuse_broker_topic(who, "will", topic);
+            return false;
+        }
         let decision = policy.decide(&Action::Publish { topic, qos, retain });
         if decision.is_allow() {
             bump(&self.counters.publish_allow);
@@ -229,12 +254,17 @@ impl Authorizer {
     ) -> PublishVerdict {
         let action = Action::Publish { topic, qos, retain };
         let decision = memo.decide(policy, topic, qos, retain, action);
-        if decision.is_allow() {
+        let broker_topic = is_broker_topic(topic);
+        if decision.is_allow() && !broker_topic {
             bump(&self.counters.publish_allow);
             return PublishVerdict::Allow;
         }
-        bump(&self.counters.publish_deny);
-        audit(who, "publish", topic, &decision);
+        if broker_topic {
+            self.refuse_broker_topic(who, "publish", topic);
+        } else {
+            bump(&self.counters.publish_deny);
+            audit(who, "publish", topic, &decision);
+        }
         match self.on_deny {
             OnDeny::Disconnect => PublishVerdict::Disconnect,
             _ => PublishVerdict::Drop {

@@ -73,16 +73,42 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         mut available: impl FnMut(&K) -> bool,
         out: &mut Vec<(K, MergedMatch)>,
     ) {
-        let mut direct_sets: Vec<&SubSet<K>> = Vec::new();
         let mut shared_out: Vec<(K, MergedMatch)> = Vec::new();
+        self.matches_delivering_shared(
+            topic,
+            publisher,
+            |k, o| {
+                let ok = available(k);
+                if ok {
+                    shared_out.push((k.clone(), o.clone()));
+                }
+                ok
+            },
+            out,
+        );
+        out.append(&mut shared_out);
+    }
+
+    /// The delivery path's form: direct subscribers merged into `out`, and
+    /// each matching shared group offered to its members in rotation through
+    /// `take`, which delivers and says whether the member took the message
+    /// (a member that may not receive it, or cannot keep it, is passed
+    /// over, so the group loses nothing while any member can take it).
+    /// `take` runs under the caller's router lock.
+    pub fn matches_delivering_shared(
+        &self,
+        topic: &str,
+        publisher: Option<&K>,
+        mut take: impl FnMut(&K, &MergedMatch) -> bool,
+        out: &mut Vec<(K, MergedMatch)>,
+    ) {
+        let mut direct_sets: Vec<&SubSet<K>> = Vec::new();
         self.for_each_matching_set(topic, |set| {
             if !set.direct.is_empty() {
                 direct_sets.push(set);
             }
             for g in &set.shared {
-                if let Some((k, o)) = g.pick(&mut available) {
-                    shared_out.push((k.clone(), MergedMatch::from_opts(o, true)));
-                }
+                g.pick(|k, o| take(k, &MergedMatch::from_opts(o, true)));
             }
         });
         let skip = |k: &K, o: &SubOptions| o.no_local && publisher == Some(k);
@@ -99,7 +125,6 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         } else {
             merge_by_index(&direct_sets, skip, out);
         }
-        out.append(&mut shared_out);
     }
 }
 

@@ -56,10 +56,14 @@ impl<K: Eq> SharedGroup<K> {
         self.members.is_empty()
     }
 
-    /// The next member in rotation for which `available` holds, or `None`
-    /// if no member is available. Each call advances the rotation by one, so
+    /// The next member in rotation for which `available` holds (it may also
+    /// deliver: members are tried in order until one accepts), or `None` if
+    /// no member is available. Each call advances the rotation by one, so
     /// with every member available each receives every n-th message.
-    pub(crate) fn pick(&self, mut available: impl FnMut(&K) -> bool) -> Option<&(K, SubOptions)> {
+    pub(crate) fn pick(
+        &self,
+        mut available: impl FnMut(&K, &SubOptions) -> bool,
+    ) -> Option<&(K, SubOptions)> {
         let n = self.members.len();
         if n == 0 {
             return None;
@@ -68,7 +72,7 @@ impl<K: Eq> SharedGroup<K> {
         (0..n)
             .map(|i| (start + i) % n)
             .filter_map(|i| self.members.get(i))
-            .find(|(k, _)| available(k))
+            .find(|(k, o)| available(k, o))
     }
 }
 
@@ -91,7 +95,7 @@ mod tests {
         }
         let mut counts = std::collections::HashMap::new();
         for _ in 0..9 {
-            let (k, _) = g.pick(|_| true).copied().unwrap_or(("none", opts(0)));
+            let (k, _) = g.pick(|_, _| true).copied().unwrap_or(("none", opts(0)));
             *counts.entry(k).or_insert(0) += 1;
         }
         assert_eq!(counts.get("a"), Some(&3));
@@ -106,10 +110,10 @@ mod tests {
         g.insert("b", opts(0));
         g.insert("c", opts(0));
         for _ in 0..6 {
-            let picked = g.pick(|k| *k != "b").map(|(k, _)| *k);
+            let picked = g.pick(|k, _| *k != "b").map(|(k, _)| *k);
             assert!(matches!(picked, Some("a") | Some("c")));
         }
-        assert_eq!(g.pick(|_| false), None);
+        assert_eq!(g.pick(|_, _| false), None);
     }
 
     #[test]
@@ -122,6 +126,6 @@ mod tests {
         assert!(g.remove(&"a"));
         assert!(!g.remove(&"a"));
         assert!(g.is_empty());
-        assert_eq!(g.pick(|_| true), None);
+        assert_eq!(g.pick(|_, _| true), None);
     }
 }

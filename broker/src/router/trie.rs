@@ -303,7 +303,7 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
                 visit(k, o, None);
             }
             for g in &set.shared {
-                if let Some((k, o)) = g.pick(|_| true) {
+                if let Some((k, o)) = g.pick(|_, _| true) {
                     visit(k, o, Some(&g.name));
                 }
             }

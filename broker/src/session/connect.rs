@@ -21,7 +21,8 @@ use crate::broker::Broker;
 use crate::config::ListenerConfig;
 use crate::listener::PeerInfo;
 use crate::session::connection::{Connection, ConnectionError};
-use crate::session::state::{ConnId, Kick, Owner, Session, SessionState, SubKey};
+use crate::session::lifecycle::{self, AttachRequest};
+use crate::session::state::{Attachment, ConnId, Session};
 
 /// A will message held by the connection until it ends.
 #[derive(Clone, Debug)]
@@ -210,19 +211,20 @@ async fn admit(
 
     let conn_id = broker.next_conn_id();
     let wake = Arc::new(Notify::new());
-    let owner = Owner {
+    let attachment = Attachment {
         id: conn_id,
         wake: Arc::clone(&wake),
         protocol: version,
     };
-    let (session, session_present) = attach(
-        broker,
-        &connect,
+    let request = AttachRequest {
+        connect: &connect,
         principal,
         policy,
-        owner,
-        Duration::from_secs(u64::from(expiry_secs)),
-    );
+        attachment,
+        expiry: Duration::from_secs(u64::from(expiry_secs)),
+    };
+    let (session, session_present) =
+        lifecycle::attach(broker, request).map_err(|_| identifier_rejected(version))?;
     tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
     if broker.policy_target() > policy_version.0 {
         // The registry started applying a newer policy after this login read
@@ -341,69 +343,4 @@ fn check_will(
         properties: will.properties.clone(),
         delay: Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0))),
     })
-}
-
-/// Find or create the session; take it over from a live connection; apply
-/// Clean Start. Returns the session and Session Present.
-fn attach(
-    broker: &Broker,
-    connect: &Connect,
-    principal: Principal,
-    policy: Arc<dyn CompiledPolicy>,
-    owner: Owner,
-    expiry: Duration,
-) -> (Arc<Session>, bool) {
-    let config = broker.config();
-    let limits = &config.limits;
-    let client_receive_max = connect
-        .properties
-        .receive_maximum
-        .map_or(usize::from(limits.receive_maximum.get()), usize::from);
-    let client_max_packet = connect.properties.maximum_packet_size;
-    let client_id: Arc<str> = Arc::from(principal.client_id.as_str());
-    let mut sessions = broker.sessions.lock();
-    if let Some(existing) = sessions.get(&client_id).cloned() {
-        if connect.clean_start {
-            // Forget the old subscriptions before the new connection starts
-            // to receive (router before state: the publish path locks the
-            // router, then a session).
-            broker
-                .router
-                .write()
-                .remove_all(&SubKey(Arc::clone(&existing)));
-        }
-        let mut st = existing.state.lock();
-        if let Some(old) = st.owner.take() {
-            st.kicked = Some((old.id, Kick::TakenOver));
-            old.wake.notify_one();
-        }
-        if connect.clean_start {
-            st.queue.clear();
-            st.inflight.clear();
-            st.incoming_qos2.clear();
-            st.dropped = 0;
-        }
-        st.owner = Some(owner);
-        st.principal = principal;
-        st.policy = policy;
-        st.expiry = expiry;
-        st.generation += 1;
-        st.send_quota = client_receive_max;
-        st.client_max_packet = client_max_packet;
-        st.max_queue = limits.max_queued_messages;
-        drop(st);
-        return (existing, !connect.clean_start);
-    }
-    let state = SessionState::new(
-        owner,
-        principal,
-        policy,
-        limits.max_queued_messages,
-        client_receive_max,
-        client_max_packet,
-        expiry,
-    );
-    let session = Arc::new(Session::new(Arc::clone(&client_id), state));
-    sessions.insert(client_id, Arc::clone(&session));
-    (session, false)
 }

@@ -5,13 +5,20 @@
 //! A connection waiting with nothing buffered holds no read buffer (most
 //! connections are idle most of the time, and a buffer per waiting
 //! connection was a large share of the broker's memory).
+//!
+//! Writing is split so it never blocks the connection's control path: the
+//! packet loop writes what the socket takes now ([`Connection::try_write`])
+//! and waits for the rest inside its `select!` ([`Connection::write_pending`])
+//! beside reads, wake-ups, timers and shutdown. Only the last goodbye
+//! ([`Connection::send_and_close`]) waits on the socket, and its caller
+//! bounds it with a timeout.
 
 use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
 use std::pin::{pin, Pin};
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use warden_codec::{CodecError, Packet, ProtocolVersion, PublishView};
 
@@ -24,6 +31,13 @@ pub enum ConnectionError {
     Codec(#[from] CodecError),
     #[error("connection closed by peer")]
     Closed,
+}
+
+/// What [`Connection::io`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    Read,
+    Written,
 }
 
 /// A stream with its buffers.
@@ -39,6 +53,10 @@ pub struct Connection<S> {
     /// when they do not, so a busy publisher reads in large chunks and a
     /// quiet connection in small ones.
     read_hint: usize,
+    /// Everything was written but the stream (TLS) may still hold bytes.
+    needs_flush: bool,
+    /// Bytes handed to the stream so far: progress for stall detection.
+    written: u64,
 }
 
 const MIN_READ: usize = 512;
@@ -59,6 +77,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             version: None,
             max_packet_size,
             read_hint: MIN_READ,
+            needs_flush: false,
+            written: 0,
         }
     }
 
@@ -70,22 +90,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Read more bytes from the socket. Cancel safe (the reads are, and
     /// the buffer is only replaced while it holds no data).
     pub async fn fill(&mut self) -> Result<(), ConnectionError> {
+        poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
         if self.read_buf.is_empty() {
             // Decoded payloads keep their slice of the old allocation alive;
             // the connection lets go of it and starts afresh.
-            self.read_buf = BytesMut::new();
-            return poll_fn(|cx| self.poll_read_empty(cx)).await;
+            if self.read_buf.capacity() > 0 {
+                self.read_buf = BytesMut::new();
+            }
+            return self.poll_read_empty(cx);
         }
         if self.read_buf.capacity() - self.read_buf.len() < self.read_hint / 2 {
             self.read_buf.reserve(self.read_hint);
         }
         let spare = self.read_buf.capacity() - self.read_buf.len();
-        let n = self.stream.read_buf(&mut self.read_buf).await?;
+        let n = ready!(pin!(self.stream.read_buf(&mut self.read_buf)).poll(cx))?;
         if n == 0 {
-            return Err(ConnectionError::Closed);
+            return Poll::Ready(Err(ConnectionError::Closed));
         }
         self.adapt_hint(n, spare);
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// Wait for the first of: bytes read (when `read`), or everything
+    /// queued written. Cancel safe, like its two halves.
+    pub async fn io(&mut self, read: bool) -> Result<Io, ConnectionError> {
+        poll_fn(|cx| {
+            if self.wants_write() {
+                if let Poll::Ready(res) = self.poll_write_pending(cx) {
+                    return Poll::Ready(res.map(|()| Io::Written));
+                }
+            }
+            if read {
+                if let Poll::Ready(res) = self.poll_fill(cx) {
+                    return Poll::Ready(res.map(|()| Io::Read));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// A read with nothing buffered, which never waits holding a buffer. A
@@ -172,17 +217,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.write_buf.len()
     }
 
-    /// Write everything queued.
-    pub async fn flush(&mut self) -> Result<(), ConnectionError> {
-        if !self.write_buf.is_empty() {
-            self.stream.write_all(&self.write_buf).await?;
-            self.write_buf.clear();
-            if self.write_buf.capacity() > KEEP_WRITE {
-                self.write_buf = BytesMut::new();
+    /// Whether anything queued still has to reach the socket.
+    pub fn wants_write(&self) -> bool {
+        !self.write_buf.is_empty() || self.needs_flush
+    }
+
+    /// Total bytes handed to the stream: unchanged between two looks means
+    /// the peer took nothing.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Write as much as the stream takes, then flush it; Ready once all of
+    /// it is out. State lives in `self`, so a Pending poll can be dropped
+    /// and resumed later (cancel safe).
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        while !self.write_buf.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.write_buf))?;
+            if n == 0 {
+                return Poll::Ready(Err(ConnectionError::Closed));
             }
+            self.write_buf.advance(n);
+            self.written += n as u64;
+            self.needs_flush = true;
         }
+        if self.write_buf.capacity() > KEEP_WRITE {
+            self.write_buf = BytesMut::new();
+        }
+        if self.needs_flush {
+            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+            self.needs_flush = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Wait until everything queued is written. Cancel safe: for a
+    /// `select!` branch beside reads, wake-ups and timers.
+    pub async fn write_pending(&mut self) -> Result<(), ConnectionError> {
+        poll_fn(|cx| self.poll_write_pending(cx)).await
+    }
+
+    /// Write what the socket takes right now, without waiting. None: some
+    /// is left for [`Connection::write_pending`].
+    pub fn try_write(&mut self) -> Option<Result<(), ConnectionError>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_write_pending(&mut cx) {
+            Poll::Ready(res) => Some(res),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Write everything queued (before CONNACK success and at the end;
+    /// the packet loop uses `try_write` and `write_pending`).
+    pub async fn flush(&mut self) -> Result<(), ConnectionError> {
+        self.write_pending().await?;
+        // A stream may buffer even with nothing queued here (TLS).
         self.stream.flush().await?;
         Ok(())
+    }
+
+    /// Forget output the peer will never read (it stopped reading).
+    pub fn discard_output(&mut self) {
+        self.write_buf = BytesMut::new();
+        self.needs_flush = false;
     }
 
     /// Queue, flush, and close the write side (best effort: the peer may

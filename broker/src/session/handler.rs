@@ -1,7 +1,13 @@
 //! The packet loop of one admitted connection: a `select!` over inbound
-//! bytes, the session's wake-up (new deliveries, takeover, revocation),
-//! keep alive and shutdown; then the ending: DISCONNECT reason, will, and
+//! bytes, outbound bytes the socket has not taken yet, the session's
+//! wake-up (new deliveries, takeover, revocation), keep alive, the write
+//! stall timer and shutdown; then the ending: DISCONNECT reason, will, and
 //! session expiry.
+//!
+//! No branch waits on the socket's write side alone, so a client that stops
+//! reading still meets keep alive, kicks, policy changes and shutdown, and
+//! is disconnected when nothing it was sent has moved for
+//! `limits.write_stall`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +30,18 @@ use crate::shutdown::Shutdown;
 /// How often a paused publisher re-checks its congested subscribers.
 const PAUSE_POLL: Duration = Duration::from_millis(1);
 
+/// Output queued for the socket beyond which no more deliveries are moved
+/// off the session queue (they wait there, bounded and counted).
+pub(crate) const WRITE_CAP: usize = 128 * 1024;
+
+/// Output beyond which the client's own packets are not read either: its
+/// acknowledgements and PINGRESPs would only pile up behind what it does
+/// not read.
+const READ_PAUSE_AT: usize = 2 * WRITE_CAP;
+
+/// How long the goodbye (DISCONNECT and close) may wait on the socket.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// How a connection ended; decides the DISCONNECT we send and the will.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
@@ -39,6 +57,10 @@ pub enum End {
     TakenOver,
     /// The user was removed or disabled.
     Revoked,
+    /// The session's policy could not be recompiled after a change.
+    PolicyFailed,
+    /// The client took nothing we sent for `limits.write_stall`.
+    WriteStall,
     Shutdown,
 }
 
@@ -51,14 +73,18 @@ impl End {
             End::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT.value()),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER.value()),
             End::Revoked => Some(ReasonCode::ADMINISTRATIVE_ACTION.value()),
+            End::PolicyFailed => Some(ReasonCode::UNSPECIFIED_ERROR.value()),
+            // Nothing reaches a client that does not read.
+            End::WriteStall => None,
             End::Shutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN.value()),
         }
     }
 
-    /// The will is published on every end except a normal DISCONNECT and a
-    /// server shutdown.
+    /// The will is published on every end except a normal DISCONNECT, a
+    /// server shutdown and a revocation (the user no longer exists, or may
+    /// no longer act).
     fn fires_will(self) -> bool {
-        !matches!(self, End::Normal | End::Shutdown)
+        !matches!(self, End::Normal | End::Shutdown | End::Revoked)
     }
 }
 
@@ -145,8 +171,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
     async fn run_loop(&mut self) -> End {
         let mut deadline = self.keepalive.map(|d| Instant::now() + d);
+        let write_stall = self.config.limits.write_stall;
+        // Since when the client has taken none of the output waiting for it.
+        let mut stalled_since: Option<Instant> = None;
         loop {
-            while self.congested.is_empty() {
+            let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
+            while reading && self.congested.is_empty() {
                 match self.conn.try_decode() {
                     Ok(Some(packet)) => {
                         if let Some(d) = self.keepalive {
@@ -166,49 +196,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if let Err(end) = self.drain_outbound() {
                 return end;
             }
-            if self.conn.flush().await.is_err() {
+            let before = self.conn.written();
+            if self.conn.wants_write() && matches!(self.conn.try_write(), Some(Err(_))) {
                 return End::Lost;
             }
-            // One timer for both the keep alive and, while paused, the
-            // congestion poll: each waiting future is held for as long as the
-            // connection is idle.
-            let paused = !self.congested.is_empty();
-            let poll_at = paused.then(|| Instant::now() + PAUSE_POLL);
-            let keepalive_first = match (deadline, poll_at) {
-                (Some(d), Some(p)) => d <= p,
-                (d, _) => d.is_some(),
+            stalled_since = match (self.conn.wants_write(), stalled_since) {
+                (false, _) => None,
+                (true, Some(t)) if self.conn.written() == before => Some(t),
+                (true, _) => Some(Instant::now()),
             };
+            // One timer for the keep alive, the congestion poll and the write
+            // stall: the waiting future is held for as long as the
+            // connection is idle.
+            let paused = !self.congested.is_empty() || !reading;
+            let poll_at = (!self.congested.is_empty()).then(|| Instant::now() + PAUSE_POLL);
+            let stall_at = stalled_since.map(|t| t + write_stall);
+            let (at, why) = next_timer(deadline, poll_at, stall_at);
             let timer = async {
-                match if keepalive_first { deadline } else { poll_at } {
+                match at {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
+            let before = self.conn.written();
             tokio::select! {
-                res = self.conn.fill(), if !paused => match res {
-                    Ok(()) => {}
+                res = self.conn.io(!paused), if !paused || self.conn.wants_write() => match res {
+                    Ok(_) => {}
                     Err(ConnectionError::Codec(err)) => return End::Violation(err.reason_code().value()),
                     Err(_) => return End::Lost,
                 },
                 _ = self.wake.notified() => {}
-                _ = timer => {
-                    if keepalive_first {
-                        return End::KeepAliveTimeout;
+                _ = timer => match why {
+                    Timer::KeepAlive => return End::KeepAliveTimeout,
+                    Timer::Stall => return self.write_stalled(),
+                    Timer::Congestion => {
+                        // Polling (1 ms) is enough here: it runs only while a
+                        // subscriber is behind, and needs no wake-up plumbing
+                        // between sessions that could deadlock two clients
+                        // publishing to each other.
+                        self.congested.retain(|s| s.is_congested());
                     }
-                    // Polling (1 ms) is enough here: it runs only while a
-                    // subscriber is behind, and needs no wake-up plumbing
-                    // between sessions that could deadlock two clients
-                    // publishing to each other.
-                    self.congested.retain(|s| s.is_congested());
-                    // The client's packets wait in the socket because of us:
-                    // that is not a keep alive timeout.
-                    if let Some(d) = self.keepalive {
-                        deadline = Some(Instant::now() + d);
-                    }
-                }
+                },
                 _ = self.shutdown.recv() => return End::Shutdown,
             }
+            if self.conn.written() != before {
+                stalled_since = None;
+            }
+            if !self.congested.is_empty() {
+                // The client's packets wait in the socket because other
+                // clients are behind: that is not a keep alive timeout. (A
+                // pause because this client does not read what it is sent
+                // does not reset it.)
+                if let Some(d) = self.keepalive {
+                    deadline = Some(Instant::now() + d);
+                }
+            }
         }
+    }
+
+    /// The client took nothing for `write_stall`: count it, say so, end it.
+    fn write_stalled(&mut self) -> End {
+        let total = self
+            .broker
+            .write_stalls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let queued = self.session.state.lock().queue.len();
+        tracing::warn!(
+            client_id = %self.client_id,
+            pending_bytes = self.conn.pending_bytes(),
+            queued,
+            stall = ?self.config.limits.write_stall,
+            total,
+            "client stopped reading; disconnected"
+        );
+        End::WriteStall
     }
 
     /// Dispatch one inbound packet.
@@ -258,42 +320,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Say goodbye, release the session, publish the will, schedule expiry.
     async fn finish(&mut self, end: End) {
         let mut end = end;
-        if let Some(reason) = end.reason() {
-            if self.version.is_v5() {
-                let packet = Packet::Disconnect(Disconnect {
-                    reason,
-                    properties: Properties::default(),
-                });
-                self.conn.send_and_close(&packet).await;
-            } else {
-                self.conn.close().await;
-            }
-        } else {
-            self.conn.close().await;
-        }
+        self.goodbye(end).await;
         let released = {
             let mut st = self.session.state.lock();
-            if st.is_owned_by(self.conn_id) {
-                st.owner = None;
+            if st.is_attached_to(self.conn_id) {
+                st.attached = None;
                 Some((st.expiry, st.generation))
             } else {
                 None
             }
         };
-        if released.is_none() && end != End::Shutdown {
-            // Someone else owns the session now: a takeover.
+        if released.is_none() && !matches!(end, End::Shutdown | End::Revoked) {
+            // Someone else is attached now (a takeover), or the session
+            // was discarded for another principal.
             end = End::TakenOver;
         }
-        if end.fires_will() {
-            if let Some(w) = self.will.take() {
-                let session_expiry = released.map(|(e, _)| e).unwrap_or_default();
-                will::fire(
-                    &self.broker,
-                    &self.session,
-                    *w,
-                    session_expiry,
-                    released.map(|(_, g)| g),
-                );
+        if let Some(w) = self.will.take() {
+            if end == End::Revoked {
+                tracing::info!(client_id = %self.client_id, topic = %w.topic, "will dropped: the user was removed or disabled");
+            } else if end.fires_will() {
+                will::fire(&self.broker, &self.session, *w, released);
             }
         }
         if let Some((expiry, generation)) = released {
@@ -301,33 +347,85 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
     }
 
+    /// The DISCONNECT (v5) and the close, bounded: a peer that stopped
+    /// reading cannot hold the task.
+    async fn goodbye(&mut self, end: End) {
+        if end == End::WriteStall {
+            self.conn.discard_output();
+        }
+        let packet = match end.reason() {
+            Some(reason) if self.version.is_v5() => Some(Packet::Disconnect(Disconnect {
+                reason,
+                properties: Properties::default(),
+            })),
+            _ => None,
+        };
+        let close = async {
+            match &packet {
+                Some(p) => self.conn.send_and_close(p).await,
+                None => self.conn.close().await,
+            }
+        };
+        if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+            tracing::debug!(client_id = %self.client_id, "peer did not take the goodbye; dropped");
+        }
+    }
+
     /// After CONNACK on a resumed session: retransmit what was in flight
     /// (PUBLISH with DUP, or PUBREL) and re-check queued messages against
     /// the freshly compiled policy.
     fn resume(&mut self) -> Result<(), End> {
-        let packets = {
-            let mut st = self.session.state.lock();
-            if !st.is_owned_by(self.conn_id) {
-                return Err(End::TakenOver);
-            }
-            if st.dropped > 0 {
-                tracing::warn!(client_id = %self.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
-                st.dropped = 0;
-            }
-            st.recheck_queue(&self.broker.authz);
-            crate::session::outbound::retransmissions(&st, self.version)
-        };
-        for p in &packets {
-            self.send(p)?;
+        let mut st = self.session.state.lock();
+        if !st.is_attached_to(self.conn_id) {
+            return Err(End::TakenOver);
         }
-        Ok(())
+        if st.dropped > 0 {
+            tracing::warn!(client_id = %self.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
+            st.dropped = 0;
+        }
+        // The queue and the messages in flight were checked against this
+        // login's policy when it attached (`install_policy`).
+        let sent = crate::session::outbound::retransmit(
+            &mut self.conn,
+            &mut st,
+            &self.broker.authz,
+            self.version,
+        );
+        drop(st);
+        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))
     }
 
     /// Why we no longer own the session (called with the state locked).
     pub(crate) fn lost_ownership(&self, kicked: Option<(ConnId, Kick)>) -> End {
         match kicked {
             Some((id, Kick::NotAuthorized)) if id == self.conn_id => End::Revoked,
+            Some((id, Kick::PolicyFailed)) if id == self.conn_id => End::PolicyFailed,
             _ => End::TakenOver,
         }
     }
+}
+
+/// Which deadline the packet loop's one timer is set for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    KeepAlive,
+    Congestion,
+    Stall,
+}
+
+/// The earliest of the loop's deadlines, and which one it is.
+fn next_timer(
+    keepalive: Option<Instant>,
+    congestion: Option<Instant>,
+    stall: Option<Instant>,
+) -> (Option<Instant>, Timer) {
+    [
+        (keepalive, Timer::KeepAlive),
+        (congestion, Timer::Congestion),
+        (stall, Timer::Stall),
+    ]
+    .into_iter()
+    .filter_map(|(at, why)| at.map(|at| (at, why)))
+    .min_by_key(|(at, _)| *at)
+    .map_or((None, Timer::KeepAlive), |(at, why)| (Some(at), why))
 }

@@ -74,4 +74,7 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription identifiers of the matching subscriptions (v5).
     pub sub_ids: Vec<u32>,
+    /// The session's policy epoch this delivery was authorized under
+    /// (`SessionState::authorize_delivery`).
+    pub epoch: u32,
 }

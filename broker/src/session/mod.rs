@@ -1,13 +1,14 @@
 //! One task per connection: CONNECT (`connect.rs`), then the packet loop
 //! (`handler.rs`) with inbound messages (`inbound.rs`), subscriptions
 //! (`subscribe.rs`) and outbound delivery (`outbound.rs`); what outlives the
-//! connection is the [`state::Session`], and what happens after it ends is
-//! `will.rs`.
+//! connection is the [`state::Session`], whose states and owner are kept by
+//! `lifecycle.rs`, and what happens after it ends is `will.rs`.
 
 pub mod connect;
 pub mod connection;
 pub mod handler;
 pub mod inbound;
+pub mod lifecycle;
 pub mod message;
 pub mod outbound;
 pub mod state;

@@ -1,18 +1,20 @@
 //! Server → client messages: moving deliveries from the session queue into
 //! flight within the client's Receive Maximum, building the PUBLISH packets,
 //! the QoS 1/2 acknowledgements that free the window, and retransmission on
-//! resume.
+//! resume. Fresh, queued and retransmitted deliveries are written by one
+//! encoder (`Outbound`), and each was authorized under the session's
+//! current policy (`SessionState::authorize_delivery`).
 
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use warden_codec::{
-    Packet, Properties, ProtocolVersion, PubResp, Publish, PublishView, ReasonCode,
-};
+use warden_codec::{CodecError, Packet, Properties, ProtocolVersion, PubResp, PublishView, ReasonCode};
 use warden_policy::QoS;
 
-use crate::session::handler::{End, Handler};
+use crate::session::connection::Connection;
+use crate::session::handler::{End, Handler, WRITE_CAP};
 use crate::session::message::Delivery;
+use crate::authorize::Authorizer;
 use crate::session::state::{Outgoing, Phase, SessionState};
 
 /// Most packets moved per drain, so one busy subscriber cannot hold its
@@ -25,6 +27,8 @@ const DRAIN_BATCH: usize = 256;
 pub struct Outbound {
     delivery: Delivery,
     packet_id: Option<u16>,
+    /// A retransmission on resume.
+    dup: bool,
     /// v5 only: the properties this delivery carries (expiry left,
     /// subscription identifiers); `None` for 3.x.
     properties: Option<Properties>,
@@ -40,6 +44,7 @@ impl Outbound {
         Outbound {
             delivery: d,
             packet_id,
+            dup: false,
             properties,
         }
     }
@@ -47,7 +52,7 @@ impl Outbound {
     fn view(&self) -> PublishView<'_> {
         let d = &self.delivery;
         PublishView {
-            dup: false,
+            dup: self.dup,
             qos: d.qos.as_u8(),
             retain: d.retain,
             topic: &d.msg.topic,
@@ -65,31 +70,6 @@ fn v5_properties(d: &Delivery, now: Instant) -> Properties {
     p
 }
 
-/// The PUBLISH packet for one delivery (retransmissions on resume).
-pub fn build_publish(
-    d: &Delivery,
-    packet_id: Option<u16>,
-    dup: bool,
-    version: ProtocolVersion,
-    now: Instant,
-) -> Packet {
-    let properties = if version.is_v5() {
-        v5_properties(d, now)
-    } else {
-        Properties::default()
-    };
-    Packet::Publish(Publish {
-        dup,
-        qos: d.qos.as_u8(),
-        retain: d.retain,
-        // Not `to_string()`: that goes through `Display` and the formatter.
-        topic: String::from(&*d.msg.topic),
-        packet_id,
-        properties,
-        payload: d.msg.payload.clone(),
-    })
-}
-
 fn pubrel(packet_id: u16) -> Packet {
     Packet::PubRel(PubResp {
         packet_id,
@@ -98,18 +78,35 @@ fn pubrel(packet_id: u16) -> Packet {
     })
 }
 
-/// Packets to resend when a session resumes, in packet-id order.
-pub fn retransmissions(st: &SessionState, version: ProtocolVersion) -> Vec<Packet> {
+/// Resend what was in flight when a session resumes, in packet-id order:
+/// PUBLISH with DUP, or PUBREL. Called with the session locked, after the
+/// login's policy was installed (which dropped what it denies).
+pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    st: &mut SessionState,
+    authz: &Authorizer,
+    version: ProtocolVersion,
+) -> Result<(), CodecError> {
     let now = Instant::now();
-    st.inflight
-        .iter()
-        .map(|(&id, out)| match out.phase {
-            Phase::AwaitAck | Phase::AwaitRec => {
-                build_publish(&out.delivery, Some(id), true, version, now)
-            }
-            Phase::AwaitComp => pubrel(id),
-        })
-        .collect()
+    let ids: Vec<u16> = st.inflight.keys().copied().collect();
+    for id in ids {
+        let Some(out) = st.inflight.get(&id) else {
+            continue;
+        };
+        if out.phase == Phase::AwaitComp {
+            conn.queue(&pubrel(id))?;
+            continue;
+        }
+        let mut d = out.delivery.clone();
+        if d.epoch != st.policy_epoch && !st.authorize_delivery(authz, &mut d) {
+            st.inflight.remove(&id);
+            continue;
+        }
+        let mut o = Outbound::new(d, Some(id), version, now);
+        o.dup = true;
+        conn.queue_publish(&o.view())?;
+    }
+    Ok(())
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
@@ -119,10 +116,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let more = {
             let mut st = self.session.state.lock();
             let kicked = st.kicked.is_some_and(|(id, _)| id == self.conn_id);
-            if kicked || !st.is_owned_by(self.conn_id) {
+            if kicked || !st.is_attached_to(self.conn_id) {
                 return Err(self.lost_ownership(st.kicked));
             }
-            fill_batch(&mut st, &mut out, self.version)
+            if self.conn.pending_bytes() >= WRITE_CAP {
+                // The socket has not taken what is already queued: the
+                // rest waits in the session queue (bounded, counted).
+                return Ok(());
+            }
+            fill_batch(&mut st, &mut out, &self.broker.authz, self.version)
         };
         let mut result = Ok(());
         for o in out.drain(..) {
@@ -185,7 +187,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
 /// Take deliveries off the queue while the window allows. Returns true when
 /// more could be sent right away (the batch limit was hit).
-fn fill_batch(st: &mut SessionState, out: &mut Vec<Outbound>, version: ProtocolVersion) -> bool {
+fn fill_batch(
+    st: &mut SessionState,
+    out: &mut Vec<Outbound>,
+    authz: &Authorizer,
+    version: ProtocolVersion,
+) -> bool {
     let now = Instant::now();
     while let Some(front) = st.queue.front() {
         if out.len() >= DRAIN_BATCH {
@@ -194,11 +201,15 @@ fn fill_batch(st: &mut SessionState, out: &mut Vec<Outbound>, version: ProtocolV
         if front.qos != QoS::AtMostOnce && st.inflight.len() >= st.send_quota {
             return false;
         }
-        let Some(d) = st.queue.pop_front() else {
+        let Some(mut d) = st.queue.pop_front() else {
             break;
         };
         st.last_drain = Instant::now();
         if d.msg.is_expired(now) {
+            continue;
+        }
+        // Authorized when queued; again if the policy changed since.
+        if d.epoch != st.policy_epoch && !st.authorize_delivery(authz, &mut d) {
             continue;
         }
         let packet_id = if d.qos == QoS::AtMostOnce {

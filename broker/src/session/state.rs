@@ -6,9 +6,15 @@
 //! sits behind one short `parking_lot::Mutex`: no `.await` is ever held while
 //! it is locked, and each critical section is a few pushes or pops.
 //!
-//! Ownership: `conn` names the connection that owns the session. A takeover
-//! replaces it and wakes the old connection, which then sees it no longer owns
-//! the session and leaves without touching the state again.
+//! Two kinds of "owner", kept apart by name:
+//! - the session's **owner** ([`OwnerKey`]) is the principal that created it.
+//!   It never changes: another principal never resumes the session (see
+//!   `lifecycle.rs` for what it gets instead).
+//! - the **attachment** ([`Attachment`]) is the connection currently serving
+//!   the session. A takeover replaces it and wakes the old connection, which
+//!   then sees it is no longer attached and leaves without touching the
+//!   state again. Each attachment bumps `generation`, and delayed work (will
+//!   delay, expiry, removal) acts only on the generation it saw.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -26,6 +32,45 @@ use crate::session::message::{Delivery, Message};
 /// Identifies one network connection (unique for the broker's lifetime).
 pub type ConnId = u64;
 
+/// Identifies one session object (unique for the broker's lifetime). The
+/// router keys subscribers by it: a client id names different sessions over
+/// time, and a discarded session's entries must never match its successor.
+pub type SessionId = u64;
+
+/// The principal a session belongs to: its username, or the anonymous class.
+/// (A certificate-identified client has the username its certificate maps
+/// to; without a mapping it logs in with a username like anyone else.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OwnerKey {
+    User(Arc<str>),
+    Anonymous,
+}
+
+impl OwnerKey {
+    pub fn of(principal: &Principal) -> OwnerKey {
+        match &principal.username {
+            Some(name) => OwnerKey::User(Arc::from(name.as_str())),
+            None => OwnerKey::Anonymous,
+        }
+    }
+
+    pub fn username(&self) -> Option<&str> {
+        match self {
+            OwnerKey::User(name) => Some(name),
+            OwnerKey::Anonymous => None,
+        }
+    }
+}
+
+impl std::fmt::Display for OwnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnerKey::User(name) => f.write_str(name),
+            OwnerKey::Anonymous => f.write_str("(anonymous)"),
+        }
+    }
+}
+
 /// Why the broker ends a connection from outside its task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kick {
@@ -34,11 +79,14 @@ pub enum Kick {
     /// The user was removed or disabled (v5 DISCONNECT 0x98, administrative
     /// action). Server shutdown is not a kick: it comes through `Shutdown`.
     NotAuthorized,
+    /// The session's policy could not be recompiled after a change: it is
+    /// not left on its old rights (v5 DISCONNECT 0x80).
+    PolicyFailed,
 }
 
-/// The connection that currently owns a session.
+/// The connection currently attached to a session.
 #[derive(Debug)]
-pub struct Owner {
+pub struct Attachment {
     pub id: ConnId,
     pub wake: Arc<Notify>,
     pub protocol: ProtocolVersion,
@@ -64,11 +112,22 @@ pub struct Outgoing {
 /// The mutable part of a session.
 #[derive(Debug)]
 pub struct SessionState {
-    pub owner: Option<Owner>,
+    pub attached: Option<Attachment>,
     /// A connection told to leave, and why. Read by that connection.
     pub kicked: Option<(ConnId, Kick)>,
+    /// The session is over (expired, discarded by a takeover, its user
+    /// removed): nothing may attach to it, subscribe in it or queue to it.
+    pub ended: bool,
+    /// Its user was removed or disabled: its will is dropped.
+    pub revoked: bool,
+    /// The last policy change could not be compiled for it: it accepts no
+    /// message until a policy is installed again (fail closed).
+    pub policy_failed: bool,
     pub principal: Principal,
     pub policy: Arc<dyn CompiledPolicy>,
+    /// Bumped whenever `policy` is replaced; each queued delivery records
+    /// the epoch it was checked under, so sending re-checks a stale one.
+    pub policy_epoch: u32,
     /// Messages waiting to be sent (not yet in flight).
     pub queue: VecDeque<Delivery>,
     pub max_queue: usize,
@@ -108,7 +167,7 @@ pub enum Offer {
 
 impl SessionState {
     pub fn new(
-        owner: Owner,
+        attachment: Attachment,
         principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
         max_queue: usize,
@@ -117,10 +176,14 @@ impl SessionState {
         expiry: Duration,
     ) -> SessionState {
         SessionState {
-            owner: Some(owner),
+            attached: Some(attachment),
             kicked: None,
+            ended: false,
+            revoked: false,
+            policy_failed: false,
             principal,
             policy,
+            policy_epoch: 0,
             queue: VecDeque::new(),
             max_queue,
             dropped: 0,
@@ -173,36 +236,79 @@ impl SessionState {
     /// has not taken anything for [`STALL_AFTER`] no longer holds publishers
     /// back; its own queue bound (and drop policy) applies instead.
     pub fn is_congested(&self) -> bool {
-        self.owner.is_some()
+        self.attached.is_some()
             && self.queue.len() >= (self.max_queue / 2).max(1)
             && self.last_drain.elapsed() < STALL_AFTER
     }
 
-    /// Re-check every queued message against the current policy (on resume
-    /// and after a policy change): a right revoked while a message waited
-    /// must stop it.
-    pub fn recheck_queue(&mut self, authz: &Authorizer) {
+    /// Install a newly compiled policy for `principal` (at login, or after a
+    /// policy change) and apply it to everything the session holds, in one
+    /// step under the session lock: queued messages and messages in flight
+    /// that the new policy denies are dropped. A right revoked while a
+    /// message waited must stop it.
+    pub fn install_policy(
+        &mut self,
+        authz: &Authorizer,
+        principal: Principal,
+        policy: Arc<dyn CompiledPolicy>,
+    ) {
+        self.principal = principal;
+        self.policy = policy;
+        self.policy_failed = false;
+        self.policy_epoch = self.policy_epoch.wrapping_add(1);
+        self.receive_memo = DecisionMemo::default();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         while let Some(mut d) = self.queue.pop_front() {
-            let who = who(&self.principal);
-            let granted = authz.receive(
-                who,
-                &self.policy,
-                &mut self.receive_memo,
-                &d.msg.topic,
-                d.qos,
-                d.retain,
-            );
-            if let Some(qos) = granted {
-                d.qos = d.qos.min(qos);
+            if self.authorize_delivery(authz, &mut d) {
                 kept.push_back(d);
             }
         }
         self.queue = kept;
+        // A PUBREL carries no message: the client already has it.
+        let ids: Vec<u16> = self
+            .inflight
+            .iter()
+            .filter(|(_, o)| o.phase != Phase::AwaitComp)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let Some(mut d) = self.inflight.get(&id).map(|o| o.delivery.clone()) else {
+                continue;
+            };
+            if !self.authorize_delivery(authz, &mut d) {
+                self.inflight.remove(&id);
+            } else if let Some(o) = self.inflight.get_mut(&id) {
+                o.delivery = d;
+            }
+        }
     }
 
-    pub fn is_owned_by(&self, conn: ConnId) -> bool {
-        self.owner.as_ref().is_some_and(|o| o.id == conn)
+    /// The `receive` check for one delivery under the current policy: the
+    /// one place a fresh, queued, retransmitted, retained or shared delivery
+    /// is authorized. Lowers its QoS to what the policy grants and records
+    /// the epoch it was checked under.
+    pub fn authorize_delivery(&mut self, authz: &Authorizer, d: &mut Delivery) -> bool {
+        let who = who(&self.principal);
+        let granted = authz.receive(
+            who,
+            &self.policy,
+            &mut self.receive_memo,
+            &d.msg.topic,
+            d.qos,
+            d.retain,
+        );
+        match granted {
+            Some(qos) => {
+                d.qos = d.qos.min(qos);
+                d.epoch = self.policy_epoch;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_attached_to(&self, conn: ConnId) -> bool {
+        self.attached.as_ref().is_some_and(|o| o.id == conn)
     }
 }
 
@@ -219,14 +325,19 @@ fn who(principal: &Principal) -> Who<'_> {
 /// One session, shared between the router, its connection and the registry.
 #[derive(Debug)]
 pub struct Session {
+    pub id: SessionId,
     pub client_id: Arc<str>,
+    /// Fixed for the session's life.
+    pub owner: OwnerKey,
     pub state: Mutex<SessionState>,
 }
 
 impl Session {
-    pub fn new(client_id: Arc<str>, state: SessionState) -> Session {
+    pub fn new(id: SessionId, client_id: Arc<str>, owner: OwnerKey, state: SessionState) -> Session {
         Session {
+            id,
             client_id,
+            owner,
             state: Mutex::new(state),
         }
     }
@@ -243,32 +354,24 @@ impl Session {
     ) -> Offer {
         let (wake, congested) = {
             let mut st = self.state.lock();
-            let online = st.owner.is_some();
+            let online = st.attached.is_some();
             // Offline: only a persistent session keeps messages, and only QoS 1/2.
-            if !online && (st.expiry.is_zero() || qos == QoS::AtMostOnce) {
+            if st.ended || st.policy_failed || (!online && (st.expiry.is_zero() || qos == QoS::AtMostOnce)) {
                 return Offer::Refused;
             }
-            let st = &mut *st;
-            let who = who(&st.principal);
-            let granted = authz.receive(
-                who,
-                &st.policy,
-                &mut st.receive_memo,
-                &msg.topic,
+            let mut d = Delivery {
+                msg: Arc::clone(msg),
                 qos,
                 retain,
-            );
-            let Some(granted) = granted else {
-                return Offer::Refused;
-            };
-            st.push(Delivery {
-                msg: Arc::clone(msg),
-                qos: qos.min(granted),
-                retain,
                 sub_ids: sub_ids.to_vec(),
-            });
+                epoch: 0,
+            };
+            if !st.authorize_delivery(authz, &mut d) {
+                return Offer::Refused;
+            }
+            st.push(d);
             (
-                st.owner.as_ref().map(|o| Arc::clone(&o.wake)),
+                st.attached.as_ref().map(|o| Arc::clone(&o.wake)),
                 st.is_congested(),
             )
         };
@@ -284,17 +387,18 @@ impl Session {
 
     /// Whether the session is currently connected.
     pub fn is_online(&self) -> bool {
-        self.state.lock().owner.is_some()
+        self.state.lock().attached.is_some()
     }
 }
 
-/// The router's key for a subscriber: the session, compared by client id.
+/// The router's key for a subscriber: the session, compared by its
+/// [`SessionId`] (never by client id: see there).
 #[derive(Clone, Debug)]
 pub struct SubKey(pub Arc<Session>);
 
 impl PartialEq for SubKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.client_id == other.0.client_id
+        self.0.id == other.0.id
     }
 }
 
@@ -302,6 +406,6 @@ impl Eq for SubKey {}
 
 impl Hash for SubKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.client_id.hash(state);
+        self.0.id.hash(state);
     }
 }

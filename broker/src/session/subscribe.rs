@@ -63,11 +63,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                         retain_handling: f.retain_handling,
                         subscription_id: sub_id,
                     };
-                    let replaced =
-                        self.broker
-                            .router
-                            .write()
-                            .subscribe(filter, group, self.key.clone(), opts);
+                    let replaced = {
+                        let mut router = self.broker.router.write();
+                        // Under the router lock (lock order: router, then
+                        // state): a session discarded or taken over since
+                        // gets no new entries.
+                        let st = self.session.state.lock();
+                        if !st.is_attached_to(self.conn_id) {
+                            return Err(self.lost_ownership(st.kicked));
+                        }
+                        drop(st);
+                        router.subscribe(filter, group, self.key.clone(), opts)
+                    };
                     codes.push(granted.as_u8());
                     // Shared subscriptions never get retained messages
                     // (MQTT 5 §4.8.2); retain handling 1 only for new ones.

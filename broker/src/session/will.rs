@@ -1,59 +1,82 @@
 //! What happens after a connection ends: the will (now, or after the v5
 //! Will Delay Interval unless the session resumes first) and the end of the
 //! session when its expiry interval passes without a new connection.
+//!
+//! A will is authorized when it fires, with its publisher's policy as it is
+//! then: the user is looked up again, and a removed or disabled user's will
+//! is dropped. It is always checked against the principal that set it (the
+//! session's fixed owner), never against whoever connected next.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use warden_policy::CompiledPolicy;
+
 use crate::authorize::Who;
 use crate::broker::Broker;
 use crate::session::connect::Will;
+use crate::session::lifecycle;
 use crate::session::message::Message;
 use crate::session::state::{Session, SubKey};
 
-/// Publish the will, re-checked against the publisher's current policy (it
-/// may have changed since CONNECT). With a will delay and a session that
-/// outlives the connection, wait first; a reconnect within the delay (the
-/// session's generation moves on) cancels it, and the session ending early
-/// sends it at that moment (MQTT 5 §3.1.3.2.2).
+/// Publish the will of a connection that ended. `released` is the session's
+/// expiry and generation when this connection was still attached at the
+/// end; None when another connection took the session over or the session
+/// was discarded.
+///
+/// With a will delay and a session that outlives the connection, wait
+/// first; a reconnect within the delay (the generation moves on) cancels it,
+/// and the session ending early sends it at that moment (MQTT 5
+/// §3.1.3.2.2). A takeover is such a reconnect: with a delay the will is
+/// not sent, without one it is.
 pub fn fire(
     broker: &Arc<Broker>,
     session: &Arc<Session>,
     will: Will,
-    session_expiry: Duration,
-    generation: Option<u64>,
+    released: Option<(Duration, u64)>,
 ) {
-    let wait = will.delay.min(session_expiry);
-    let (Some(generation), false) = (generation, wait.is_zero()) else {
-        publish_will(broker, session, will);
-        return;
-    };
     let broker = Arc::clone(broker);
     let session = Arc::clone(session);
-    tokio::spawn(async move {
-        tokio::time::sleep(wait).await;
-        let resumed = {
-            let st = session.state.lock();
-            st.generation != generation || st.owner.is_some()
-        };
-        if !resumed {
-            publish_will(&broker, &session, will);
+    match released {
+        None => {
+            let ended = session.state.lock().ended;
+            if will.delay.is_zero() || ended {
+                tokio::spawn(async move { publish_checked(&broker, &session, will).await });
+            } else {
+                tracing::debug!(client_id = %session.client_id, "will cancelled: the session was taken over within the will delay");
+            }
         }
-    });
+        Some((expiry, generation)) => {
+            let wait = will.delay.min(expiry);
+            tokio::spawn(async move {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                    let resumed = {
+                        let st = session.state.lock();
+                        st.generation != generation || st.attached.is_some()
+                    };
+                    if resumed {
+                        return;
+                    }
+                }
+                publish_checked(&broker, &session, will).await;
+            });
+        }
+    }
 }
 
-fn publish_will(broker: &Broker, session: &Arc<Session>, will: Will) {
-    let allowed = {
-        let st = session.state.lock();
-        let who = Who {
-            client_id: &session.client_id,
-            username: st.principal.username.as_deref(),
-        };
-        broker
-            .authz
-            .will_allowed(who, &*st.policy, &will.topic, will.qos, will.retain)
+async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
+    let Some(policy) = current_policy(broker, session, &will.topic).await else {
+        return;
     };
-    if !allowed {
+    let who = Who {
+        client_id: &session.client_id,
+        username: session.owner.username(),
+    };
+    if !broker
+        .authz
+        .will_allowed(who, &*policy, &will.topic, will.qos, will.retain)
+    {
         return;
     }
     let now = Instant::now();
@@ -75,6 +98,52 @@ fn publish_will(broker: &Broker, session: &Arc<Session>, will: Will) {
     );
 }
 
+/// The will publisher's policy now. The user is looked up afresh: removed
+/// or disabled means no will. When the store cannot answer, the policy the
+/// session holds stands (as it does for connected clients during an
+/// outage); a policy that cannot be compiled means no will (fail closed).
+async fn current_policy(
+    broker: &Broker,
+    session: &Session,
+    topic: &str,
+) -> Option<Arc<dyn CompiledPolicy>> {
+    let dropped = |why: &str| {
+        tracing::info!(client_id = %session.client_id, %topic, reason = why, "will dropped");
+    };
+    let (revoked, mut principal, held) = {
+        let st = session.state.lock();
+        (st.revoked, st.principal.clone(), Arc::clone(&st.policy))
+    };
+    if revoked {
+        dropped("the user was removed or disabled");
+        return None;
+    }
+    let store = &*broker.store;
+    let Ok(version) = broker.logins.version(store).await else {
+        return Some(held);
+    };
+    if let Some(name) = session.owner.username() {
+        match broker.logins.user(store, name, version).await {
+            Ok(Some(user)) if user.enabled => {
+                principal.roles = user.roles;
+                principal.superuser = user.superuser;
+            }
+            Ok(_) => {
+                dropped("the user was removed or disabled");
+                return None;
+            }
+            Err(_) => return Some(held),
+        }
+    }
+    match crate::session::connect::compile(broker, &principal, version).await {
+        Ok(policy) => Some(policy),
+        Err(()) => {
+            dropped("its policy could not be compiled");
+            None
+        }
+    }
+}
+
 /// End the session now (expiry 0) or after `expiry` unless it resumes.
 pub fn schedule_expiry(
     broker: &Arc<Broker>,
@@ -83,19 +152,13 @@ pub fn schedule_expiry(
     generation: u64,
 ) {
     if expiry.is_zero() {
-        broker.remove_session(session);
+        lifecycle::end_if_current(broker, session, generation);
         return;
     }
     let broker = Arc::clone(broker);
     let session = Arc::clone(session);
     tokio::spawn(async move {
         tokio::time::sleep(expiry).await;
-        let expired = {
-            let st = session.state.lock();
-            st.generation == generation && st.owner.is_none()
-        };
-        if expired {
-            broker.remove_session(&session);
-        }
+        lifecycle::end_if_current(&broker, &session, generation);
     });
 }

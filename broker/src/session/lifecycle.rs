@@ -1,0 +1,237 @@
+//! Who may move a session between its states, and how, atomically.
+//!
+//! ```text
+//!              attach (owner)                 detach (connection ends)
+//!   (none) ───────────────────► online ◄──────────────────────────► offline
+//!     ▲                          │  ▲   attach (owner, same session)  │
+//!     │                          │  └─ takeover by the owner ──┘      │
+//!     │        discard (takeover: any, by another principal),         │
+//!     └──────── expiry of the generation it saw, user removed ◄───────┘
+//!                                   = ended
+//! ```
+//!
+//! - A session is **owned** by the principal that created it
+//!   ([`OwnerKey`]). Only the owner attaches to it again. Another principal
+//!   asking for the same client id is refused (`sessions.takeover:
+//!   same_user`, the default) without any effect on the session, or, with
+//!   `any`, the old session is discarded (its connection closed with 0x8E)
+//!   and the newcomer gets a fresh one: it never inherits a queue, a message
+//!   in flight or a subscription.
+//! - Each attachment bumps the session's `generation`. Removal, will delay
+//!   and expiry name the generation they saw, and act only if it is still
+//!   the current one with nobody attached.
+//! - An ended session is out of the map and out of the router, and nothing
+//!   can attach to it, subscribe in it or queue to it any more.
+//!
+//! **Lock order**: `Broker::sessions` (the map) → `Broker::router` →
+//! `Session::state`. A function may take a lock to the right of one it
+//! holds, never to the left. The publish path takes router → state; the
+//! subscribe path takes router → state to check it is still attached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_codec::Connect;
+use warden_policy::{CompiledPolicy, Principal};
+
+use crate::broker::Broker;
+use crate::config::Takeover;
+use crate::session::state::{Attachment, Kick, OwnerKey, Session, SessionState, SubKey};
+
+/// A principal other than the owner asked for a session under
+/// `sessions.takeover: same_user`.
+#[derive(Debug)]
+pub struct OwnedByAnother;
+
+/// What a login brings to its session.
+pub struct AttachRequest<'a> {
+    pub connect: &'a Connect,
+    pub principal: Principal,
+    pub policy: Arc<dyn CompiledPolicy>,
+    pub attachment: Attachment,
+    pub expiry: Duration,
+}
+
+/// Find or create the session for a login; take it over from a live
+/// connection of the same owner; apply Clean Start. Returns the session and
+/// Session Present.
+pub fn attach(
+    broker: &Broker,
+    req: AttachRequest<'_>,
+) -> Result<(Arc<Session>, bool), OwnedByAnother> {
+    let config = broker.config();
+    let limits = &config.limits;
+    let connect = req.connect;
+    let client_receive_max = connect
+        .properties
+        .receive_maximum
+        .map_or(usize::from(limits.receive_maximum.get()), usize::from);
+    let client_max_packet = connect.properties.maximum_packet_size;
+    let client_id: Arc<str> = Arc::from(req.principal.client_id.as_str());
+    let owner = OwnerKey::of(&req.principal);
+    let mut sessions = broker.sessions.lock();
+    if let Some(existing) = sessions.get(&client_id).cloned() {
+        if existing.owner != owner {
+            match config.sessions.takeover {
+                Takeover::SameUser => {
+                    tracing::info!(client_id = %client_id, owner = %existing.owner, username = %owner, "client id belongs to another user's session; refused");
+                    return Err(OwnedByAnother);
+                }
+                Takeover::Any => {
+                    tracing::info!(client_id = %client_id, owner = %existing.owner, username = %owner, "session of another user discarded (sessions.takeover: any)");
+                    discard(broker, &mut sessions, &existing, Kick::TakenOver);
+                }
+            }
+        } else {
+            resume(
+                broker,
+                &existing,
+                req,
+                client_receive_max,
+                client_max_packet,
+                limits.max_queued_messages,
+            );
+            return Ok((existing, !connect.clean_start));
+        }
+    }
+    let state = SessionState::new(
+        req.attachment,
+        req.principal,
+        req.policy,
+        limits.max_queued_messages,
+        client_receive_max,
+        client_max_packet,
+        req.expiry,
+    );
+    let session = Arc::new(Session::new(
+        broker.next_session_id(),
+        Arc::clone(&client_id),
+        owner,
+        state,
+    ));
+    sessions.insert(client_id, Arc::clone(&session));
+    Ok((session, false))
+}
+
+/// The owner attaches to its existing session (called with the map locked).
+fn resume(
+    broker: &Broker,
+    existing: &Arc<Session>,
+    req: AttachRequest<'_>,
+    receive_max: usize,
+    max_packet: Option<u32>,
+    max_queue: usize,
+) {
+    // Router before state (the lock order): forget the old subscriptions
+    // before the new connection can receive.
+    let mut router = broker.router.write();
+    let mut st = existing.state.lock();
+    if req.connect.clean_start {
+        router.remove_all(&SubKey(Arc::clone(existing)));
+    }
+    drop(router);
+    if let Some(old) = st.attached.take() {
+        st.kicked = Some((old.id, Kick::TakenOver));
+        old.wake.notify_one();
+    }
+    if req.connect.clean_start {
+        st.queue.clear();
+        st.inflight.clear();
+        st.incoming_qos2.clear();
+        st.dropped = 0;
+    }
+    st.attached = Some(req.attachment);
+    st.expiry = req.expiry;
+    st.generation += 1;
+    st.send_quota = receive_max;
+    st.client_max_packet = max_packet;
+    st.max_queue = max_queue;
+    // The login's freshly compiled policy, applied to what waited.
+    st.install_policy(&broker.authz, req.principal, req.policy);
+}
+
+/// End a session at once, whoever is attached (called with the map locked).
+/// The attached connection, if any, is kicked with `why`.
+fn discard(
+    broker: &Broker,
+    sessions: &mut std::collections::HashMap<Arc<str>, Arc<Session>>,
+    session: &Arc<Session>,
+    why: Kick,
+) {
+    let mut router = broker.router.write();
+    let mut st = session.state.lock();
+    if let Some(old) = st.attached.take() {
+        st.kicked = Some((old.id, why));
+        old.wake.notify_one();
+    }
+    end_locked(&mut st);
+    router.remove_all(&SubKey(Arc::clone(session)));
+    remove_from_map(sessions, session);
+}
+
+fn end_locked(st: &mut SessionState) {
+    st.ended = true;
+    st.queue.clear();
+    st.inflight.clear();
+    st.incoming_qos2.clear();
+}
+
+fn remove_from_map(
+    sessions: &mut std::collections::HashMap<Arc<str>, Arc<Session>>,
+    session: &Arc<Session>,
+) {
+    if let Some(current) = sessions.get(&session.client_id) {
+        if Arc::ptr_eq(current, session) {
+            sessions.remove(&session.client_id);
+        }
+    }
+}
+
+/// End a detached session whose `generation` is still the one the caller
+/// saw (expiry, or a connection ending with expiry 0). A reconnect in
+/// between moved the generation on, and the session lives. Returns whether
+/// it was ended.
+pub fn end_if_current(broker: &Broker, session: &Arc<Session>, generation: u64) -> bool {
+    let mut sessions = broker.sessions.lock();
+    let mut router = broker.router.write();
+    let mut st = session.state.lock();
+    if st.ended || st.generation != generation || st.attached.is_some() {
+        return false;
+    }
+    end_locked(&mut st);
+    router.remove_all(&SubKey(Arc::clone(session)));
+    remove_from_map(&mut sessions, session);
+    true
+}
+
+/// The session's user was removed or disabled: kick the attached
+/// connection (0x98) or end the offline session; either way its will is
+/// dropped.
+pub fn revoke(broker: &Broker, session: &Arc<Session>) {
+    let mut sessions = broker.sessions.lock();
+    let mut router = broker.router.write();
+    let mut st = session.state.lock();
+    st.revoked = true;
+    st.expiry = Duration::ZERO;
+    if let Some((id, wake)) = st.attached.as_ref().map(|a| (a.id, Arc::clone(&a.wake))) {
+        st.kicked = Some((id, Kick::NotAuthorized));
+        wake.notify_one();
+        return;
+    }
+    end_locked(&mut st);
+    router.remove_all(&SubKey(Arc::clone(session)));
+    remove_from_map(&mut sessions, session);
+}
+
+/// The session's policy could not be recompiled: never leave it on its old
+/// rights. An attached connection is closed (0x80); an offline session
+/// accepts nothing until a later refresh or its owner's next login
+/// compiles again.
+pub fn policy_failed(session: &Session) {
+    let mut st = session.state.lock();
+    st.policy_failed = true;
+    if let Some((id, wake)) = st.attached.as_ref().map(|a| (a.id, Arc::clone(&a.wake))) {
+        st.kicked = Some((id, Kick::PolicyFailed));
+        wake.notify_one();
+    }
+}
