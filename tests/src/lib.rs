@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clients;
 pub mod proxy;
 pub mod raw;
+pub mod sessions;
 pub mod stores;
 pub mod wire;
 pub mod wire_decode;
