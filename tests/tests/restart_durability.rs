@@ -1,7 +1,8 @@
 //! Restart durability (issue 10): retained messages and offline persistent
 //! sessions (v5 with session expiry, v3.1.1 clean session 0) survive SIGTERM
 //! and SIGKILL in `periodic` and `sync` mode — QoS 2 exactly once — while
-//! `none` keeps today's memory-only behaviour; session expiry counts the
+//! `none` keeps today's memory-only behaviour; retained replacements and
+//! clears and the queue limit hold on disk too; session expiry counts the
 //! downtime; a resumed session is re-checked against the policy as it is
 //! after the restart; ownership and subscriptions (identifiers, granted QoS,
 //! options) survive.
@@ -320,4 +321,73 @@ async fn subscriptions_keep_identifiers_qos_and_options() {
     assert!(code < 0x80, "own message accepted: {code:#04x}");
     s.expect_no_publish(QUIET, "no_local still applies after the restart")
         .await;
+}
+
+#[tokio::test]
+async fn retained_replacements_and_clears_survive_sigkill() {
+    let mut broker = TestBroker::start(with_mode("periodic"));
+    broker.user_with_rights("alice", "pw", "d/#").await;
+    let mut p = broker
+        .login(Version::V5, &client_id("pub"), "alice", "pw")
+        .await;
+    for (topic, text) in [
+        ("d/gone", "old"),
+        ("d/gone", ""),
+        ("d/new", "v1"),
+        ("d/new", "v2"),
+    ] {
+        let mut m = Publish::new(topic, text.as_bytes(), 1);
+        m.retain = true;
+        let code = p.publish_acked(m).await;
+        assert!(
+            code < 0x80,
+            "retained {topic} {text:?} accepted: {code:#04x}"
+        );
+    }
+    stop_and_restart(&mut broker, Stop::Kill);
+    let mut n = broker
+        .login(Version::V5, &client_id("late"), "alice", "pw")
+        .await;
+    assert_eq!(n.subscribe("d/#", 1).await, 1);
+    let got = take(&mut n, 1, WAIT).await;
+    let seen: Vec<(&str, &[u8], bool)> = got
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_slice(), m.retain))
+        .collect();
+    assert_eq!(
+        seen,
+        [("d/new", &b"v2"[..], true)],
+        "the latest retained value after the restart"
+    );
+    n.expect_no_publish(QUIET, "a cleared retained message stays cleared")
+        .await;
+}
+
+#[tokio::test]
+async fn queue_limit_applies_to_what_survives_a_restart() {
+    let mut broker = TestBroker::start(BrokerOptions {
+        max_queued_messages: 3,
+        ..with_mode("periodic")
+    });
+    broker.user_with_rights("alice", "pw", "d/#").await;
+    let c = persistent(Version::V5, &client_id("bounded"), "alice", "pw", EXPIRY);
+    subscribe_then_leave(&broker, &c).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut p = broker
+        .login(Version::V5, &client_id("pub"), "alice", "pw")
+        .await;
+    for text in ["1", "2", "3", "4", "5"] {
+        let code = p
+            .publish_acked(Publish::new("d/q", text.as_bytes(), 1))
+            .await;
+        assert!(code < 0x80, "{text} accepted: {code:#04x}");
+    }
+    stop_and_restart(&mut broker, Stop::Kill);
+    let mut s = resume_present(&broker, &c).await;
+    let got = take(&mut s, 5, Duration::from_secs(2)).await;
+    assert_eq!(
+        texts(&got),
+        ["3", "4", "5"],
+        "max_queued_messages 3: the newest 3, on disk as in memory"
+    );
 }
