@@ -214,6 +214,8 @@ async fn refused_newcomer_does_not_fire_the_owners_will() {
         .login(Version::V5, &client_id("watch"), "alice", "pw")
         .await;
     assert_eq!(watcher.subscribe("a/will", 1).await, 1);
+    // Kept open to the end: dropping one would (rightly) fire its will.
+    let mut owners = Vec::new();
     for version in VERSIONS {
         let id = client_id("will-owner");
         let mut c = persistent(version, &id, Some("alice"), false);
@@ -223,7 +225,7 @@ async fn refused_newcomer_does_not_fire_the_owners_will() {
             qos: 1,
             ..Will::default()
         });
-        let _alice = broker.login_with(c).await;
+        owners.push(broker.login_with(c).await);
         assert_refused(&broker, version, &id, "bob", false).await;
         watcher
             .expect_no_publish(QUIET, "alice's will after a refused takeover")
