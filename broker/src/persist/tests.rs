@@ -1,0 +1,1 @@
+//! Tests of the session store on the real engine in a temp dir.
