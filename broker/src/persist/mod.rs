@@ -98,6 +98,23 @@ pub trait SessionStore: Send + Sync + 'static {
     fn disk_bytes(&self) -> u64;
 }
 
+/// A shared store is a store: lets a caller keep a handle on the engine the
+/// writer thread owns (for tests, stats, or a second reader).
+impl<S: SessionStore> SessionStore for std::sync::Arc<S> {
+    fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+        (**self).apply(batch)
+    }
+    fn sync(&self) -> Result<(), PersistError> {
+        (**self).sync()
+    }
+    fn load(&self) -> Result<Loaded, PersistError> {
+        (**self).load()
+    }
+    fn disk_bytes(&self) -> u64 {
+        (**self).disk_bytes()
+    }
+}
+
 /// Opens the engine the broker uses in `dir`.
 pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<FjallStore, PersistError> {
     FjallStore::open(dir, mode)
