@@ -15,6 +15,7 @@
 //! - [`broker`]: the shared state and the publish path.
 //! - [`authorize`]: the only place a policy `Decision` becomes wire behaviour.
 //! - [`policy_registry`]: the compiled policy of every session, kept fresh.
+//! - [`persist`]: persistent sessions and retained messages on disk.
 //! - [`cli`]: the `warden` subcommands (serve and the admin CLI).
 //!
 //! The MQTT codec is its own crate, re-exported as [`codec`].
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod login_cache;
+pub mod persist;
 pub mod policy_registry;
 pub mod router;
 pub mod server;

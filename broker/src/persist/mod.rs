@@ -1,0 +1,145 @@
+//! The durable session store: persistent sessions, their queued and inflight
+//! messages, and retained messages, written behind a narrow trait so the
+//! session code never sees an engine (and the multi-node work can put a
+//! replicated store behind the same seam later).
+//!
+//! - [`record`]: the stored records, plain serde data with a format version.
+//! - [`SessionStore`]: the seam; [`FjallStore`] is the engine in use.
+//! - [`Persister`]: the handle the broker holds; one writer thread drains a
+//!   bounded queue of [`Op`]s, coalesces them, writes one batch, fsyncs per
+//!   the mode and then publishes the batch's last [`Ticket`] as durable.
+//!
+//! It is not the place for session semantics (expiry timers, takeover,
+//! policy re-checks): it stores what it is given and hands it back at start.
+
+mod coalesce;
+mod expiry;
+mod fjall_store;
+mod keys;
+pub mod record;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use fjall_store::FjallStore;
+pub use record::{
+    Phase, StoredDelivery, StoredMessage, StoredProps, StoredSession, StoredSubscription,
+    StoredWill,
+};
+pub use writer::{Persister, Ticket, QUEUE_BYTE_BUDGET};
+
+use crate::config::PersistenceMode;
+
+/// One change to the stored state. Ops are applied in submit order; the
+/// writer may coalesce ops that cancel out before they reach the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Insert or replace the session record (not its deliveries).
+    PutSession(StoredSession),
+    /// The session record and all its deliveries.
+    RemoveSession {
+        client_id: String,
+    },
+    /// A queued message. `seq` is per session, increasing, assigned by the
+    /// caller and never reused while the session lives.
+    PutDelivery {
+        client_id: String,
+        seq: u64,
+        delivery: StoredDelivery,
+    },
+    /// The delivery moved into flight, or its QoS 2 phase changed.
+    SetInflight {
+        client_id: String,
+        seq: u64,
+        packet_id: u16,
+        phase: Phase,
+    },
+    /// Acknowledged, expired or dropped.
+    RemoveDelivery {
+        client_id: String,
+        seq: u64,
+    },
+    PutRetained(StoredMessage),
+    RemoveRetained {
+        topic: String,
+    },
+}
+
+/// Everything stored, as handed back at start-up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Loaded {
+    pub sessions: Vec<LoadedSession>,
+    pub retained: Vec<StoredMessage>,
+}
+
+/// One session and its deliveries, in `seq` order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedSession {
+    pub session: StoredSession,
+    pub deliveries: Vec<(u64, StoredDelivery)>,
+}
+
+/// The seam between the broker and a storage engine. It speaks of sessions
+/// and retained messages only, so another engine, or a store shared by
+/// several nodes, can stand behind it.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Applies one batch atomically. When this returns `Ok`, a process kill
+    /// (kill -9) loses none of it; a power cut may, until [`Self::sync`].
+    fn apply(&self, batch: &[Op]) -> Result<(), PersistError>;
+    /// Makes everything applied so far survive a power cut (fsync).
+    fn sync(&self) -> Result<(), PersistError>;
+    /// Everything stored, for start-up. Deliveries without a session record
+    /// are not returned.
+    fn load(&self) -> Result<Loaded, PersistError>;
+    /// Bytes the store occupies on disk (for tests and the benchmarks).
+    fn disk_bytes(&self) -> u64;
+}
+
+/// A shared store is a store: lets a caller keep a handle on the engine the
+/// writer thread owns (for tests, stats, or a second reader).
+impl<S: SessionStore> SessionStore for std::sync::Arc<S> {
+    fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+        (**self).apply(batch)
+    }
+    fn sync(&self) -> Result<(), PersistError> {
+        (**self).sync()
+    }
+    fn load(&self) -> Result<Loaded, PersistError> {
+        (**self).load()
+    }
+    fn disk_bytes(&self) -> u64 {
+        (**self).disk_bytes()
+    }
+}
+
+/// Opens the engine the broker uses in `dir`.
+pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<FjallStore, PersistError> {
+    FjallStore::open(dir, mode)
+}
+
+/// Why the store could not read or write.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    #[error("session store engine: {0}")]
+    Engine(String),
+    #[error("session store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("session store record could not be encoded: {0}")]
+    Encode(String),
+    #[error("session store record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("session store record has format version {0}, which this build cannot read")]
+    UnknownFormat(u8),
+    #[error("session store writer has stopped")]
+    WriterGone,
+}
+
+impl From<fjall::Error> for PersistError {
+    fn from(e: fjall::Error) -> Self {
+        PersistError::Engine(e.to_string())
+    }
+}

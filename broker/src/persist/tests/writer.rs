@@ -1,0 +1,238 @@
+//! The writer thread: durable advances only once a batch is written (and
+//! fsynced in `sync` mode), engine errors hold it back, the queue reports
+//! congestion, and expired state is purged at open.
+
+// The gates are held across awaits on purpose: they stand for a slow disk
+// while the test watches `durable` from the runtime.
+#![allow(clippy::await_holding_lock)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::*;
+use crate::config::PersistenceMode;
+use crate::persist::{
+    FjallStore, Loaded, PersistError, Persister, SessionStore, QUEUE_BYTE_BUDGET,
+};
+
+const LONG: Duration = Duration::from_secs(3600);
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The real engine, with gates a test can hold to stop `apply` or `sync`
+/// mid-way, and a switch that makes `apply` fail.
+#[derive(Default)]
+struct Gated {
+    inner: Option<FjallStore>,
+    apply_gate: Mutex<()>,
+    sync_gate: Mutex<()>,
+    fail_applies: AtomicUsize,
+    applied: AtomicUsize,
+    synced: AtomicUsize,
+}
+
+impl Gated {
+    fn new(dir: &std::path::Path) -> Arc<Gated> {
+        Arc::new(Gated {
+            inner: Some(FjallStore::open(dir, PersistenceMode::Periodic).expect("open")),
+            ..Gated::default()
+        })
+    }
+    fn inner(&self) -> &FjallStore {
+        self.inner.as_ref().expect("store")
+    }
+}
+
+impl SessionStore for Gated {
+    fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+        let _held = self.apply_gate.lock();
+        if self.fail_applies.load(Ordering::SeqCst) > 0 {
+            return Err(PersistError::Engine("injected failure".into()));
+        }
+        self.inner().apply(batch)?;
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), PersistError> {
+        let _held = self.sync_gate.lock();
+        self.inner().sync()?;
+        self.synced.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn load(&self) -> Result<Loaded, PersistError> {
+        self.inner().load()
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.inner().disk_bytes()
+    }
+}
+
+async fn durable_within(p: &Persister, t: u64) {
+    tokio::time::timeout(WAIT, p.wait_durable(t))
+        .await
+        .expect("ticket became durable");
+}
+
+#[tokio::test]
+async fn periodic_durable_follows_the_write_not_the_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Gated::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let sync_held = store.sync_gate.lock();
+    let apply_held = store.apply_gate.lock();
+    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    assert_eq!(t, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(p.durable(), 0, "not durable before the engine has it");
+    drop(apply_held);
+    durable_within(&p, t).await;
+    assert_eq!(store.applied.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.synced.load(Ordering::SeqCst),
+        0,
+        "periodic: no fsync per batch"
+    );
+    assert_eq!(store.load().expect("load").sessions.len(), 1);
+    drop(sync_held);
+    p.flush().await.expect("flush");
+    assert_eq!(store.synced.load(Ordering::SeqCst), 1, "flush fsyncs");
+}
+
+#[tokio::test]
+async fn sync_durable_waits_for_the_fsync_one_per_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Gated::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Sync, LONG).expect("open");
+    let sync_held = store.sync_gate.lock();
+    let t1 = p.submit(Op::PutSession(session("a", None, 60)));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.applied.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "apply never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Queued behind the fsync: these form the next batch.
+    let t2 = p.submit(Op::PutSession(session("b", None, 60)));
+    let t3 = p.submit(Op::PutSession(session("c", None, 60)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        p.durable(),
+        0,
+        "written but not fsynced is not durable in sync mode"
+    );
+    drop(sync_held);
+    durable_within(&p, t1.max(t2).max(t3)).await;
+    assert_eq!(
+        store.applied.load(Ordering::SeqCst),
+        2,
+        "group commit: two batches"
+    );
+    assert_eq!(
+        store.synced.load(Ordering::SeqCst),
+        2,
+        "one fsync per batch"
+    );
+}
+
+#[tokio::test]
+async fn engine_errors_hold_durable_back_until_a_retry_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Gated::new(dir.path());
+    store.fail_applies.store(1, Ordering::SeqCst);
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let t = p.submit(put_delivery("c", 1, delivery("t", None)));
+    let flushed = tokio::time::timeout(WAIT, p.flush())
+        .await
+        .expect("flush answers");
+    assert!(flushed.is_err(), "flush reports the outage");
+    assert_eq!(p.durable(), 0);
+    store.fail_applies.store(0, Ordering::SeqCst);
+    durable_within(&p, t).await;
+    p.flush().await.expect("flush after recovery");
+}
+
+#[tokio::test]
+async fn the_queue_reports_congestion_above_its_budget_and_drains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Gated::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let payload = bytes::Bytes::from(vec![0u8; 1024 * 1024]);
+    let held = store.apply_gate.lock();
+    let mut last = 0;
+    for i in 0..(QUEUE_BYTE_BUDGET / payload.len() + 2) {
+        assert!(!p.is_congested() || i > QUEUE_BYTE_BUDGET / payload.len() - 2);
+        let mut m = message(&format!("big/{i}"), b"", None);
+        m.payload = payload.clone();
+        last = p.submit(Op::PutRetained(m));
+    }
+    assert!(p.is_congested());
+    drop(held);
+    durable_within(&p, last).await;
+    assert!(!p.is_congested());
+}
+
+#[tokio::test]
+async fn disabled_is_durable_at_once() {
+    let p = Persister::disabled();
+    assert!(!p.enabled());
+    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    assert_eq!((t, p.durable()), (0, 0));
+    durable_within(&p, t).await;
+    p.flush().await.expect("flush");
+    assert!(!p.is_congested());
+}
+
+#[tokio::test]
+async fn expired_sessions_and_messages_are_purged_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FjallStore::open(dir.path(), PersistenceMode::Periodic).expect("open"));
+    let now = crate::persist::expiry::now_ms();
+    let mut expired_msg = delivery("t", None);
+    expired_msg.msg.expires_at_ms = Some(now - 1);
+    let mut expired_inflight = expired_msg.clone();
+    expired_inflight.inflight = Some((4, Phase::AwaitAck));
+    let mut live_msg = delivery("t", None);
+    live_msg.msg.expires_at_ms = Some(now + 3_600_000);
+    store
+        .apply(&[
+            // Disconnected 20 s ago with a 10 s expiry: gone, with its queue.
+            Op::PutSession(session("expired", Some(now - 20_000), 10)),
+            put_delivery("expired", 1, delivery("t", None)),
+            Op::PutSession(session("recent", Some(now - 20_000), 3600)),
+            put_delivery("recent", 1, expired_msg),
+            put_delivery("recent", 2, expired_inflight.clone()),
+            put_delivery("recent", 3, live_msg.clone()),
+            Op::PutSession(session("forever", Some(0), u32::MAX)),
+            Op::PutSession(session("was-online", None, 10)),
+            Op::PutRetained(message("old", b"x", Some(now - 1))),
+            Op::PutRetained(message("new", b"x", Some(now + 3_600_000))),
+        ])
+        .expect("apply");
+    let (_p, loaded) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    for on_disk in [loaded, store.load().expect("load")] {
+        let mut ids: Vec<_> = on_disk
+            .sessions
+            .iter()
+            .map(|s| s.session.client_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["forever", "recent", "was-online"]);
+        let recent = on_disk
+            .sessions
+            .iter()
+            .find(|s| s.session.client_id == "recent")
+            .expect("recent");
+        assert_eq!(
+            recent.deliveries,
+            vec![(2, expired_inflight.clone()), (3, live_msg.clone())]
+        );
+        let topics: Vec<_> = on_disk.retained.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics, ["new"]);
+    }
+}

@@ -1,0 +1,337 @@
+//! [`Persister`]: the handle the broker holds, and the one writer thread
+//! behind it. `submit` only appends to a queue, so it never blocks and can be
+//! called under the broker's locks; the thread swaps the whole queue out,
+//! coalesces it, writes it as one engine batch, fsyncs per the mode (group
+//! commit: one fsync per batch in `sync` mode) and then publishes the batch's
+//! last ticket as durable. Acks wait for that ticket.
+//!
+//! On an engine error the thread logs once per outage and retries with
+//! backoff, and `durable` does not move: acks stay held and the queue fills
+//! until publishers are paused by [`Persister::is_congested`] (fail closed).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::{oneshot, watch};
+
+use super::coalesce::coalesce;
+use super::{expiry, open_store, Loaded, Op, PersistError, SessionStore};
+use crate::config::PersistenceMode;
+
+/// Orders submitted ops; a ticket is durable once `durable() >= ticket`.
+pub type Ticket = u64;
+
+/// Bytes of queued ops above which [`Persister::is_congested`] is true. A
+/// byte budget rather than an op count, because one op can carry a large
+/// payload: 64 MiB is a second of writes at several hundred thousand small
+/// messages per second, and a bounded amount of memory at any payload size.
+pub const QUEUE_BYTE_BUDGET: usize = 64 * 1024 * 1024;
+/// What an op costs in the budget beyond its strings and payloads.
+const OP_OVERHEAD: usize = 96;
+
+type FlushReply = oneshot::Sender<Result<(), PersistError>>;
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Op>,
+    last_ticket: Ticket,
+    flushes: Vec<FlushReply>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    pending_bytes: AtomicUsize,
+    durable: watch::Sender<Ticket>,
+}
+
+/// Closes the queue when the last [`Persister`] clone goes: the thread then
+/// writes and fsyncs what is left and exits.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Cheap-clone handle on the session store's writer.
+#[derive(Clone)]
+pub struct Persister {
+    shared: Arc<Shared>,
+    /// `None` in mode `none`.
+    handle: Option<Arc<Handle>>,
+}
+
+impl std::fmt::Debug for Persister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persister")
+            .field("enabled", &self.enabled())
+            .field("durable", &self.durable())
+            .finish()
+    }
+}
+
+fn shared() -> Arc<Shared> {
+    Arc::new(Shared {
+        queue: Mutex::new(Queue::default()),
+        wake: Condvar::new(),
+        pending_bytes: AtomicUsize::new(0),
+        durable: watch::Sender::new(0),
+    })
+}
+
+impl Persister {
+    /// Mode `none`: nothing is written; `submit` returns 0, which is durable.
+    pub fn disabled() -> Persister {
+        Persister {
+            shared: shared(),
+            handle: None,
+        }
+    }
+
+    /// Opens the engine in `dir`, loads it (dropping what expired while the
+    /// broker was down) and starts the writer thread.
+    pub fn open(
+        dir: &Path,
+        mode: PersistenceMode,
+        fsync_interval: Duration,
+    ) -> Result<(Persister, Loaded), PersistError> {
+        Persister::with_store(open_store(dir, mode)?, mode, fsync_interval)
+    }
+
+    /// [`Persister::open`] on a store already opened (any engine).
+    pub fn with_store<S: SessionStore>(
+        store: S,
+        mode: PersistenceMode,
+        fsync_interval: Duration,
+    ) -> Result<(Persister, Loaded), PersistError> {
+        let mut loaded = store.load()?;
+        let purge = expiry::purge(&mut loaded, expiry::now_ms());
+        if !purge.is_empty() {
+            store.apply(&purge)?;
+            store.sync()?;
+        }
+        let shared = shared();
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("warden-persist".into())
+            .spawn(move || run(&thread_shared, &store, mode, fsync_interval))?;
+        let persister = Persister {
+            shared: Arc::clone(&shared),
+            handle: Some(Arc::new(Handle { shared })),
+        };
+        Ok((persister, loaded))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    /// Queues `op`; never blocks on I/O. Tickets increase in submit order.
+    pub fn submit(&self, op: Op) -> Ticket {
+        if self.handle.is_none() {
+            return 0;
+        }
+        let cost = op_cost(&op);
+        let mut q = self.shared.queue.lock();
+        q.ops.push(op);
+        q.last_ticket += 1;
+        let ticket = q.last_ticket;
+        self.shared.pending_bytes.fetch_add(cost, Ordering::Relaxed);
+        drop(q);
+        self.shared.wake.notify_one();
+        ticket
+    }
+
+    /// More than [`QUEUE_BYTE_BUDGET`] waits to be written: publishers
+    /// should stop reading until it drains.
+    pub fn is_congested(&self) -> bool {
+        self.shared.pending_bytes.load(Ordering::Relaxed) > QUEUE_BYTE_BUDGET
+    }
+
+    /// The highest ticket written per the mode: in `periodic` in the
+    /// journal (survives kill -9), in `sync` also fsynced.
+    pub fn durable(&self) -> Ticket {
+        *self.shared.durable.borrow()
+    }
+
+    pub fn watch_durable(&self) -> watch::Receiver<Ticket> {
+        self.shared.durable.subscribe()
+    }
+
+    /// Returns once `t` is durable.
+    pub async fn wait_durable(&self, t: Ticket) {
+        let mut rx = self.shared.durable.subscribe();
+        // The sender lives in `self.shared`, so this cannot see it closed.
+        let _ = rx.wait_for(|d| *d >= t).await;
+    }
+
+    /// Writes and fsyncs everything submitted so far (at shutdown). Fails
+    /// if the engine fails meanwhile; the writer keeps retrying.
+    pub async fn flush(&self) -> Result<(), PersistError> {
+        if self.handle.is_none() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.queue.lock().flushes.push(tx);
+        self.shared.wake.notify_one();
+        rx.await.map_err(|_| PersistError::WriterGone)?
+    }
+}
+
+fn props_len(p: &super::StoredProps) -> usize {
+    p.content_type.as_ref().map_or(0, String::len)
+        + p.response_topic.as_ref().map_or(0, String::len)
+        + p.correlation_data.as_ref().map_or(0, |c| c.len())
+        + p.user_properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn msg_len(m: &super::StoredMessage) -> usize {
+    m.topic.len() + m.payload.len() + m.origin.len() + props_len(&m.props)
+}
+
+/// Approximate memory an op holds while queued.
+fn op_cost(op: &Op) -> usize {
+    OP_OVERHEAD
+        + match op {
+            Op::PutSession(s) => {
+                s.client_id.len()
+                    + s.subscriptions
+                        .iter()
+                        .map(|x| x.filter.len() + OP_OVERHEAD)
+                        .sum::<usize>()
+                    + s.will
+                        .as_ref()
+                        .map_or(0, |w| w.topic.len() + w.payload.len() + props_len(&w.props))
+            }
+            Op::PutDelivery {
+                client_id,
+                delivery,
+                ..
+            } => client_id.len() + msg_len(&delivery.msg),
+            Op::RemoveSession { client_id }
+            | Op::SetInflight { client_id, .. }
+            | Op::RemoveDelivery { client_id, .. } => client_id.len(),
+            Op::PutRetained(m) => msg_len(m),
+            Op::RemoveRetained { topic } => topic.len(),
+        }
+}
+
+/// Logs an engine outage once and backs off between retries.
+struct Outage {
+    failing: bool,
+    backoff: Duration,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Outage {
+    fn new() -> Outage {
+        Outage {
+            failing: false,
+            backoff: MIN_BACKOFF,
+        }
+    }
+
+    /// Runs `f` until it succeeds. The first failure is logged and answers
+    /// `flushes` with the error, so a shutdown does not wait on a dead disk.
+    fn retry(
+        &mut self,
+        flushes: &mut Vec<FlushReply>,
+        mut f: impl FnMut() -> Result<(), PersistError>,
+    ) {
+        loop {
+            match f() {
+                Ok(()) => {
+                    if self.failing {
+                        tracing::info!(
+                            "session store writes succeed again; held acks are released"
+                        );
+                    }
+                    self.failing = false;
+                    self.backoff = MIN_BACKOFF;
+                    return;
+                }
+                Err(e) => {
+                    if !self.failing {
+                        tracing::error!(error = %e, "session store write failed; acks are held and the write is retried");
+                        self.failing = true;
+                    }
+                    for reply in flushes.drain(..) {
+                        let _ = reply.send(Err(PersistError::Engine(e.to_string())));
+                    }
+                    std::thread::sleep(self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread's loop; returns once the queue is closed and drained.
+fn run<S: SessionStore>(
+    shared: &Shared,
+    store: &S,
+    mode: PersistenceMode,
+    fsync_interval: Duration,
+) {
+    let mut outage = Outage::new();
+    let mut unsynced = false;
+    let mut next_fsync = Instant::now() + fsync_interval;
+    loop {
+        let (ops, last, mut flushes, closed) = {
+            let mut q = shared.queue.lock();
+            while q.ops.is_empty() && q.flushes.is_empty() && !q.closed {
+                if unsynced {
+                    if shared.wake.wait_until(&mut q, next_fsync).timed_out() {
+                        break;
+                    }
+                } else {
+                    shared.wake.wait(&mut q);
+                }
+            }
+            shared.pending_bytes.store(0, Ordering::Relaxed);
+            let ops = std::mem::take(&mut q.ops);
+            let flushes = std::mem::take(&mut q.flushes);
+            (ops, q.last_ticket, flushes, q.closed)
+        };
+        if !ops.is_empty() {
+            let batch = coalesce(ops);
+            if !batch.is_empty() {
+                outage.retry(&mut flushes, || store.apply(&batch));
+                unsynced = true;
+            }
+            if mode == PersistenceMode::Sync && unsynced {
+                outage.retry(&mut flushes, || store.sync());
+                unsynced = false;
+            }
+            shared.durable.send_replace(last);
+        }
+        let due = Instant::now() >= next_fsync;
+        if unsynced && (due || closed || !flushes.is_empty()) {
+            outage.retry(&mut flushes, || store.sync());
+            unsynced = false;
+        }
+        if due || !unsynced {
+            next_fsync = Instant::now() + fsync_interval;
+        }
+        for reply in flushes {
+            let _ = reply.send(Ok(()));
+        }
+        if closed {
+            return;
+        }
+    }
+}
