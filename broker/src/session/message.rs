@@ -77,4 +77,7 @@ pub struct Delivery {
     /// The session's policy epoch this delivery was authorized under
     /// (`SessionState::authorize_delivery`).
     pub epoch: u32,
+    /// Its key in the session store (per session, increasing); 0 when it is
+    /// not stored (QoS 0, or a session that ends with its connection).
+    pub seq: u64,
 }

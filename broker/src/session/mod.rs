@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod connection;
+pub mod durable;
 pub mod handler;
 pub mod inbound;
 pub mod lifecycle;

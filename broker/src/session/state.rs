@@ -27,6 +27,7 @@ use warden_codec::ProtocolVersion;
 use warden_policy::{CompiledPolicy, Principal, QoS};
 
 use crate::authorize::{Authorizer, DecisionMemo, Who};
+use crate::persist::{Persister, Ticket};
 use crate::session::message::{Delivery, Message};
 
 /// Identifies one network connection (unique for the broker's lifetime).
@@ -148,6 +149,13 @@ pub struct SessionState {
     pub generation: u64,
     /// When the owning connection last took messages off the queue.
     pub last_drain: Instant,
+    /// The session has a record in the session store (it is persistent and
+    /// persistence is on): its QoS 1/2 deliveries are written too.
+    pub stored: bool,
+    /// The last delivery `seq` handed out (see `Delivery::seq`).
+    pub next_seq: u64,
+    /// The protocol of the last connection (for the stored record).
+    pub protocol: ProtocolVersion,
     /// The last `receive` decision, reused for the same topic and policy.
     pub receive_memo: DecisionMemo,
 }
@@ -161,8 +169,9 @@ pub const STALL_AFTER: Duration = Duration::from_secs(2);
 pub enum Offer {
     /// Not queued: denied by `receive`, or nobody to keep it.
     Refused,
-    /// Queued; `congested` asks the publisher to pause reading.
-    Queued { congested: bool },
+    /// Queued; `congested` asks the publisher to pause reading; the
+    /// publisher's acknowledgement waits until `ticket` is durable.
+    Queued { congested: bool, ticket: Ticket },
 }
 
 impl SessionState {
@@ -175,6 +184,7 @@ impl SessionState {
         client_max_packet: Option<u32>,
         expiry: Duration,
     ) -> SessionState {
+        let protocol = attachment.protocol;
         SessionState {
             attached: Some(attachment),
             kicked: None,
@@ -195,6 +205,9 @@ impl SessionState {
             expiry,
             generation: 0,
             last_drain: Instant::now(),
+            stored: false,
+            next_seq: 0,
+            protocol,
             receive_memo: DecisionMemo::default(),
         }
     }
@@ -218,17 +231,21 @@ impl SessionState {
     /// can see a subscriber falling behind). With publishers paused by
     /// [`SessionState::is_congested`] this happens only to offline sessions
     /// and to subscribers that stopped reading.
-    pub fn push(&mut self, delivery: Delivery) {
+    pub fn push(&mut self, persist: &Persister, mut delivery: Delivery) -> Ticket {
         if self.queue.len() >= self.max_queue {
             let victim = self
                 .queue
                 .iter()
                 .position(|d| d.qos == QoS::AtMostOnce)
                 .unwrap_or(0);
-            self.queue.remove(victim);
+            if let Some(d) = self.queue.remove(victim) {
+                self.forget_delivery(persist, &d);
+            }
             self.dropped += 1;
         }
+        let ticket = self.store_delivery(persist, &mut delivery);
         self.queue.push_back(delivery);
+        ticket
     }
 
     /// Whether publishers should pause for this subscriber: it is online,
@@ -249,6 +266,7 @@ impl SessionState {
     pub fn install_policy(
         &mut self,
         authz: &Authorizer,
+        persist: &Persister,
         principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
     ) {
@@ -261,6 +279,8 @@ impl SessionState {
         while let Some(mut d) = self.queue.pop_front() {
             if self.authorize_delivery(authz, &mut d) {
                 kept.push_back(d);
+            } else {
+                self.forget_delivery(persist, &d);
             }
         }
         self.queue = kept;
@@ -277,6 +297,7 @@ impl SessionState {
             };
             if !self.authorize_delivery(authz, &mut d) {
                 self.inflight.remove(&id);
+                self.forget_delivery(persist, &d);
             } else if let Some(o) = self.inflight.get_mut(&id) {
                 o.delivery = d;
             }
@@ -347,12 +368,13 @@ impl Session {
     pub fn offer(
         &self,
         authz: &Authorizer,
+        persist: &Persister,
         msg: &Arc<Message>,
         qos: QoS,
         retain: bool,
         sub_ids: &[u32],
     ) -> Offer {
-        let (wake, congested) = {
+        let (wake, congested, ticket) = {
             let mut st = self.state.lock();
             let online = st.attached.is_some();
             // Offline: only a persistent session keeps messages, and only QoS 1/2.
@@ -365,20 +387,22 @@ impl Session {
                 retain,
                 sub_ids: sub_ids.to_vec(),
                 epoch: 0,
+                seq: 0,
             };
             if !st.authorize_delivery(authz, &mut d) {
                 return Offer::Refused;
             }
-            st.push(d);
+            let ticket = st.push(persist, d);
             (
                 st.attached.as_ref().map(|o| Arc::clone(&o.wake)),
                 st.is_congested(),
+                ticket,
             )
         };
         if let Some(wake) = wake {
             wake.notify_one();
         }
-        Offer::Queued { congested }
+        Offer::Queued { congested, ticket }
     }
 
     pub fn is_congested(&self) -> bool {
