@@ -8,6 +8,7 @@ pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod clients;
+pub mod lifecycle;
 pub mod proxy;
 pub mod raw;
 pub mod stores;
