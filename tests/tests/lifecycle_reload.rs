@@ -238,3 +238,27 @@ async fn rust_log_keeps_deciding_over_a_reloaded_log_level() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unusable_key_file_keeps_the_listeners_certificate() {
+    let broker = setup().await;
+    let original = first_cert_der(&broker.pki.server.cert_pem);
+    std::fs::write(&broker.pki.server.key, "not a key\n").expect("spoil the key");
+    reload(&broker, "config reloaded").await;
+    let log = broker.log();
+    let why = log
+        .lines()
+        .find(|l| l.contains("keeping the previous certificates"))
+        .unwrap_or_else(|| panic!("no line about the key:\n{log}"));
+    assert!(why.contains("server.key"), "names the file: {why}");
+    let served = server_cert_der(broker.tls_addr(), broker.ca_pem()).await;
+    assert_eq!(
+        served.as_deref(),
+        Ok(&original[..]),
+        "old certificate served"
+    );
+    let mut c = broker
+        .login(Version::V5, &client_id("c"), "alice", "pw")
+        .await;
+    round_trip(&mut c, "r/x", b"served").await;
+}

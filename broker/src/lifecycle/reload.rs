@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::broker::Broker;
-use crate::config::{Config, ReloadPlan};
+use crate::config::{Config, ListenerConfig, ReloadPlan};
 use crate::listener::Listener;
 
 use super::log_level::{self, LevelChange};
@@ -47,7 +47,8 @@ pub async fn reload(broker: &Broker, listeners: &[Arc<Listener>]) {
     let wanted = std::mem::take(&mut config.listeners);
     // Certificate files are read here: off the runtime's workers.
     let applied = tokio::task::spawn_blocking(move || apply_listeners(&listeners, wanted)).await;
-    config.listeners = match applied {
+    let tls_reloaded;
+    (config.listeners, tls_reloaded) = match applied {
         Ok(applied) => applied,
         Err(err) => {
             tracing::error!("config reload failed, the running config stays: {err}");
@@ -65,20 +66,27 @@ pub async fn reload(broker: &Broker, listeners: &[Arc<Listener>]) {
     }
     tracing::info!(
         restart_needed = needs_restart.len(),
+        tls_listeners_reloaded = tls_reloaded,
         log_level = log,
         "config reloaded; new connections use it"
     );
 }
 
 /// Apply each listener's new settings; returns the settings they run with
-/// (a listener whose TLS files cannot be used keeps its TLS settings).
+/// (a listener whose TLS files cannot be used keeps its TLS settings) and
+/// how many TLS listeners took new certificates.
 fn apply_listeners(
     listeners: &[Arc<Listener>],
-    wanted: Vec<crate::config::ListenerConfig>,
-) -> Vec<crate::config::ListenerConfig> {
+    wanted: Vec<ListenerConfig>,
+) -> (Vec<ListenerConfig>, usize) {
     let mut running = Vec::with_capacity(listeners.len());
+    let mut tls_reloaded = 0;
     for (listener, cfg) in listeners.iter().zip(wanted) {
+        let tls = cfg.tls().is_some();
         let done = listener.reload(cfg);
+        if tls && done.tls_error.is_none() {
+            tls_reloaded += 1;
+        }
         if let Some(err) = &done.tls_error {
             tracing::error!(listener = %listener.name(), "config reload: keeping the previous certificates of this listener: {err}");
         } else if done.ca_changed {
@@ -86,7 +94,7 @@ fn apply_listeners(
         }
         running.push(Arc::unwrap_or_clone(done.config));
     }
-    running
+    (running, tls_reloaded)
 }
 
 /// Apply `log.level`; what the summary line says about it.
