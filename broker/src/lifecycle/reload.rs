@@ -27,14 +27,14 @@ pub async fn reload(broker: &Broker, listeners: &[Arc<Listener>]) {
         );
         return;
     };
-    let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|config| config.map_err(|e| e.to_string()));
     let new = match loaded {
-        Ok(Ok(config)) => config,
-        Ok(Err(err)) => {
-            tracing::error!("config reload failed, the running config stays: {err}");
-            return;
-        }
+        Ok(config) => config,
         Err(err) => {
+            // ConfigError names the file, the field and the line.
             tracing::error!("config reload failed, the running config stays: {err}");
             return;
         }
