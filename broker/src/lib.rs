@@ -8,6 +8,7 @@
 //!   TLS session here and nowhere else.
 //! - [`certs`]: the development CA and certificates for a first run.
 //! - [`server`]: the accept loop, one task per connection, shutdown.
+//! - [`lifecycle`]: signals, the config reload (SIGHUP), the live log filter.
 //! - [`session`]: the per-connection MQTT state machine.
 //! - [`router`]: the subscription trie, shared subscriptions, retained messages.
 //! - [`auth`]: authentication at CONNECT (password or client certificate).
@@ -28,6 +29,7 @@ pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod lifecycle;
 pub mod listener;
 pub mod login_cache;
 pub mod persist;

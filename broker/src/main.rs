@@ -1,12 +1,12 @@
 //! The `warden` binary: parse the command line, set up logging, run one
 //! subcommand on a tokio runtime, and turn any error into one line on stderr.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use warden::cli::{self, Cli};
+use warden::lifecycle::log_level;
 
 // Chosen by measurement, see "Memory per idle connection" in
 // docs/architecture.md.
@@ -44,32 +44,24 @@ fn one_line(err: &anyhow::Error) -> String {
     line.replace(['\n', '\r'], " ")
 }
 
+/// How long the exit waits for blocking work still running (an argon2
+/// verification for a client that `warden serve` already let go): the
+/// shutdown grace is over by then, and nothing of it is needed.
+const BLOCKING_EXIT_WAIT: Duration = Duration::from_millis(200);
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = if cli.needs_config() {
         Some(cli.load_config()?)
     } else {
         None
     };
-    init_logging(config.as_ref().map(|c| c.log.level.as_str()));
+    log_level::init(config.as_ref().map(|c| c.log.level.as_str()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let outcome = runtime.block_on(cli::dispatch(cli, config))?;
-    Ok(outcome.exit_code())
-}
-
-/// Logs go to stderr (stdout carries command output), filtered by RUST_LOG
-/// when set, else by the config's `log.level`.
-fn init_logging(config_level: Option<&str>) {
-    // rustls warns about every client that sends an IP address as SNI
-    // (mosquitto_pub -h 127.0.0.1 does); that is not the operator's problem.
-    let quiet = ",rustls=error";
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{}{quiet}", config_level.unwrap_or("info"))))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info{quiet}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let outcome = runtime.block_on(cli::dispatch(cli, config));
+    // Dropping the runtime would wait for every blocking task; tasks still
+    // running (connections past the grace) are dropped either way.
+    runtime.shutdown_timeout(BLOCKING_EXIT_WAIT);
+    Ok(outcome?.exit_code())
 }

@@ -33,10 +33,11 @@ use crate::shutdown::Shutdown;
 /// `poll_interval` as a safety net, because a notification sent while the
 /// feed was reconnecting is lost. Stores without push are polled.
 pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
-    let interval = broker.config().policy.poll_interval;
     let mut feed = broker.store.changes();
     let mut healthy = true;
     loop {
+        // Read on every round: a config reload may have changed it.
+        let interval = broker.config().policy.poll_interval;
         let wait = match &feed {
             ChangeFeed::Poll(every) => (*every).min(interval),
             _ => interval,
@@ -48,7 +49,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
         };
         if feed_closed {
             tracing::debug!("change feed closed; polling instead");
-            feed = ChangeFeed::Poll(interval);
+            // No bound of the store's own: `poll_interval` alone decides,
+            // as it stands after any reload.
+            feed = ChangeFeed::Poll(std::time::Duration::MAX);
         }
         check_version(&broker, &mut healthy).await;
     }

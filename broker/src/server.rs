@@ -1,7 +1,8 @@
 //! The accept loops: one per listener, a connection limit per listener,
 //! backoff on accept errors, and one task per connection in which the TLS
 //! handshake and CONNECT run under the listener's connect timeout (a slow
-//! or silent client never holds up the accept loop).
+//! or silent client never holds up the accept loop). [`run`] also answers
+//! the operator: a config reload, and the graceful stop within the grace.
 //!
 //! Errors on one connection stay in its task; they never reach a listener.
 //!
@@ -13,15 +14,18 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use warden_auth::Store;
 
 use crate::broker::Broker;
 use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::lifecycle::{reload, Event, Signals};
 use crate::listener::{Handshaker, Listener, ListenerError, MqttStream};
 use crate::session::handler::Handler;
 use crate::shutdown::{Shutdown, ShutdownController};
@@ -38,12 +42,22 @@ pub enum ServeError {
     },
 }
 
-/// Bind every listener, start the policy registry, and serve until
-/// `signal` completes; then stop every connection and wait for them.
+/// Bind every listener, start the policy registry, and serve: reload the
+/// config on [`Event::Reload`], stop on [`Event::Stop`].
+///
+/// Stopping closes the listeners at once, tells every connection to end
+/// (v5 clients get DISCONNECT 0x8B), waits for them, then runs `finish` (the
+/// last step before exit, e.g. flushing the session store); the waiting and
+/// `finish` together are bounded by the config's `shutdown_grace`, and a
+/// second stop request ends the wait for connections early. Returns once the
+/// grace is spent even if connection tasks remain (a client that stopped
+/// reading can hold one in a socket write): the caller exits the process
+/// without waiting for them.
 pub async fn run(
     config: Arc<Config>,
     store: Arc<dyn Store>,
-    signal: impl Future<Output = ()>,
+    mut signals: Signals,
+    finish: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let broker = Arc::new(Broker::new(Arc::clone(&config), store));
     match broker.store.policy_version().await {
@@ -52,6 +66,84 @@ pub async fn run(
             tracing::warn!(error = %err, "store unavailable at start; logins will be refused until it answers")
         }
     }
+    let listeners = bind_all(&config).await?;
+    let controller = ShutdownController::new();
+    let open = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(crate::policy_registry::run(
+        Arc::clone(&broker),
+        controller.subscribe(),
+    ));
+    let accepting: Vec<JoinHandle<()>> = listeners
+        .iter()
+        .map(|listener| {
+            tokio::spawn(accept_loop(
+                Arc::clone(&broker),
+                Arc::clone(listener),
+                controller.subscribe(),
+                controller.clone_handle(),
+                Arc::clone(&open),
+            ))
+        })
+        .collect();
+    while signals.next().await == Event::Reload {
+        reload::reload(&broker, &listeners).await;
+    }
+    let running = Running {
+        grace: broker.config().shutdown_grace,
+        listeners,
+        accepting,
+        controller,
+        open,
+    };
+    running.stop(&mut signals, finish).await;
+    Ok(())
+}
+
+/// What a stop takes down.
+struct Running {
+    grace: Duration,
+    listeners: Vec<Arc<Listener>>,
+    accepting: Vec<JoinHandle<()>>,
+    controller: ShutdownController,
+    /// Open connections, in all.
+    open: Arc<AtomicUsize>,
+}
+
+impl Running {
+    /// Close the listeners, end the connections and run `finish`, within
+    /// the grace.
+    async fn stop(self, signals: &mut Signals, finish: impl Future<Output = ()>) {
+        let grace = humantime::format_duration(self.grace);
+        let open = self.open.load(Ordering::Relaxed);
+        tracing::info!(connections = open, "shutting down (grace {grace})");
+        let deadline = Instant::now() + self.grace;
+        self.controller.begin();
+        for task in self.accepting {
+            let _ = task.await;
+        }
+        // The accept loops are gone: dropping the last handles closes the
+        // sockets, so nothing is accepted while the connections end.
+        drop(self.listeners);
+        let ended = tokio::select! {
+            ended = tokio::time::timeout_at(deadline, self.controller.finished()) => ended.is_ok(),
+            () = second_stop(signals) => false,
+        };
+        let left = self.open.load(Ordering::Relaxed);
+        if tokio::time::timeout_at(deadline, finish).await.is_err() {
+            tracing::warn!(
+                "shutdown: the final step (session store flush) did not finish within the grace"
+            );
+        }
+        if ended {
+            tracing::info!("stopped: every connection closed");
+        } else {
+            tracing::warn!("stopped: {left} connection(s) still open when the shutdown grace ({grace}) ran out or a second stop signal came");
+        }
+    }
+}
+
+/// Bind every listener, in config order.
+async fn bind_all(config: &Config) -> Result<Vec<Arc<Listener>>, ServeError> {
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for cfg in &config.listeners {
         let listener = Listener::bind(cfg)
@@ -64,36 +156,63 @@ pub async fn run(
             tracing::warn!(listener = %cfg.name, "plain TCP listener: credentials and messages travel unencrypted");
         }
         tracing::info!("listening on {} ({})", listener.local_addr(), cfg.name);
-        listeners.push((Arc::new(listener), Arc::new(cfg.clone())));
+        listeners.push(Arc::new(listener));
     }
-    let controller = ShutdownController::new();
-    tokio::spawn(crate::policy_registry::run(
-        Arc::clone(&broker),
-        controller.subscribe(),
-    ));
-    for (listener, cfg) in listeners {
-        tokio::spawn(accept_loop(
-            Arc::clone(&broker),
-            listener,
-            cfg,
-            controller.subscribe(),
-            controller.clone_handle(),
-        ));
+    Ok(listeners)
+}
+
+/// Resolves at the next stop request; reload requests during shutdown are
+/// ignored.
+async fn second_stop(signals: &mut Signals) {
+    loop {
+        match signals.next().await {
+            Event::Stop => {
+                tracing::info!("second stop signal: not waiting for connections any longer");
+                return;
+            }
+            Event::Reload => tracing::info!("config reload ignored: shutting down"),
+        }
     }
-    signal.await;
-    tracing::info!("shutting down");
-    controller.shutdown().await;
-    Ok(())
+}
+
+/// One open connection, counted for its listener's `max_connections` and
+/// for the shutdown report; released when the connection task ends.
+struct Slot {
+    listener: Arc<AtomicUsize>,
+    all: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    /// A slot, unless the listener already has `max` connections.
+    fn take(listener: &Arc<AtomicUsize>, max: usize, all: &Arc<AtomicUsize>) -> Option<Slot> {
+        listener
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        all.fetch_add(1, Ordering::Relaxed);
+        Some(Slot {
+            listener: Arc::clone(listener),
+            all: Arc::clone(all),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.listener.fetch_sub(1, Ordering::AcqRel);
+        self.all.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn accept_loop(
     broker: Arc<Broker>,
     listener: Arc<Listener>,
-    cfg: Arc<ListenerConfig>,
     mut shutdown: Shutdown,
     tasks: crate::shutdown::Handle,
+    all: Arc<AtomicUsize>,
 ) {
-    let limit = Arc::new(Semaphore::new(cfg.max_connections.get()));
+    let open = Arc::new(AtomicUsize::new(0));
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -107,13 +226,15 @@ async fn accept_loop(
             }
             Err(err) => {
                 // Usually out of file descriptors: wait, then try again.
-                tracing::warn!(listener = %cfg.name, error = %err, "accept failed");
+                tracing::warn!(listener = %listener.name(), error = %err, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+        // Taken per connection: a config reload may have changed it.
+        let cfg = listener.config();
+        let Some(slot) = Slot::take(&open, cfg.max_connections.get(), &all) else {
             tracing::warn!(listener = %cfg.name, peer = %addr, "connection limit reached; closing");
             drop(tcp);
             continue;
@@ -121,12 +242,12 @@ async fn accept_loop(
         let admission = Box::pin(admit(
             Arc::clone(&broker),
             listener.handshaker(),
-            Arc::clone(&cfg),
+            cfg,
             tcp,
             addr,
             tasks.subscribe(),
         ));
-        tokio::spawn(connection(permit, admission));
+        tokio::spawn(connection(slot, admission));
     }
 }
 
@@ -157,8 +278,8 @@ async fn admit(
 }
 
 /// One connection's task: the boxed admission, then the packet loop. The
-/// permit is released when the connection ends.
-async fn connection<F>(_permit: OwnedSemaphorePermit, admission: Pin<Box<F>>)
+/// slot is released when the connection ends.
+async fn connection<F>(_slot: Slot, admission: Pin<Box<F>>)
 where
     F: Future<Output = Option<Handler<MqttStream>>>,
 {

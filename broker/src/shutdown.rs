@@ -1,22 +1,25 @@
-//! Graceful shutdown, as mini-redis does it: the server holds a broadcast
-//! sender and drops it (or sends) to tell every connection task to stop; each
-//! task holds a clone of an mpsc sender so the server can wait until every task
-//! has finished (the receiver yields `None` once all senders are dropped).
+//! Graceful shutdown, after mini-redis: the server flips a watch flag to
+//! tell every task to stop; each task holds a clone of an mpsc sender so the
+//! server can wait until every task has finished (the receiver yields `None`
+//! once all senders are dropped).
+//!
+//! A watch rather than a broadcast: a task that subscribes after the flag
+//! was raised (a connection accepted in the same instant) still sees it.
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 
 /// Listens for the server's shutdown signal.
 #[derive(Debug)]
 pub struct Shutdown {
     is_shutdown: bool,
-    notify: broadcast::Receiver<()>,
+    notify: watch::Receiver<bool>,
     /// Held, never used: when every clone is dropped the server knows all
     /// connection tasks have finished.
     _done: mpsc::Sender<()>,
 }
 
 impl Shutdown {
-    pub fn new(notify: broadcast::Receiver<()>, done: mpsc::Sender<()>) -> Shutdown {
+    pub fn new(notify: watch::Receiver<bool>, done: mpsc::Sender<()>) -> Shutdown {
         Shutdown {
             is_shutdown: false,
             notify,
@@ -33,8 +36,8 @@ impl Shutdown {
         if self.is_shutdown {
             return;
         }
-        // Either a send or the sender being dropped means shut down.
-        let _ = self.notify.recv().await;
+        // The flag raised, or the sender gone: both mean shut down.
+        let _ = self.notify.wait_for(|stop| *stop).await;
         self.is_shutdown = true;
     }
 }
@@ -43,7 +46,7 @@ impl Shutdown {
 /// to give each new connection task its own.
 #[derive(Clone, Debug)]
 pub struct Handle {
-    notify: broadcast::Sender<()>,
+    notify: watch::Sender<bool>,
     done_tx: mpsc::Sender<()>,
 }
 
@@ -68,7 +71,7 @@ impl Default for ShutdownController {
 
 impl ShutdownController {
     pub fn new() -> ShutdownController {
-        let (notify, _) = broadcast::channel(1);
+        let (notify, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel(1);
         ShutdownController {
             handle: Handle { notify, done_tx },
@@ -86,15 +89,50 @@ impl ShutdownController {
     }
 
     /// Signal every task and wait until all of them (and every handle) are
-    /// gone. Handles are cloned into accept loops, which end on the signal,
-    /// so an explicit send is needed rather than dropping the sender.
+    /// gone.
     pub async fn shutdown(self) {
+        self.begin();
+        self.finished().await;
+    }
+
+    /// Signal every task to stop. Handles cloned into accept loops keep the
+    /// sender alive until those loops end, so the flag is what tells them.
+    pub fn begin(&self) {
+        self.handle.notify.send_replace(true);
+    }
+
+    /// Wait until every task (and every handle) is gone. Bound it with a
+    /// timeout: a task stuck in a socket write never finishes.
+    pub async fn finished(self) {
         let ShutdownController {
             handle,
             mut done_rx,
         } = self;
-        let _ = handle.notify.send(());
         drop(handle);
         let _ = done_rx.recv().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_subscribes_after_the_signal_still_stops() {
+        let controller = ShutdownController::new();
+        let handle = controller.clone_handle();
+        controller.begin();
+        let mut late = handle.subscribe();
+        drop(handle);
+        tokio::time::timeout(Duration::from_secs(1), late.recv())
+            .await
+            .expect("a late subscriber sees the shutdown");
+        assert!(late.is_shutdown());
+        drop(late);
+        tokio::time::timeout(Duration::from_secs(1), controller.finished())
+            .await
+            .expect("finished once every task is gone");
     }
 }

@@ -6,7 +6,7 @@
 //! denial, and returns what to put on the wire for that protocol version:
 //! CONNACK codes, SUBACK codes, PUBACK/PUBREC codes, or "do not deliver".
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -66,10 +66,21 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+const ON_DENY_IGNORE: u8 = 0;
+const ON_DENY_DISCONNECT: u8 = 1;
+
+fn on_deny_byte(on_deny: OnDeny) -> u8 {
+    match on_deny {
+        OnDeny::Ignore => ON_DENY_IGNORE,
+        OnDeny::Disconnect => ON_DENY_DISCONNECT,
+    }
+}
+
 /// Turns decisions into wire behaviour; one per broker.
 #[derive(Debug)]
 pub struct Authorizer {
-    on_deny: OnDeny,
+    /// An [`OnDeny`] as a byte: SIGHUP changes it while connections run.
+    on_deny: AtomicU8,
     pub counters: DecisionCounters,
 }
 
@@ -138,8 +149,20 @@ impl Authorizer {
 
     pub fn new(on_deny: OnDeny) -> Authorizer {
         Authorizer {
-            on_deny,
+            on_deny: AtomicU8::new(on_deny_byte(on_deny)),
             counters: DecisionCounters::default(),
+        }
+    }
+
+    /// What a denied publish does from now on (config reload).
+    pub fn set_on_deny(&self, on_deny: OnDeny) {
+        self.on_deny.store(on_deny_byte(on_deny), Ordering::Relaxed);
+    }
+
+    pub fn on_deny(&self) -> OnDeny {
+        match self.on_deny.load(Ordering::Relaxed) {
+            ON_DENY_DISCONNECT => OnDeny::Disconnect,
+            _ => OnDeny::Ignore,
         }
     }
 
@@ -265,7 +288,7 @@ impl Authorizer {
             bump(&self.counters.publish_deny);
             audit(who, "publish", topic, &decision);
         }
-        match self.on_deny {
+        match self.on_deny() {
             OnDeny::Disconnect => PublishVerdict::Disconnect,
             _ => PublishVerdict::Drop {
                 ack_code: match version {

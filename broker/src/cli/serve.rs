@@ -1,13 +1,17 @@
-//! `warden serve`: prepare what a first run needs (data dir, development
-//! certificates, schema), then run the broker until Ctrl-C or SIGTERM.
+//! `warden serve`: install the signal handlers, prepare what a first run
+//! needs (data dir, development certificates, schema), then run the broker:
+//! SIGHUP reloads the config, Ctrl-C or SIGTERM stops it.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::lifecycle::Signals;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // First of all: until SIGHUP is handled, one kills the process.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let mut ca_note = None;
@@ -44,28 +48,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(ca = %ca.display(), "clients verify the server with this CA file (e.g. mosquitto_pub --cafile)");
     }
     let store: Arc<dyn warden_auth::Store> = store;
-    crate::server::run(Arc::new(config), store, shutdown_signal()).await?;
+    // The session store's flush goes here once there is one.
+    let finish = async {};
+    crate::server::run(Arc::new(config), store, signals, finish).await?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

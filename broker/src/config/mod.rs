@@ -4,10 +4,12 @@
 //! `raw.rs` is the file as written, `types.rs` the value checks that serde
 //! runs (so its errors carry the line), `validate.rs` the defaults, path
 //! resolution and cross-field checks, and `locate.rs` finds the line for
-//! errors found after parsing. Nothing here opens sockets or creates files.
+//! errors found after parsing; `reload.rs` says what a reloaded file may
+//! change in a running broker. Nothing here opens sockets or creates files.
 
 mod locate;
 mod raw;
+mod reload;
 mod types;
 mod validate;
 
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use reload::ReloadPlan;
 pub use types::{
     parse_byte_size, ClientAuthMode, ListenerKind, OnDeny, PersistenceMode, Takeover, UsernameFrom,
 };

@@ -5,6 +5,11 @@
 //! The accept loop (in `server.rs`) calls [`Listener::accept`], which only
 //! accepts, and runs [`Handshaker::handshake`] in the connection's own task
 //! so that a slow handshake never holds up the next accept.
+//!
+//! A config reload ([`Listener::reload`]) swaps a running listener's
+//! settings and TLS acceptors (certificates, keys and CA bundles read from
+//! disk again); handshakes that start afterwards use the new ones, and
+//! connections already up keep the session they negotiated.
 
 mod chains;
 mod peer;
@@ -18,6 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -52,6 +58,9 @@ pub struct Listener {
     tcp: TcpListener,
     local_addr: SocketAddr,
     handshaker: Handshaker,
+    /// The settings it runs with; its name, bind address and transport
+    /// never change.
+    config: ArcSwap<ListenerConfig>,
 }
 
 /// The per-connection half of a listener: clone it into the connection's
@@ -59,7 +68,21 @@ pub struct Listener {
 #[derive(Clone, Debug)]
 pub struct Handshaker {
     name: Arc<str>,
-    tls: Option<Arc<tls::TlsAcceptors>>,
+    /// Shared with the listener, which swaps in new acceptors on reload.
+    tls: Option<Arc<ArcSwap<tls::TlsAcceptors>>>,
+}
+
+/// What [`Listener::reload`] applied.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The settings the listener runs with now.
+    pub config: Arc<ListenerConfig>,
+    /// Why the certificate, key or CA files could not be used; the listener
+    /// then keeps its previous TLS settings.
+    pub tls_error: Option<ListenerError>,
+    /// The client CA bundle changed, so the remembered client chains were
+    /// dropped.
+    pub ca_changed: bool,
 }
 
 impl Listener {
@@ -68,9 +91,9 @@ impl Listener {
     pub async fn bind(cfg: &ListenerConfig) -> Result<Listener, ListenerError> {
         let tls = match &cfg.transport {
             Transport::Tcp => None,
-            Transport::Tls(settings) => {
-                Some(Arc::new(tls::TlsAcceptors::build(&cfg.name, settings)?))
-            }
+            Transport::Tls(settings) => Some(Arc::new(ArcSwap::from_pointee(
+                tls::TlsAcceptors::build(&cfg.name, settings)?,
+            ))),
         };
         let (tcp, local_addr) = tcp::bind(&cfg.name, cfg.bind).await?;
         Ok(Listener {
@@ -80,7 +103,51 @@ impl Listener {
                 name: cfg.name.clone(),
                 tls,
             },
+            config: ArcSwap::from_pointee(cfg.clone()),
         })
+    }
+
+    /// The settings new connections are admitted under.
+    pub fn config(&self) -> Arc<ListenerConfig> {
+        self.config.load_full()
+    }
+
+    /// Apply reloaded settings. Name, bind address and transport stay as
+    /// bound (the caller keeps them; see `Config::plan_reload`). A TLS
+    /// listener reads its certificate, key and CA files again, even under
+    /// unchanged paths, so a certificate rotated in place takes effect; if
+    /// they cannot be used, its previous TLS settings stay and the rest of
+    /// `cfg` still applies. Blocking file reads: call off the runtime.
+    pub fn reload(&self, mut cfg: ListenerConfig) -> Reloaded {
+        let running = self.config();
+        cfg.name = running.name.clone();
+        cfg.bind = running.bind;
+        let mut tls_error = None;
+        let mut ca_changed = false;
+        match (&self.handshaker.tls, &cfg.transport) {
+            (Some(current), Transport::Tls(settings)) => {
+                match current.load().rebuild(&cfg.name, settings) {
+                    Ok((next, changed)) => {
+                        current.store(Arc::new(next));
+                        ca_changed = changed;
+                    }
+                    Err(err) => {
+                        tls_error = Some(err);
+                        cfg.transport = running.transport.clone();
+                    }
+                }
+            }
+            (None, Transport::Tcp) => {}
+            // A changed transport needs a new socket: keep the running one.
+            _ => cfg.transport = running.transport.clone(),
+        }
+        let config = Arc::new(cfg);
+        self.config.store(config.clone());
+        Reloaded {
+            config,
+            tls_error,
+            ca_changed,
+        }
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -132,7 +199,7 @@ impl Handshaker {
         tcp: TcpStream,
         addr: SocketAddr,
     ) -> Result<(MqttStream, PeerInfo), ListenerError> {
-        let Some(acceptors) = &self.tls else {
+        let Some(swap) = &self.tls else {
             let peer = PeerInfo {
                 addr,
                 listener: self.name.clone(),
@@ -141,6 +208,8 @@ impl Handshaker {
             };
             return Ok((MqttStream::Plain(tcp), peer));
         };
+        // The acceptors current when the handshake starts serve all of it.
+        let acceptors = swap.load_full();
         let stream = acceptors.accept(tcp, addr).await?;
         let cert = match stream.get_ref().1.peer_certificates() {
             Some([leaf, ..]) => {
@@ -233,5 +302,7 @@ impl AsyncWrite for MqttStream {
     }
 }
 
+#[cfg(test)]
+mod reload_tests;
 #[cfg(test)]
 mod tests;

@@ -488,7 +488,7 @@ impl MtlsServer {
         let addr = tcp.local_addr().unwrap();
         let hs = Handshaker {
             name: Arc::from("mtls"),
-            tls: Some(self.acceptors.clone()),
+            tls: Some(Arc::new(ArcSwap::new(self.acceptors.clone()))),
         };
         let server = tokio::spawn(async move {
             let (sock, peer) = tcp.accept().await.unwrap();

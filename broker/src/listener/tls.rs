@@ -5,6 +5,9 @@
 //! offers nothing, or only other protocols, is served anyway: rustls alone
 //! would refuse the latter, so the config is picked after the ClientHello.
 //!
+//! The acceptors are rebuilt from the files on a config reload; chains
+//! remembered under an unchanged client CA bundle are carried over.
+//!
 //! A listener that verifies client certificates remembers the chains it
 //! verified ([`VerifiedChains`]) and offers no session resumption: a resumed
 //! session would restore the client's identity for up to a day without the
@@ -22,6 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{Acceptor, NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{RootCertStore, ServerConfig};
+use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
@@ -41,6 +45,10 @@ pub(super) struct TlsAcceptors {
     /// Shared with the configs' client certificate verifier; `None` when
     /// the listener does not ask for client certificates.
     chains: Option<Arc<VerifiedChains>>,
+    /// SHA-256 over the client CA bundle's certificates, to tell on a
+    /// reload whether the remembered chains still hold.
+    ca_digest: Option<[u8; 32]>,
+    clock: Arc<dyn TimeProvider>,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -59,6 +67,29 @@ impl TlsAcceptors {
         s: &TlsSettings,
         clock: Arc<dyn TimeProvider>,
     ) -> Result<TlsAcceptors, ListenerError> {
+        Self::build_from(name, s, clock, None)
+    }
+
+    /// New acceptors from the files as they are now (a config reload, or a
+    /// certificate rotated in place), on the same clock. The chains these
+    /// remembered are kept when the client CA bundle is the same, and
+    /// dropped when it changed. The flag says whether it changed.
+    pub(super) fn rebuild(
+        &self,
+        name: &Arc<str>,
+        s: &TlsSettings,
+    ) -> Result<(TlsAcceptors, bool), ListenerError> {
+        let next = Self::build_from(name, s, self.clock.clone(), Some(self))?;
+        let ca_changed = next.ca_digest != self.ca_digest;
+        Ok((next, ca_changed))
+    }
+
+    fn build_from(
+        name: &Arc<str>,
+        s: &TlsSettings,
+        clock: Arc<dyn TimeProvider>,
+        previous: Option<&TlsAcceptors>,
+    ) -> Result<TlsAcceptors, ListenerError> {
         let setup = |message: String| ListenerError::TlsSetup {
             listener: name.clone(),
             message,
@@ -66,24 +97,32 @@ impl TlsAcceptors {
         let certs = load_certs(&s.cert)?;
         let key = load_key(&s.key)?;
         let provider = provider();
-        let builder = ServerConfig::builder_with_details(provider.clone(), clock)
+        let builder = ServerConfig::builder_with_details(provider.clone(), clock.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| setup(e.to_string()))?;
-        let (builder, chains) = match &s.client_auth {
-            ClientAuth::None => (builder.with_no_client_auth(), None),
+        let (builder, chains, ca_digest) = match &s.client_auth {
+            ClientAuth::None => (builder.with_no_client_auth(), None, None),
             ClientAuth::Optional { ca } | ClientAuth::Required { ca } => {
-                let roots = Arc::new(load_roots(ca)?);
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+                let (roots, digest) = load_roots(ca)?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = match s.client_auth {
                     ClientAuth::Optional { .. } => verifier.allow_unauthenticated(),
                     _ => verifier,
                 };
                 let webpki = verifier.build().map_err(|e| setup(e.to_string()))?;
-                let chains = Arc::new(VerifiedChains::new(chains::TTL_SECS, chains::CAPACITY));
+                // Chains verified against the same CAs are still verified.
+                let kept = previous
+                    .filter(|p| p.ca_digest == Some(digest))
+                    .and_then(|p| p.chains.clone());
+                let chains = kept.unwrap_or_else(|| {
+                    Arc::new(VerifiedChains::new(chains::TTL_SECS, chains::CAPACITY))
+                });
                 let verifier = CachingVerifier::new(webpki, chains.clone());
                 (
                     builder.with_client_cert_verifier(Arc::new(verifier)),
                     Some(chains),
+                    Some(digest),
                 )
             }
         };
@@ -100,6 +139,8 @@ impl TlsAcceptors {
             with_alpn: Arc::new(with_alpn),
             without_alpn: Arc::new(without_alpn),
             chains,
+            ca_digest,
+            clock,
         })
     }
 
@@ -176,13 +217,17 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ListenerError> {
         })
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, ListenerError> {
+/// The CA bundle, and a digest of its certificates.
+fn load_roots(path: &Path) -> Result<(RootCertStore, [u8; 32]), ListenerError> {
     let mut roots = RootCertStore::empty();
+    let mut digest = Sha256::new();
     for cert in load_certs(path)? {
+        digest.update((cert.len() as u64).to_be_bytes());
+        digest.update(cert.as_ref());
         roots.add(cert).map_err(|e| ListenerError::Pem {
             path: path.to_path_buf(),
             message: format!("not a usable CA certificate: {e}"),
         })?;
     }
-    Ok(roots)
+    Ok((roots, digest.finalize().into()))
 }
