@@ -3,9 +3,10 @@
 # Mosquitto (password file + ACL file) and rumqttd (no auth, no ACL; built
 # from bench/rumqttd on first use, RUMQTTD= leaves it out). Runs the
 # warden-bench scenarios interleaved (A B A B …) for $ROUNDS rounds and
-# writes medians with min–max to docs/benchmarks.md.
+# writes medians with min–max to docs/benchmarks.md. PERSIST=1 then runs
+# bench/persist.sh (durability: persistence modes beside Mosquitto's).
 #
-# usage: bench/compare.sh            (env: SECS ROUNDS CONNS IDLE IDLE_MTLS NO_BUILD KEEP RUMQTTD)
+# usage: bench/compare.sh            (env: SECS ROUNDS CONNS IDLE IDLE_MTLS NO_BUILD KEEP RUMQTTD PERSIST)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -149,3 +150,11 @@ done
 cp "$RESULTS" "$ROOT/bench/last-results.jsonl"
 python3 "$ROOT/bench/summarize.py" "$RESULTS" "$WORK/machine.txt" "$ROOT/docs/benchmarks.md"
 log "wrote docs/benchmarks.md (raw runs in bench/last-results.jsonl)"
+
+if [[ -n ${PERSIST:-} ]]; then
+    # The brokers above are done; persist.sh starts its own on other ports.
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    PIDS=()
+    NO_BUILD=1 SECS=$SECS ROUNDS=$ROUNDS "$ROOT/bench/persist.sh"
+fi

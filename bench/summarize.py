@@ -4,8 +4,10 @@ docs/benchmarks.md: medians with min-max per scenario and broker, and the
 issue's targets checked against the medians.
 
 usage: summarize.py RESULTS.jsonl MACHINE.txt BENCHMARKS.md
+       summarize.py --durability PERSIST.jsonl MACHINE.txt BENCHMARKS.md
 The text between the results markers in BENCHMARKS.md is replaced; the rest
-of the file is kept.
+of the file is kept. --durability writes the Durability section instead
+(bench/durability_report.py, from bench/persist.sh's runs).
 """
 
 import json
@@ -170,6 +172,12 @@ def render(runs, machine):
 
 
 def main():
+    if sys.argv[1:2] == ["--durability"]:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import durability_report
+
+        durability_report.write(*sys.argv[2:5])
+        return
     results, machine_path, doc_path = sys.argv[1:4]
     runs = load(results)
     section = render(runs, open(machine_path).read())

@@ -74,7 +74,7 @@ async fn connect_many(
     (lat, failed, first_err, kept)
 }
 
-async fn disconnect(stream: &mut BoxStream) {
+pub async fn disconnect(stream: &mut BoxStream) {
     let bye = Packet::Disconnect(Disconnect {
         reason: 0,
         properties: Properties::default(),

@@ -3,6 +3,7 @@
 //! Each run prints one JSON line and, with `--markdown`, a Markdown row.
 
 mod conns;
+mod durable;
 mod net;
 mod pubsub;
 mod report;
@@ -32,6 +33,12 @@ enum Scenario {
     Connect,
     /// Hold N idle connections; broker RSS per connection.
     Idle,
+    /// Create --sessions persistent sessions in waves (each subscribes to
+    /// TOPIC/i), then queue --per-session QoS 1 messages to each.
+    Offline,
+    /// Resume persistent session --client-id after a restart: seconds from
+    /// --since-ns to the ready log line, CONNACK and the first message.
+    Resume,
 }
 
 #[derive(Debug, Parser)]
@@ -109,6 +116,29 @@ struct Args {
     /// The broker's pid: its CPU time and RSS are read from /proc.
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// Subscribers ask for a persistent session (clean session 0).
+    #[arg(long)]
+    persistent: bool,
+    /// Persistent sessions to create (offline).
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// QoS 1 messages queued to each offline session.
+    #[arg(long, default_value_t = 1)]
+    per_session: usize,
+    /// Client id to resume (resume; offline sessions are PREFIX-o-I).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The broker's start time in ns since the Unix epoch (resume).
+    #[arg(long)]
+    since_ns: Option<u128>,
+    /// Log file in which the broker announces it is ready (resume).
+    #[arg(long)]
+    ready_log: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "listening on")]
+    ready_pattern: String,
+    /// Seconds to wait for the broker and the queued message (resume).
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
     /// Client id prefix (distinct per run avoids session takeovers).
     #[arg(long, default_value = "wb")]
     client_prefix: String,
@@ -161,6 +191,7 @@ impl Args {
             username: with_password.then(|| self.username(u)),
             password: with_password.then(|| self.password.clone()),
             keep_alive: self.keep_alive,
+            clean: true,
         }
     }
 
@@ -178,7 +209,11 @@ impl Args {
             Scenario::Fanin => {
                 let filter = self.filter.clone().unwrap_or_else(|| "bench/+/t".into());
                 let pubs = (1..=self.pubs).map(|i| (self.login("p", i, i), self.topic_of(i)));
-                (pubs.collect(), vec![(self.login("s", 0, 0), filter)])
+                let sub = Login {
+                    clean: !self.persistent,
+                    ..self.login("s", 0, 0)
+                };
+                (pubs.collect(), vec![(sub, filter)])
             }
             // Publisher is user 0; subscribers are users 1..=subs.
             _ => {
@@ -189,7 +224,13 @@ impl Args {
                 } else {
                     1
                 };
-                let subs = (1..=n).map(|i| (self.login("s", i, i), filter.clone()));
+                let subs = (1..=n).map(|i| {
+                    let login = Login {
+                        clean: !self.persistent,
+                        ..self.login("s", i, i)
+                    };
+                    (login, filter.clone())
+                });
                 (vec![(self.login("p", 0, 0), topic)], subs.collect())
             }
         };
@@ -204,6 +245,42 @@ impl Args {
             rate: latency.then_some(self.rate),
             stamp: latency,
         }
+    }
+}
+
+impl Args {
+    fn offline_plan(self: &Arc<Self>) -> durable::OfflinePlan {
+        let args = self.clone();
+        let session_login = move |i: usize| Login {
+            clean: false,
+            ..args.login("o", i, i)
+        };
+        durable::OfflinePlan {
+            sessions: self.sessions,
+            per_session: self.per_session,
+            topic: self.topic.replace("{user}", &self.client_prefix),
+            payload: self.payload,
+            window: self.window,
+            concurrency: self.concurrency,
+            session_login: Arc::new(session_login),
+            publisher: self.login("q", 0, 0),
+        }
+    }
+
+    fn resume_plan(&self) -> Result<durable::ResumePlan> {
+        let Some(client_id) = self.client_id.clone() else {
+            bail!("resume needs --client-id");
+        };
+        Ok(durable::ResumePlan {
+            login: Login {
+                client_id,
+                clean: false,
+                ..self.login("r", 0, 0)
+            },
+            since_ns: self.since_ns,
+            ready_log: self.ready_log.clone().map(|p| (p, self.ready_pattern.clone())),
+            timeout: Duration::from_secs_f64(self.timeout),
+        })
     }
 }
 
@@ -242,6 +319,8 @@ async fn run(args: Args) -> Result<Report> {
             let hold = Duration::from_secs_f64(args.hold);
             conns::idle_scenario(&target, args.conns, args.concurrency, logins, pid, hold).await?
         }
+        Scenario::Offline => durable::offline_scenario(&target, args.offline_plan(), pid).await?,
+        Scenario::Resume => durable::resume_scenario(&target, args.resume_plan()?, pid).await?,
     };
     report.broker = args.label.clone();
     report.transport = args.transport().to_string();

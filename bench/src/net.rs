@@ -95,6 +95,9 @@ pub struct Login {
     pub password: Option<String>,
     /// CONNECT keep-alive in seconds; 0 (none) unless a broker refuses it.
     pub keep_alive: u16,
+    /// Clean session; `false` asks for a persistent session (MQTT 3.1.1
+    /// clean session 0: kept by the broker after the connection ends).
+    pub clean: bool,
 }
 
 /// Sends `packet` and flushes.
@@ -121,10 +124,20 @@ pub async fn read_packet(stream: &mut BoxStream, buf: &mut BytesMut) -> Result<P
 /// Opens a connection and completes CONNECT/CONNACK. Returns the stream and
 /// any bytes read past the CONNACK.
 pub async fn connect(target: &Target, n: usize, login: &Login) -> Result<(BoxStream, BytesMut)> {
+    let (stream, buf, _) = connect_session(target, n, login).await?;
+    Ok((stream, buf))
+}
+
+/// As [`connect`], also returning the CONNACK's session-present flag.
+pub async fn connect_session(
+    target: &Target,
+    n: usize,
+    login: &Login,
+) -> Result<(BoxStream, BytesMut, bool)> {
     let mut stream = target.open(n).await?;
     let connect = Packet::Connect(Connect {
         protocol: VERSION,
-        clean_start: true,
+        clean_start: login.clean,
         keep_alive: login.keep_alive,
         client_id: login.client_id.clone(),
         will: None,
@@ -135,7 +148,7 @@ pub async fn connect(target: &Target, n: usize, login: &Login) -> Result<(BoxStr
     send(&mut stream, &connect).await?;
     let mut buf = BytesMut::with_capacity(4096);
     match read_packet(&mut stream, &mut buf).await? {
-        Packet::ConnAck(ack) if ack.code == 0 => Ok((stream, buf)),
+        Packet::ConnAck(ack) if ack.code == 0 => Ok((stream, buf, ack.session_present)),
         Packet::ConnAck(ack) => bail!("CONNACK refused {}: code {}", login.client_id, ack.code),
         other => bail!("expected CONNACK, got packet type {}", other.packet_type()),
     }
@@ -165,4 +178,15 @@ pub async fn subscribe(
         Packet::SubAck(ack) => bail!("SUBACK refused {filter}: {:?}", ack.codes),
         other => bail!("expected SUBACK, got packet type {}", other.packet_type()),
     }
+}
+
+/// An encoded DISCONNECT (normal).
+pub fn encode_disconnect() -> Result<BytesMut> {
+    let mut buf = BytesMut::new();
+    let bye = Packet::Disconnect(warden_codec::Disconnect {
+        reason: 0,
+        properties: Properties::default(),
+    });
+    encode(&bye, VERSION, &mut buf)?;
+    Ok(buf)
 }

@@ -40,6 +40,20 @@ pub struct Report {
     pub p999_us: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_kb_per_conn: Option<f64>,
+    /// Persistent sessions created (offline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    /// The broker's RSS in KiB at the end of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_kb: Option<u64>,
+    /// Restart: seconds from process start to the broker's ready line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_s: Option<f64>,
+    /// Restart: seconds from process start to CONNACK of a resumed session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connack_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_present: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

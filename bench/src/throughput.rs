@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+use crate::conns;
 use crate::net::{self, Login, Target};
 use crate::pubsub::{self, PubCounters, PubMode, SubCounters, Template};
 use crate::report::{CpuMark, Report};
@@ -70,6 +71,24 @@ async fn drain(counters: &SubCounters, expected: u64, quiet: Duration) {
         if now != last {
             last = now;
             since = Instant::now();
+        }
+    }
+}
+
+/// Ends the persistent sessions of the run's subscribers (a clean
+/// reconnect discards them): left behind, they would stay subscribed and
+/// queue every later run's messages.
+async fn end_persistent_sessions(target: &Target, plan: &Plan) {
+    for (i, (login, _)) in plan.subscribers.iter().enumerate() {
+        if login.clean {
+            continue;
+        }
+        let clean = Login {
+            clean: true,
+            ..login.clone()
+        };
+        if let Ok((mut stream, _)) = net::connect(target, i, &clean).await {
+            conns::disconnect(&mut stream).await;
         }
     }
 }
@@ -143,6 +162,7 @@ pub async fn run(
             Err(e) => errors.push(format!("subscriber: {e:#}")),
         }
     }
+    end_persistent_sessions(target, &plan).await;
     report.msgs = received;
     report.secs = secs;
     report.msg_per_s = Some(received as f64 / secs);
