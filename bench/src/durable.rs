@@ -291,7 +291,9 @@ pub async fn resume_scenario(
         .await
         .context("resuming the session")?;
     report.connack_s = Some(secs_since(since));
-    report.ready_s.get_or_insert(report.connack_s.unwrap_or(0.0));
+    report
+        .ready_s
+        .get_or_insert(report.connack_s.unwrap_or(0.0));
     report.session_present = Some(present);
     if first_message(&mut stream, &mut buf, until).await? {
         report.msgs = 1;

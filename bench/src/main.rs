@@ -278,7 +278,10 @@ impl Args {
                 ..self.login("r", 0, 0)
             },
             since_ns: self.since_ns,
-            ready_log: self.ready_log.clone().map(|p| (p, self.ready_pattern.clone())),
+            ready_log: self
+                .ready_log
+                .clone()
+                .map(|p| (p, self.ready_pattern.clone())),
             timeout: Duration::from_secs_f64(self.timeout),
         })
     }
