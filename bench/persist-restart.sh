@@ -2,7 +2,7 @@
 # Sourced by persist.sh: the restart-time and disk-size measurements, on
 # brokers of their own (anonymous, plain TCP, one allow-all rule, so that
 # no argon2 verify is paid per session):
-#   Warden 26883 (restart), 27883 (disk); Mosquitto 33883 (restart), 34883 (disk).
+#   Warden 26883 (restart), 27883 (disk); Mosquitto 30883 (restart), 30983 (disk).
 
 RESUME_TIMEOUT=${RESUME_TIMEOUT:-60}
 
@@ -57,7 +57,7 @@ print(json.dumps(d))' "$@" >>"$RESULTS"
 # Loads $SESSIONS sessions, stops the broker, then restarts it $RESTARTS
 # times, each time resuming another session and waiting for its message.
 restart_runs() { # label dir port start-fn log-file ready-pattern
-    local label=$1 dir=$2 port=$3 start=$4 logf=$5 pattern=$6 prefix pid k t0 secs
+    local label=$1 dir=$2 port=$3 start=$4 logf=$5 pattern=$6 prefix pid k t0
     log "$label: $SESSIONS persistent sessions with one queued message each"
     $start "$dir"
     pid=$STARTED
@@ -65,8 +65,8 @@ restart_runs() { # label dir port start-fn log-file ready-pattern
     prefix=p$((RUN + 1))
     bench "$label" "$pid" "$port" offline --sessions "$SESSIONS" --per-session 1 \
         --user-prefix '' --topic 'load/r/{user}' --source-addrs 8 --concurrency 64 --window 1000
-    secs=$(stop_broker "$pid")
-    json_line scenario=shutdown broker="$label" transport=tcp sessions="$SESSIONS" secs="$secs"
+    stop_broker "$pid"
+    json_line scenario=shutdown broker="$label" transport=tcp sessions="$SESSIONS" secs="$STOP_SECS"
     for ((k = 1; k <= RESTARTS; k++)); do
         : >"$logf"
         t0=$(date +%s%N)
@@ -75,7 +75,7 @@ restart_runs() { # label dir port start-fn log-file ready-pattern
         bench "$label" "$pid" "$port" resume --client-id "$prefix-o-$k" --since-ns "$t0" \
             --ready-log "$logf" --ready-pattern "$pattern" --user-prefix '' \
             --timeout "$RESUME_TIMEOUT"
-        stop_broker "$pid" >/dev/null
+        stop_broker "$pid"
     done
 }
 
@@ -90,20 +90,20 @@ disk_runs() { # label dir port start-fn size-fn
     wait_port "$port" 300
     CP=disk bench "$label" "$pid" "$port" offline --sessions 1 --per-session 0 \
         --user-prefix '' --topic 'load/d/{user}'
-    stop_broker "$pid" >/dev/null
+    stop_broker "$pid"
     before=$($size "$dir")
     $start "$dir"
     pid=$STARTED
     wait_port "$port" 300
     CP=disk bench "$label" "$pid" "$port" offline --sessions 1 --per-session "$QUEUED" \
         --payload "$PAYLOAD" --user-prefix '' --topic 'load/d/{user}' --window 1000
-    stop_broker "$pid" >/dev/null
+    stop_broker "$pid"
     after=$($size "$dir")
     $start "$dir"
     pid=$STARTED
     wait_port "$port" 300
     sleep 1
-    stop_broker "$pid" >/dev/null
+    stop_broker "$pid"
     again=$($size "$dir")
     json_line scenario=disk broker="$label" transport=tcp msgs="$QUEUED" payload="$PAYLOAD" \
         bytes_before="$before" bytes_after="$after" bytes_after_restart="$again" \
@@ -121,8 +121,8 @@ for mode in ${RESTART_MODES:-periodic}; do
     restart_runs "warden-$mode" "$WR" 26883 start_warden "$WR/serve.log" "listening on"
 done
 MR=$WORK/mosquitto-restart
-mosquitto_open "$MR" 33883
-restart_runs mosquitto-persist "$MR" 33883 start_mosquitto "$MR/log" " running"
+mosquitto_open "$MR" 30883
+restart_runs mosquitto-persist "$MR" 30883 start_mosquitto "$MR/log" " running"
 
 # --- 3. disk bytes per queued message --------------------------------------
 for mode in ${DISK_MODES:-periodic sync}; do
@@ -131,5 +131,5 @@ for mode in ${DISK_MODES:-periodic sync}; do
     disk_runs "warden-$mode" "$WD" 27883 start_warden warden_state_size
 done
 MD=$WORK/mosquitto-disk
-mosquitto_open "$MD" 34883
-disk_runs mosquitto-persist "$MD" 34883 start_mosquitto mosquitto_db_size
+mosquitto_open "$MD" 30983
+disk_runs mosquitto-persist "$MD" 30983 start_mosquitto mosquitto_db_size

@@ -56,13 +56,14 @@ start_mosquitto() { # dir; sets STARTED
     PIDS+=("$STARTED")
 }
 
-stop_broker() { # pid; SIGTERM, wait; prints the seconds it took to exit
+stop_broker() { # pid; SIGTERM, wait; sets STOP_SECS to the seconds it took to exit
     local t0 t1
     t0=$(date +%s%N)
     kill -TERM "$1"
+    # Not in a $( ): only this shell can wait for its children.
     wait "$1" 2>/dev/null || true
     t1=$(date +%s%N)
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'
+    STOP_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
 }
 
 set_persistence() { # warden dir, mode, log level
@@ -98,9 +99,10 @@ for mode in none periodic sync; do
     sed -i -e "s/127.0.0.1:23883/127.0.0.1:$p/" -e "s/127.0.0.1:23884/127.0.0.1:$((p + 1))/" "$d/w.yaml"
     set_persistence "$d" "$mode" warn
 done
-# Mosquitto, persistence true: 32883 39883 39884; the same queue limits.
+# Mosquitto, persistence true: 29883 29884 29885 (all ports here are below
+# the ephemeral range, which 100k client connections fill); same queue limits.
 MQ=$WORK/mosquitto-persist
-mosquitto_config "$MQ" 32883 39883 39884 "$CERTS"
+mosquitto_config "$MQ" 29883 29884 29885 "$CERTS"
 sed -i "s|^persistence false|persistence true\npersistence_location $MQ/|" "$MQ/m.conf"
 
 for mode in none periodic sync; do
@@ -109,7 +111,7 @@ for mode in none periodic sync; do
 done
 start_mosquitto "$MQ"
 PID_MQ=$STARTED
-for p in 23883 24883 25883 32883; do wait_port $p; done
+for p in 23883 24883 25883 29883; do wait_port $p; done
 
 FANIN=(fanin --qos 1 --persistent --secs "$SECS")
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -117,14 +119,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for mode in none periodic sync; do
         bench "warden-$mode" "${WPID[$mode]}" "${WPORT[$mode]}" "${FANIN[@]}"
     done
-    bench mosquitto-persist "$PID_MQ" 32883 "${FANIN[@]}"
+    bench mosquitto-persist "$PID_MQ" 29883 "${FANIN[@]}"
 done
 du_state() { du -sb "$1" 2>/dev/null | cut -f1 || echo 0; }
 for mode in none periodic sync; do
     log "warden-$mode state after the fan-in runs: $(du_state "$WORK/warden-$mode/data/state") bytes"
-    stop_broker "${WPID[$mode]}" >/dev/null
+    stop_broker "${WPID[$mode]}"
 done
-stop_broker "$PID_MQ" >/dev/null
+stop_broker "$PID_MQ"
 
 source "$ROOT/bench/persist-restart.sh"
 
