@@ -204,7 +204,7 @@ fn recompile(
             .compile(&broker.engine, &principal, rules, version)
         {
             Ok(policy) => {
-                st.install_policy(&broker.authz, principal, Arc::clone(&policy));
+                st.install_policy(&broker.authz, &broker.persist, principal, Arc::clone(&policy));
                 policy
             }
             Err(err) => {

@@ -228,3 +228,36 @@ impl SessionState {
         }
     }
 }
+
+/// Write the session's record (subscriptions, will, expiry, inbound QoS 2
+/// state) when it is stored. `will` is the will still to be published, if
+/// any; `offline` stamps the disconnect time the expiry counts from.
+pub fn write_record(
+    broker: &crate::broker::Broker,
+    session: &Arc<crate::session::state::Session>,
+    will: Option<&Will>,
+    offline: bool,
+) -> Ticket {
+    if !session.state.lock().stored {
+        return 0;
+    }
+    // Router before state (the lock order).
+    let subs: Vec<StoredSubscription> = broker
+        .router
+        .read()
+        .subscriptions_of(&crate::session::state::SubKey(Arc::clone(session)))
+        .into_iter()
+        .map(|(filter, group, o)| stored_subscription(filter, group, &o))
+        .collect();
+    let st = session.state.lock();
+    if !st.stored || st.ended {
+        return 0;
+    }
+    let record = st.record(
+        session.owner.username(),
+        subs,
+        will.map(stored_will),
+        offline,
+    );
+    broker.persist.submit(Op::PutSession(record))
+}

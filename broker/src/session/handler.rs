@@ -21,6 +21,7 @@ use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::authorize::DecisionMemo;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::persist::Ticket;
 use crate::session::connect::{Accepted, Will};
 use crate::session::connection::{Connection, ConnectionError};
 use crate::session::state::{ConnId, Kick, Session, SubKey};
@@ -117,6 +118,12 @@ pub struct Handler<S> {
     /// The last `publish` decision, reused while the client publishes the
     /// same topic under the same policy.
     pub(crate) publish_memo: DecisionMemo,
+    /// Acknowledgements waiting for the session store (PUBACK/PUBREC of a
+    /// message written for persistent sessions), in order, each with the
+    /// ticket it waits for; everything after a held one waits behind it.
+    pub(crate) held_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// Told when the store's durable ticket moves; made on first use.
+    durable: Option<Box<tokio::sync::watch::Receiver<Ticket>>>,
     shutdown: Shutdown,
 }
 
@@ -152,6 +159,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
+            held_acks: std::collections::VecDeque::new(),
+            durable: None,
             shutdown,
         }
     }
@@ -193,6 +202,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     }
                 }
             }
+            if let Err(end) = self.release_acks() {
+                return end;
+            }
             if let Err(end) = self.drain_outbound() {
                 return end;
             }
@@ -208,8 +220,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             // One timer for the keep alive, the congestion poll and the write
             // stall: the waiting future is held for as long as the
             // connection is idle.
-            let paused = !self.congested.is_empty() || !reading;
-            let poll_at = (!self.congested.is_empty()).then(|| Instant::now() + PAUSE_POLL);
+            // The session store is behind: stop reading publishes too.
+            let storage_busy = self.broker.persist.is_congested();
+            let paused = !self.congested.is_empty() || !reading || storage_busy;
+            let poll_at = (!self.congested.is_empty() || storage_busy)
+                .then(|| Instant::now() + PAUSE_POLL);
+            let holding = !self.held_acks.is_empty();
+            if holding && self.durable.is_none() {
+                self.durable = Some(Box::new(self.broker.persist.watch_durable()));
+            }
             let stall_at = stalled_since.map(|t| t + write_stall);
             let (at, why) = next_timer(deadline, poll_at, stall_at);
             let timer = async {
@@ -226,6 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     Err(_) => return End::Lost,
                 },
                 _ = self.wake.notified() => {}
+                _ = durable_moved(self.durable.as_deref_mut()), if holding => {}
                 _ = timer => match why {
                     Timer::KeepAlive => return End::KeepAliveTimeout,
                     Timer::Stall => return self.write_stalled(),
@@ -252,6 +272,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
             }
         }
+    }
+
+    /// Acknowledge now, or once `ticket` is durable (and after every
+    /// acknowledgement already waiting: they go out in order).
+    pub(crate) fn ack(&mut self, ticket: Ticket, packet: Packet) -> Result<(), End> {
+        if self.held_acks.is_empty() && ticket <= self.broker.persist.durable() {
+            return self.send(&packet);
+        }
+        let ticket = self
+            .held_acks
+            .back()
+            .map_or(ticket, |(t, _)| ticket.max(*t));
+        self.held_acks.push_back((ticket, packet));
+        Ok(())
+    }
+
+    /// Send the acknowledgements whose messages are durable now.
+    fn release_acks(&mut self) -> Result<(), End> {
+        if self.held_acks.is_empty() {
+            return Ok(());
+        }
+        let durable = self.broker.persist.durable();
+        while let Some((ticket, _)) = self.held_acks.front() {
+            if *ticket > durable {
+                break;
+            }
+            if let Some((_, packet)) = self.held_acks.pop_front() {
+                self.send(&packet)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write this session's record (when it is stored).
+    pub(crate) fn write_record(&self, offline: bool) -> Ticket {
+        crate::session::durable::write_record(
+            &self.broker,
+            &self.session,
+            self.will.as_deref(),
+            offline,
+        )
     }
 
     /// The client took nothing for `write_stall`: count it, say so, end it.
@@ -335,6 +396,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             // was discarded for another principal.
             end = End::TakenOver;
         }
+        if let Some((expiry, _)) = released {
+            if !expiry.is_zero() {
+                // The will is still to come only if it waits out a delay.
+                let pending = end.fires_will()
+                    && self.will.as_ref().is_some_and(|w| !w.delay.is_zero());
+                let will = if pending { self.will.as_deref() } else { None };
+                crate::session::durable::write_record(&self.broker, &self.session, will, true);
+            }
+        }
         if let Some(w) = self.will.take() {
             if end == End::Revoked {
                 tracing::info!(client_id = %self.client_id, topic = %w.topic, "will dropped: the user was removed or disabled");
@@ -389,10 +459,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             &mut self.conn,
             &mut st,
             &self.broker.authz,
+            &self.broker.persist,
             self.version,
         );
         drop(st);
-        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))
+        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))?;
+        self.write_record(false);
+        Ok(())
     }
 
     /// Why we no longer own the session (called with the state locked).
@@ -402,6 +475,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Some((id, Kick::PolicyFailed)) if id == self.conn_id => End::PolicyFailed,
             _ => End::TakenOver,
         }
+    }
+}
+
+/// Resolves when the store's durable ticket moves (never without a receiver).
+async fn durable_moved(rx: Option<&mut tokio::sync::watch::Receiver<Ticket>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod message;
 pub mod outbound;
+pub mod restore;
 pub mod state;
 pub mod subscribe;
 pub mod will;

@@ -212,6 +212,32 @@ impl SessionState {
         }
     }
 
+    /// A session with nobody attached (restored from the session store).
+    pub fn offline(
+        principal: Principal,
+        policy: Arc<dyn CompiledPolicy>,
+        max_queue: usize,
+        send_quota: usize,
+        expiry: Duration,
+        protocol: ProtocolVersion,
+    ) -> SessionState {
+        let mut st = SessionState::new(
+            Attachment {
+                id: 0,
+                wake: Arc::new(Notify::new()),
+                protocol,
+            },
+            principal,
+            policy,
+            max_queue,
+            send_quota,
+            None,
+            expiry,
+        );
+        st.attached = None;
+        st
+    }
+
     /// Next free packet id for an outbound message; None when all 65535 are in use.
     pub fn alloc_packet_id(&mut self) -> Option<u16> {
         for _ in 0..u16::MAX {

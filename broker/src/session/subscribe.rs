@@ -94,11 +94,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Err(code) => codes.push(code),
             }
         }
-        self.send(&Packet::SubAck(SubAck {
-            packet_id: sub.packet_id,
-            codes,
-            properties: Properties::default(),
-        }))?;
+        self.write_record(false);
+        self.ack(
+            0,
+            Packet::SubAck(SubAck {
+                packet_id: sub.packet_id,
+                codes,
+                properties: Properties::default(),
+            }),
+        )?;
         for req in retained {
             self.send_retained(&req);
         }
@@ -121,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
             let qos = msg.qos.min(req.qos);
             self.session
-                .offer(&self.broker.authz, &msg, qos, true, &sub_ids);
+                .offer(&self.broker.authz, &self.broker.persist, &msg, qos, true, &sub_ids);
         }
     }
 
@@ -148,10 +152,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if !self.version.is_v5() {
             codes.clear();
         }
-        self.send(&Packet::UnsubAck(UnsubAck {
-            packet_id: unsub.packet_id,
-            codes,
-            properties: Properties::default(),
-        }))
+        self.write_record(false);
+        self.ack(
+            0,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: unsub.packet_id,
+                codes,
+                properties: Properties::default(),
+            }),
+        )
     }
 }
