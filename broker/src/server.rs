@@ -25,10 +25,10 @@ use warden_auth::Store;
 
 use crate::broker::Broker;
 use crate::config::PersistenceMode;
-use crate::persist::{Loaded, Persister};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::lifecycle::{reload, Event, Signals};
 use crate::listener::{Handshaker, Listener, ListenerError, MqttStream};
+use crate::persist::{Loaded, Persister};
 use crate::session::handler::Handler;
 use crate::shutdown::{Shutdown, ShutdownController};
 
@@ -122,12 +122,15 @@ fn open_session_store(config: &Config) -> Result<(Persister, Loaded), ServeError
         return Ok((Persister::disabled(), Loaded::default()));
     }
     let dir = config.data_dir.join("state");
-    Persister::open(&dir, config.persistence.mode, config.persistence.fsync_interval).map_err(
-        |source| ServeError::SessionStore {
-            dir: dir.display().to_string(),
-            source,
-        },
+    Persister::open(
+        &dir,
+        config.persistence.mode,
+        config.persistence.fsync_interval,
     )
+    .map_err(|source| ServeError::SessionStore {
+        dir: dir.display().to_string(),
+        source,
+    })
 }
 
 /// What a stop takes down.

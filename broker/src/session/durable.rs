@@ -15,8 +15,8 @@ use warden_codec::{Properties, ProtocolVersion};
 use warden_policy::QoS;
 
 use crate::persist::{
-    Op, Persister, Phase as StoredPhase, StoredDelivery, StoredMessage, StoredProps,
-    StoredSession, StoredSubscription, StoredWill, Ticket,
+    Op, Persister, Phase as StoredPhase, StoredDelivery, StoredMessage, StoredProps, StoredSession,
+    StoredSubscription, StoredWill, Ticket,
 };
 use crate::router::SubOptions;
 use crate::session::connect::Will;

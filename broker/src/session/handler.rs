@@ -223,8 +223,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             // The session store is behind: stop reading publishes too.
             let storage_busy = self.broker.persist.is_congested();
             let paused = !self.congested.is_empty() || !reading || storage_busy;
-            let poll_at = (!self.congested.is_empty() || storage_busy)
-                .then(|| Instant::now() + PAUSE_POLL);
+            let poll_at =
+                (!self.congested.is_empty() || storage_busy).then(|| Instant::now() + PAUSE_POLL);
             let holding = !self.held_acks.is_empty();
             if holding && self.durable.is_none() {
                 self.durable = Some(Box::new(self.broker.persist.watch_durable()));
@@ -399,8 +399,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if let Some((expiry, _)) = released {
             if !expiry.is_zero() {
                 // The will is still to come only if it waits out a delay.
-                let pending = end.fires_will()
-                    && self.will.as_ref().is_some_and(|w| !w.delay.is_zero());
+                let pending =
+                    end.fires_will() && self.will.as_ref().is_some_and(|w| !w.delay.is_zero());
                 let will = if pending { self.will.as_deref() } else { None };
                 crate::session::durable::write_record(&self.broker, &self.session, will, true);
             }

@@ -8,14 +8,16 @@
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use warden_codec::{CodecError, Packet, Properties, ProtocolVersion, PubResp, PublishView, ReasonCode};
+use warden_codec::{
+    CodecError, Packet, Properties, ProtocolVersion, PubResp, PublishView, ReasonCode,
+};
 use warden_policy::QoS;
 
+use crate::authorize::Authorizer;
+use crate::persist::Persister;
 use crate::session::connection::Connection;
 use crate::session::handler::{End, Handler, WRITE_CAP};
 use crate::session::message::Delivery;
-use crate::authorize::Authorizer;
-use crate::persist::Persister;
 use crate::session::state::{Outgoing, Phase, SessionState};
 
 /// Most packets moved per drain, so one busy subscriber cannot hold its

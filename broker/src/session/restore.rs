@@ -19,10 +19,10 @@ use warden_codec::ProtocolVersion;
 use warden_policy::{CompiledPolicy, PolicyEngine, PolicyVersion, Principal, QoS, RuleSet};
 
 use crate::broker::Broker;
-use crate::persist::{LoadedSession, Loaded, Op, StoredSession};
+use crate::persist::{Loaded, LoadedSession, Op, StoredSession};
 use crate::session::durable::{self, message_from, options_from, phase_from, will_from};
 use crate::session::message::Delivery;
-use crate::session::state::{OwnerKey, Outgoing, Session, SessionState, SubKey};
+use crate::session::state::{Outgoing, OwnerKey, Session, SessionState, SubKey};
 use crate::session::will;
 
 /// Put everything loaded back into the broker.
@@ -128,7 +128,15 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         broker.persist.submit(Op::RemoveSession { client_id });
         return false;
     };
-    let session = build(broker, &stored, ls.deliveries, principal, policy, failed, remaining);
+    let session = build(
+        broker,
+        &stored,
+        ls.deliveries,
+        principal,
+        policy,
+        failed,
+        remaining,
+    );
     {
         let mut router = broker.router.write();
         let key = SubKey(Arc::clone(&session));
@@ -136,7 +144,11 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
             let opts = options_from(sub);
             let qos = QoS::from_u8(opts.qos).unwrap_or(QoS::AtMostOnce);
             let policy = Arc::clone(&session.state.lock().policy);
-            if !failed && !broker.authz.subscription_still_allowed(&*policy, &sub.filter, qos) {
+            if !failed
+                && !broker
+                    .authz
+                    .subscription_still_allowed(&*policy, &sub.filter, qos)
+            {
                 tracing::info!(%client_id, filter = %sub.filter, "stored subscription no longer allowed; removed");
                 continue;
             }
@@ -166,18 +178,21 @@ fn deny_all(broker: &Broker, principal: &Principal) -> Option<Arc<dyn CompiledPo
         superuser: false,
         ..principal.clone()
     };
-    PolicyEngine::compile(&broker.engine, &nobody, &RuleSet::default(), PolicyVersion(0))
-        .map_err(|err| tracing::error!(error = %err, "cannot compile an empty policy"))
-        .ok()
+    PolicyEngine::compile(
+        &broker.engine,
+        &nobody,
+        &RuleSet::default(),
+        PolicyVersion(0),
+    )
+    .map_err(|err| tracing::error!(error = %err, "cannot compile an empty policy"))
+    .ok()
 }
 
 /// How long the broker was down for this session (zero if it was online).
 fn downtime(stored: &StoredSession) -> Duration {
-    stored
-        .disconnected_at_ms
-        .map_or(Duration::ZERO, |at| {
-            Duration::from_millis(durable::now_ms().saturating_sub(at))
-        })
+    stored.disconnected_at_ms.map_or(Duration::ZERO, |at| {
+        Duration::from_millis(durable::now_ms().saturating_sub(at))
+    })
 }
 
 /// What is left of the session's expiry, downtime counted; None if spent.

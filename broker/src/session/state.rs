@@ -380,7 +380,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: SessionId, client_id: Arc<str>, owner: OwnerKey, state: SessionState) -> Session {
+    pub fn new(
+        id: SessionId,
+        client_id: Arc<str>,
+        owner: OwnerKey,
+        state: SessionState,
+    ) -> Session {
         Session {
             id,
             client_id,
@@ -404,7 +409,10 @@ impl Session {
             let mut st = self.state.lock();
             let online = st.attached.is_some();
             // Offline: only a persistent session keeps messages, and only QoS 1/2.
-            if st.ended || st.policy_failed || (!online && (st.expiry.is_zero() || qos == QoS::AtMostOnce)) {
+            if st.ended
+                || st.policy_failed
+                || (!online && (st.expiry.is_zero() || qos == QoS::AtMostOnce))
+            {
                 return Offer::Refused;
             }
             let mut d = Delivery {

@@ -124,8 +124,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 continue;
             }
             let qos = msg.qos.min(req.qos);
-            self.session
-                .offer(&self.broker.authz, &self.broker.persist, &msg, qos, true, &sub_ids);
+            self.session.offer(
+                &self.broker.authz,
+                &self.broker.persist,
+                &msg,
+                qos,
+                true,
+                &sub_ids,
+            );
         }
     }
 
