@@ -118,12 +118,9 @@ pub struct Handler<S> {
     /// The last `publish` decision, reused while the client publishes the
     /// same topic under the same policy.
     pub(crate) publish_memo: DecisionMemo,
-    /// Acknowledgements waiting for the session store (PUBACK/PUBREC of a
-    /// message written for persistent sessions), in order, each with the
-    /// ticket it waits for; everything after a held one waits behind it.
-    pub(crate) held_acks: std::collections::VecDeque<(Ticket, Packet)>,
-    /// Told when the store's durable ticket moves; made on first use.
-    durable: Option<Box<tokio::sync::watch::Receiver<Ticket>>>,
+    /// Acknowledgements waiting for the session store; boxed, made on
+    /// first use (most connections never hold one).
+    held: Option<Box<HeldAcks>>,
     shutdown: Shutdown,
 }
 
@@ -159,8 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
-            held_acks: std::collections::VecDeque::new(),
-            durable: None,
+            held: None,
             shutdown,
         }
     }
@@ -225,9 +221,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let paused = !self.congested.is_empty() || !reading || storage_busy;
             let poll_at =
                 (!self.congested.is_empty() || storage_busy).then(|| Instant::now() + PAUSE_POLL);
-            let holding = !self.held_acks.is_empty();
-            if holding && self.durable.is_none() {
-                self.durable = Some(Box::new(self.broker.persist.watch_durable()));
+            if let Some(held) = self.held.as_deref_mut() {
+                // Woken through the session's own wake-up when the store
+                // catches up (no extra future in the loop).
+                if let Some(&(last, _)) = held.acks.back() {
+                    if last > held.registered {
+                        held.registered = last;
+                        self.broker.persist.notify_when_durable(last, &self.wake);
+                    }
+                }
             }
             let stall_at = stalled_since.map(|t| t + write_stall);
             let (at, why) = next_timer(deadline, poll_at, stall_at);
@@ -245,7 +247,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     Err(_) => return End::Lost,
                 },
                 _ = self.wake.notified() => {}
-                _ = durable_moved(self.durable.as_deref_mut()), if holding => {}
                 _ = timer => match why {
                     Timer::KeepAlive => return End::KeepAliveTimeout,
                     Timer::Stall => return self.write_stalled(),
@@ -277,32 +278,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Acknowledge now, or once `ticket` is durable (and after every
     /// acknowledgement already waiting: they go out in order).
     pub(crate) fn ack(&mut self, ticket: Ticket, packet: Packet) -> Result<(), End> {
-        if self.held_acks.is_empty() && ticket <= self.broker.persist.durable() {
+        let holding = self.held.as_ref().is_some_and(|h| !h.acks.is_empty());
+        if !holding && ticket <= self.broker.persist.durable() {
             return self.send(&packet);
         }
-        let ticket = self
-            .held_acks
-            .back()
-            .map_or(ticket, |(t, _)| ticket.max(*t));
-        self.held_acks.push_back((ticket, packet));
+        let held = self.held.get_or_insert_with(Box::default);
+        let ticket = held.acks.back().map_or(ticket, |(t, _)| ticket.max(*t));
+        held.acks.push_back((ticket, packet));
         Ok(())
     }
 
     /// Send the acknowledgements whose messages are durable now.
     fn release_acks(&mut self) -> Result<(), End> {
-        if self.held_acks.is_empty() {
+        let Some(mut held) = self.held.take() else {
             return Ok(());
-        }
+        };
         let durable = self.broker.persist.durable();
-        while let Some((ticket, _)) = self.held_acks.front() {
-            if *ticket > durable {
+        let mut result = Ok(());
+        while let Some(&(ticket, _)) = held.acks.front() {
+            if ticket > durable {
                 break;
             }
-            if let Some((_, packet)) = self.held_acks.pop_front() {
-                self.send(&packet)?;
+            if let Some((_, packet)) = held.acks.pop_front() {
+                if let Err(end) = self.send(&packet) {
+                    result = Err(end);
+                    break;
+                }
             }
         }
-        Ok(())
+        self.held = Some(held);
+        result
     }
 
     /// Write this session's record (when it is stored).
@@ -478,16 +483,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 }
 
-/// Resolves when the store's durable ticket moves (never without a receiver).
-async fn durable_moved(rx: Option<&mut tokio::sync::watch::Receiver<Ticket>>) {
-    match rx {
-        Some(rx) => {
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
+/// Acknowledgements waiting for the session store (PUBACK/PUBREC of a
+/// message written for persistent sessions, SUBACK of a stored session), in
+/// order, each with the ticket it waits for; everything after a held one
+/// waits behind it.
+#[derive(Debug, Default)]
+pub(crate) struct HeldAcks {
+    acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// The ticket the store was last asked to wake us for.
+    registered: Ticket,
 }
 
 /// Which deadline the packet loop's one timer is set for.

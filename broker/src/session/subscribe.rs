@@ -94,9 +94,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Err(code) => codes.push(code),
             }
         }
-        self.write_record(false);
+        // The SUBACK waits until the subscription is in the session store.
+        let ticket = self.write_record(false);
         self.ack(
-            0,
+            ticket,
             Packet::SubAck(SubAck {
                 packet_id: sub.packet_id,
                 codes,
@@ -158,9 +159,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if !self.version.is_v5() {
             codes.clear();
         }
-        self.write_record(false);
+        let ticket = self.write_record(false);
         self.ack(
-            0,
+            ticket,
             Packet::UnsubAck(UnsubAck {
                 packet_id: unsub.packet_id,
                 codes,
