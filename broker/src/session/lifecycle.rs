@@ -259,3 +259,7 @@ pub fn policy_failed(session: &Session) {
         wake.notify_one();
     }
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
