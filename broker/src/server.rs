@@ -82,6 +82,10 @@ pub async fn run(
         Arc::clone(&broker),
         controller.subscribe(),
     ));
+    tokio::spawn(crate::session::sweep::run(
+        Arc::clone(&broker),
+        controller.subscribe(),
+    ));
     let accepting: Vec<JoinHandle<()>> = listeners
         .iter()
         .map(|listener| {

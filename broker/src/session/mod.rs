@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod restore;
 pub mod state;
 pub mod subscribe;
+pub mod sweep;
 pub mod will;
 
 use std::sync::Arc;
