@@ -311,13 +311,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     /// Write this session's record (when it is stored).
-    pub(crate) fn write_record(&self, offline: bool) -> Ticket {
-        crate::session::durable::write_record(
-            &self.broker,
-            &self.session,
-            self.will.as_deref(),
-            offline,
-        )
+    pub(crate) fn write_record(&self) -> Ticket {
+        crate::session::durable::write_record(&self.broker, &self.session, self.will.as_deref())
     }
 
     /// The client took nothing for `write_stall`: count it, say so, end it.
@@ -391,6 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let mut st = self.session.state.lock();
             if st.is_attached_to(self.conn_id) {
                 st.attached = None;
+                st.offline_since_ms = Some(crate::session::durable::now_ms());
                 Some((st.expiry, st.generation))
             } else {
                 None
@@ -407,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 let pending =
                     end.fires_will() && self.will.as_ref().is_some_and(|w| !w.delay.is_zero());
                 let will = if pending { self.will.as_deref() } else { None };
-                crate::session::durable::write_record(&self.broker, &self.session, will, true);
+                crate::session::durable::write_record(&self.broker, &self.session, will);
             }
         }
         if let Some(w) = self.will.take() {
@@ -469,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         );
         drop(st);
         sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))?;
-        self.write_record(false);
+        self.write_record();
         Ok(())
     }
 

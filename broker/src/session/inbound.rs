@@ -94,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 if code < 0x80 {
                     self.session.state.lock().incoming_qos2.insert(packet_id);
                     // A restart must still know the id when PUBREL comes.
-                    ticket = ticket.max(self.write_record(false));
+                    ticket = ticket.max(self.write_record());
                 }
                 self.ack(ticket, Packet::PubRec(ack(packet_id, code)))
             }
@@ -122,7 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {
         let known = self.session.state.lock().incoming_qos2.remove(&packet_id);
         if known {
-            self.write_record(false);
+            self.write_record();
         }
         let reason = if known || !self.version.is_v5() {
             0

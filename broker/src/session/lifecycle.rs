@@ -154,6 +154,7 @@ fn resume(
         st.stored = true;
     }
     st.attached = Some(req.attachment);
+    st.offline_since_ms = None;
     st.expiry = req.expiry;
     st.generation += 1;
     st.send_quota = receive_max;

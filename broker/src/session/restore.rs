@@ -128,15 +128,8 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         broker.persist.submit(Op::RemoveSession { client_id });
         return false;
     };
-    let session = build(
-        broker,
-        &stored,
-        ls.deliveries,
-        principal,
-        policy,
-        failed,
-        remaining,
-    );
+    let session = build(broker, &stored, ls.deliveries, principal, policy, failed);
+    let mut dropped_subs = false;
     {
         let mut router = broker.router.write();
         let key = SubKey(Arc::clone(&session));
@@ -150,6 +143,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
                     .subscription_still_allowed(&*policy, &sub.filter, qos)
             {
                 tracing::info!(%client_id, filter = %sub.filter, "stored subscription no longer allowed; removed");
+                dropped_subs = true;
                 continue;
             }
             router.subscribe(&sub.filter, sub.share_group.as_deref(), key.clone(), opts);
@@ -165,8 +159,11 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         w.delay = w.delay.saturating_sub(downtime(&stored));
         will::fire(broker, &session, w, Some((remaining, generation)));
     }
-    // The record as it is now (subscriptions no longer allowed are gone).
-    durable::write_record(broker, &session, None, true);
+    if dropped_subs {
+        // The record as it is now, without what is no longer allowed.
+        let will = stored.will.clone().map(will_from);
+        durable::write_record(broker, &session, will.as_ref());
+    }
     will::schedule_expiry(broker, &session, remaining, generation);
     true
 }
@@ -217,7 +214,6 @@ fn build(
     principal: Principal,
     policy: Arc<dyn CompiledPolicy>,
     failed: bool,
-    remaining: Duration,
 ) -> Arc<Session> {
     let config = broker.config();
     let limits = &config.limits;
@@ -227,10 +223,11 @@ fn build(
         policy,
         limits.max_queued_messages,
         usize::from(limits.receive_maximum.get()),
-        remaining,
+        Duration::from_secs(u64::from(stored.expiry_secs)),
         protocol(stored.protocol),
     );
     st.stored = true;
+    st.offline_since_ms = Some(stored.disconnected_at_ms.unwrap_or_else(durable::now_ms));
     st.policy_failed = failed;
     st.incoming_qos2 = stored.incoming_qos2.iter().copied().collect();
     for (seq, sd) in deliveries {

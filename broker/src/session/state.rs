@@ -156,6 +156,9 @@ pub struct SessionState {
     pub next_seq: u64,
     /// The protocol of the last connection (for the stored record).
     pub protocol: ProtocolVersion,
+    /// Wall clock (unix ms) of the last disconnect while nobody is
+    /// attached: the expiry counts from it, across restarts too.
+    pub offline_since_ms: Option<u64>,
     /// The last `receive` decision, reused for the same topic and policy.
     pub receive_memo: DecisionMemo,
 }
@@ -208,6 +211,7 @@ impl SessionState {
             stored: false,
             next_seq: 0,
             protocol,
+            offline_since_ms: None,
             receive_memo: DecisionMemo::default(),
         }
     }

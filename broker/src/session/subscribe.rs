@@ -95,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
         }
         // The SUBACK waits until the subscription is in the session store.
-        let ticket = self.write_record(false);
+        let ticket = self.write_record();
         self.ack(
             ticket,
             Packet::SubAck(SubAck {
@@ -159,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if !self.version.is_v5() {
             codes.clear();
         }
-        let ticket = self.write_record(false);
+        let ticket = self.write_record();
         self.ack(
             ticket,
             Packet::UnsubAck(UnsubAck {
