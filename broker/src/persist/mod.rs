@@ -17,6 +17,7 @@ mod expiry;
 mod fjall_store;
 mod keys;
 pub mod record;
+mod sqlite_store;
 mod writer;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use record::{
     Phase, StoredDelivery, StoredMessage, StoredProps, StoredSession, StoredSubscription,
     StoredWill,
 };
+pub use sqlite_store::SqliteStore;
 pub use writer::{Persister, Ticket, QUEUE_BYTE_BUDGET};
 
 use crate::config::PersistenceMode;

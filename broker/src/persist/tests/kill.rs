@@ -73,7 +73,11 @@ fn kill_9_after_durable_loses_nothing_durable() {
         .lines()
         .map_while(Result::ok)
         // libtest may print its own words on the same line first.
-        .find_map(|l| l.split("DURABLE ").nth(1).and_then(|t| t.trim().parse().ok()))
+        .find_map(|l| {
+            l.split("DURABLE ")
+                .nth(1)
+                .and_then(|t| t.trim().parse().ok())
+        })
         .expect("child reported a durable ticket");
     std::thread::sleep(Duration::from_millis(50));
     proc.kill().expect("SIGKILL");
