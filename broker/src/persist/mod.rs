@@ -24,6 +24,7 @@ mod writer;
 mod tests;
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use fjall_store::FjallStore;
 pub use record::{
@@ -100,22 +101,28 @@ pub trait SessionStore: Send + Sync + 'static {
     fn disk_bytes(&self) -> u64;
 }
 
-/// A shared store is a store: lets a caller keep a handle on the engine the
-/// writer thread owns (for tests, stats, or a second reader).
-impl<S: SessionStore> SessionStore for std::sync::Arc<S> {
-    fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
-        (**self).apply(batch)
-    }
-    fn sync(&self) -> Result<(), PersistError> {
-        (**self).sync()
-    }
-    fn load(&self) -> Result<Loaded, PersistError> {
-        (**self).load()
-    }
-    fn disk_bytes(&self) -> u64 {
-        (**self).disk_bytes()
-    }
+/// A shared or boxed store is a store: a caller can keep a handle on the
+/// engine the writer thread owns (tests, stats), or pick the engine at run
+/// time.
+macro_rules! forward_store {
+    ($($ptr:ident),*) => {$(
+        impl<S: SessionStore + ?Sized> SessionStore for $ptr<S> {
+            fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+                (**self).apply(batch)
+            }
+            fn sync(&self) -> Result<(), PersistError> {
+                (**self).sync()
+            }
+            fn load(&self) -> Result<Loaded, PersistError> {
+                (**self).load()
+            }
+            fn disk_bytes(&self) -> u64 {
+                (**self).disk_bytes()
+            }
+        }
+    )*};
 }
+forward_store!(Arc, Box);
 
 /// Opens the engine the broker uses in `dir`.
 pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<FjallStore, PersistError> {
