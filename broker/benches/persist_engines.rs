@@ -128,6 +128,9 @@ fn fan_in(open: Opener, mode: PersistenceMode, size: u64, secs: f64) -> (f64, f6
 /// it `window` messages later; coalescing cancels most pairs in a batch.
 /// Counts messages whose ticket became durable per second.
 fn writer(open: Opener, mode: PersistenceMode, window: u64, secs: f64) -> f64 {
+    // 8 publishers × 500 unacknowledged each, as in the fan-in benchmark:
+    // publishers stop when that many messages wait to become durable.
+    const OUTSTANDING_OPS: u64 = 3 * 8 * 500;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), mode);
     store
@@ -139,7 +142,7 @@ fn writer(open: Opener, mode: PersistenceMode, window: u64, secs: f64) -> f64 {
     let mut seq = 0u64;
     let mut last = 0;
     while start.elapsed().as_secs_f64() < secs {
-        if p.is_congested() || last > p.durable() + 4 * window {
+        if p.is_congested() || last > p.durable() + OUTSTANDING_OPS {
             std::thread::yield_now();
             continue;
         }
@@ -149,19 +152,18 @@ fn writer(open: Opener, mode: PersistenceMode, window: u64, secs: f64) -> f64 {
             delivery: delivery(seq),
         });
         let packet_id = (seq % 65_535 + 1) as u16;
-        p.submit(Op::SetInflight {
+        last = p.submit(Op::SetInflight {
             client_id: c(),
             seq,
             packet_id,
             phase: Phase::AwaitAck,
         });
         if let Some(s) = seq.checked_sub(window) {
-            p.submit(Op::RemoveDelivery {
+            last = p.submit(Op::RemoveDelivery {
                 client_id: c(),
                 seq: s,
             });
         }
-        last = p.submit(Op::PutSession(session("subscriber")));
         seq += 1;
     }
     while p.durable() < last {
