@@ -4,7 +4,9 @@
 //! replicated store behind the same seam later).
 //!
 //! - [`record`]: the stored records, plain serde data with a format version.
-//! - [`SessionStore`]: the seam; [`FjallStore`] is the engine in use.
+//! - [`SessionStore`]: the seam. [`SqliteStore`] (WAL) is the engine in use;
+//!   [`FjallStore`] implements the same trait and passes the same tests, kept
+//!   for the engine benchmark (docs/architecture.md, "Durability").
 //! - [`Persister`]: the handle the broker holds; one writer thread drains a
 //!   bounded queue of [`Op`]s, coalesces them, writes one batch, fsyncs per
 //!   the mode and then publishes the batch's last [`Ticket`] as durable.
@@ -124,9 +126,10 @@ macro_rules! forward_store {
 }
 forward_store!(Arc, Box);
 
-/// Opens the engine the broker uses in `dir`.
-pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<FjallStore, PersistError> {
-    FjallStore::open(dir, mode)
+/// Opens the engine the broker uses in `dir`: SQLite, chosen by the
+/// measurements in docs/architecture.md.
+pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<SqliteStore, PersistError> {
+    SqliteStore::open(dir, mode)
 }
 
 /// Why the store could not read or write.
