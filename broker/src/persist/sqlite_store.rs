@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS retained (
     topic TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 ";
 
+/// Size the WAL file is cut back to after a checkpoint.
+const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The SQLite engine behind [`SessionStore`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -52,7 +55,11 @@ impl SqliteStore {
         let full = mode == PersistenceMode::Sync;
         let sync = if full { "FULL" } else { "NORMAL" };
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
-        conn.execute_batch(&format!("PRAGMA synchronous={sync};{SCHEMA}"))?;
+        // The WAL is reused after each checkpoint, not shrunk; the limit
+        // truncates it after a burst so the data dir does not keep the peak.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit={WAL_LIMIT_BYTES};{SCHEMA}"
+        ))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
