@@ -83,7 +83,7 @@ fn kill_9_after_durable_loses_nothing_durable() {
     proc.kill().expect("SIGKILL");
     proc.wait().expect("reap");
 
-    let store = crate::persist::FjallStore::open(dir.path(), PersistenceMode::Periodic)
+    let store = crate::persist::open_store(dir.path(), PersistenceMode::Periodic)
         .expect("reopen after kill");
     let loaded = store.load().expect("load");
     // Tickets 2i+1 and 2i+2 are session i's ops.
