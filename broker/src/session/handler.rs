@@ -120,7 +120,7 @@ pub struct Handler<S> {
     pub(crate) publish_memo: DecisionMemo,
     /// Acknowledgements waiting for the session store; boxed, made on
     /// first use (most connections never hold one).
-    held: Option<Box<HeldAcks>>,
+    pub(crate) held: Option<Box<crate::session::held_acks::HeldAcks>>,
     shutdown: Shutdown,
 }
 
@@ -181,21 +181,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let mut stalled_since: Option<Instant> = None;
         loop {
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
-            while reading && self.congested.is_empty() {
-                match self.conn.try_decode() {
-                    Ok(Some(packet)) => {
-                        if let Some(d) = self.keepalive {
-                            deadline = Some(Instant::now() + d);
-                        }
-                        if let Err(end) = self.handle(packet) {
-                            return end;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
-                        return End::Violation(err.reason_code().value());
-                    }
+            if reading {
+                if let Err(end) = self.handle_buffered(&mut deadline) {
+                    return end;
                 }
             }
             if let Err(end) = self.release_acks() {
@@ -275,41 +263,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
     }
 
-    /// Acknowledge now, or once `ticket` is durable (and after every
-    /// acknowledgement already waiting: they go out in order).
-    pub(crate) fn ack(&mut self, ticket: Ticket, packet: Packet) -> Result<(), End> {
-        let holding = self.held.as_ref().is_some_and(|h| !h.acks.is_empty());
-        if !holding && ticket <= self.broker.persist.durable() {
-            return self.send(&packet);
-        }
-        let held = self.held.get_or_insert_with(Box::default);
-        let ticket = held.acks.back().map_or(ticket, |(t, _)| ticket.max(*t));
-        held.acks.push_back((ticket, packet));
-        Ok(())
-    }
-
-    /// Send the acknowledgements whose messages are durable now.
-    fn release_acks(&mut self) -> Result<(), End> {
-        let Some(mut held) = self.held.take() else {
-            return Ok(());
-        };
-        let durable = self.broker.persist.durable();
-        let mut result = Ok(());
-        while let Some(&(ticket, _)) = held.acks.front() {
-            if ticket > durable {
-                break;
-            }
-            if let Some((_, packet)) = held.acks.pop_front() {
-                if let Err(end) = self.send(&packet) {
-                    result = Err(end);
-                    break;
-                }
-            }
-        }
-        self.held = Some(held);
-        result
-    }
-
     /// Write this session's record (when it is stored).
     pub(crate) fn write_record(&self) -> Ticket {
         crate::session::durable::write_record(&self.broker, &self.session, self.will.as_deref())
@@ -332,6 +285,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             "client stopped reading; disconnected"
         );
         End::WriteStall
+    }
+
+    /// Handle every whole packet already read (none while paused for a
+    /// congested subscriber); each one moves the keep-alive deadline.
+    fn handle_buffered(&mut self, deadline: &mut Option<Instant>) -> Result<(), End> {
+        while self.congested.is_empty() {
+            match self.conn.try_decode() {
+                Ok(Some(packet)) => {
+                    if let Some(d) = self.keepalive {
+                        *deadline = Some(Instant::now() + d);
+                    }
+                    self.handle(packet)?;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
+                    return Err(End::Violation(err.reason_code().value()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Dispatch one inbound packet.
@@ -477,17 +451,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             _ => End::TakenOver,
         }
     }
-}
-
-/// Acknowledgements waiting for the session store (PUBACK/PUBREC of a
-/// message written for persistent sessions, SUBACK of a stored session), in
-/// order, each with the ticket it waits for; everything after a held one
-/// waits behind it.
-#[derive(Debug, Default)]
-pub(crate) struct HeldAcks {
-    acks: std::collections::VecDeque<(Ticket, Packet)>,
-    /// The ticket the store was last asked to wake us for.
-    registered: Ticket,
 }
 
 /// Which deadline the packet loop's one timer is set for.

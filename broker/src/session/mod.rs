@@ -8,6 +8,7 @@ pub mod connect;
 pub mod connection;
 pub mod durable;
 pub mod handler;
+pub mod held_acks;
 pub mod inbound;
 pub mod lifecycle;
 pub mod message;
