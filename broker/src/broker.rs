@@ -17,9 +17,20 @@ use crate::auth::CredentialCache;
 use crate::authorize::Authorizer;
 use crate::config::Config;
 use crate::login_cache::LoginCache;
+use crate::persist::{Op, Persister, Ticket};
 use crate::router::{RetainedStore, SubscriptionTrie};
 use crate::session::message::Message;
 use crate::session::state::{Offer, Session, SubKey};
+
+/// What became of a routed message.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Routed {
+    /// Subscribers that accepted it.
+    pub accepted: usize,
+    /// The session store ticket the publisher's acknowledgement waits for
+    /// (0: nothing was stored).
+    pub ticket: Ticket,
+}
 
 /// Everything the connection tasks share.
 pub struct Broker {
@@ -35,6 +46,8 @@ pub struct Broker {
     /// skip the store and the compiler.
     pub logins: LoginCache,
     pub router: RwLock<SubscriptionTrie<SubKey>>,
+    /// The session store: persistent sessions and retained messages on disk.
+    pub persist: Persister,
     pub retained: RwLock<RetainedStore<Arc<Message>>>,
     /// Every session, online or persisted, by client id.
     pub sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
@@ -64,7 +77,7 @@ thread_local! {
 }
 
 impl Broker {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Broker {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, persist: Persister) -> Broker {
         let engine = AclEngine::new(EngineOptions {
             superuser_bypass: config.policy.superuser_bypass,
         });
@@ -77,6 +90,7 @@ impl Broker {
             credentials: CredentialCache::default(),
             logins: LoginCache::default(),
             router: RwLock::new(SubscriptionTrie::new()),
+            persist,
             retained: RwLock::new(RetainedStore::new()),
             sessions: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
@@ -126,22 +140,29 @@ impl Broker {
     }
 
     /// Route a message that already passed the publisher's `publish` check.
-    /// Returns how many subscribers accepted it. Subscribers whose queue is
-    /// filling up are added to `congested`, so the publisher can pause
-    /// reading until they catch up (back-pressure instead of loss).
+    /// Subscribers whose queue is filling up are added to `congested`, so
+    /// the publisher can pause reading until they catch up (back-pressure
+    /// instead of loss). The returned ticket is what the publisher's
+    /// acknowledgement waits for: the message is in the session store for
+    /// every persistent session (and as the retained message) once it is
+    /// durable.
     pub fn publish(
         &self,
         msg: Arc<Message>,
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
-    ) -> usize {
+    ) -> Routed {
+        let mut ticket = 0;
         if msg.retain {
-            self.store_retained(&msg);
+            ticket = self.store_retained(&msg);
         }
         MATCHES.with(|cell| {
             let mut matches = cell.borrow_mut();
             matches.clear();
-            let mut accepted = 0;
+            let mut routed = Routed {
+                accepted: 0,
+                ticket,
+            };
             let router = self.router.read();
             // Shared groups deliver while the router walks (the member that
             // takes the message is the one that may receive it now); direct
@@ -149,13 +170,13 @@ impl Broker {
             router.matches_delivering_shared(
                 &msg.topic,
                 publisher,
-                |key, m| self.offer(&msg, key, m, &mut accepted, congested),
+                |key, m| self.offer(&msg, key, m, &mut routed, congested),
                 &mut matches,
             );
             for (key, m) in matches.drain(..) {
-                self.offer(&msg, &key, &m, &mut accepted, congested);
+                self.offer(&msg, &key, &m, &mut routed, congested);
             }
-            accepted
+            routed
         })
     }
 
@@ -165,19 +186,27 @@ impl Broker {
         msg: &Arc<Message>,
         key: &SubKey,
         m: &crate::router::MergedMatch,
-        accepted: &mut usize,
+        routed: &mut Routed,
         congested: &mut Vec<Arc<Session>>,
     ) -> bool {
         let sub_qos = QoS::from_u8(m.qos).unwrap_or(QoS::AtMostOnce);
         let qos = msg.qos.min(sub_qos);
         let retain = msg.retain && m.retain_as_published;
-        match key
-            .0
-            .offer(&self.authz, msg, qos, retain, &m.subscription_ids)
-        {
+        match key.0.offer(
+            &self.authz,
+            &self.persist,
+            msg,
+            qos,
+            retain,
+            &m.subscription_ids,
+        ) {
             Offer::Refused => false,
-            Offer::Queued { congested: busy } => {
-                *accepted += 1;
+            Offer::Queued {
+                congested: busy,
+                ticket,
+            } => {
+                routed.accepted += 1;
+                routed.ticket = routed.ticket.max(ticket);
                 if busy && !congested.iter().any(|s| Arc::ptr_eq(s, &key.0)) {
                     congested.push(Arc::clone(&key.0));
                 }
@@ -186,14 +215,26 @@ impl Broker {
         }
     }
 
-    /// Set, replace or clear (empty payload) the retained message of a topic.
-    fn store_retained(&self, msg: &Arc<Message>) {
+    /// Set, replace or clear (empty payload) the retained message of a
+    /// topic, on disk too (submitted under the retained lock, so the store
+    /// sees the changes of one topic in order).
+    fn store_retained(&self, msg: &Arc<Message>) -> Ticket {
         let mut retained = self.retained.write();
         if msg.payload.is_empty() {
-            retained.remove(&msg.topic);
+            if retained.remove(&msg.topic) {
+                return self.persist.submit(Op::RemoveRetained {
+                    topic: String::from(&*msg.topic),
+                });
+            }
         } else if self.config.load().limits.retain_available {
             retained.set(&msg.topic, Arc::clone(msg));
+            if self.persist.enabled() {
+                return self.persist.submit(Op::PutRetained(
+                    crate::session::durable::stored_message(msg),
+                ));
+            }
         }
+        0
     }
 
     /// Look up a session by client id.

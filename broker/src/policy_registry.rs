@@ -104,10 +104,7 @@ pub enum RefreshError {
 /// Recompile every session. A store failure part way stops the refresh
 /// (sessions keep what they have, as in an outage); a session whose policy
 /// cannot be compiled is disconnected, not left on its old rights.
-pub async fn refresh_all(
-    broker: &Arc<Broker>,
-    version: PolicyVersion,
-) -> Result<(), RefreshError> {
+pub async fn refresh_all(broker: &Arc<Broker>, version: PolicyVersion) -> Result<(), RefreshError> {
     // Before the snapshot: a login attaching after it sees the new target
     // and refreshes itself (`session::connect`).
     broker.set_policy_target(version.0);
@@ -204,7 +201,12 @@ fn recompile(
             .compile(&broker.engine, &principal, rules, version)
         {
             Ok(policy) => {
-                st.install_policy(&broker.authz, principal, Arc::clone(&policy));
+                st.install_policy(
+                    &broker.authz,
+                    &broker.persist,
+                    principal,
+                    Arc::clone(&policy),
+                );
                 policy
             }
             Err(err) => {

@@ -24,9 +24,11 @@ use tokio::time::Instant;
 use warden_auth::Store;
 
 use crate::broker::Broker;
+use crate::config::PersistenceMode;
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::lifecycle::{reload, Event, Signals};
 use crate::listener::{Handshaker, Listener, ListenerError, MqttStream};
+use crate::persist::{Loaded, Persister};
 use crate::session::handler::Handler;
 use crate::shutdown::{Shutdown, ShutdownController};
 
@@ -39,6 +41,12 @@ pub enum ServeError {
         name: String,
         #[source]
         source: ListenerError,
+    },
+    #[error("session store {dir}: {source}")]
+    SessionStore {
+        dir: String,
+        #[source]
+        source: crate::persist::PersistError,
     },
 }
 
@@ -57,19 +65,24 @@ pub async fn run(
     config: Arc<Config>,
     store: Arc<dyn Store>,
     mut signals: Signals,
-    finish: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let broker = Arc::new(Broker::new(Arc::clone(&config), store));
+    let (persist, loaded) = open_session_store(&config)?;
+    let broker = Arc::new(Broker::new(Arc::clone(&config), store, persist));
     match broker.store.policy_version().await {
         Ok(v) => broker.set_policy_version(v.0),
         Err(err) => {
             tracing::warn!(error = %err, "store unavailable at start; logins will be refused until it answers")
         }
     }
+    crate::session::restore::restore(&broker, loaded).await;
     let listeners = bind_all(&config).await?;
     let controller = ShutdownController::new();
     let open = Arc::new(AtomicUsize::new(0));
     tokio::spawn(crate::policy_registry::run(
+        Arc::clone(&broker),
+        controller.subscribe(),
+    ));
+    tokio::spawn(crate::session::sweep::run(
         Arc::clone(&broker),
         controller.subscribe(),
     ));
@@ -95,8 +108,33 @@ pub async fn run(
         controller,
         open,
     };
+    let flush_broker = Arc::clone(&broker);
+    let finish = async move {
+        match flush_broker.persist.flush().await {
+            Ok(()) => {}
+            Err(err) => tracing::error!(error = %err, "session store flush failed at shutdown"),
+        }
+    };
     running.stop(&mut signals, finish).await;
     Ok(())
+}
+
+/// The session store in `<data_dir>/state`, loaded; a disabled one for
+/// `persistence.mode: none`.
+fn open_session_store(config: &Config) -> Result<(Persister, Loaded), ServeError> {
+    if config.persistence.mode == PersistenceMode::None {
+        return Ok((Persister::disabled(), Loaded::default()));
+    }
+    let dir = config.data_dir.join("state");
+    Persister::open(
+        &dir,
+        config.persistence.mode,
+        config.persistence.fsync_interval,
+    )
+    .map_err(|source| ServeError::SessionStore {
+        dir: dir.display().to_string(),
+        source,
+    })
 }
 
 /// What a stop takes down.
@@ -124,8 +162,11 @@ impl Running {
         // The accept loops are gone: dropping the last handles closes the
         // sockets, so nothing is accepted while the connections end.
         drop(self.listeners);
+        // Part of the grace is kept for the session store's flush, which
+        // comes after the connections have written their sessions' state.
+        let reserve = (self.grace / 4).min(Duration::from_secs(2));
         let ended = tokio::select! {
-            ended = tokio::time::timeout_at(deadline, self.controller.finished()) => ended.is_ok(),
+            ended = tokio::time::timeout_at(deadline - reserve, self.controller.finished()) => ended.is_ok(),
             () = second_stop(signals) => false,
         };
         let left = self.open.load(Ordering::Relaxed);

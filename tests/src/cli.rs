@@ -8,26 +8,34 @@ use std::sync::OnceLock;
 
 use tokio::io::AsyncWriteExt;
 
-/// Path of the `warden` binary (`WARDEN_BIN` overrides).
+/// Path of the `warden` binary (`WARDEN_BIN` overrides), built if missing.
 pub fn warden_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("WARDEN_BIN") {
-            return PathBuf::from(path);
-        }
-        // target/<profile>/deps/<test-exe> → target/<profile>/warden
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps");
-        let bin = profile_dir.join(format!("warden{}", std::env::consts::EXE_SUFFIX));
+        let bin = locate_warden_bin();
         if !bin.exists() {
-            build_binary(profile_dir);
+            if let Some(profile_dir) = bin.parent() {
+                build_binary(profile_dir);
+            }
         }
         assert!(bin.exists(), "warden binary not found at {}", bin.display());
         bin
     })
+}
+
+/// Where the `warden` binary is (`WARDEN_BIN`, else next to the test
+/// executable's profile directory), whether or not it exists yet.
+pub fn locate_warden_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("WARDEN_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/warden
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    profile_dir.join(format!("warden{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// Builds the binary once; cargo's own build lock serialises test processes

@@ -95,15 +95,7 @@ pub fn without_rust_log(dir: &Path) {
 
 /// The binary `cli::warden_bin` would find, without fixing its choice.
 fn real_warden_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("WARDEN_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let bin = profile_dir.join(format!("warden{}", std::env::consts::EXE_SUFFIX));
+    let bin = crate::cli::locate_warden_bin();
     assert!(
         bin.exists(),
         "build the broker first: {} is missing",

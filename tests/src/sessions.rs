@@ -25,6 +25,19 @@ pub fn not_authorized(version: Version) -> u8 {
     }
 }
 
+/// alice (password `pw`) publishes each payload to `a/x` at QoS 1 from a
+/// connection of her own, each acknowledged with 0.
+pub async fn publish_as_alice(broker: &TestBroker, payloads: &[&str]) {
+    let mut p = broker
+        .login(Version::V5, &crate::client_id("apub"), "alice", "pw")
+        .await;
+    for m in payloads {
+        let code = p.publish_acked(Publish::new("a/x", m.as_bytes(), 1)).await;
+        assert_eq!(code, 0, "alice publishes {m}");
+    }
+    p.disconnect().await;
+}
+
 /// A CONNECT as `user` (None: anonymous) that keeps its session: clean
 /// session/start as given, and on v5 a session expiry of 300 s.
 pub fn persistent(version: Version, id: &str, user: Option<&str>, clean: bool) -> Connect {

@@ -120,10 +120,12 @@ async fn a_client_that_never_reads_cannot_hold_the_stop_past_the_grace() {
         .wait_exit(grace + Duration::from_secs(3))
         .unwrap_or_else(|| panic!("still running {:?} after SIGTERM", asked.elapsed()));
     assert!(status.success(), "exit status {status}");
+    // The stuck connection's goodbye is bounded (it cannot take the
+    // DISCONNECT), so every connection ends inside the grace.
     let log = broker.log();
     assert!(
-        log.contains("1 connection(s) still open when the shutdown grace (2s) ran out"),
-        "the stuck connection was cut at the grace:\n{log}"
+        log.contains("stopped: every connection closed"),
+        "the stuck connection ended inside the grace:\n{log}"
     );
     flooding.abort();
     drop(stuck);

@@ -37,17 +37,6 @@ async fn offline_session(broker: &TestBroker, version: Version, id: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-async fn publish_as_alice(broker: &TestBroker, payloads: &[&str]) {
-    let mut p = broker
-        .login(Version::V5, &client_id("apub"), "alice", "pw")
-        .await;
-    for m in payloads {
-        let code = p.publish_acked(Publish::new("a/x", m.as_bytes(), 1)).await;
-        assert_eq!(code, 0, "alice publishes {m}");
-    }
-    p.disconnect().await;
-}
-
 /// `user` connects with alice's client id and clean 0: refused, never told
 /// of a session, never sent a PUBLISH.
 async fn assert_refused(broker: &TestBroker, version: Version, id: &str, user: &str, clean: bool) {

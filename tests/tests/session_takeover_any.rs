@@ -27,17 +27,6 @@ async fn setup(opts: BrokerOptions) -> TestBroker {
     broker
 }
 
-async fn publish(broker: &TestBroker, payloads: &[&str]) {
-    let mut p = broker
-        .login(Version::V5, &client_id("apub"), "alice", "pw")
-        .await;
-    for m in payloads {
-        let code = p.publish_acked(Publish::new("a/x", m.as_bytes(), 1)).await;
-        assert_eq!(code, 0, "publish {m}");
-    }
-    p.disconnect().await;
-}
-
 /// alice's session on `id`: subscribed to `a/#`, one message inflight
 /// (received, never acknowledged), then offline with two more queued.
 async fn alice_with_state(broker: &TestBroker, version: Version, id: &str) {
@@ -46,11 +35,11 @@ async fn alice_with_state(broker: &TestBroker, version: Version, id: &str) {
         .await;
     alice.auto_ack = false;
     assert_eq!(alice.subscribe("a/#", 1).await, 1);
-    publish(broker, &["inflight"]).await;
+    publish_as_alice(broker, &["inflight"]).await;
     alice.next_publish(WAIT).await.expect("inflight delivery");
     drop(alice);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    publish(broker, &["queued1", "queued2"]).await;
+    publish_as_alice(broker, &["queued1", "queued2"]).await;
 }
 
 /// bob takes `id` with clean 0: accepted, clean, and given nothing old.
@@ -68,7 +57,7 @@ async fn bob_takes_over_clean(broker: &TestBroker, version: Version, id: &str) -
         "{version:?}: bob got alice's messages {:?}",
         payloads(&got)
     );
-    publish(broker, &["after-takeover"]).await;
+    publish_as_alice(broker, &["after-takeover"]).await;
     let got = drain(&mut bob, QUIET).await;
     assert!(
         got.is_empty(),

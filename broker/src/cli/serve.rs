@@ -48,8 +48,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(ca = %ca.display(), "clients verify the server with this CA file (e.g. mosquitto_pub --cafile)");
     }
     let store: Arc<dyn warden_auth::Store> = store;
-    // The session store's flush goes here once there is one.
-    let finish = async {};
-    crate::server::run(Arc::new(config), store, signals, finish).await?;
+    crate::server::run(Arc::new(config), store, signals).await?;
     Ok(())
 }

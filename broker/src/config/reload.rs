@@ -2,7 +2,8 @@
 //!
 //! Some settings are fixed once the broker runs: a listener's socket (its
 //! bind address, transport and name), the store, the data dir, the
-//! persistence mode, and the policy engine's superuser bypass (every
+//! persistence mode and fsync interval (the session store's writer thread
+//! runs with them), and the policy engine's superuser bypass (every
 //! compiled policy carries it). [`Config::plan_reload`] keeps those at their
 //! running values, names the ones that changed, and takes everything else
 //! from the new file. Pure: no file is read here.
@@ -35,6 +36,10 @@ impl Config {
             "persistence.mode",
         );
         restart(
+            new.persistence.fsync_interval != self.persistence.fsync_interval,
+            "persistence.fsync_interval",
+        );
+        restart(
             new.policy.superuser_bypass != self.policy.superuser_bypass,
             "policy.superuser_bypass",
         );
@@ -43,7 +48,7 @@ impl Config {
         config.source.clone_from(&self.source);
         config.data_dir.clone_from(&self.data_dir);
         config.store = self.store.clone();
-        config.persistence.mode = self.persistence.mode;
+        config.persistence = self.persistence.clone();
         config.policy.superuser_bypass = self.policy.superuser_bypass;
         config.listeners = listeners;
         ReloadPlan {

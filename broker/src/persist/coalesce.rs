@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::Op;
+use super::{Op, Phase};
 
 /// What an earlier op in the batch did to one delivery key.
 enum Slot {
@@ -17,132 +17,159 @@ enum Slot {
     Cancelled,
 }
 
+#[derive(Default)]
+struct Coalescer {
+    out: Vec<Option<Op>>,
+    deliveries: HashMap<(String, u64), Slot>,
+    sessions: HashMap<String, usize>,
+    retained: HashMap<String, usize>,
+    /// Indices in `out` of each client's ops, for RemoveSession.
+    by_client: HashMap<String, Vec<usize>>,
+}
+
 /// Coalesces `ops` (in submit order) into an equivalent, shorter batch:
 /// put+remove of a delivery cancel; `SetInflight` after `PutDelivery` merges
 /// into it; a later `PutSession`/`PutRetained` replaces an earlier one;
 /// `RemoveSession` drops that client's earlier ops.
 pub fn coalesce(ops: Vec<Op>) -> Vec<Op> {
-    let mut out: Vec<Option<Op>> = Vec::with_capacity(ops.len());
-    let mut deliveries: HashMap<(String, u64), Slot> = HashMap::new();
-    let mut sessions: HashMap<String, usize> = HashMap::new();
-    let mut retained: HashMap<String, usize> = HashMap::new();
-    // Indices in `out` of each client's ops, for RemoveSession.
-    let mut by_client: HashMap<String, Vec<usize>> = HashMap::new();
-
+    let mut c = Coalescer {
+        out: Vec::with_capacity(ops.len()),
+        ..Coalescer::default()
+    };
     for op in ops {
-        let at = out.len();
         match op {
             Op::PutSession(s) => {
-                if let Some(i) = sessions.insert(s.client_id.clone(), at) {
-                    out[i] = None;
+                if let Some(i) = c.sessions.insert(s.client_id.clone(), c.out.len()) {
+                    c.out[i] = None;
                 }
-                by_client.entry(s.client_id.clone()).or_default().push(at);
-                out.push(Some(Op::PutSession(s)));
+                let id = s.client_id.clone();
+                c.push_for(&id, Op::PutSession(s));
             }
-            Op::RemoveSession { client_id } => {
-                for i in by_client.remove(&client_id).unwrap_or_default() {
-                    match out[i].take() {
-                        Some(Op::PutDelivery { client_id, seq, .. })
-                        | Some(Op::SetInflight { client_id, seq, .. })
-                        | Some(Op::RemoveDelivery { client_id, seq }) => {
-                            deliveries.remove(&(client_id, seq));
-                        }
-                        _ => {}
-                    }
-                }
-                sessions.remove(&client_id);
-                by_client.entry(client_id.clone()).or_default().push(at);
-                out.push(Some(Op::RemoveSession { client_id }));
-            }
-            Op::PutDelivery {
-                client_id,
-                seq,
-                delivery,
-            } => {
-                deliveries.insert((client_id.clone(), seq), Slot::At(at));
-                by_client.entry(client_id.clone()).or_default().push(at);
-                out.push(Some(Op::PutDelivery {
-                    client_id,
-                    seq,
-                    delivery,
-                }));
-            }
+            Op::RemoveSession { client_id } => c.remove_session(client_id),
+            Op::PutDelivery { .. } => c.put_delivery(op),
             Op::SetInflight {
                 client_id,
                 seq,
                 packet_id,
                 phase,
-            } => {
-                let key = (client_id, seq);
-                match deliveries.get(&key) {
-                    Some(Slot::Cancelled) => {}
-                    Some(Slot::At(i)) => match &mut out[*i] {
-                        Some(Op::PutDelivery { delivery, .. }) => {
-                            delivery.inflight = Some((packet_id, phase));
-                        }
-                        Some(Op::SetInflight {
-                            packet_id: p,
-                            phase: ph,
-                            ..
-                        }) => {
-                            *p = packet_id;
-                            *ph = phase;
-                        }
-                        // Removed already: an inflight state for a gone
-                        // message would only leave an orphan behind.
-                        _ => {}
-                    },
-                    None => {
-                        let (client_id, seq) = key;
-                        deliveries.insert((client_id.clone(), seq), Slot::At(at));
-                        by_client.entry(client_id.clone()).or_default().push(at);
-                        out.push(Some(Op::SetInflight {
-                            client_id,
-                            seq,
-                            packet_id,
-                            phase,
-                        }));
-                    }
-                }
+            } => c.set_inflight(client_id, seq, packet_id, phase),
+            Op::RemoveDelivery { client_id, seq } => c.remove_delivery(client_id, seq),
+            Op::PutRetained(ref m) => {
+                let topic = m.topic.clone();
+                c.replace_retained(topic, op);
             }
-            Op::RemoveDelivery { client_id, seq } => {
-                let key = (client_id, seq);
-                let earlier = match deliveries.get(&key) {
-                    Some(Slot::Cancelled) => continue,
-                    Some(Slot::At(i)) => Some(*i),
-                    None => None,
-                };
-                if let Some(i) = earlier {
-                    match out[i].take() {
-                        Some(Op::PutDelivery { .. }) => {
-                            deliveries.insert(key, Slot::Cancelled);
-                            continue;
-                        }
-                        Some(Op::RemoveDelivery { client_id, seq }) => {
-                            out[i] = Some(Op::RemoveDelivery { client_id, seq });
-                            continue;
-                        }
-                        _ => {}
-                    }
-                }
-                let (client_id, seq) = key;
-                deliveries.insert((client_id.clone(), seq), Slot::At(at));
-                by_client.entry(client_id.clone()).or_default().push(at);
-                out.push(Some(Op::RemoveDelivery { client_id, seq }));
-            }
-            Op::PutRetained(m) => {
-                if let Some(i) = retained.insert(m.topic.clone(), at) {
-                    out[i] = None;
-                }
-                out.push(Some(Op::PutRetained(m)));
-            }
-            Op::RemoveRetained { topic } => {
-                if let Some(i) = retained.insert(topic.clone(), at) {
-                    out[i] = None;
-                }
-                out.push(Some(Op::RemoveRetained { topic }));
+            Op::RemoveRetained { ref topic } => {
+                let topic = topic.clone();
+                c.replace_retained(topic, op);
             }
         }
     }
-    out.into_iter().flatten().collect()
+    c.out.into_iter().flatten().collect()
+}
+
+impl Coalescer {
+    fn push_for(&mut self, client_id: &str, op: Op) {
+        match self.by_client.get_mut(client_id) {
+            Some(list) => list.push(self.out.len()),
+            None => {
+                self.by_client
+                    .insert(client_id.to_owned(), vec![self.out.len()]);
+            }
+        }
+        self.out.push(Some(op));
+    }
+
+    fn remove_session(&mut self, client_id: String) {
+        for i in self.by_client.remove(&client_id).unwrap_or_default() {
+            match self.out[i].take() {
+                Some(Op::PutDelivery { client_id, seq, .. })
+                | Some(Op::SetInflight { client_id, seq, .. })
+                | Some(Op::RemoveDelivery { client_id, seq }) => {
+                    self.deliveries.remove(&(client_id, seq));
+                }
+                _ => {}
+            }
+        }
+        self.sessions.remove(&client_id);
+        self.push_for(&client_id.clone(), Op::RemoveSession { client_id });
+    }
+
+    fn put_delivery(&mut self, op: Op) {
+        if let Op::PutDelivery { client_id, seq, .. } = &op {
+            let client_id = client_id.clone();
+            self.deliveries
+                .insert((client_id.clone(), *seq), Slot::At(self.out.len()));
+            self.push_for(&client_id, op);
+        }
+    }
+
+    fn set_inflight(&mut self, client_id: String, seq: u64, packet_id: u16, phase: Phase) {
+        let key = (client_id, seq);
+        match self.deliveries.get(&key) {
+            Some(Slot::Cancelled) => {}
+            Some(Slot::At(i)) => match &mut self.out[*i] {
+                Some(Op::PutDelivery { delivery, .. }) => {
+                    delivery.inflight = Some((packet_id, phase));
+                }
+                Some(Op::SetInflight {
+                    packet_id: p,
+                    phase: ph,
+                    ..
+                }) => {
+                    *p = packet_id;
+                    *ph = phase;
+                }
+                // Removed already: an inflight state for a gone message
+                // would only leave an orphan behind.
+                _ => {}
+            },
+            None => {
+                let (client_id, seq) = key;
+                self.deliveries
+                    .insert((client_id.clone(), seq), Slot::At(self.out.len()));
+                let op = Op::SetInflight {
+                    client_id: client_id.clone(),
+                    seq,
+                    packet_id,
+                    phase,
+                };
+                self.push_for(&client_id, op);
+            }
+        }
+    }
+
+    fn remove_delivery(&mut self, client_id: String, seq: u64) {
+        let key = (client_id, seq);
+        match self.deliveries.get(&key) {
+            Some(Slot::Cancelled) => return,
+            Some(Slot::At(i)) => {
+                let i = *i;
+                match self.out[i].take() {
+                    Some(Op::PutDelivery { .. }) => {
+                        self.deliveries.insert(key, Slot::Cancelled);
+                        return;
+                    }
+                    again @ Some(Op::RemoveDelivery { .. }) => {
+                        self.out[i] = again;
+                        return;
+                    }
+                    // A SetInflight on a message written earlier: the
+                    // removal below replaces it.
+                    _ => {}
+                }
+            }
+            None => {}
+        }
+        let (client_id, seq) = key;
+        self.deliveries
+            .insert((client_id.clone(), seq), Slot::At(self.out.len()));
+        self.push_for(&client_id.clone(), Op::RemoveDelivery { client_id, seq });
+    }
+
+    fn replace_retained(&mut self, topic: String, op: Op) {
+        if let Some(i) = self.retained.insert(topic, self.out.len()) {
+            self.out[i] = None;
+        }
+        self.out.push(Some(op));
+    }
 }

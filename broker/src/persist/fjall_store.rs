@@ -6,7 +6,7 @@
 //! journal (`PersistMode::SyncAll`: survives power loss).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
@@ -24,6 +24,7 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The fjall engine behind [`SessionStore`].
 pub struct FjallStore {
+    dir: PathBuf,
     keyspace: Keyspace,
     sessions: PartitionHandle,
     deliveries: PartitionHandle,
@@ -81,6 +82,7 @@ impl FjallStore {
             deliveries: open("deliveries")?,
             retained: open("retained")?,
             keyspace,
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -117,10 +119,9 @@ impl FjallStore {
                     delivery,
                 } => {
                     let key = keys::delivery_key(client_id, *seq, KIND_DELIVERY);
+                    // No tombstone for an older inflight key: a seq is never
+                    // reused while the session lives.
                     net.put_delivery(client_id, key, record::encode(delivery)?);
-                    // A fresh put carries its own inflight state.
-                    let key = keys::delivery_key(client_id, *seq, KIND_INFLIGHT);
-                    net.remove(Part::Deliveries, key);
                 }
                 Op::SetInflight {
                     client_id,
@@ -218,6 +219,22 @@ impl SessionStore for FjallStore {
     }
 
     fn disk_bytes(&self) -> u64 {
-        self.keyspace.disk_space()
+        dir_bytes(&self.dir)
     }
+}
+
+/// Bytes of every file under `dir` (fjall's own count leaves out parts of
+/// the journal).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -4,7 +4,9 @@
 //! replicated store behind the same seam later).
 //!
 //! - [`record`]: the stored records, plain serde data with a format version.
-//! - [`SessionStore`]: the seam; [`FjallStore`] is the engine in use.
+//! - [`SessionStore`]: the seam. [`SqliteStore`] (WAL) is the engine in use;
+//!   [`FjallStore`] implements the same trait and passes the same tests, kept
+//!   for the engine benchmark (docs/architecture.md, "Durability").
 //! - [`Persister`]: the handle the broker holds; one writer thread drains a
 //!   bounded queue of [`Op`]s, coalesces them, writes one batch, fsyncs per
 //!   the mode and then publishes the batch's last [`Ticket`] as durable.
@@ -17,18 +19,21 @@ mod expiry;
 mod fjall_store;
 mod keys;
 pub mod record;
+mod sqlite_store;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use fjall_store::FjallStore;
 pub use record::{
     Phase, StoredDelivery, StoredMessage, StoredProps, StoredSession, StoredSubscription,
     StoredWill,
 };
+pub use sqlite_store::SqliteStore;
 pub use writer::{Persister, Ticket, QUEUE_BYTE_BUDGET};
 
 use crate::config::PersistenceMode;
@@ -98,26 +103,33 @@ pub trait SessionStore: Send + Sync + 'static {
     fn disk_bytes(&self) -> u64;
 }
 
-/// A shared store is a store: lets a caller keep a handle on the engine the
-/// writer thread owns (for tests, stats, or a second reader).
-impl<S: SessionStore> SessionStore for std::sync::Arc<S> {
-    fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
-        (**self).apply(batch)
-    }
-    fn sync(&self) -> Result<(), PersistError> {
-        (**self).sync()
-    }
-    fn load(&self) -> Result<Loaded, PersistError> {
-        (**self).load()
-    }
-    fn disk_bytes(&self) -> u64 {
-        (**self).disk_bytes()
-    }
+/// A shared or boxed store is a store: a caller can keep a handle on the
+/// engine the writer thread owns (tests, stats), or pick the engine at run
+/// time.
+macro_rules! forward_store {
+    ($($ptr:ident),*) => {$(
+        impl<S: SessionStore + ?Sized> SessionStore for $ptr<S> {
+            fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+                (**self).apply(batch)
+            }
+            fn sync(&self) -> Result<(), PersistError> {
+                (**self).sync()
+            }
+            fn load(&self) -> Result<Loaded, PersistError> {
+                (**self).load()
+            }
+            fn disk_bytes(&self) -> u64 {
+                (**self).disk_bytes()
+            }
+        }
+    )*};
 }
+forward_store!(Arc, Box);
 
-/// Opens the engine the broker uses in `dir`.
-pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<FjallStore, PersistError> {
-    FjallStore::open(dir, mode)
+/// Opens the engine the broker uses in `dir`: SQLite, chosen by the
+/// measurements in docs/architecture.md.
+pub fn open_store(dir: &Path, mode: PersistenceMode) -> Result<SqliteStore, PersistError> {
+    SqliteStore::open(dir, mode)
 }
 
 /// Why the store could not read or write.

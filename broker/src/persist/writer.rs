@@ -47,6 +47,9 @@ struct Shared {
     wake: Condvar,
     pending_bytes: AtomicUsize,
     durable: watch::Sender<Ticket>,
+    /// Connections waiting for a ticket, woken through their own `Notify`
+    /// (no extra future per connection).
+    waiters: Mutex<Vec<(Ticket, Arc<tokio::sync::Notify>)>>,
 }
 
 /// Closes the queue when the last [`Persister`] clone goes: the thread then
@@ -85,6 +88,7 @@ fn shared() -> Arc<Shared> {
         wake: Condvar::new(),
         pending_bytes: AtomicUsize::new(0),
         durable: watch::Sender::new(0),
+        waiters: Mutex::new(Vec::new()),
     })
 }
 
@@ -165,6 +169,18 @@ impl Persister {
 
     pub fn watch_durable(&self) -> watch::Receiver<Ticket> {
         self.shared.durable.subscribe()
+    }
+
+    /// Wake `wake` (once) when `t` is durable, or now if it already is.
+    pub fn notify_when_durable(&self, t: Ticket, wake: &Arc<tokio::sync::Notify>) {
+        if self.durable() < t {
+            self.shared.waiters.lock().push((t, Arc::clone(wake)));
+            // The writer may have moved on between the look and the push.
+            if self.durable() < t {
+                return;
+            }
+        }
+        wake.notify_one();
     }
 
     /// Returns once `t` is durable.
@@ -318,6 +334,13 @@ fn run<S: SessionStore>(
                 unsynced = false;
             }
             shared.durable.send_replace(last);
+            shared.waiters.lock().retain(|(t, wake)| {
+                let done = *t <= last;
+                if done {
+                    wake.notify_one();
+                }
+                !done
+            });
         }
         let due = Instant::now() >= next_fsync;
         if unsynced && (due || closed || !flushes.is_empty()) {

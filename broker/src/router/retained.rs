@@ -153,6 +153,24 @@ impl<M: Clone> RetainedStore<M> {
         }
     }
 
+    /// Remove every message for which `expired` holds; their topics.
+    pub fn remove_where(&mut self, mut expired: impl FnMut(&M) -> bool) -> Vec<Arc<str>> {
+        let mut gone = Vec::new();
+        let mut stack: Vec<&RNode<M>> = vec![&self.root];
+        while let Some(n) = stack.pop() {
+            if let Some((topic, m)) = &n.value {
+                if expired(m) {
+                    gone.push(Arc::clone(topic));
+                }
+            }
+            stack.extend(n.children.values());
+        }
+        for topic in &gone {
+            self.remove(topic);
+        }
+        gone
+    }
+
     /// Number of retained messages.
     pub fn len(&self) -> usize {
         self.count

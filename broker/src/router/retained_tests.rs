@@ -107,3 +107,21 @@ fn deep_topics_do_not_overflow() {
     assert!(s.remove(&deep));
     s.set(&deep, 3);
 }
+
+#[test]
+fn remove_where_takes_matching_messages_anywhere_and_prunes() {
+    let mut s = RetainedStore::new();
+    s.set("a/b", 1u32);
+    s.set("a/b/c", 2);
+    s.set("$SYS/x", 3);
+    s.set("z", 4);
+    let mut gone = s.remove_where(|m| m % 2 == 1);
+    gone.sort();
+    assert_eq!(gone, vec![Arc::from("$SYS/x"), Arc::from("a/b")]);
+    assert_eq!(s.len(), 2);
+    let left: Vec<String> = topics(&s, "#").into_iter().map(|(t, _)| t).collect();
+    assert_eq!(left, vec!["a/b/c", "z"]);
+    s.remove_where(|_| true);
+    assert!(s.is_empty());
+    assert!(s.root_is_bare());
+}

@@ -15,8 +15,8 @@ use warden_codec::{Properties, ProtocolVersion};
 use warden_policy::QoS;
 
 use crate::persist::{
-    Op, Persister, Phase as StoredPhase, StoredDelivery, StoredMessage, StoredProps,
-    StoredSession, StoredSubscription, StoredWill, Ticket,
+    Op, Persister, Phase as StoredPhase, StoredDelivery, StoredMessage, StoredProps, StoredSession,
+    StoredSubscription, StoredWill, Ticket,
 };
 use crate::router::SubOptions;
 use crate::session::connect::Will;
@@ -212,7 +212,6 @@ impl SessionState {
         owner: Option<&str>,
         subscriptions: Vec<StoredSubscription>,
         will: Option<StoredWill>,
-        offline: bool,
     ) -> StoredSession {
         let mut incoming_qos2: Vec<u16> = self.incoming_qos2.iter().copied().collect();
         incoming_qos2.sort_unstable();
@@ -221,10 +220,41 @@ impl SessionState {
             owner: owner.map(str::to_owned),
             protocol: protocol_level(self.protocol),
             expiry_secs: u32::try_from(self.expiry.as_secs()).unwrap_or(u32::MAX),
-            disconnected_at_ms: offline.then(now_ms),
+            // The expiry counts from the disconnect, not from this write.
+            disconnected_at_ms: match self.attached {
+                Some(_) => None,
+                None => Some(self.offline_since_ms.unwrap_or_else(now_ms)),
+            },
             subscriptions,
             will,
             incoming_qos2,
         }
     }
+}
+
+/// Write the session's record (subscriptions, will, expiry, inbound QoS 2
+/// state) when it is stored. `will` is the will still to be published, if
+/// any.
+pub fn write_record(
+    broker: &crate::broker::Broker,
+    session: &Arc<crate::session::state::Session>,
+    will: Option<&Will>,
+) -> Ticket {
+    if !session.state.lock().stored {
+        return 0;
+    }
+    // Router before state (the lock order).
+    let subs: Vec<StoredSubscription> = broker
+        .router
+        .read()
+        .subscriptions_of(&crate::session::state::SubKey(Arc::clone(session)))
+        .into_iter()
+        .map(|(filter, group, o)| stored_subscription(filter, group, &o))
+        .collect();
+    let st = session.state.lock();
+    if !st.stored || st.ended {
+        return 0;
+    }
+    let record = st.record(session.owner.username(), subs, will.map(stored_will));
+    broker.persist.submit(Op::PutSession(record))
 }

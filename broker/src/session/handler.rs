@@ -21,6 +21,7 @@ use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::authorize::DecisionMemo;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::persist::Ticket;
 use crate::session::connect::{Accepted, Will};
 use crate::session::connection::{Connection, ConnectionError};
 use crate::session::state::{ConnId, Kick, Session, SubKey};
@@ -117,6 +118,9 @@ pub struct Handler<S> {
     /// The last `publish` decision, reused while the client publishes the
     /// same topic under the same policy.
     pub(crate) publish_memo: DecisionMemo,
+    /// Acknowledgements waiting for the session store; boxed, made on
+    /// first use (most connections never hold one).
+    pub(crate) held: Option<Box<crate::session::held_acks::HeldAcks>>,
     shutdown: Shutdown,
 }
 
@@ -152,6 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
+            held: None,
             shutdown,
         }
     }
@@ -176,22 +181,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let mut stalled_since: Option<Instant> = None;
         loop {
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
-            while reading && self.congested.is_empty() {
-                match self.conn.try_decode() {
-                    Ok(Some(packet)) => {
-                        if let Some(d) = self.keepalive {
-                            deadline = Some(Instant::now() + d);
-                        }
-                        if let Err(end) = self.handle(packet) {
-                            return end;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
-                        return End::Violation(err.reason_code().value());
-                    }
+            if reading {
+                if let Err(end) = self.handle_buffered(&mut deadline) {
+                    return end;
                 }
+            }
+            if let Err(end) = self.release_acks() {
+                return end;
             }
             if let Err(end) = self.drain_outbound() {
                 return end;
@@ -208,8 +204,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             // One timer for the keep alive, the congestion poll and the write
             // stall: the waiting future is held for as long as the
             // connection is idle.
-            let paused = !self.congested.is_empty() || !reading;
-            let poll_at = (!self.congested.is_empty()).then(|| Instant::now() + PAUSE_POLL);
+            // The session store is behind: stop reading publishes too.
+            let storage_busy = self.broker.persist.is_congested();
+            let paused = !self.congested.is_empty() || !reading || storage_busy;
+            let poll_at =
+                (!self.congested.is_empty() || storage_busy).then(|| Instant::now() + PAUSE_POLL);
+            if let Some(held) = self.held.as_deref_mut() {
+                // Woken through the session's own wake-up when the store
+                // catches up (no extra future in the loop).
+                if let Some(&(last, _)) = held.acks.back() {
+                    if last > held.registered {
+                        held.registered = last;
+                        self.broker.persist.notify_when_durable(last, &self.wake);
+                    }
+                }
+            }
             let stall_at = stalled_since.map(|t| t + write_stall);
             let (at, why) = next_timer(deadline, poll_at, stall_at);
             let timer = async {
@@ -254,6 +263,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
     }
 
+    /// Write this session's record (when it is stored).
+    pub(crate) fn write_record(&self) -> Ticket {
+        crate::session::durable::write_record(&self.broker, &self.session, self.will.as_deref())
+    }
+
     /// The client took nothing for `write_stall`: count it, say so, end it.
     fn write_stalled(&mut self) -> End {
         let total = self
@@ -271,6 +285,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             "client stopped reading; disconnected"
         );
         End::WriteStall
+    }
+
+    /// Handle every whole packet already read (none while paused for a
+    /// congested subscriber); each one moves the keep-alive deadline.
+    fn handle_buffered(&mut self, deadline: &mut Option<Instant>) -> Result<(), End> {
+        while self.congested.is_empty() {
+            match self.conn.try_decode() {
+                Ok(Some(packet)) => {
+                    if let Some(d) = self.keepalive {
+                        *deadline = Some(Instant::now() + d);
+                    }
+                    self.handle(packet)?;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
+                    return Err(End::Violation(err.reason_code().value()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Dispatch one inbound packet.
@@ -325,6 +360,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let mut st = self.session.state.lock();
             if st.is_attached_to(self.conn_id) {
                 st.attached = None;
+                st.offline_since_ms = Some(crate::session::durable::now_ms());
                 Some((st.expiry, st.generation))
             } else {
                 None
@@ -334,6 +370,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             // Someone else is attached now (a takeover), or the session
             // was discarded for another principal.
             end = End::TakenOver;
+        }
+        if let Some((expiry, _)) = released {
+            if !expiry.is_zero() {
+                // The will is still to come only if it waits out a delay.
+                let pending =
+                    end.fires_will() && self.will.as_ref().is_some_and(|w| !w.delay.is_zero());
+                let will = if pending { self.will.as_deref() } else { None };
+                crate::session::durable::write_record(&self.broker, &self.session, will);
+            }
         }
         if let Some(w) = self.will.take() {
             if end == End::Revoked {
@@ -389,10 +434,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             &mut self.conn,
             &mut st,
             &self.broker.authz,
+            &self.broker.persist,
             self.version,
         );
         drop(st);
-        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))
+        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))?;
+        self.write_record();
+        Ok(())
     }
 
     /// Why we no longer own the session (called with the state locked).

@@ -82,28 +82,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             p.retain,
             self.version,
         );
-        let code = match verdict {
-            PublishVerdict::Allow => {
-                self.route(topic, qos, p);
-                0
-            }
-            PublishVerdict::Drop { ack_code } => ack_code,
+        let (code, mut ticket) = match verdict {
+            PublishVerdict::Allow => (0, self.route(topic, qos, p)),
+            PublishVerdict::Drop { ack_code } => (ack_code, 0),
             PublishVerdict::Disconnect => return Err(violation(ReasonCode::NOT_AUTHORIZED)),
         };
         match qos {
             QoS::AtMostOnce => Ok(()),
-            QoS::AtLeastOnce => self.send(&Packet::PubAck(ack(packet_id, code))),
+            QoS::AtLeastOnce => self.ack(ticket, Packet::PubAck(ack(packet_id, code))),
             QoS::ExactlyOnce => {
                 if code < 0x80 {
                     self.session.state.lock().incoming_qos2.insert(packet_id);
+                    // A restart must still know the id when PUBREL comes.
+                    ticket = ticket.max(self.write_record());
                 }
-                self.send(&Packet::PubRec(ack(packet_id, code)))
+                self.ack(ticket, Packet::PubRec(ack(packet_id, code)))
             }
         }
     }
 
-    /// Hand an authorized PUBLISH to the router.
-    fn route(&mut self, topic: Arc<str>, qos: QoS, p: Publish) {
+    /// Hand an authorized PUBLISH to the router; the ticket its
+    /// acknowledgement waits for.
+    fn route(&mut self, topic: Arc<str>, qos: QoS, p: Publish) -> crate::persist::Ticket {
         let now = Instant::now();
         let msg = Message {
             topic,
@@ -115,16 +115,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             origin: Arc::clone(&self.client_id),
         };
         self.broker
-            .publish(Arc::new(msg), Some(&self.key), &mut self.congested);
+            .publish(Arc::new(msg), Some(&self.key), &mut self.congested)
+            .ticket
     }
 
     pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {
         let known = self.session.state.lock().incoming_qos2.remove(&packet_id);
+        if known {
+            self.write_record();
+        }
         let reason = if known || !self.version.is_v5() {
             0
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND.value()
         };
-        self.send(&Packet::PubComp(ack(packet_id, reason)))
+        self.ack(0, Packet::PubComp(ack(packet_id, reason)))
     }
 }

@@ -36,6 +36,7 @@ use warden_policy::{CompiledPolicy, Principal};
 
 use crate::broker::Broker;
 use crate::config::Takeover;
+use crate::persist::{Op, Persister};
 use crate::session::state::{Attachment, Kick, OwnerKey, Session, SessionState, SubKey};
 
 /// A principal other than the owner asked for a session under
@@ -94,7 +95,7 @@ pub fn attach(
             return Ok((existing, !connect.clean_start));
         }
     }
-    let state = SessionState::new(
+    let mut state = SessionState::new(
         req.attachment,
         req.principal,
         req.policy,
@@ -103,6 +104,7 @@ pub fn attach(
         client_max_packet,
         req.expiry,
     );
+    state.stored = broker.persist.enabled() && !req.expiry.is_zero();
     let session = Arc::new(Session::new(
         broker.next_session_id(),
         Arc::clone(&client_id),
@@ -140,14 +142,26 @@ fn resume(
         st.incoming_qos2.clear();
         st.dropped = 0;
     }
+    let persistent = broker.persist.enabled() && !req.expiry.is_zero();
+    if st.stored && (req.connect.clean_start || !persistent) {
+        // What is on disk is gone (clean start), or the session no longer
+        // outlives its connection; a persistent one is written afresh.
+        forget_stored(&broker.persist, &mut st);
+    }
+    if persistent && !st.stored {
+        // Messages queued before (a rare case: a session that was not
+        // persistent, taken over by one that is) stay in memory only.
+        st.stored = true;
+    }
     st.attached = Some(req.attachment);
+    st.offline_since_ms = None;
     st.expiry = req.expiry;
     st.generation += 1;
     st.send_quota = receive_max;
     st.client_max_packet = max_packet;
     st.max_queue = max_queue;
     // The login's freshly compiled policy, applied to what waited.
-    st.install_policy(&broker.authz, req.principal, req.policy);
+    st.install_policy(&broker.authz, &broker.persist, req.principal, req.policy);
 }
 
 /// End a session at once, whoever is attached (called with the map locked).
@@ -164,16 +178,27 @@ fn discard(
         st.kicked = Some((old.id, why));
         old.wake.notify_one();
     }
-    end_locked(&mut st);
+    end_locked(&broker.persist, &mut st);
     router.remove_all(&SubKey(Arc::clone(session)));
     remove_from_map(sessions, session);
 }
 
-fn end_locked(st: &mut SessionState) {
+fn end_locked(persist: &Persister, st: &mut SessionState) {
     st.ended = true;
     st.queue.clear();
     st.inflight.clear();
     st.incoming_qos2.clear();
+    forget_stored(persist, st);
+}
+
+/// Remove the session's record and deliveries from the store.
+fn forget_stored(persist: &Persister, st: &mut SessionState) {
+    if st.stored {
+        persist.submit(Op::RemoveSession {
+            client_id: st.principal.client_id.clone(),
+        });
+        st.stored = false;
+    }
 }
 
 fn remove_from_map(
@@ -198,7 +223,7 @@ pub fn end_if_current(broker: &Broker, session: &Arc<Session>, generation: u64) 
     if st.ended || st.generation != generation || st.attached.is_some() {
         return false;
     }
-    end_locked(&mut st);
+    end_locked(&broker.persist, &mut st);
     router.remove_all(&SubKey(Arc::clone(session)));
     remove_from_map(&mut sessions, session);
     true
@@ -218,7 +243,7 @@ pub fn revoke(broker: &Broker, session: &Arc<Session>) {
         wake.notify_one();
         return;
     }
-    end_locked(&mut st);
+    end_locked(&broker.persist, &mut st);
     router.remove_all(&SubKey(Arc::clone(session)));
     remove_from_map(&mut sessions, session);
 }
@@ -235,3 +260,7 @@ pub fn policy_failed(session: &Session) {
         wake.notify_one();
     }
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

@@ -8,12 +8,15 @@ pub mod connect;
 pub mod connection;
 pub mod durable;
 pub mod handler;
+pub mod held_acks;
 pub mod inbound;
 pub mod lifecycle;
 pub mod message;
 pub mod outbound;
+pub mod restore;
 pub mod state;
 pub mod subscribe;
+pub mod sweep;
 pub mod will;
 
 use std::sync::Arc;

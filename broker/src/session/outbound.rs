@@ -8,13 +8,16 @@
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use warden_codec::{CodecError, Packet, Properties, ProtocolVersion, PubResp, PublishView, ReasonCode};
+use warden_codec::{
+    CodecError, Packet, Properties, ProtocolVersion, PubResp, PublishView, ReasonCode,
+};
 use warden_policy::QoS;
 
+use crate::authorize::Authorizer;
+use crate::persist::Persister;
 use crate::session::connection::Connection;
 use crate::session::handler::{End, Handler, WRITE_CAP};
 use crate::session::message::Delivery;
-use crate::authorize::Authorizer;
 use crate::session::state::{Outgoing, Phase, SessionState};
 
 /// Most packets moved per drain, so one busy subscriber cannot hold its
@@ -85,6 +88,7 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     st: &mut SessionState,
     authz: &Authorizer,
+    persist: &Persister,
     version: ProtocolVersion,
 ) -> Result<(), CodecError> {
     let now = Instant::now();
@@ -100,6 +104,7 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
         let mut d = out.delivery.clone();
         if d.epoch != st.policy_epoch && !st.authorize_delivery(authz, &mut d) {
             st.inflight.remove(&id);
+            st.forget_delivery(persist, &d);
             continue;
         }
         let mut o = Outbound::new(d, Some(id), version, now);
@@ -124,7 +129,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 // rest waits in the session queue (bounded, counted).
                 return Ok(());
             }
-            fill_batch(&mut st, &mut out, &self.broker.authz, self.version)
+            fill_batch(
+                &mut st,
+                &mut out,
+                &self.broker.authz,
+                &self.broker.persist,
+                self.version,
+            )
         };
         let mut result = Ok(());
         for o in out.drain(..) {
@@ -144,11 +155,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     pub(crate) fn on_puback(&mut self, packet_id: u16) -> Result<(), End> {
-        let mut st = self.session.state.lock();
-        if matches!(st.inflight.get(&packet_id), Some(o) if o.phase == Phase::AwaitAck) {
-            st.inflight.remove(&packet_id);
-        }
+        self.acknowledged(packet_id, Phase::AwaitAck);
         Ok(())
+    }
+
+    /// The client finished the exchange of `packet_id` (in `phase`).
+    fn acknowledged(&mut self, packet_id: u16, phase: Phase) {
+        let mut st = self.session.state.lock();
+        if matches!(st.inflight.get(&packet_id), Some(o) if o.phase == phase) {
+            if let Some(o) = st.inflight.remove(&packet_id) {
+                st.forget_delivery(&self.broker.persist, &o.delivery);
+            }
+        }
     }
 
     pub(crate) fn on_pubrec(&mut self, packet_id: u16, reason: u8) -> Result<(), End> {
@@ -157,11 +175,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             match st.inflight.get_mut(&packet_id) {
                 Some(o) if o.phase == Phase::AwaitRec && reason >= 0x80 => {
                     // The client refused it: the exchange ends here.
-                    st.inflight.remove(&packet_id);
+                    if let Some(o) = st.inflight.remove(&packet_id) {
+                        st.forget_delivery(&self.broker.persist, &o.delivery);
+                    }
                     return Ok(());
                 }
                 Some(o) => {
+                    let first = o.phase == Phase::AwaitRec;
                     o.phase = Phase::AwaitComp;
+                    if first {
+                        let d = o.delivery.clone();
+                        st.store_phase(&self.broker.persist, &d, packet_id, Phase::AwaitComp);
+                    }
                     true
                 }
                 None => false,
@@ -177,10 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     pub(crate) fn on_pubcomp(&mut self, packet_id: u16) -> Result<(), End> {
-        let mut st = self.session.state.lock();
-        if matches!(st.inflight.get(&packet_id), Some(o) if o.phase == Phase::AwaitComp) {
-            st.inflight.remove(&packet_id);
-        }
+        self.acknowledged(packet_id, Phase::AwaitComp);
         Ok(())
     }
 }
@@ -191,6 +213,7 @@ fn fill_batch(
     st: &mut SessionState,
     out: &mut Vec<Outbound>,
     authz: &Authorizer,
+    persist: &Persister,
     version: ProtocolVersion,
 ) -> bool {
     let now = Instant::now();
@@ -206,10 +229,12 @@ fn fill_batch(
         };
         st.last_drain = Instant::now();
         if d.msg.is_expired(now) {
+            st.forget_delivery(persist, &d);
             continue;
         }
         // Authorized when queued; again if the policy changed since.
         if d.epoch != st.policy_epoch && !st.authorize_delivery(authz, &mut d) {
+            st.forget_delivery(persist, &d);
             continue;
         }
         let packet_id = if d.qos == QoS::AtMostOnce {
@@ -228,6 +253,7 @@ fn fill_batch(
             // MQTT 5 §3.1.2.11.4: a packet over the client's maximum is
             // discarded as if it had been delivered.
             if warden_codec::publish_encoded_len(&o.view(), version) > max as usize {
+                st.forget_delivery(persist, &o.delivery);
                 continue;
             }
         }
@@ -238,6 +264,7 @@ fn fill_batch(
                 Phase::AwaitRec
             };
             let delivery = o.delivery.clone();
+            st.store_phase(persist, &delivery, id, phase);
             st.inflight.insert(id, Outgoing { delivery, phase });
         }
         out.push(o);

@@ -156,6 +156,9 @@ pub struct SessionState {
     pub next_seq: u64,
     /// The protocol of the last connection (for the stored record).
     pub protocol: ProtocolVersion,
+    /// Wall clock (unix ms) of the last disconnect while nobody is
+    /// attached: the expiry counts from it, across restarts too.
+    pub offline_since_ms: Option<u64>,
     /// The last `receive` decision, reused for the same topic and policy.
     pub receive_memo: DecisionMemo,
 }
@@ -208,8 +211,35 @@ impl SessionState {
             stored: false,
             next_seq: 0,
             protocol,
+            offline_since_ms: None,
             receive_memo: DecisionMemo::default(),
         }
+    }
+
+    /// A session with nobody attached (restored from the session store).
+    pub fn offline(
+        principal: Principal,
+        policy: Arc<dyn CompiledPolicy>,
+        max_queue: usize,
+        send_quota: usize,
+        expiry: Duration,
+        protocol: ProtocolVersion,
+    ) -> SessionState {
+        let mut st = SessionState::new(
+            Attachment {
+                id: 0,
+                wake: Arc::new(Notify::new()),
+                protocol,
+            },
+            principal,
+            policy,
+            max_queue,
+            send_quota,
+            None,
+            expiry,
+        );
+        st.attached = None;
+        st
     }
 
     /// Next free packet id for an outbound message; None when all 65535 are in use.
@@ -354,7 +384,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: SessionId, client_id: Arc<str>, owner: OwnerKey, state: SessionState) -> Session {
+    pub fn new(
+        id: SessionId,
+        client_id: Arc<str>,
+        owner: OwnerKey,
+        state: SessionState,
+    ) -> Session {
         Session {
             id,
             client_id,
@@ -378,7 +413,10 @@ impl Session {
             let mut st = self.state.lock();
             let online = st.attached.is_some();
             // Offline: only a persistent session keeps messages, and only QoS 1/2.
-            if st.ended || st.policy_failed || (!online && (st.expiry.is_zero() || qos == QoS::AtMostOnce)) {
+            if st.ended
+                || st.policy_failed
+                || (!online && (st.expiry.is_zero() || qos == QoS::AtMostOnce))
+            {
                 return Offer::Refused;
             }
             let mut d = Delivery {

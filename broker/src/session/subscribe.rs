@@ -94,11 +94,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Err(code) => codes.push(code),
             }
         }
-        self.send(&Packet::SubAck(SubAck {
-            packet_id: sub.packet_id,
-            codes,
-            properties: Properties::default(),
-        }))?;
+        // The SUBACK waits until the subscription is in the session store.
+        let ticket = self.write_record();
+        self.ack(
+            ticket,
+            Packet::SubAck(SubAck {
+                packet_id: sub.packet_id,
+                codes,
+                properties: Properties::default(),
+            }),
+        )?;
         for req in retained {
             self.send_retained(&req);
         }
@@ -120,8 +125,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 continue;
             }
             let qos = msg.qos.min(req.qos);
-            self.session
-                .offer(&self.broker.authz, &msg, qos, true, &sub_ids);
+            self.session.offer(
+                &self.broker.authz,
+                &self.broker.persist,
+                &msg,
+                qos,
+                true,
+                &sub_ids,
+            );
         }
     }
 
@@ -148,10 +159,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if !self.version.is_v5() {
             codes.clear();
         }
-        self.send(&Packet::UnsubAck(UnsubAck {
-            packet_id: unsub.packet_id,
-            codes,
-            properties: Properties::default(),
-        }))
+        let ticket = self.write_record();
+        self.ack(
+            ticket,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: unsub.packet_id,
+                codes,
+                properties: Properties::default(),
+            }),
+        )
     }
 }

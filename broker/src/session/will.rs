@@ -60,6 +60,8 @@ pub fn fire(
                     }
                 }
                 publish_checked(&broker, &session, will).await;
+                // Published: a restart must not publish it again.
+                crate::session::durable::write_record(&broker, &session, None);
             });
         }
     }

@@ -73,13 +73,17 @@ fn kill_9_after_durable_loses_nothing_durable() {
         .lines()
         .map_while(Result::ok)
         // libtest may print its own words on the same line first.
-        .find_map(|l| l.split("DURABLE ").nth(1).and_then(|t| t.trim().parse().ok()))
+        .find_map(|l| {
+            l.split("DURABLE ")
+                .nth(1)
+                .and_then(|t| t.trim().parse().ok())
+        })
         .expect("child reported a durable ticket");
     std::thread::sleep(Duration::from_millis(50));
     proc.kill().expect("SIGKILL");
     proc.wait().expect("reap");
 
-    let store = crate::persist::FjallStore::open(dir.path(), PersistenceMode::Periodic)
+    let store = crate::persist::open_store(dir.path(), PersistenceMode::Periodic)
         .expect("reopen after kill");
     let loaded = store.load().expect("load");
     // Tickets 2i+1 and 2i+2 are session i's ops.

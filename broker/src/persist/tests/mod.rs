@@ -2,6 +2,7 @@
 //! (ignored) measurements quoted in docs/architecture.md.
 
 mod coalescing;
+mod disk;
 mod kill;
 mod round_trip;
 mod writer;

@@ -6,10 +6,14 @@ use std::path::Path;
 use super::*;
 use crate::config::PersistenceMode;
 use crate::persist::record::{decode, encode, FORMAT_VERSION};
-use crate::persist::{FjallStore, Loaded, LoadedSession, PersistError, SessionStore};
+use crate::persist::{FjallStore, Loaded, LoadedSession, PersistError, SessionStore, SqliteStore};
 
 fn fjall(dir: &Path) -> FjallStore {
     FjallStore::open(dir, PersistenceMode::Periodic).expect("open fjall")
+}
+
+fn sqlite(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir, PersistenceMode::Periodic).expect("open sqlite")
 }
 
 /// Writes one of everything, reopens, and compares.
@@ -111,6 +115,16 @@ fn fjall_round_trips_every_record_type() {
 #[test]
 fn fjall_remove_session_removes_its_deliveries() {
     remove_session_removes_its_deliveries(fjall);
+}
+
+#[test]
+fn sqlite_round_trips_every_record_type() {
+    round_trip_every_record_type(sqlite);
+}
+
+#[test]
+fn sqlite_remove_session_removes_its_deliveries() {
+    remove_session_removes_its_deliveries(sqlite);
 }
 
 #[test]

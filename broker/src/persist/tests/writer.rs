@@ -15,7 +15,8 @@ use parking_lot::Mutex;
 use super::*;
 use crate::config::PersistenceMode;
 use crate::persist::{
-    FjallStore, Loaded, PersistError, Persister, SessionStore, QUEUE_BYTE_BUDGET,
+    open_store, FjallStore, Loaded, PersistError, Persister, SessionStore, SqliteStore,
+    QUEUE_BYTE_BUDGET,
 };
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -25,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// mid-way, and a switch that makes `apply` fail.
 #[derive(Default)]
 struct Gated {
-    inner: Option<FjallStore>,
+    inner: Option<SqliteStore>,
     apply_gate: Mutex<()>,
     sync_gate: Mutex<()>,
     fail_applies: AtomicUsize,
@@ -36,11 +37,11 @@ struct Gated {
 impl Gated {
     fn new(dir: &std::path::Path) -> Arc<Gated> {
         Arc::new(Gated {
-            inner: Some(FjallStore::open(dir, PersistenceMode::Periodic).expect("open")),
+            inner: Some(open_store(dir, PersistenceMode::Periodic).expect("open")),
             ..Gated::default()
         })
     }
-    fn inner(&self) -> &FjallStore {
+    fn inner(&self) -> &SqliteStore {
         self.inner.as_ref().expect("store")
     }
 }
@@ -187,10 +188,19 @@ async fn disabled_is_durable_at_once() {
     assert!(!p.is_congested());
 }
 
-#[tokio::test]
-async fn expired_sessions_and_messages_are_purged_at_open() {
+#[test]
+fn expired_sessions_and_messages_are_purged_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(FjallStore::open(dir.path(), PersistenceMode::Periodic).expect("open"));
+    purge_at_open(Arc::new(
+        open_store(dir.path(), PersistenceMode::Periodic).expect("open"),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    purge_at_open(Arc::new(
+        FjallStore::open(dir.path(), PersistenceMode::Periodic).expect("open"),
+    ));
+}
+
+fn purge_at_open<S: SessionStore>(store: Arc<S>) {
     let now = crate::persist::expiry::now_ms();
     let mut expired_msg = delivery("t", None);
     expired_msg.msg.expires_at_ms = Some(now - 1);
