@@ -114,8 +114,8 @@ warden_state_size() { du -sb "$1/data/state" 2>/dev/null | cut -f1 || echo 0; }
 mosquitto_db_size() { stat -c %s "$1/mosquitto.db" 2>/dev/null || echo 0; }
 
 # --- 2. restart with $SESSIONS persisted sessions --------------------------
-# The store's format does not depend on the mode; periodic is the default.
-for mode in ${RESTART_MODES:-periodic}; do
+# Periodic (the default) and sync; none keeps nothing to restart with.
+for mode in ${RESTART_MODES:-periodic sync}; do
     WR=$WORK/warden-restart-$mode
     warden_open "$WR" 26883 "$mode"
     restart_runs "warden-$mode" "$WR" 26883 start_warden "$WR/serve.log" "listening on"

@@ -91,6 +91,8 @@ warden_config "$WBASE" 23883 23884
 warden_users "$WBASE"
 warden_rules "$WBASE"
 CERTS=$WBASE/data/certs
+# Makes the dev CA and server certificate Mosquitto's TLS listeners use.
+"$WARDEN" -c "$WBASE/w.yaml" cert client bench0 >/dev/null
 declare -A WPORT=([none]=23883 [periodic]=24883 [sync]=25883) WPID=()
 for mode in none periodic sync; do
     d=$WORK/warden-$mode
