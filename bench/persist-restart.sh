@@ -54,7 +54,9 @@ print(json.dumps(d))' "$@" >>"$RESULTS"
     log "$(tail -1 "$RESULTS")"
 }
 
-# Loads $SESSIONS sessions, stops the broker, then restarts it $RESTARTS
+# Loads $SESSIONS sessions (from 64 source addresses: each session leaves a
+# client-side TIME_WAIT for 60 s; with 8, connects slowed ~10× by the third
+# broker's 100k as free ports ran short), stops the broker, then restarts it $RESTARTS
 # times, each time resuming another session and waiting for its message.
 restart_runs() { # label dir port start-fn log-file ready-pattern
     local label=$1 dir=$2 port=$3 start=$4 logf=$5 pattern=$6 prefix pid k t0
@@ -64,7 +66,7 @@ restart_runs() { # label dir port start-fn log-file ready-pattern
     wait_port "$port" 300
     prefix=p$((RUN + 1))
     bench "$label" "$pid" "$port" offline --sessions "$SESSIONS" --per-session 1 \
-        --user-prefix '' --topic 'load/r/{user}' --source-addrs 8 --concurrency 64 --window 1000
+        --user-prefix '' --topic 'load/r/{user}' --source-addrs 64 --concurrency 64 --window 1000
     stop_broker "$pid"
     json_line scenario=shutdown broker="$label" transport=tcp sessions="$SESSIONS" secs="$STOP_SECS"
     for ((k = 1; k <= RESTARTS; k++)); do
