@@ -78,7 +78,7 @@ fn pipeline_batch(k: u64, size: u64) -> Vec<Op> {
         ops.push(Op::PutDelivery {
             client_id: c(),
             seq,
-            delivery: delivery(seq),
+            delivery: Box::new(delivery(seq)),
         });
         if let Some(s) = seq.checked_sub(size) {
             let packet_id = (s % 65_535 + 1) as u16;
@@ -149,7 +149,7 @@ fn writer(open: Opener, mode: PersistenceMode, window: u64, secs: f64) -> f64 {
         p.submit(Op::PutDelivery {
             client_id: c(),
             seq,
-            delivery: delivery(seq),
+            delivery: Box::new(delivery(seq)),
         });
         let packet_id = (seq % 65_535 + 1) as u16;
         last = p.submit(Op::SetInflight {
@@ -193,7 +193,7 @@ fn disk_per_message(open: Opener) -> f64 {
                 .map(|seq| Op::PutDelivery {
                     client_id: "subscriber".into(),
                     seq,
-                    delivery: delivery(seq),
+                    delivery: Box::new(delivery(seq)),
                 })
                 .collect();
             store.apply(&ops).expect("apply");
@@ -216,7 +216,7 @@ fn load_time(open: Opener) -> (Duration, usize) {
                 ops.push(Op::PutDelivery {
                     client_id: id,
                     seq: 1,
-                    delivery: delivery(i),
+                    delivery: Box::new(delivery(i)),
                 });
             }
             store.apply(&ops).expect("apply");

@@ -4,7 +4,9 @@
 //! the engine never sees the message. Order between the surviving ops is
 //! kept, so the result means the same as the input applied in order.
 
-use std::collections::HashMap;
+/// The coalescer's maps: a fast non-cryptographic hash (keys are client ids
+/// and topics the broker already accepted; this runs once per op).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use super::{Op, Phase};
 
@@ -31,12 +33,20 @@ struct Coalescer {
 /// put+remove of a delivery cancel; `SetInflight` after `PutDelivery` merges
 /// into it; a later `PutSession`/`PutRetained` replaces an earlier one;
 /// `RemoveSession` drops that client's earlier ops.
+#[cfg(test)]
 pub fn coalesce(ops: Vec<Op>) -> Vec<Op> {
+    let mut ops = ops;
+    coalesce_from(&mut ops)
+}
+
+/// [`coalesce`], draining `ops` so its buffer can be used again (the
+/// writer swaps it back in as the submit queue: no regrowth per batch).
+pub fn coalesce_from(ops: &mut Vec<Op>) -> Vec<Op> {
     let mut c = Coalescer {
         out: Vec::with_capacity(ops.len()),
         ..Coalescer::default()
     };
-    for op in ops {
+    for op in ops.drain(..) {
         match op {
             Op::PutSession(s) => {
                 if let Some(i) = c.sessions.insert(s.client_id.clone(), c.out.len()) {

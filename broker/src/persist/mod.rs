@@ -53,7 +53,9 @@ pub enum Op {
     PutDelivery {
         client_id: String,
         seq: u64,
-        delivery: StoredDelivery,
+        /// Boxed: an op is moved several times on its way to the engine,
+        /// and most ops are small.
+        delivery: Box<StoredDelivery>,
     },
     /// The delivery moved into flight, or its QoS 2 phase changed.
     SetInflight {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, watch};
 
-use super::coalesce::coalesce;
+use super::coalesce::coalesce_from;
 use super::{expiry, open_store, Loaded, Op, PersistError, SessionStore};
 use crate::config::PersistenceMode;
 
@@ -304,10 +304,12 @@ fn run<S: SessionStore>(
     fsync_interval: Duration,
 ) {
     let mut outage = Outage::new();
+    // The previous batch's buffer, swapped back in as the submit queue.
+    let mut spare: Vec<Op> = Vec::new();
     let mut unsynced = false;
     let mut next_fsync = Instant::now() + fsync_interval;
     loop {
-        let (ops, last, mut flushes, closed) = {
+        let (mut ops, last, mut flushes, closed) = {
             let mut q = shared.queue.lock();
             while q.ops.is_empty() && q.flushes.is_empty() && !q.closed {
                 if unsynced {
@@ -319,12 +321,12 @@ fn run<S: SessionStore>(
                 }
             }
             shared.pending_bytes.store(0, Ordering::Relaxed);
-            let ops = std::mem::take(&mut q.ops);
+            let ops = std::mem::replace(&mut q.ops, std::mem::take(&mut spare));
             let flushes = std::mem::take(&mut q.flushes);
             (ops, q.last_ticket, flushes, q.closed)
         };
         if !ops.is_empty() {
-            let batch = coalesce(ops);
+            let batch = coalesce_from(&mut ops);
             if !batch.is_empty() {
                 outage.retry(&mut flushes, || store.apply(&batch));
                 unsynced = true;
@@ -342,6 +344,7 @@ fn run<S: SessionStore>(
                 !done
             });
         }
+        spare = ops;
         let due = Instant::now() >= next_fsync;
         if unsynced && (due || closed || !flushes.is_empty()) {
             outage.retry(&mut flushes, || store.sync());

@@ -180,7 +180,7 @@ impl SessionState {
         persist.submit(Op::PutDelivery {
             client_id: self.principal.client_id.clone(),
             seq: d.seq,
-            delivery: Self::stored_delivery(d, None),
+            delivery: Box::new(Self::stored_delivery(d, None)),
         })
     }
 

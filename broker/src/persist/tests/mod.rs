@@ -95,7 +95,7 @@ pub fn put_delivery(client_id: &str, seq: u64, d: StoredDelivery) -> Op {
     Op::PutDelivery {
         client_id: client_id.into(),
         seq,
-        delivery: d,
+        delivery: Box::new(d),
     }
 }
 
