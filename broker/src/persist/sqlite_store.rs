@@ -54,6 +54,11 @@ impl SqliteStore {
         let conn = Connection::open(&path)?;
         let full = mode == PersistenceMode::Sync;
         let sync = if full { "FULL" } else { "NORMAL" };
+        // One writer, one process: an exclusive lock taken once (before WAL
+        // mode, so the WAL index lives in heap memory, not shared memory)
+        // saves the lock calls of every transaction, and a second broker on
+        // the same data dir is refused instead of interleaving writes.
+        conn.query_row("PRAGMA locking_mode=EXCLUSIVE", [], |_| Ok(()))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
         // The WAL is reused after each checkpoint, not shrunk; the limit
         // truncates it after a burst so the data dir does not keep the peak.
