@@ -4,18 +4,18 @@
 //! start to its "ready" log line, to CONNACK, to the first queued message.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
-use warden_codec::{decode, encode, Packet, Properties, PubResp, Publish};
+use warden_codec::{encode, Packet, Properties, PubResp, Publish};
 
 use crate::conns::{self, LoginFn};
-use crate::net::{self, BoxStream, Login, Target, MAX_PACKET, VERSION};
+use crate::net::{self, BoxStream, Login, Target, VERSION};
 use crate::report::{proc_rss_kb, CpuMark, Report};
 
 /// PUBLISHes per write of the queueing publisher.
@@ -79,26 +79,6 @@ async fn one_session(target: &Target, n: usize, login: &Login, filter: &str) -> 
     Ok(())
 }
 
-/// Counts PUBACKs and gives their window slots back.
-async fn count_acks(
-    mut rd: ReadHalf<BoxStream>,
-    credit: Arc<Semaphore>,
-    acked: Arc<AtomicU64>,
-) -> Result<()> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        if rd.read_buf(&mut buf).await? == 0 {
-            bail!("publisher connection closed by the broker");
-        }
-        let mut n = 0usize;
-        while let Some(packet) = decode(&mut buf, Some(VERSION), MAX_PACKET)? {
-            n += usize::from(matches!(packet, Packet::PubAck(_)));
-        }
-        acked.fetch_add(n as u64, Ordering::Relaxed);
-        credit.add_permits(n);
-    }
-}
-
 /// Publishes `per_session` QoS 1 messages to every session's topic (round
 /// robin over the topics), `window` unacknowledged at most, and waits up to
 /// 30 s for the last PUBACK. Returns (sent, acked).
@@ -107,8 +87,13 @@ async fn queue_messages(target: &Target, plan: &OfflinePlan) -> Result<(u64, u64
     let (rd, mut wr) = tokio::io::split(stream);
     let window = plan.window.clamp(1, 60_000);
     let credit = Arc::new(Semaphore::new(window));
-    let acked = Arc::new(AtomicU64::new(0));
-    let reader = tokio::spawn(count_acks(rd, credit.clone(), acked.clone()));
+    let counters = Arc::new(crate::pubsub::PubCounters::default());
+    let reader = tokio::spawn(crate::pubsub::ack_reader(
+        rd,
+        credit.clone(),
+        counters.clone(),
+    ));
+    let acked = &counters.acked;
     let payload = Bytes::from(vec![0x5a; plan.payload]);
     let total = plan.sessions.max(1) * plan.per_session;
     let mut out = BytesMut::with_capacity(BATCH * (plan.payload + 64));

@@ -156,7 +156,7 @@ pub async fn publisher(
 }
 
 /// Reads PUBACKs and gives their window slots back.
-async fn ack_reader(
+pub(crate) async fn ack_reader(
     mut rd: ReadHalf<BoxStream>,
     credit: Arc<Semaphore>,
     counters: Arc<PubCounters>,
