@@ -86,16 +86,45 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     conn.version = Some(connect.protocol);
     match admit(broker, connect, peer, listener).await {
         Ok((accepted, props)) => {
+            // Until the packet loop owns the attachment, a failed CONNACK
+            // (or the connect timeout dropping this future) must let go of
+            // the session, or it would stay attached to nobody.
+            let mut unclaimed = Unclaimed {
+                broker: Arc::clone(broker),
+                session: Arc::clone(&accepted.session),
+                conn_id: accepted.conn_id,
+                armed: true,
+            };
             let ack = connack(accepted.session_present, 0, props);
             if conn.queue(&ack).is_err() || conn.flush().await.is_err() {
                 return None;
             }
+            unclaimed.armed = false;
             Some(accepted)
         }
         Err(code) => {
             conn.send_and_close(&connack(false, code, Properties::default()))
                 .await;
             None
+        }
+    }
+}
+
+/// Detaches the session when admission ends between attach and CONNACK.
+struct Unclaimed {
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    conn_id: ConnId,
+    armed: bool,
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some((expiry, generation)) = lifecycle::detach(&self.session, self.conn_id) {
+            crate::session::will::schedule_expiry(&self.broker, &self.session, expiry, generation);
         }
     }
 }

@@ -356,16 +356,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     async fn finish(&mut self, end: End) {
         let mut end = end;
         self.goodbye(end).await;
-        let released = {
-            let mut st = self.session.state.lock();
-            if st.is_attached_to(self.conn_id) {
-                st.attached = None;
-                st.offline_since_ms = Some(crate::session::durable::now_ms());
-                Some((st.expiry, st.generation))
-            } else {
-                None
-            }
-        };
+        let released = crate::session::lifecycle::detach(&self.session, self.conn_id);
         if released.is_none() && !matches!(end, End::Shutdown | End::Revoked) {
             // Someone else is attached now (a takeover), or the session
             // was discarded for another principal.

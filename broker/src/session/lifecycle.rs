@@ -37,7 +37,7 @@ use warden_policy::{CompiledPolicy, Principal};
 use crate::broker::Broker;
 use crate::config::Takeover;
 use crate::persist::{Op, Persister};
-use crate::session::state::{Attachment, Kick, OwnerKey, Session, SessionState, SubKey};
+use crate::session::state::{Attachment, ConnId, Kick, OwnerKey, Session, SessionState, SubKey};
 
 /// A principal other than the owner asked for a session under
 /// `sessions.takeover: same_user`.
@@ -210,6 +210,19 @@ fn remove_from_map(
             sessions.remove(&session.client_id);
         }
     }
+}
+
+/// The connection `conn` lets go of the session, if it still holds it: the
+/// session goes offline. Returns its expiry and generation (for the will
+/// and the expiry timer), or None when another connection holds it now.
+pub fn detach(session: &Session, conn: ConnId) -> Option<(Duration, u64)> {
+    let mut st = session.state.lock();
+    if !st.is_attached_to(conn) {
+        return None;
+    }
+    st.attached = None;
+    st.offline_since_ms = Some(crate::session::durable::now_ms());
+    Some((st.expiry, st.generation))
 }
 
 /// End a detached session whose `generation` is still the one the caller
