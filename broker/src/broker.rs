@@ -173,6 +173,8 @@ impl Broker {
                 |key, m| self.offer(&msg, key, m, &mut routed, congested),
                 &mut matches,
             );
+            // Direct offers need no router: let subscribes proceed.
+            drop(router);
             for (key, m) in matches.drain(..) {
                 self.offer(&msg, &key, &m, &mut routed, congested);
             }

@@ -410,9 +410,15 @@ impl TestBroker {
 
     /// A raw client connected with `connect`; asserts CONNACK success.
     pub async fn login_with(&self, connect: Connect) -> RawClient {
+        self.connect_ok(&connect).await.0
+    }
+
+    /// Connects with `connect`; asserts CONNACK success and returns the
+    /// client with the Session Present flag.
+    pub async fn connect_ok(&self, connect: &Connect) -> (RawClient, bool) {
         let mut c = self.raw().await;
-        let (_, code, _) = c
-            .connect(&connect)
+        let (present, code, _) = c
+            .connect(connect)
             .await
             .unwrap_or_else(|e| panic!("CONNECT {}: {e:?}", connect.client_id));
         assert_eq!(
@@ -422,7 +428,7 @@ impl TestBroker {
             connect.client_id,
             self.log()
         );
-        c
+        (c, present)
     }
 }
 

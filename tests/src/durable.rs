@@ -75,19 +75,7 @@ pub fn persistent(version: Version, id: &str, user: &str, password: &str, expiry
 /// Connects with `connect`; asserts CONNACK success and returns the client
 /// with the session present flag.
 pub async fn resume(broker: &TestBroker, connect: &Connect) -> (RawClient, bool) {
-    let mut c = broker.raw().await;
-    let (present, code, _) = c
-        .connect(connect)
-        .await
-        .unwrap_or_else(|e| panic!("CONNECT {}: {e:?}", connect.client_id));
-    assert_eq!(
-        code,
-        0,
-        "CONNACK for {}; log:\n{}",
-        connect.client_id,
-        broker.log()
-    );
-    (c, present)
+    broker.connect_ok(connect).await
 }
 
 /// Resumes a session that must have survived the restart.

@@ -28,6 +28,7 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use expiry::now_ms;
 pub use fjall_store::FjallStore;
 pub use record::{
     Phase, StoredDelivery, StoredMessage, StoredProps, StoredSession, StoredSubscription,

@@ -10,12 +10,12 @@
 //! until publishers are paused by [`Persister::is_congested`] (fail closed).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::coalesce::coalesce_from;
 use super::{expiry, open_store, Loaded, Op, PersistError, SessionStore};
@@ -46,7 +46,9 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     pending_bytes: AtomicUsize,
-    durable: watch::Sender<Ticket>,
+    /// The highest durable ticket: read on every acknowledgement, so a
+    /// plain atomic (waiters are woken through `waiters`).
+    durable: AtomicU64,
     /// Connections waiting for a ticket, woken through their own `Notify`
     /// (no extra future per connection).
     waiters: Mutex<Vec<(Ticket, Arc<tokio::sync::Notify>)>>,
@@ -87,7 +89,7 @@ fn shared() -> Arc<Shared> {
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
         pending_bytes: AtomicUsize::new(0),
-        durable: watch::Sender::new(0),
+        durable: AtomicU64::new(0),
         waiters: Mutex::new(Vec::new()),
     })
 }
@@ -164,11 +166,7 @@ impl Persister {
     /// The highest ticket written per the mode: in `periodic` in the
     /// journal (survives kill -9), in `sync` also fsynced.
     pub fn durable(&self) -> Ticket {
-        *self.shared.durable.borrow()
-    }
-
-    pub fn watch_durable(&self) -> watch::Receiver<Ticket> {
-        self.shared.durable.subscribe()
+        self.shared.durable.load(Ordering::SeqCst)
     }
 
     /// Wake `wake` (once) when `t` is durable, or now if it already is.
@@ -181,13 +179,6 @@ impl Persister {
             }
         }
         wake.notify_one();
-    }
-
-    /// Returns once `t` is durable.
-    pub async fn wait_durable(&self, t: Ticket) {
-        let mut rx = self.shared.durable.subscribe();
-        // The sender lives in `self.shared`, so this cannot see it closed.
-        let _ = rx.wait_for(|d| *d >= t).await;
     }
 
     /// Writes and fsyncs everything submitted so far (at shutdown). Fails
@@ -335,7 +326,7 @@ fn run<S: SessionStore>(
                 outage.retry(&mut flushes, || store.sync());
                 unsynced = false;
             }
-            shared.durable.send_replace(last);
+            shared.durable.store(last, Ordering::SeqCst);
             shared.waiters.lock().retain(|(t, wake)| {
                 let done = *t <= last;
                 if done {

@@ -23,12 +23,7 @@ use crate::session::connect::Will;
 use crate::session::message::{Delivery, Message};
 use crate::session::state::{Phase, SessionState};
 
-/// Wall clock now, in unix milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::persist::now_ms;
 
 fn props_of(p: &Properties) -> StoredProps {
     StoredProps {
@@ -195,11 +190,11 @@ impl SessionState {
     }
 
     /// A stored delivery went into flight, or its QoS 2 phase moved.
-    pub(crate) fn store_phase(&self, persist: &Persister, d: &Delivery, id: u16, phase: Phase) {
-        if self.stored && d.seq != 0 {
+    pub(crate) fn store_phase(&self, persist: &Persister, seq: u64, id: u16, phase: Phase) {
+        if self.stored && seq != 0 {
             persist.submit(Op::SetInflight {
                 client_id: self.principal.client_id.clone(),
-                seq: d.seq,
+                seq,
                 packet_id: id,
                 phase: stored_phase(phase),
             });

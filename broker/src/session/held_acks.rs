@@ -26,7 +26,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// acknowledgement already waiting: they go out in order).
     pub(crate) fn ack(&mut self, ticket: Ticket, packet: Packet) -> Result<(), End> {
         let holding = self.held.as_ref().is_some_and(|h| !h.acks.is_empty());
-        if !holding && ticket <= self.broker.persist.durable() {
+        // Ticket 0: nothing was stored for it (a clean session, QoS 0 or
+        // persistence off), so only the order can hold it back.
+        if !holding && (ticket == 0 || ticket <= self.broker.persist.durable()) {
             return self.send(&packet);
         }
         let held = self.held.get_or_insert_with(Box::default);

@@ -28,6 +28,7 @@
 //! holds, never to the left. The publish path takes router → state; the
 //! subscribe path takes router → state to check it is still attached.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use warden_policy::{CompiledPolicy, Principal};
 use crate::broker::Broker;
 use crate::config::Takeover;
 use crate::persist::{Op, Persister};
+use crate::router::SubscriptionTrie;
 use crate::session::state::{Attachment, ConnId, Kick, OwnerKey, Session, SessionState, SubKey};
 
 /// A principal other than the owner asked for a session under
@@ -168,7 +170,7 @@ fn resume(
 /// The attached connection, if any, is kicked with `why`.
 fn discard(
     broker: &Broker,
-    sessions: &mut std::collections::HashMap<Arc<str>, Arc<Session>>,
+    sessions: &mut HashMap<Arc<str>, Arc<Session>>,
     session: &Arc<Session>,
     why: Kick,
 ) {
@@ -178,17 +180,29 @@ fn discard(
         st.kicked = Some((old.id, why));
         old.wake.notify_one();
     }
-    end_locked(&broker.persist, &mut st);
-    router.remove_all(&SubKey(Arc::clone(session)));
-    remove_from_map(sessions, session);
+    end_locked(&broker.persist, &mut router, sessions, session, &mut st);
 }
 
-fn end_locked(persist: &Persister, st: &mut SessionState) {
+/// End `session` with the map, router and state locks held (in that
+/// order): out of the store, the router and the map, nothing left inside.
+fn end_locked(
+    persist: &Persister,
+    router: &mut SubscriptionTrie<SubKey>,
+    sessions: &mut HashMap<Arc<str>, Arc<Session>>,
+    session: &Arc<Session>,
+    st: &mut SessionState,
+) {
     st.ended = true;
     st.queue.clear();
     st.inflight.clear();
     st.incoming_qos2.clear();
     forget_stored(persist, st);
+    router.remove_all(&SubKey(Arc::clone(session)));
+    if let Some(current) = sessions.get(&session.client_id) {
+        if Arc::ptr_eq(current, session) {
+            sessions.remove(&session.client_id);
+        }
+    }
 }
 
 /// Remove the session's record and deliveries from the store.
@@ -198,17 +212,6 @@ fn forget_stored(persist: &Persister, st: &mut SessionState) {
             client_id: st.principal.client_id.clone(),
         });
         st.stored = false;
-    }
-}
-
-fn remove_from_map(
-    sessions: &mut std::collections::HashMap<Arc<str>, Arc<Session>>,
-    session: &Arc<Session>,
-) {
-    if let Some(current) = sessions.get(&session.client_id) {
-        if Arc::ptr_eq(current, session) {
-            sessions.remove(&session.client_id);
-        }
     }
 }
 
@@ -236,9 +239,13 @@ pub fn end_if_current(broker: &Broker, session: &Arc<Session>, generation: u64) 
     if st.ended || st.generation != generation || st.attached.is_some() {
         return false;
     }
-    end_locked(&broker.persist, &mut st);
-    router.remove_all(&SubKey(Arc::clone(session)));
-    remove_from_map(&mut sessions, session);
+    end_locked(
+        &broker.persist,
+        &mut router,
+        &mut sessions,
+        session,
+        &mut st,
+    );
     true
 }
 
@@ -256,9 +263,13 @@ pub fn revoke(broker: &Broker, session: &Arc<Session>) {
         wake.notify_one();
         return;
     }
-    end_locked(&broker.persist, &mut st);
-    router.remove_all(&SubKey(Arc::clone(session)));
-    remove_from_map(&mut sessions, session);
+    end_locked(
+        &broker.persist,
+        &mut router,
+        &mut sessions,
+        session,
+        &mut st,
+    );
 }
 
 /// The session's policy could not be recompiled: never leave it on its old

@@ -183,9 +183,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Some(o) => {
                     let first = o.phase == Phase::AwaitRec;
                     o.phase = Phase::AwaitComp;
+                    let seq = o.delivery.seq;
                     if first {
-                        let d = o.delivery.clone();
-                        st.store_phase(&self.broker.persist, &d, packet_id, Phase::AwaitComp);
+                        st.store_phase(&self.broker.persist, seq, packet_id, Phase::AwaitComp);
                     }
                     true
                 }
@@ -264,7 +264,7 @@ fn fill_batch(
                 Phase::AwaitRec
             };
             let delivery = o.delivery.clone();
-            st.store_phase(persist, &delivery, id, phase);
+            st.store_phase(persist, delivery.seq, id, phase);
             st.inflight.insert(id, Outgoing { delivery, phase });
         }
         out.push(o);

@@ -70,8 +70,17 @@ impl SessionStore for Gated {
     }
 }
 
+/// Waits the way a connection does: woken through its `Notify` by the
+/// writer once `t` is durable.
 async fn durable_within(p: &Persister, t: u64) {
-    tokio::time::timeout(WAIT, p.wait_durable(t))
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let wait = async {
+        while p.durable() < t {
+            p.notify_when_durable(t, &wake);
+            wake.notified().await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
         .await
         .expect("ticket became durable");
 }
