@@ -110,7 +110,7 @@ pub async fn run(
     };
     let flush_broker = Arc::clone(&broker);
     let finish = async move {
-        match flush_broker.persist.flush().await {
+        match flush_broker.persist.close().await {
             Ok(()) => {}
             Err(err) => tracing::error!(error = %err, "session store flush failed at shutdown"),
         }

@@ -20,6 +20,8 @@ fn expired(expires_at_ms: Option<u64>, now: u64) -> bool {
 /// Removes from `loaded` what has expired at `now` and returns the ops that
 /// delete it from the store.
 ///
+/// A session that expired with a will still to publish is handed over
+/// without its messages: the broker publishes the will and then removes it.
 /// A session that was online when the broker stopped (`disconnected_at_ms`
 /// = `None`) is kept: the broker starts its expiry clock when it loads it.
 /// A message already in flight is kept even if expired, as MQTT 5 §3.3.2.3.3
@@ -32,6 +34,18 @@ pub fn purge(loaded: &mut Loaded, now: u64) -> Vec<Op> {
             && s.disconnected_at_ms
                 .is_some_and(|d| d.saturating_add(u64::from(s.expiry_secs) * 1000) <= now);
         if gone {
+            if s.will.is_some() {
+                // Its will is still owed (the session ended while the
+                // broker was down): the broker publishes it at start, then
+                // removes the session.
+                for (seq, _) in ls.deliveries.drain(..) {
+                    ops.push(Op::RemoveDelivery {
+                        client_id: s.client_id.clone(),
+                        seq,
+                    });
+                }
+                return true;
+            }
             ops.push(Op::RemoveSession {
                 client_id: s.client_id.clone(),
             });

@@ -99,6 +99,12 @@ pub trait SessionStore: Send + Sync + 'static {
     fn apply(&self, batch: &[Op]) -> Result<(), PersistError>;
     /// Makes everything applied so far survive a power cut (fsync).
     fn sync(&self) -> Result<(), PersistError>;
+    /// The last call, at a graceful stop: [`Self::sync`], and whatever
+    /// makes the next start cheaper (SQLite folds its WAL into the
+    /// database).
+    fn close(&self) -> Result<(), PersistError> {
+        self.sync()
+    }
     /// Everything stored, for start-up. Deliveries without a session record
     /// are not returned.
     fn load(&self) -> Result<Loaded, PersistError>;
@@ -117,6 +123,9 @@ macro_rules! forward_store {
             }
             fn sync(&self) -> Result<(), PersistError> {
                 (**self).sync()
+            }
+            fn close(&self) -> Result<(), PersistError> {
+                (**self).close()
             }
             fn load(&self) -> Result<Loaded, PersistError> {
                 (**self).load()

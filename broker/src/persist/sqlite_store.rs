@@ -179,6 +179,15 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
+    fn close(&self) -> Result<(), PersistError> {
+        // TRUNCATE: the WAL's pages go into the database file (synced) and
+        // the WAL file is emptied, so the next start reads one file and the
+        // data dir holds no log beside it.
+        let conn = self.conn.lock();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     fn load(&self) -> Result<Loaded, PersistError> {
         let conn = self.conn.lock();
         let mut queues = load_deliveries(&conn)?;

@@ -181,14 +181,29 @@ impl Persister {
         wake.notify_one();
     }
 
-    /// Writes and fsyncs everything submitted so far (at shutdown). Fails
-    /// if the engine fails meanwhile; the writer keeps retrying.
+    /// Writes and fsyncs everything submitted so far. Fails if the engine
+    /// fails meanwhile; the writer keeps retrying.
     pub async fn flush(&self) -> Result<(), PersistError> {
+        self.flush_then(false).await
+    }
+
+    /// At a graceful stop: [`Persister::flush`], then the engine's last
+    /// call ([`SessionStore::close`]); the writer exits and later submits
+    /// are not written.
+    pub async fn close(&self) -> Result<(), PersistError> {
+        self.flush_then(true).await
+    }
+
+    async fn flush_then(&self, close: bool) -> Result<(), PersistError> {
         if self.handle.is_none() {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
-        self.shared.queue.lock().flushes.push(tx);
+        {
+            let mut q = self.shared.queue.lock();
+            q.flushes.push(tx);
+            q.closed |= close;
+        }
         self.shared.wake.notify_one();
         rx.await.map_err(|_| PersistError::WriterGone)?
     }
@@ -287,6 +302,61 @@ impl Outage {
     }
 }
 
+/// How long deliveries held back for one batch ([`Deferred`]) wait for the
+/// next batch before they are written on their own.
+const DEFER_AT_MOST: Duration = Duration::from_millis(2);
+
+/// Deliveries held back from the engine for one batch. A delivery sent to
+/// an online subscriber in the batch that stored it (its `SetInflight`
+/// merged into the `PutDelivery`) is usually acknowledged within the next
+/// batch, and then the two cancel in [`coalesce_from`] and the engine never
+/// sees either; at high rates that halves the engine's work. The durable
+/// ticket stays behind the first held-back op, so nothing waiting on the
+/// store is released before its op is written; a publisher whose message
+/// was acknowledged by every subscriber meanwhile does not wait for it (its
+/// `AckGate`). Held back once at most: the next batch writes them whatever
+/// comes.
+#[derive(Default)]
+struct Deferred {
+    ops: Vec<Op>,
+    /// Fingerprints of their keys, so they are not held back a second time
+    /// (a collision only writes a delivery one batch early).
+    keys: std::collections::HashSet<u64, foldhash::fast::FixedState>,
+    /// The last ticket of the batch before them: durable until they are.
+    before: Ticket,
+}
+
+impl Deferred {
+    /// Splits the deliveries worth holding back off `batch` (none when the
+    /// batch must be complete: a flush or the last batch).
+    fn hold_back(&mut self, batch: &mut Vec<Op>, before: Ticket) {
+        let carried = std::mem::take(&mut self.keys);
+        let mut kept = Vec::with_capacity(batch.len());
+        for op in batch.drain(..) {
+            match op {
+                Op::PutDelivery {
+                    ref client_id,
+                    seq,
+                    ref delivery,
+                } if delivery.inflight.is_some()
+                    && !carried.contains(&fingerprint(client_id, seq)) =>
+                {
+                    self.keys.insert(fingerprint(client_id, seq));
+                    self.ops.push(op);
+                }
+                op => kept.push(op),
+            }
+        }
+        *batch = kept;
+        self.before = before;
+    }
+}
+
+fn fingerprint(client_id: &str, seq: u64) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one((client_id, seq))
+}
+
 /// The writer thread's loop; returns once the queue is closed and drained.
 fn run<S: SessionStore>(
     shared: &Shared,
@@ -297,18 +367,30 @@ fn run<S: SessionStore>(
     let mut outage = Outage::new();
     // The previous batch's buffer, swapped back in as the submit queue.
     let mut spare: Vec<Op> = Vec::new();
+    let mut deferred = Deferred::default();
+    let mut input: Vec<Op> = Vec::new();
     let mut unsynced = false;
     let mut next_fsync = Instant::now() + fsync_interval;
+    // The last ticket taken from the queue.
+    let mut taken: Ticket = 0;
     loop {
         let (mut ops, last, mut flushes, closed) = {
             let mut q = shared.queue.lock();
+            let defer_until = Instant::now() + DEFER_AT_MOST;
             while q.ops.is_empty() && q.flushes.is_empty() && !q.closed {
-                if unsynced {
-                    if shared.wake.wait_until(&mut q, next_fsync).timed_out() {
-                        break;
+                let until = match (deferred.ops.is_empty(), unsynced) {
+                    (false, true) => Some(defer_until.min(next_fsync)),
+                    (false, false) => Some(defer_until),
+                    (true, true) => Some(next_fsync),
+                    (true, false) => None,
+                };
+                match until {
+                    Some(at) => {
+                        if shared.wake.wait_until(&mut q, at).timed_out() {
+                            break;
+                        }
                     }
-                } else {
-                    shared.wake.wait(&mut q);
+                    None => shared.wake.wait(&mut q),
                 }
             }
             shared.pending_bytes.store(0, Ordering::Relaxed);
@@ -316,8 +398,19 @@ fn run<S: SessionStore>(
             let flushes = std::mem::take(&mut q.flushes);
             (ops, q.last_ticket, flushes, q.closed)
         };
-        if !ops.is_empty() {
-            let batch = coalesce_from(&mut ops);
+        let before = taken;
+        taken = last;
+        if !ops.is_empty() || !deferred.ops.is_empty() {
+            // Held-back deliveries first: they were submitted before.
+            input.append(&mut deferred.ops);
+            input.append(&mut ops);
+            let mut batch = coalesce_from(&mut input);
+            let complete = closed || !flushes.is_empty();
+            if complete {
+                deferred.keys.clear();
+            } else {
+                deferred.hold_back(&mut batch, before);
+            }
             if !batch.is_empty() {
                 outage.retry(&mut flushes, || store.apply(&batch));
                 unsynced = true;
@@ -326,9 +419,14 @@ fn run<S: SessionStore>(
                 outage.retry(&mut flushes, || store.sync());
                 unsynced = false;
             }
-            shared.durable.store(last, Ordering::SeqCst);
+            let durable = if deferred.ops.is_empty() {
+                last
+            } else {
+                deferred.before
+            };
+            shared.durable.store(durable, Ordering::SeqCst);
             shared.waiters.lock().retain(|(t, wake)| {
-                let done = *t <= last;
+                let done = *t <= durable;
                 if done {
                     wake.notify_one();
                 }
@@ -343,6 +441,11 @@ fn run<S: SessionStore>(
         }
         if due || !unsynced {
             next_fsync = Instant::now() + fsync_interval;
+        }
+        if closed {
+            if let Err(e) = store.close() {
+                tracing::warn!(error = %e, "session store: the final checkpoint failed (the next start replays the log)");
+            }
         }
         for reply in flushes {
             let _ = reply.send(Ok(()));

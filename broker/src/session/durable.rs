@@ -75,6 +75,7 @@ pub fn message_from(stored: StoredMessage) -> Message {
             .expires_at_ms
             .map(|at| now + Duration::from_millis(at.saturating_sub(wall))),
         origin: Arc::from(stored.origin),
+        ack_gate: None,
     }
 }
 
@@ -172,6 +173,9 @@ impl SessionState {
         }
         self.next_seq += 1;
         d.seq = self.next_seq;
+        if let Some(gate) = &d.msg.ack_gate {
+            gate.stored();
+        }
         persist.submit(Op::PutDelivery {
             client_id: self.principal.client_id.clone(),
             seq: d.seq,
@@ -182,6 +186,9 @@ impl SessionState {
     /// A stored delivery is gone: acknowledged, expired, denied or dropped.
     pub(crate) fn forget_delivery(&self, persist: &Persister, d: &Delivery) {
         if self.stored && d.seq != 0 {
+            if let Some(gate) = &d.msg.ack_gate {
+                gate.settled();
+            }
             persist.submit(Op::RemoveDelivery {
                 client_id: self.principal.client_id.clone(),
                 seq: d.seq,

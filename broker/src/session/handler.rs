@@ -212,11 +212,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if let Some(held) = self.held.as_deref_mut() {
                 // Woken through the session's own wake-up when the store
                 // catches up (no extra future in the loop).
-                if let Some(&(last, _)) = held.acks.back() {
-                    if last > held.registered {
-                        held.registered = last;
-                        self.broker.persist.notify_when_durable(last, &self.wake);
-                    }
+                if held.highest > held.registered {
+                    held.registered = held.highest;
+                    self.broker
+                        .persist
+                        .notify_when_durable(held.highest, &self.wake);
                 }
             }
             let stall_at = stalled_since.map(|t| t + write_stall);

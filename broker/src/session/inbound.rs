@@ -10,7 +10,7 @@ use warden_policy::QoS;
 
 use crate::authorize::{PublishVerdict, Who};
 use crate::session::handler::{End, Handler};
-use crate::session::message::Message;
+use crate::session::message::{AckGate, Message};
 
 fn violation(code: ReasonCode) -> End {
     End::Violation(code.value())
@@ -82,14 +82,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             p.retain,
             self.version,
         );
-        let (code, mut ticket) = match verdict {
-            PublishVerdict::Allow => (0, self.route(topic, qos, p)),
-            PublishVerdict::Drop { ack_code } => (ack_code, 0),
+        let (code, mut ticket, gate) = match verdict {
+            PublishVerdict::Allow => {
+                let (ticket, msg) = self.route(topic, qos, p);
+                (0, ticket, msg)
+            }
+            PublishVerdict::Drop { ack_code } => (ack_code, 0, None),
             PublishVerdict::Disconnect => return Err(violation(ReasonCode::NOT_AUTHORIZED)),
         };
         match qos {
             QoS::AtMostOnce => Ok(()),
-            QoS::AtLeastOnce => self.ack(ticket, Packet::PubAck(ack(packet_id, code))),
+            QoS::AtLeastOnce => self.ack_gated(ticket, gate, Packet::PubAck(ack(packet_id, code))),
             QoS::ExactlyOnce => {
                 if code < 0x80 {
                     self.session.state.lock().incoming_qos2.insert(packet_id);
@@ -102,9 +105,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     /// Hand an authorized PUBLISH to the router; the ticket its
-    /// acknowledgement waits for.
-    fn route(&mut self, topic: Arc<str>, qos: QoS, p: Publish) -> crate::persist::Ticket {
+    /// acknowledgement waits for, and the message when that wait may end
+    /// early through its [`AckGate`].
+    fn route(
+        &mut self,
+        topic: Arc<str>,
+        qos: QoS,
+        p: Publish,
+    ) -> (crate::persist::Ticket, Option<Arc<Message>>) {
         let now = Instant::now();
+        // Only a QoS 1 PUBACK is released by the subscribers: a retained
+        // message must be on disk as the retained one, and a PUBREC also
+        // waits for the session's inbound QoS 2 state.
+        let gated = qos == QoS::AtLeastOnce && !p.retain && self.broker.persist.enabled();
         let msg = Message {
             topic,
             payload: p.payload,
@@ -113,10 +126,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             properties: Message::forwarded_properties(&p.properties),
             expires_at: Message::expiry_from(p.properties.message_expiry_interval, now),
             origin: Arc::clone(&self.client_id),
+            ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
-        self.broker
-            .publish(Arc::new(msg), Some(&self.key), &mut self.congested)
-            .ticket
+        let msg = Arc::new(msg);
+        let ticket = self
+            .broker
+            .publish(Arc::clone(&msg), Some(&self.key), &mut self.congested)
+            .ticket;
+        (ticket, (gated && ticket != 0).then_some(msg))
     }
 
     pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {

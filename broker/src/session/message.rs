@@ -2,8 +2,11 @@
 //! [`Message`] per PUBLISH, and a small [`Delivery`] per subscriber that points
 //! at it. The payload is never copied on the way.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use bytes::Bytes;
 use warden_codec::Properties;
@@ -24,6 +27,49 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// The publisher's client id, for No Local.
     pub origin: Arc<str>,
+    /// The publisher's acknowledgement waiting on this message's stored
+    /// deliveries (QoS 1, persistence on), if any.
+    pub ack_gate: Option<AckGate>,
+}
+
+/// Lets a publisher's PUBACK go out as soon as every persistent subscriber
+/// the message was stored for has acknowledged it (or the broker dropped
+/// it), without waiting for the session store: nothing acknowledged can be
+/// lost then, because no one is owed the message any more. Counted in
+/// `SessionState::store_delivery` and `forget_delivery`; the publisher
+/// reads it only after routing, when every count-up has happened, so a
+/// transient zero while routing is never taken for a release.
+#[derive(Debug)]
+pub struct AckGate {
+    stored: AtomicU32,
+    publisher: Arc<Notify>,
+}
+
+impl AckGate {
+    pub fn new(publisher: Arc<Notify>) -> AckGate {
+        AckGate {
+            stored: AtomicU32::new(0),
+            publisher,
+        }
+    }
+
+    /// A delivery of the message was written for a persistent session.
+    pub(crate) fn stored(&self) {
+        self.stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stored delivery is gone (acknowledged, expired, denied, dropped);
+    /// the last one wakes the publisher.
+    pub(crate) fn settled(&self) {
+        if self.stored.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.publisher.notify_one();
+        }
+    }
+
+    /// No stored delivery is outstanding (read after routing).
+    pub fn is_settled(&self) -> bool {
+        self.stored.load(Ordering::Acquire) == 0
+    }
 }
 
 impl Message {

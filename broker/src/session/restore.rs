@@ -20,6 +20,7 @@ use warden_policy::{CompiledPolicy, PolicyEngine, PolicyVersion, Principal, QoS,
 
 use crate::broker::Broker;
 use crate::persist::{Loaded, LoadedSession, Op, StoredSession};
+use crate::session::connect::Will;
 use crate::session::durable::{self, message_from, options_from, phase_from, will_from};
 use crate::session::message::Delivery;
 use crate::session::state::{Outgoing, OwnerKey, Session, SessionState, SubKey};
@@ -39,12 +40,28 @@ pub async fn restore(broker: &Arc<Broker>, loaded: Loaded) {
     let mut restored = 0usize;
     let mut messages = 0usize;
     let mut users = Users::default();
+    let mut owed = Vec::new();
     for ls in loaded.sessions {
         let n = ls.deliveries.len();
-        if restore_session(broker, ls, &mut users).await {
-            restored += 1;
-            messages += n;
+        match restore_session(broker, ls, &mut users).await {
+            Restored::Yes => {
+                restored += 1;
+                messages += n;
+            }
+            Restored::WillOwed(session, will) => owed.push((session, will)),
+            Restored::No => {}
         }
+    }
+    // After every session is back, so their subscribers receive them.
+    let wills = owed.len();
+    for (session, will) in owed {
+        will::publish_expired(broker, &session, will).await;
+    }
+    if wills > 0 {
+        tracing::info!(
+            wills,
+            "published the wills of sessions that expired while the broker was down"
+        );
     }
     if restored + retained > 0 {
         tracing::info!(
@@ -94,7 +111,17 @@ async fn owner_now(
     Ok((version, now))
 }
 
-async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Users) -> bool {
+/// What became of one stored session.
+enum Restored {
+    Yes,
+    No,
+    /// It expired while the broker was down with its will unpublished: the
+    /// will is published (checked against its owner) once every session is
+    /// back, then the session is removed.
+    WillOwed(Arc<Session>, Will),
+}
+
+async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Users) -> Restored {
     let stored = ls.session;
     let client_id = stored.client_id.clone();
     let mut principal = Principal {
@@ -106,7 +133,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         Ok((_, None)) => {
             tracing::info!(%client_id, owner = ?stored.owner, "stored session dropped: its user was removed or disabled");
             broker.persist.submit(Op::RemoveSession { client_id });
-            return false;
+            return Restored::No;
         }
         Ok((version, Some((roles, superuser)))) => {
             principal.roles = roles;
@@ -121,12 +148,18 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         Some(p) => (p, false),
         None => match deny_all(broker, &principal) {
             Some(p) => (p, true),
-            None => return false,
+            None => return Restored::No,
         },
     };
     let Some(remaining) = remaining_expiry(&stored) else {
         broker.persist.submit(Op::RemoveSession { client_id });
-        return false;
+        if let Some(w) = stored.will.clone() {
+            // Not in the map or the router: it exists only to publish its
+            // will under its owner's policy.
+            let session = build(broker, &stored, Vec::new(), principal, policy, failed);
+            return Restored::WillOwed(session, will_from(w));
+        }
+        return Restored::No;
     };
     let session = build(broker, &stored, ls.deliveries, principal, policy, failed);
     let mut dropped_subs = false;
@@ -165,7 +198,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         durable::write_record(broker, &session, will.as_ref());
     }
     will::schedule_expiry(broker, &session, remaining, generation);
-    true
+    Restored::Yes
 }
 
 /// A policy that allows nothing, for a session whose rules cannot be

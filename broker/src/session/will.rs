@@ -67,6 +67,12 @@ pub fn fire(
     }
 }
 
+/// Publish the will of a session that expired while the broker was down
+/// (at start, once), checked like any will.
+pub(crate) async fn publish_expired(broker: &Broker, session: &Arc<Session>, will: Will) {
+    publish_checked(broker, session, will).await;
+}
+
 async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
     let Some(policy) = current_policy(broker, session, &will.topic).await else {
         return;
@@ -90,6 +96,7 @@ async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
         properties: Message::forwarded_properties(&will.properties),
         expires_at: Message::expiry_from(will.properties.message_expiry_interval, now),
         origin: Arc::clone(&session.client_id),
+        ack_gate: None,
     };
     tracing::debug!(client_id = %session.client_id, topic = %msg.topic, "publishing will");
     // A will is published once; it does not wait for slow subscribers.

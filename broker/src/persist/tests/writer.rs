@@ -16,7 +16,7 @@ use super::*;
 use crate::config::PersistenceMode;
 use crate::persist::{
     open_store, FjallStore, Loaded, PersistError, Persister, SessionStore, SqliteStore,
-    QUEUE_BYTE_BUDGET,
+    StoredSession, QUEUE_BYTE_BUDGET,
 };
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -220,8 +220,15 @@ fn purge_at_open<S: SessionStore>(store: Arc<S>) {
     store
         .apply(&[
             // Disconnected 20 s ago with a 10 s expiry: gone, with its queue.
-            Op::PutSession(session("expired", Some(now - 20_000), 10)),
+            Op::PutSession(StoredSession {
+                will: None,
+                ..session("expired", Some(now - 20_000), 10)
+            }),
             put_delivery("expired", 1, delivery("t", None)),
+            // The same with a will: kept, without its queue, for the broker
+            // to publish the will.
+            Op::PutSession(session("expired-will", Some(now - 20_000), 10)),
+            put_delivery("expired-will", 1, delivery("t", None)),
             Op::PutSession(session("recent", Some(now - 20_000), 3600)),
             put_delivery("recent", 1, expired_msg),
             put_delivery("recent", 2, expired_inflight.clone()),
@@ -241,7 +248,14 @@ fn purge_at_open<S: SessionStore>(store: Arc<S>) {
             .map(|s| s.session.client_id.as_str())
             .collect();
         ids.sort_unstable();
-        assert_eq!(ids, ["forever", "recent", "was-online"]);
+        assert_eq!(ids, ["expired-will", "forever", "recent", "was-online"]);
+        let owed = on_disk
+            .sessions
+            .iter()
+            .find(|s| s.session.client_id == "expired-will")
+            .expect("expired-will");
+        assert!(owed.deliveries.is_empty(), "its queue is dropped");
+        assert!(owed.session.will.is_some());
         let recent = on_disk
             .sessions
             .iter()
@@ -254,4 +268,160 @@ fn purge_at_open<S: SessionStore>(store: Arc<S>) {
         let topics: Vec<_> = on_disk.retained.iter().map(|m| m.topic.as_str()).collect();
         assert_eq!(topics, ["new"]);
     }
+}
+
+/// The real engine, recording every op it is given, with a hook that runs
+/// inside `apply` (to submit while a batch is being written).
+#[derive(Default)]
+struct Recording {
+    inner: Option<SqliteStore>,
+    seen: Mutex<Vec<Op>>,
+    closes: AtomicUsize,
+    #[allow(clippy::type_complexity)]
+    hook: Mutex<Option<Box<dyn FnMut(&[Op]) + Send>>>,
+}
+
+impl Recording {
+    fn new(dir: &std::path::Path) -> Arc<Recording> {
+        Arc::new(Recording {
+            inner: Some(open_store(dir, PersistenceMode::Periodic).expect("open")),
+            ..Recording::default()
+        })
+    }
+    fn inner(&self) -> &SqliteStore {
+        self.inner.as_ref().expect("store")
+    }
+    /// Whether the engine was ever given an op on delivery `seq` of `client`.
+    fn saw_delivery(&self, client: &str, seq: u64) -> bool {
+        self.seen.lock().iter().any(|op| match op {
+            Op::PutDelivery {
+                client_id, seq: s, ..
+            }
+            | Op::SetInflight {
+                client_id, seq: s, ..
+            }
+            | Op::RemoveDelivery { client_id, seq: s } => client_id == client && *s == seq,
+            _ => false,
+        })
+    }
+}
+
+impl SessionStore for Recording {
+    fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+        self.inner().apply(batch)?;
+        self.seen.lock().extend(batch.iter().cloned());
+        if let Some(hook) = self.hook.lock().as_mut() {
+            hook(batch);
+        }
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), PersistError> {
+        self.inner().sync()
+    }
+    fn close(&self) -> Result<(), PersistError> {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        self.inner().close()
+    }
+    fn load(&self) -> Result<Loaded, PersistError> {
+        self.inner().load()
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.inner().disk_bytes()
+    }
+}
+
+fn sent(client: &str, seq: u64) -> Op {
+    put_delivery(client, seq, delivery("t", Some((seq as u16, Phase::AwaitAck))))
+}
+
+#[tokio::test]
+async fn a_delivery_acknowledged_by_the_next_batch_never_reaches_the_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Recording::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    durable_within(&p, t).await;
+    // Batch: a delivery sent to its subscriber (held back) beside a record
+    // (written). While that batch is written, the subscriber acknowledges:
+    // the removal lands in the next batch, where the two cancel.
+    let acked = p.clone();
+    *store.hook.lock() = Some(Box::new(move |batch: &[Op]| {
+        if batch
+            .iter()
+            .any(|op| matches!(op, Op::PutSession(s) if s.client_id == "x"))
+        {
+            acked.submit(remove_delivery("c", 1));
+        }
+    }));
+    let t_put = p.submit(sent("c", 1));
+    let t_x = p.submit(Op::PutSession(session("x", None, 60)));
+    assert!(t_put < t_x);
+    durable_within(&p, t_x + 1).await;
+    store.hook.lock().take();
+    assert!(
+        !store.saw_delivery("c", 1),
+        "a put and its removal one batch apart both stay out of the engine"
+    );
+    // A delivery never acknowledged is written on its own within the
+    // hold-back window, and then it is durable.
+    let t = p.submit(sent("c", 2));
+    durable_within(&p, t).await;
+    assert!(store.saw_delivery("c", 2));
+    let c = store.load().expect("load");
+    let c = c
+        .sessions
+        .iter()
+        .find(|s| s.session.client_id == "c")
+        .expect("c");
+    assert_eq!(c.deliveries.len(), 1);
+    assert_eq!(c.deliveries[0].0, 2);
+    assert_eq!(c.deliveries[0].1.inflight, Some((2, Phase::AwaitAck)));
+}
+
+#[tokio::test]
+async fn durable_stays_behind_a_held_back_delivery_until_it_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Recording::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    durable_within(&p, t).await;
+    // Inside the batch that holds the delivery back, the record after it
+    // is written, but neither may be reported durable yet.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (watch, durable_seen) = (p.clone(), Arc::clone(&seen));
+    *store.hook.lock() = Some(Box::new(move |_: &[Op]| {
+        durable_seen.lock().push(watch.durable());
+    }));
+    let t_put = p.submit(sent("c", 1));
+    let t_rec = p.submit(Op::PutSession(session("x", None, 60)));
+    durable_within(&p, t_rec).await;
+    store.hook.lock().take();
+    assert!(store.saw_delivery("c", 1), "written once nothing removed it");
+    // Every apply saw the durable ticket still below the held-back put
+    // until the batch that wrote it.
+    let seen = seen.lock().clone();
+    assert!(seen.iter().all(|&d| d < t_put), "{seen:?} vs {t_put}");
+}
+
+#[tokio::test]
+async fn flush_and_close_write_what_is_held_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Recording::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    p.submit(Op::PutSession(session("c", None, 60)));
+    p.submit(sent("c", 1));
+    p.flush().await.expect("flush");
+    assert!(store.saw_delivery("c", 1));
+    p.submit(sent("c", 2));
+    p.close().await.expect("close");
+    assert!(store.saw_delivery("c", 2));
+    assert_eq!(store.closes.load(Ordering::SeqCst), 1);
+    let wal = dir.path().join("state.sqlite-wal");
+    let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(wal_len, 0, "the WAL is folded into the database at close");
+    let loaded = store.load().expect("load");
+    assert_eq!(loaded.sessions[0].deliveries.len(), 2);
 }
