@@ -117,6 +117,7 @@ impl FjallStore {
                     client_id,
                     seq,
                     delivery,
+                    ..
                 } => {
                     let key = keys::delivery_key(client_id, *seq, KIND_DELIVERY);
                     // No tombstone for an older inflight key: a seq is never

@@ -17,6 +17,7 @@
 mod coalesce;
 mod expiry;
 mod fjall_store;
+mod hold_back;
 mod keys;
 pub mod record;
 mod sqlite_store;
@@ -57,6 +58,10 @@ pub enum Op {
         /// Boxed: an op is moved several times on its way to the engine,
         /// and most ops are small.
         delivery: Box<StoredDelivery>,
+        /// The subscriber is online, so its acknowledgement usually follows
+        /// within milliseconds: the writer may hold the write back briefly
+        /// and drop it with its removal (`hold_back`).
+        ack_expected: bool,
     },
     /// The delivery moved into flight, or its QoS 2 phase changed.
     SetInflight {

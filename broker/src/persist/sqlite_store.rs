@@ -88,6 +88,7 @@ impl SqliteStore {
                 client_id,
                 seq,
                 delivery,
+                ..
             } => {
                 tx.prepare_cached("INSERT OR REPLACE INTO deliveries VALUES (?1, ?2, ?3, NULL)")?
                     .execute(params![

@@ -18,6 +18,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::coalesce::coalesce_from;
+use super::hold_back::HoldBack;
 use super::{expiry, open_store, Loaded, Op, PersistError, SessionStore};
 use crate::config::PersistenceMode;
 
@@ -302,61 +303,6 @@ impl Outage {
     }
 }
 
-/// How long deliveries held back for one batch ([`Deferred`]) wait for the
-/// next batch before they are written on their own.
-const DEFER_AT_MOST: Duration = Duration::from_millis(2);
-
-/// Deliveries held back from the engine for one batch. A delivery sent to
-/// an online subscriber in the batch that stored it (its `SetInflight`
-/// merged into the `PutDelivery`) is usually acknowledged within the next
-/// batch, and then the two cancel in [`coalesce_from`] and the engine never
-/// sees either; at high rates that halves the engine's work. The durable
-/// ticket stays behind the first held-back op, so nothing waiting on the
-/// store is released before its op is written; a publisher whose message
-/// was acknowledged by every subscriber meanwhile does not wait for it (its
-/// `AckGate`). Held back once at most: the next batch writes them whatever
-/// comes.
-#[derive(Default)]
-struct Deferred {
-    ops: Vec<Op>,
-    /// Fingerprints of their keys, so they are not held back a second time
-    /// (a collision only writes a delivery one batch early).
-    keys: std::collections::HashSet<u64, foldhash::fast::FixedState>,
-    /// The last ticket of the batch before them: durable until they are.
-    before: Ticket,
-}
-
-impl Deferred {
-    /// Splits the deliveries worth holding back off `batch` (none when the
-    /// batch must be complete: a flush or the last batch).
-    fn hold_back(&mut self, batch: &mut Vec<Op>, before: Ticket) {
-        let carried = std::mem::take(&mut self.keys);
-        let mut kept = Vec::with_capacity(batch.len());
-        for op in batch.drain(..) {
-            match op {
-                Op::PutDelivery {
-                    ref client_id,
-                    seq,
-                    ref delivery,
-                } if delivery.inflight.is_some()
-                    && !carried.contains(&fingerprint(client_id, seq)) =>
-                {
-                    self.keys.insert(fingerprint(client_id, seq));
-                    self.ops.push(op);
-                }
-                op => kept.push(op),
-            }
-        }
-        *batch = kept;
-        self.before = before;
-    }
-}
-
-fn fingerprint(client_id: &str, seq: u64) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::default().hash_one((client_id, seq))
-}
-
 /// The writer thread's loop; returns once the queue is closed and drained.
 fn run<S: SessionStore>(
     shared: &Shared,
@@ -367,8 +313,7 @@ fn run<S: SessionStore>(
     let mut outage = Outage::new();
     // The previous batch's buffer, swapped back in as the submit queue.
     let mut spare: Vec<Op> = Vec::new();
-    let mut deferred = Deferred::default();
-    let mut input: Vec<Op> = Vec::new();
+    let mut held = HoldBack::default();
     let mut unsynced = false;
     let mut next_fsync = Instant::now() + fsync_interval;
     // The last ticket taken from the queue.
@@ -376,13 +321,12 @@ fn run<S: SessionStore>(
     loop {
         let (mut ops, last, mut flushes, closed) = {
             let mut q = shared.queue.lock();
-            let defer_until = Instant::now() + DEFER_AT_MOST;
             while q.ops.is_empty() && q.flushes.is_empty() && !q.closed {
-                let until = match (deferred.ops.is_empty(), unsynced) {
-                    (false, true) => Some(defer_until.min(next_fsync)),
-                    (false, false) => Some(defer_until),
-                    (true, true) => Some(next_fsync),
-                    (true, false) => None,
+                let until = match (held.due(), unsynced) {
+                    (Some(due), true) => Some(due.min(next_fsync)),
+                    (Some(due), false) => Some(due),
+                    (None, true) => Some(next_fsync),
+                    (None, false) => None,
                 };
                 match until {
                     Some(at) => {
@@ -400,17 +344,20 @@ fn run<S: SessionStore>(
         };
         let before = taken;
         taken = last;
-        if !ops.is_empty() || !deferred.ops.is_empty() {
-            // Held-back deliveries first: they were submitted before.
-            input.append(&mut deferred.ops);
-            input.append(&mut ops);
-            let mut batch = coalesce_from(&mut input);
+        if !ops.is_empty() || !held.is_empty() {
+            held.absorb(&mut ops);
+            let new = coalesce_from(&mut ops);
+            let now = Instant::now();
+            // A flush or the last batch writes everything.
             let complete = closed || !flushes.is_empty();
-            if complete {
-                deferred.keys.clear();
-            } else {
-                deferred.hold_back(&mut batch, before);
+            let mut batch = Vec::new();
+            held.release(now, complete, &mut batch);
+            let mut new = new;
+            if !complete {
+                held.hold(&mut new, before, now);
             }
+            // Held puts first: they were submitted before.
+            batch.append(&mut new);
             if !batch.is_empty() {
                 outage.retry(&mut flushes, || store.apply(&batch));
                 unsynced = true;
@@ -419,11 +366,7 @@ fn run<S: SessionStore>(
                 outage.retry(&mut flushes, || store.sync());
                 unsynced = false;
             }
-            let durable = if deferred.ops.is_empty() {
-                last
-            } else {
-                deferred.before
-            };
+            let durable = held.durable(last);
             shared.durable.store(durable, Ordering::SeqCst);
             shared.waiters.lock().retain(|(t, wake)| {
                 let done = *t <= durable;

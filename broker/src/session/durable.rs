@@ -180,6 +180,7 @@ impl SessionState {
             client_id: self.principal.client_id.clone(),
             seq: d.seq,
             delivery: Box::new(Self::stored_delivery(d, None)),
+            ack_expected: self.attached.is_some(),
         })
     }
 

@@ -118,6 +118,7 @@ mod model {
                     client_id,
                     seq,
                     delivery,
+                    ..
                 } => {
                     self.deliveries
                         .insert((client_id.clone(), *seq), delivery.inflight);

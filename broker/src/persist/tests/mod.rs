@@ -96,6 +96,7 @@ pub fn put_delivery(client_id: &str, seq: u64, d: StoredDelivery) -> Op {
         client_id: client_id.into(),
         seq,
         delivery: Box::new(d),
+        ack_expected: false,
     }
 }
 
