@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use warden_e2e::durable::*;
-use warden_e2e::wire::SUBSCRIPTION_ID;
+use warden_e2e::wire::{Prop, SUBSCRIPTION_ID, WILL_DELAY};
 use warden_e2e::*;
 
 const EXPIRY: u32 = 300;
@@ -390,4 +390,44 @@ async fn queue_limit_applies_to_what_survives_a_restart() {
         ["3", "4", "5"],
         "max_queued_messages 3: the newest 3, on disk as in memory"
     );
+}
+
+#[tokio::test]
+async fn will_of_a_session_that_expired_while_down_is_published_at_start() {
+    let mut broker = TestBroker::start_default();
+    broker.user_with_rights("alice", "pw", "w/#").await;
+    let watch = persistent(Version::V5, &client_id("watch"), "alice", "pw", EXPIRY);
+    let (mut w, _) = resume(&broker, &watch).await;
+    assert_eq!(w.subscribe("w/#", 1).await, 1);
+    w.disconnect().await;
+    // Session expiry 2 s, will delay 60 s: the will is due when the session
+    // ends, 2 s after the connection drops, which happens while the broker
+    // is down.
+    let mut dies = persistent(Version::V5, &client_id("dies"), "alice", "pw", 2);
+    let mut will = Will {
+        topic: "w/dies".into(),
+        payload: b"gone".to_vec(),
+        qos: 1,
+        ..Will::default()
+    };
+    will.props.0.push(Prop::U32(WILL_DELAY, 60));
+    dies.will = Some(will);
+    let (d, _) = resume(&broker, &dies).await;
+    drop(d);
+    // Let the broker see the drop (the session goes offline, its expiry
+    // starts), then stop it well inside the 2 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(&mut broker, Stop::Term);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart();
+    let mut w = resume_present(&broker, &watch).await;
+    let got = take(&mut w, 2, Duration::from_secs(3)).await;
+    assert_eq!(
+        texts(&got),
+        ["gone"],
+        "the will, once, to the persistent watcher"
+    );
+    assert_eq!(got[0].topic, "w/dies");
+    let (_, present) = resume(&broker, &dies).await;
+    assert!(!present, "the expired session itself is gone");
 }
