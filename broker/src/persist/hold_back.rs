@@ -149,10 +149,15 @@ impl HoldBack {
     /// Takes the puts worth holding back out of a coalesced `batch` whose
     /// tickets follow `before`.
     pub fn hold(&mut self, batch: &mut Vec<Op>, before: Ticket, now: Instant) {
-        if !batch
-            .iter()
-            .any(|op| matches!(op, Op::PutDelivery { ack_expected: true, .. }))
-        {
+        if !batch.iter().any(|op| {
+            matches!(
+                op,
+                Op::PutDelivery {
+                    ack_expected: true,
+                    ..
+                }
+            )
+        }) {
             return;
         }
         let number = self.first + self.groups.len() as u64;

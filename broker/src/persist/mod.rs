@@ -58,9 +58,9 @@ pub enum Op {
         /// Boxed: an op is moved several times on its way to the engine,
         /// and most ops are small.
         delivery: Box<StoredDelivery>,
-        /// The subscriber is online, so its acknowledgement usually follows
-        /// within milliseconds: the writer may hold the write back briefly
-        /// and drop it with its removal (`hold_back`).
+        /// A QoS 1 message for an online subscriber: its acknowledgement
+        /// usually follows within milliseconds, so the writer may hold the
+        /// write back briefly and drop it with its removal (`hold_back`).
         ack_expected: bool,
     },
     /// The delivery moved into flight, or its QoS 2 phase changed.

@@ -182,6 +182,20 @@ impl Persister {
         wake.notify_one();
     }
 
+    /// Resolves once `t` is durable (at once for ticket 0 or a disabled
+    /// store). While the engine fails it waits: callers bound it (a
+    /// connect timeout).
+    pub async fn durable_at(&self, t: Ticket) {
+        if self.durable() >= t {
+            return;
+        }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        while self.durable() < t {
+            self.notify_when_durable(t, &wake);
+            wake.notified().await;
+        }
+    }
+
     /// Writes and fsyncs everything submitted so far. Fails if the engine
     /// fails meanwhile; the writer keeps retrying.
     pub async fn flush(&self) -> Result<(), PersistError> {

@@ -95,6 +95,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 conn_id: accepted.conn_id,
                 armed: true,
             };
+            // A stored session's record (expiry, will, owner) is durable
+            // before the client is told it is connected, as SUBACK and
+            // PUBACK wait for theirs.
+            let ticket = crate::session::durable::write_record(
+                broker,
+                &accepted.session,
+                accepted.will.as_ref(),
+            );
+            broker.persist.durable_at(ticket).await;
             let ack = connack(accepted.session_present, 0, props);
             if conn.queue(&ack).is_err() || conn.flush().await.is_err() {
                 return None;

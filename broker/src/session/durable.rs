@@ -180,7 +180,9 @@ impl SessionState {
             client_id: self.principal.client_id.clone(),
             seq: d.seq,
             delivery: Box::new(Self::stored_delivery(d, None)),
-            ack_expected: self.attached.is_some(),
+            // QoS 2 is not held back: its PUBREL waits for the next phase
+            // to be durable, which a held-back put would delay.
+            ack_expected: self.attached.is_some() && d.qos == QoS::AtLeastOnce,
         })
     }
 
@@ -198,14 +200,22 @@ impl SessionState {
     }
 
     /// A stored delivery went into flight, or its QoS 2 phase moved.
-    pub(crate) fn store_phase(&self, persist: &Persister, seq: u64, id: u16, phase: Phase) {
+    pub(crate) fn store_phase(
+        &self,
+        persist: &Persister,
+        seq: u64,
+        id: u16,
+        phase: Phase,
+    ) -> Ticket {
         if self.stored && seq != 0 {
             persist.submit(Op::SetInflight {
                 client_id: self.principal.client_id.clone(),
                 seq,
                 packet_id: id,
                 phase: stored_phase(phase),
-            });
+            })
+        } else {
+            0
         }
     }
 

@@ -429,9 +429,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             self.version,
         );
         drop(st);
-        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))?;
-        self.write_record();
-        Ok(())
+        // The record was written before CONNACK (`connect::accept`).
+        sent.map_err(|_| End::Violation(ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value()))
     }
 
     /// Why we no longer own the session (called with the state locked).

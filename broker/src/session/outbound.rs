@@ -184,21 +184,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     let first = o.phase == Phase::AwaitRec;
                     o.phase = Phase::AwaitComp;
                     let seq = o.delivery.seq;
-                    if first {
-                        st.store_phase(&self.broker.persist, seq, packet_id, Phase::AwaitComp);
-                    }
-                    true
+                    let ticket = if first {
+                        st.store_phase(&self.broker.persist, seq, packet_id, Phase::AwaitComp)
+                    } else {
+                        0
+                    };
+                    Some(ticket)
                 }
-                None => false,
+                None => None,
             }
         };
+        // PUBREL waits until the new phase is durable: after a crash the
+        // broker must resend PUBREL, not the PUBLISH the client already
+        // completed (which it would take as a new message).
+        let (known, ticket) = (known.is_some(), known.unwrap_or(0));
         let mut rel = pubrel(packet_id);
         if !known && self.version.is_v5() {
             if let Packet::PubRel(r) = &mut rel {
                 r.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND.value();
             }
         }
-        self.send(&rel)
+        self.ack(ticket, rel)
     }
 
     pub(crate) fn on_pubcomp(&mut self, packet_id: u16) -> Result<(), End> {

@@ -332,7 +332,11 @@ impl SessionStore for Recording {
 
 /// A delivery stored for an online subscriber and sent at once.
 fn sent(client: &str, seq: u64) -> Op {
-    match put_delivery(client, seq, delivery("t", Some((seq as u16, Phase::AwaitAck)))) {
+    match put_delivery(
+        client,
+        seq,
+        delivery("t", Some((seq as u16, Phase::AwaitAck))),
+    ) {
         Op::PutDelivery {
             client_id,
             seq,
@@ -412,7 +416,10 @@ async fn durable_stays_behind_a_held_back_delivery_until_it_is_written() {
     let t_rec = p.submit(Op::PutSession(session("x", None, 60)));
     durable_within(&p, t_rec).await;
     store.hook.lock().take();
-    assert!(store.saw_delivery("c", 1), "written once nothing removed it");
+    assert!(
+        store.saw_delivery("c", 1),
+        "written once nothing removed it"
+    );
     // Every apply saw the durable ticket still below the held-back put
     // until the batch that wrote it.
     let seen = seen.lock().clone();
