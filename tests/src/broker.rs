@@ -42,6 +42,13 @@ pub struct BrokerOptions {
     /// Top-level YAML appended to the config as written, one key per line,
     /// e.g. "sessions: { takeover: any }\npersistence: { mode: sync }\n".
     pub extra_yaml: String,
+    /// `username_from` of the `mtls` listener (default `cn`).
+    pub mtls_username_from: &'static str,
+    /// More keys of the `mtls` listener, each a full line with 4 spaces of
+    /// indent, e.g. "    crl: @DIR@/ca.crl\n" (`@DIR@` is the test's dir).
+    pub mtls_extra: String,
+    /// More keys of the `auth:` flow mapping, starting with ", ".
+    pub auth_extra: String,
 }
 
 impl Default for BrokerOptions {
@@ -58,6 +65,9 @@ impl Default for BrokerOptions {
             store: None,
             write_stall: None,
             extra_yaml: String::new(),
+            mtls_username_from: "cn",
+            mtls_extra: String::new(),
+            auth_extra: String::new(),
         }
     }
 }
@@ -85,6 +95,9 @@ impl BrokerOptions {
             .map(|w| format!(", write_stall: {w}"))
             .unwrap_or_default();
         let mut text = TEMPLATE
+            .replace("@MTLS_EXTRA@\n", &self.mtls_extra)
+            .replace("@MTLS_FROM@", self.mtls_username_from)
+            .replace("@AUTH_EXTRA@", &self.auth_extra)
             .replace("@STORE@", &store)
             .replace("@LIMITS_EXTRA@", &limits_extra)
             .replace("@TLS_EXTRA@\n", &tls_extra)

@@ -12,6 +12,8 @@
 //! connections already up keep the session they negotiated.
 
 mod chains;
+mod crl;
+mod handshake_log;
 mod peer;
 mod tcp;
 mod tls;
@@ -29,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{ListenerConfig, ListenerKind, Transport};
 
+pub use crl::{stamp as crl_stamp, RevokedSet};
+pub use handshake_log::handshake_failed;
 pub use peer::{cert_info, subject_string, PeerInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +156,13 @@ impl Listener {
 
     pub fn name(&self) -> &Arc<str> {
         &self.handshaker.name
+    }
+
+    /// The certificates this listener's CRLs revoke now; `None` for a
+    /// listener without TLS.
+    pub fn revoked(&self) -> Option<Arc<RevokedSet>> {
+        let tls = self.handshaker.tls.as_ref()?;
+        Some(Arc::clone(tls.load().revoked()))
     }
 
     /// The bound address; with port 0 in the config, the real port.
