@@ -49,6 +49,9 @@ pub struct BrokerOptions {
     pub mtls_extra: String,
     /// More keys of the `auth:` flow mapping, starting with ", ".
     pub auth_extra: String,
+    /// Write `ca.crl`, a CRL of the test CA revoking nothing, before the
+    /// broker starts.
+    pub empty_crl: bool,
 }
 
 impl Default for BrokerOptions {
@@ -68,6 +71,7 @@ impl Default for BrokerOptions {
             mtls_username_from: "cn",
             mtls_extra: String::new(),
             auth_extra: String::new(),
+            empty_crl: false,
         }
     }
 }
@@ -218,6 +222,9 @@ impl TestBroker {
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         let pki = TestPki::new(dir.path());
+        if opts.empty_crl {
+            std::fs::write(dir.path().join("ca.crl"), pki.crl(&[])).expect("write CRL");
+        }
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");
 
