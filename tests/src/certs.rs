@@ -24,11 +24,12 @@ impl CertFiles {
     /// The DER of the certificate.
     pub fn der(&self) -> Vec<u8> {
         let mut reader = self.cert_pem.as_bytes();
-        rustls_pemfile::certs(&mut reader)
+        let der = rustls_pemfile::certs(&mut reader)
             .next()
             .expect("a certificate")
             .expect("PEM")
-            .to_vec()
+            .to_vec();
+        der
     }
 
     /// Lower-case hex SHA-256 of the DER, as the broker names it.

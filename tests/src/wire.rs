@@ -237,6 +237,7 @@ pub enum Incoming {
     },
     Auth {
         code: u8,
+        props: Props,
     },
 }
 

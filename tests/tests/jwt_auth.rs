@@ -180,7 +180,11 @@ async fn auth_with_a_fresh_token_extends_the_session() {
         .wait_for(WAIT, |p| matches!(p, Incoming::Auth { .. }))
         .await
         .expect("AUTH reply");
-    assert_eq!(reply, Incoming::Auth { code: 0 });
+    let Incoming::Auth { code, props } = reply else {
+        unreachable!("matched above")
+    };
+    assert_eq!(code, 0, "re-authenticated");
+    assert_eq!(props.str(AUTH_METHOD), Some("jwt"));
 
     // Past the first token's expiry: still connected and served.
     tokio::time::sleep(Duration::from_secs(3)).await;
