@@ -114,11 +114,7 @@ fn crl_files(listener: &Listener) -> Vec<PathBuf> {
 /// Rebuild the listener's TLS settings from its files (off the runtime).
 async fn reread(listener: &Arc<Listener>) {
     let l = Arc::clone(listener);
-    let done = tokio::task::spawn_blocking(move || {
-        let cfg = (*l.config()).clone();
-        l.reload(cfg)
-    })
-    .await;
+    let done = tokio::task::spawn_blocking(move || l.reread_files()).await;
     match done {
         Ok(done) => match done.tls_error {
             Some(err) => tracing::error!(listener = %listener.name(), "CRL changed but cannot be used; the previous lists stay: {err}"),

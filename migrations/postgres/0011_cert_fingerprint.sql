@@ -1,6 +1,0 @@
--- Certificate pinning (issue 11): a user may be pinned to one client
--- certificate, named by the lower-case hex SHA-256 of its DER. NULL: not
--- pinned. Numbered after the issue so that other branches' migrations do not
--- collide with it.
-
-ALTER TABLE users ADD COLUMN cert_fingerprint TEXT NULL;
