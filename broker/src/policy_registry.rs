@@ -186,7 +186,15 @@ async fn refresh_group(
         };
         let rules = broker.logins.rules(store, &key, version).await?;
         let token_rules = token.as_ref().map_or(&[][..], |t| t.rules.as_slice());
-        if !recompile(broker, session, &roles, superuser, &rules, token_rules, version) {
+        if !recompile(
+            broker,
+            session,
+            &roles,
+            superuser,
+            &rules,
+            token_rules,
+            version,
+        ) {
             failed += 1;
         }
     }

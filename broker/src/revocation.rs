@@ -117,7 +117,9 @@ async fn reread(listener: &Arc<Listener>) {
     let done = tokio::task::spawn_blocking(move || l.reread_files()).await;
     match done {
         Ok(done) => match done.tls_error {
-            Some(err) => tracing::error!(listener = %listener.name(), "CRL changed but cannot be used; the previous lists stay: {err}"),
+            Some(err) => {
+                tracing::error!(listener = %listener.name(), "CRL changed but cannot be used; the previous lists stay: {err}")
+            }
             None => tracing::info!(listener = %listener.name(), "CRL file changed; reloaded"),
         },
         Err(err) => tracing::error!(listener = %listener.name(), error = %err, "CRL reload failed"),

@@ -80,11 +80,15 @@ async fn a_valid_token_logs_in_with_its_roles() {
     let (mut raw, code) = login(&broker, None, &token).await;
     assert_eq!(code, 0, "no store user needed, no username needed");
     assert_eq!(
-        raw.publish_acked(Publish::new("sensors/dev1", b"x", 1)).await,
+        raw.publish_acked(Publish::new("sensors/dev1", b"x", 1))
+            .await,
         0,
         "the role from the token brings the role's store rules"
     );
-    assert_eq!(raw.publish_acked(Publish::new("other/x", b"x", 1)).await, 0x87);
+    assert_eq!(
+        raw.publish_acked(Publish::new("other/x", b"x", 1)).await,
+        0x87
+    );
     // A username, when sent, must be the token's.
     let (_, code) = login(&broker, Some("dev1"), &token).await;
     assert_eq!(code, 0);
@@ -98,7 +102,10 @@ async fn bad_tokens_are_refused_with_the_reason_logged() {
     let cases = [
         (sign(&claims("dev1", now() - 5), SECRET), "token expired"),
         (
-            sign(&claims("dev1", now() + 600), "another-secret-0123456789-0123456789-x"),
+            sign(
+                &claims("dev1", now() + 600),
+                "another-secret-0123456789-0123456789-x",
+            ),
             "bad token signature",
         ),
         (
@@ -109,7 +116,10 @@ async fn bad_tokens_are_refused_with_the_reason_logged() {
             "wrong token audience",
         ),
         (
-            sign(&json!({ "sub": "dev1", "iss": "idp", "aud": "warden" }), SECRET),
+            sign(
+                &json!({ "sub": "dev1", "iss": "idp", "aud": "warden" }),
+                SECRET,
+            ),
             "token lacks a required claim",
         ),
     ];
@@ -138,12 +148,20 @@ async fn token_rules_join_the_store_rules_and_deny_overrides() {
         "the store's deny beats the token's allow"
     );
     assert_eq!(
-        raw.publish_acked(Publish::new("sensors/blocked", b"x", 1)).await,
+        raw.publish_acked(Publish::new("sensors/blocked", b"x", 1))
+            .await,
         0x87,
         "the token's deny beats the store's allow"
     );
-    assert_eq!(raw.publish_acked(Publish::new("sensors/ok", b"x", 1)).await, 0);
-    assert_eq!(raw.subscribe("dev1/in/#", 1).await, 1, "placeholders work in token rules");
+    assert_eq!(
+        raw.publish_acked(Publish::new("sensors/ok", b"x", 1)).await,
+        0
+    );
+    assert_eq!(
+        raw.subscribe("dev1/in/#", 1).await,
+        1,
+        "placeholders work in token rules"
+    );
 }
 
 #[tokio::test]
@@ -168,14 +186,20 @@ async fn auth_with_a_fresh_token_extends_the_session() {
     let first = sign(&claims("dev1", now() + 2), SECRET);
     let (mut raw, code, props) = login_with_method(&broker, &first).await;
     assert_eq!(code, 0);
-    assert_eq!(props.str(AUTH_METHOD), Some("jwt"), "CONNACK names the method");
+    assert_eq!(
+        props.str(AUTH_METHOD),
+        Some("jwt"),
+        "CONNACK names the method"
+    );
 
     let fresh = sign(&claims("dev1", now() + 600), SECRET);
     let auth = Props(vec![
         Prop::Str(AUTH_METHOD, "jwt".into()),
         Prop::Bin(AUTH_DATA, fresh.as_bytes().to_vec()),
     ]);
-    raw.send(&encode_auth(0x19, &auth)).await.expect("send AUTH");
+    raw.send(&encode_auth(0x19, &auth))
+        .await
+        .expect("send AUTH");
     let reply = raw
         .wait_for(WAIT, |p| matches!(p, Incoming::Auth { .. }))
         .await
@@ -188,7 +212,11 @@ async fn auth_with_a_fresh_token_extends_the_session() {
 
     // Past the first token's expiry: still connected and served.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(raw.publish_acked(Publish::new("sensors/late", b"x", 1)).await, 0);
+    assert_eq!(
+        raw.publish_acked(Publish::new("sensors/late", b"x", 1))
+            .await,
+        0
+    );
 
     // A token for someone else ends the connection.
     let other = sign(&claims("dev2", now() + 600), SECRET);
@@ -196,7 +224,9 @@ async fn auth_with_a_fresh_token_extends_the_session() {
         Prop::Str(AUTH_METHOD, "jwt".into()),
         Prop::Bin(AUTH_DATA, other.as_bytes().to_vec()),
     ]);
-    raw.send(&encode_auth(0x19, &auth)).await.expect("send AUTH");
+    raw.send(&encode_auth(0x19, &auth))
+        .await
+        .expect("send AUTH");
     let ending = raw.ending(WAIT).await;
     assert!(
         ending

@@ -49,7 +49,8 @@ async fn san_dns_maps_the_first_dns_name() {
     let (mut raw, code) = mtls_client(&broker, &cert).await;
     assert_eq!(code, 0, "mapped from the first DNS SAN, no password");
     assert_eq!(
-        raw.publish_acked(Publish::new("gw1.example/t", b"x", 1)).await,
+        raw.publish_acked(Publish::new("gw1.example/t", b"x", 1))
+            .await,
         0,
         "${{username}} is the SAN"
     );
@@ -142,8 +143,12 @@ async fn certificate_fields_in_rules() {
 #[tokio::test]
 async fn a_pinned_user_accepts_only_its_certificate() {
     let broker = TestBroker::start_default();
-    let first = broker.pki.client_with("pin-a", "alice", &ClientSpec::default());
-    let second = broker.pki.client_with("pin-b", "alice", &ClientSpec::default());
+    let first = broker
+        .pki
+        .client_with("pin-a", "alice", &ClientSpec::default());
+    let second = broker
+        .pki
+        .client_with("pin-b", "alice", &ClientSpec::default());
     broker
         .cli_ok(&[
             "user",
@@ -187,7 +192,10 @@ async fn a_pinned_user_accepts_only_its_certificate() {
         .await;
     let ending = live.ending(Duration::from_secs(5)).await;
     assert!(
-        ending.packets.iter().any(|p| matches!(p, Incoming::Disconnect { code: 0x98, .. })),
+        ending
+            .packets
+            .iter()
+            .any(|p| matches!(p, Incoming::Disconnect { code: 0x98, .. })),
         "{ending:?}"
     );
     assert_eq!(connect_code(&broker, &second).await, 0);
@@ -210,7 +218,10 @@ async fn refused_certificate_logins_name_the_certificate_and_the_reason() {
     assert_eq!(connect_code(&broker, &disabled).await, 0x87);
     assert!(broker.wait_log("user disabled", WAIT).await);
     let log = broker.log();
-    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("login refused")).collect();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("login refused"))
+        .collect();
     assert!(
         refusals
             .iter()

@@ -30,7 +30,9 @@ async fn setup() -> Setup {
     });
     for name in ["alice", "bob"] {
         broker.add_user_no_password(name).await;
-        broker.allow(name, "publish,subscribe,receive", "${username}/#").await;
+        broker
+            .allow(name, "publish,subscribe,receive", "${username}/#")
+            .await;
     }
     let cert = |name: &str, serial: &[u8]| {
         let spec = ClientSpec {
@@ -92,18 +94,33 @@ async fn a_rewritten_crl_disconnects_the_revoked_client_and_keeps_the_other() {
     let written = Instant::now();
     write_crl(&broker, "ca.crl", &[ALICE_SERIAL]);
     let (code, at) = disconnected(&mut a, POLL + Duration::from_secs(3)).await;
-    assert_eq!(code, Some(0x87), "v5 DISCONNECT 0x87 for the revoked client");
+    assert_eq!(
+        code,
+        Some(0x87),
+        "v5 DISCONNECT 0x87 for the revoked client"
+    );
     let took = at - written;
     // Noticed at the next poll, then applied: within a second of the reload.
     assert!(
         took <= POLL + Duration::from_secs(1),
         "disconnected {took:?} after the CRL was written"
     );
-    assert!(broker.wait_log("certificate revocation lists applied", WAIT).await);
+    assert!(
+        broker
+            .wait_log("certificate revocation lists applied", WAIT)
+            .await
+    );
 
     // Bob is untouched and still served.
-    assert_eq!(b.publish_acked(Publish::new("bob/t", b"still here", 1)).await, 0);
-    assert!(refused_at_tls(&broker, &alice).await, "alice can no longer connect");
+    assert_eq!(
+        b.publish_acked(Publish::new("bob/t", b"still here", 1))
+            .await,
+        0
+    );
+    assert!(
+        refused_at_tls(&broker, &alice).await,
+        "alice can no longer connect"
+    );
     let _again = connected(&broker, &bob).await;
     assert!(
         broker.wait_log("TLS handshake failed", WAIT).await,

@@ -82,7 +82,10 @@ fn unix_now() -> u64 {
 
 /// Build the verifier `config` asks for and make logins use it (none when
 /// `auth.jwt` is absent). On error the previous verifier stays.
-pub fn install(broker: &crate::broker::Broker, config: &crate::config::Config) -> Result<(), JwtSetupError> {
+pub fn install(
+    broker: &crate::broker::Broker,
+    config: &crate::config::Config,
+) -> Result<(), JwtSetupError> {
     let next = match &config.auth.jwt {
         Some(jwt) => Some(Arc::new(JwtVerifier::build(jwt)?)),
         None => None,
@@ -106,12 +109,15 @@ struct ClaimRule {
     retain: Option<bool>,
 }
 
+/// A file's modification time and size, to notice a change.
+type Stamp = Option<(SystemTime, u64)>;
+
+/// The keys of a JWKS file and the stamp of the file they were read from.
+type LoadedJwks = Mutex<(Stamp, Arc<JwkSet>)>;
+
 enum Keys {
     Single(DecodingKey),
-    Jwks {
-        path: PathBuf,
-        loaded: Mutex<(Option<(SystemTime, u64)>, Arc<JwkSet>)>,
-    },
+    Jwks { path: PathBuf, loaded: LoadedJwks },
 }
 
 /// Verifies tokens for one `auth.jwt` config.
@@ -129,7 +135,7 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
-fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+fn stamp(path: &std::path::Path) -> Stamp {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
@@ -181,7 +187,7 @@ impl JwtVerifier {
     }
 
     /// The JWKS as on disk now (re-read when the file changed).
-    fn jwks(&self, path: &std::path::Path, loaded: &Mutex<(Option<(SystemTime, u64)>, Arc<JwkSet>)>) -> Arc<JwkSet> {
+    fn jwks(&self, path: &std::path::Path, loaded: &LoadedJwks) -> Arc<JwkSet> {
         let now = stamp(path);
         let mut guard = loaded.lock();
         if now != guard.0 {
@@ -191,7 +197,9 @@ impl JwtVerifier {
                     *guard = (now, Arc::new(set));
                 }
                 Err(err) => {
-                    tracing::warn!("JWKS file changed but cannot be used; the previous keys stay: {err}");
+                    tracing::warn!(
+                        "JWKS file changed but cannot be used; the previous keys stay: {err}"
+                    );
                     guard.0 = now;
                 }
             }
@@ -320,7 +328,8 @@ fn claim_rules(value: &Value, username: &str) -> Result<Vec<Rule>, &'static str>
             max_qos: r.max_qos,
             retain: r.retain,
         };
-        rule.validate().map_err(|_| "acl claim holds an invalid rule")?;
+        rule.validate()
+            .map_err(|_| "acl claim holds an invalid rule")?;
         rules.push(rule);
     }
     Ok(rules)
@@ -407,14 +416,89 @@ mod tests {
         );
     }
 
+    fn b64url(bytes: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    /// An ES256 key: the PEM public key, the JWKS entry with `kid`, and a
+    /// signer.
+    fn es256(kid: &str) -> (String, serde_json::Value, EncodingKey) {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let raw = pair.public_key_raw();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
+            "x": b64url(&raw[1..33]), "y": b64url(&raw[33..65]),
+        });
+        let signer = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        (pair.public_key_pem(), jwk, signer)
+    }
+
+    fn es_token(kid: &str, signer: &EncodingKey) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        encode(&header, &good(unix_now() + 600), signer).unwrap()
+    }
+
+    #[test]
+    fn public_keys_and_jwks_files_verify_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pem, jwk1, signer1) = es256("k1");
+        let pem_path = dir.path().join("idp.pem");
+        std::fs::write(&pem_path, pem).unwrap();
+        let mut cfg = JwtConfig {
+            key: JwtKey::PublicKey(pem_path),
+            algorithms: vec!["ES256".into()],
+            ..config()
+        };
+        let v = JwtVerifier::build(&cfg).unwrap();
+        assert!(v.verify(&es_token("k1", &signer1), None, false).is_ok());
+        // An HMAC token "signed" with the public key is refused.
+        assert!(v
+            .verify(&token(good(unix_now() + 600)), None, false)
+            .is_err());
+
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, serde_json::json!({ "keys": [jwk1] }).to_string()).unwrap();
+        cfg.key = JwtKey::Jwks(jwks.clone());
+        let v = JwtVerifier::build(&cfg).unwrap();
+        assert!(v.verify(&es_token("k1", &signer1), None, false).is_ok());
+        let (_, jwk2, signer2) = es256("k2");
+        assert_eq!(
+            v.verify(&es_token("k2", &signer2), None, false),
+            Err("no JWKS key for the token's kid")
+        );
+        // A rotated JWKS file is picked up without a restart.
+        let rotated = serde_json::json!({ "keys": [jwk2] }).to_string();
+        std::fs::write(&jwks, format!("{rotated}\n")).unwrap();
+        assert!(v.verify(&es_token("k2", &signer2), None, false).is_ok());
+        assert!(v.verify(&es_token("k1", &signer1), None, false).is_err());
+    }
+
     #[test]
     fn bad_tokens_say_why() {
         let v = JwtVerifier::build(&config()).unwrap();
         let now = unix_now();
-        assert_eq!(v.verify(&token(good(now - 10)), None, false), Err("token expired"));
+        assert_eq!(
+            v.verify(&token(good(now - 10)), None, false),
+            Err("token expired")
+        );
         let mut aud = good(now + 600);
         aud["aud"] = "other".into();
-        assert_eq!(v.verify(&token(aud), None, false), Err("wrong token audience"));
+        assert_eq!(
+            v.verify(&token(aud), None, false),
+            Err("wrong token audience")
+        );
         let mut no_exp = good(now + 600);
         no_exp.as_object_mut().unwrap().remove("exp");
         assert!(v.verify(&token(no_exp), None, false).is_err());
@@ -431,7 +515,10 @@ mod tests {
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
-        assert_eq!(v.verify(&hs512, None, false), Err("token algorithm not allowed"));
+        assert_eq!(
+            v.verify(&hs512, None, false),
+            Err("token algorithm not allowed")
+        );
         let mut bad_rule = good(now + 600);
         bad_rule["acl"] = serde_json::json!([{"effect": "allow", "actions": [], "pattern": "x"}]);
         assert_eq!(

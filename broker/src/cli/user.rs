@@ -135,7 +135,11 @@ pub async fn run(cmd: UserCommand, store: &dyn AdminStore, json: bool) -> anyhow
         UserCommand::Pin {
             name, fingerprint, ..
         } => {
-            let what = if fingerprint.is_some() { "pinned" } else { "unpinned" };
+            let what = if fingerprint.is_some() {
+                "pinned"
+            } else {
+                "unpinned"
+            };
             let patch = UserPatch {
                 cert_fingerprint: Some(fingerprint),
                 ..UserPatch::default()

@@ -19,9 +19,8 @@ const ASYMMETRIC: [&str; 10] = [
 
 pub(super) fn build(raw: RawJwt, ctx: &Ctx<'_>) -> Result<JwtConfig, ConfigError> {
     let at = |key| [Seg::Key("auth"), Seg::Key("jwt"), Seg::Key(key)];
-    let err = |key: &'static str, message: String| {
-        ctx.err(&at(key), &format!("auth.jwt.{key}"), message)
-    };
+    let err =
+        |key: &'static str, message: String| ctx.err(&at(key), &format!("auth.jwt.{key}"), message);
     let file = |key: &'static str, p: &std::path::Path| {
         let resolved = ctx.resolve(p);
         if resolved.is_file() {
@@ -36,7 +35,11 @@ pub(super) fn build(raw: RawJwt, ctx: &Ctx<'_>) -> Result<JwtConfig, ConfigError
         ("public_key", raw.public_key.is_some()),
         ("jwks_file", raw.jwks_file.is_some()),
     ];
-    let given: Vec<&str> = sources.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect();
+    let given: Vec<&str> = sources
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(k, _)| *k)
+        .collect();
     if given.len() != 1 {
         let first = given.get(1).copied().unwrap_or("secret");
         return Err(ctx.err(
@@ -49,8 +52,12 @@ pub(super) fn build(raw: RawJwt, ctx: &Ctx<'_>) -> Result<JwtConfig, ConfigError
         JwtKey::Secret(secret.into_bytes())
     } else if let Some(p) = &raw.secret_file {
         let path = file("secret_file", p)?;
-        let text = std::fs::read(&path)
-            .map_err(|e| err("secret_file", format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read(&path).map_err(|e| {
+            err(
+                "secret_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         // A trailing newline from `echo > file` is not part of the secret.
         let mut bytes = text;
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {

@@ -134,7 +134,10 @@ fn first_attr<'a>(
 /// A serial number as lower-case hex, without the sign-padding zero bytes
 /// DER adds (so `openssl x509 -serial` and CRL entries give the same text).
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    let start = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
     hex::encode(&raw[start..])
 }
 

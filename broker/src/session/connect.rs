@@ -169,9 +169,13 @@ async fn admit(
     let method_token = match method {
         None => None,
         // The token comes whole in CONNECT: no challenge round trip.
-        Some(crate::auth::jwt::METHOD) if version.is_v5() && broker.jwt.load().is_some() => {
-            Some(connect.properties.authentication_data.as_deref().unwrap_or_default())
-        }
+        Some(crate::auth::jwt::METHOD) if version.is_v5() && broker.jwt.load().is_some() => Some(
+            connect
+                .properties
+                .authentication_data
+                .as_deref()
+                .unwrap_or_default(),
+        ),
         // No other enhanced authentication is offered.
         Some(_) => return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value()),
     };
@@ -201,7 +205,9 @@ async fn admit(
             reason = %err,
             "login refused"
         ),
-        None => tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused"),
+        None => {
+            tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused")
+        }
     };
     // The store must have answered just now, whatever the caches hold.
     let policy_version = broker.logins.version(&*broker.store).await.map_err(|err| {

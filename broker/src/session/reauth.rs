@@ -32,7 +32,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let Some(verifier) = self.broker.jwt.load_full() else {
             return Err(refused("JWT authentication is no longer configured"));
         };
-        let data = auth.properties.authentication_data.as_deref().unwrap_or_default();
+        let data = auth
+            .properties
+            .authentication_data
+            .as_deref()
+            .unwrap_or_default();
         let token = std::str::from_utf8(data).map_err(|_| refused("malformed token"))?;
         let grant = verifier
             .verify(token, self.username.as_deref(), true)
@@ -42,10 +46,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         let changed = {
             let mut st = self.session.state.lock();
-            let changed = st
-                .token
-                .as_ref()
-                .map_or(true, |old| old.roles != grant.roles || old.rules != grant.rules);
+            let changed = match &st.token {
+                Some(old) => old.roles != grant.roles || old.rules != grant.rules,
+                None => true,
+            };
             self.token_deadline = Some(Instant::now() + grant.remaining());
             st.token = Some(Arc::new(grant));
             changed
@@ -58,8 +62,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 crate::policy_registry::refresh_session(&broker, &session).await;
             });
         }
-        let mut properties = Properties::default();
-        properties.authentication_method = Some(METHOD.to_owned());
+        let properties = Properties {
+            authentication_method: Some(METHOD.to_owned()),
+            ..Properties::default()
+        };
         self.send(&Packet::Auth(Auth {
             reason: ReasonCode::SUCCESS.value(),
             properties,
