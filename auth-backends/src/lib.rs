@@ -54,6 +54,7 @@ pub mod store;
 pub use config::{open, ConfigError, StoreConfig, DEFAULT_TIMEOUT};
 pub use error::{StoreError, StoreErrorKind};
 pub use store::{
-    validate_name, validate_snapshot, AdminStore, ChangeFeed, Membership, NewUser, PolicySnapshot,
-    PrincipalKey, RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch, UserRecord,
+    normalize_fingerprint, validate_name, validate_snapshot, AdminStore, ChangeFeed, Membership,
+    NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch,
+    UserRecord,
 };

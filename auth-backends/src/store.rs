@@ -25,6 +25,10 @@ pub struct UserRecord {
     /// Role names, sorted.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The one client certificate this user may log in with: lower-case
+    /// hex SHA-256 of its DER. `None`: any certificate (or none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_fingerprint: Option<String>,
 }
 
 // The hash never goes to a log line, not even through `{:?}`.
@@ -36,6 +40,7 @@ impl std::fmt::Debug for UserRecord {
             .field("enabled", &self.enabled)
             .field("superuser", &self.superuser)
             .field("roles", &self.roles)
+            .field("cert_fingerprint", &self.cert_fingerprint)
             .finish()
     }
 }
@@ -63,6 +68,8 @@ pub struct NewUser {
     pub superuser: bool,
     pub enabled: bool,
     pub roles: Vec<String>,
+    /// See [`UserRecord::cert_fingerprint`].
+    pub cert_fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for NewUser {
@@ -73,6 +80,7 @@ impl std::fmt::Debug for NewUser {
             .field("superuser", &self.superuser)
             .field("enabled", &self.enabled)
             .field("roles", &self.roles)
+            .field("cert_fingerprint", &self.cert_fingerprint)
             .finish()
     }
 }
@@ -84,11 +92,16 @@ pub struct UserPatch {
     pub password_hash: Option<Option<String>>,
     pub enabled: Option<bool>,
     pub superuser: Option<bool>,
+    /// `Some(None)` removes the pin.
+    pub cert_fingerprint: Option<Option<String>>,
 }
 
 impl UserPatch {
     pub fn is_empty(&self) -> bool {
-        self.password_hash.is_none() && self.enabled.is_none() && self.superuser.is_none()
+        self.password_hash.is_none()
+            && self.enabled.is_none()
+            && self.superuser.is_none()
+            && self.cert_fingerprint.is_none()
     }
 }
 
@@ -98,6 +111,7 @@ impl std::fmt::Debug for UserPatch {
             .field("password_hash", &self.password_hash.as_ref().map(redacted))
             .field("enabled", &self.enabled)
             .field("superuser", &self.superuser)
+            .field("cert_fingerprint", &self.cert_fingerprint)
             .finish()
     }
 }
@@ -125,6 +139,8 @@ pub struct SnapshotUser {
     pub password_hash: Option<String>,
     pub enabled: bool,
     pub superuser: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for SnapshotUser {
@@ -134,6 +150,7 @@ impl std::fmt::Debug for SnapshotUser {
             .field("password_hash", &redacted(&self.password_hash))
             .field("enabled", &self.enabled)
             .field("superuser", &self.superuser)
+            .field("cert_fingerprint", &self.cert_fingerprint)
             .finish()
     }
 }
@@ -244,6 +261,25 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// A certificate fingerprint as people write it (`AB:CD:…`, upper or lower
+/// case, as `openssl x509 -fingerprint -sha256` prints it) in the stored
+/// form: 64 lower-case hex digits. Stores call this before every write.
+pub fn normalize_fingerprint(text: &str) -> Result<String, StoreError> {
+    let hex: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::invalid(
+            "cert_fingerprint",
+            "expected a SHA-256 fingerprint: 64 hex digits, colons allowed",
+        ));
+    }
+    Ok(hex)
+}
+
 /// Check a snapshot before any of it is written: names valid and unique,
 /// memberships and rule subjects naming existing users and roles, rules valid
 /// and ids unique.
@@ -252,6 +288,14 @@ pub fn validate_snapshot(snapshot: &PolicySnapshot) -> Result<(), StoreError> {
     let mut users = BTreeSet::new();
     for user in &snapshot.users {
         validate_name("users.username", &user.username)?;
+        if let Some(pin) = &user.cert_fingerprint {
+            if normalize_fingerprint(pin)? != *pin {
+                return Err(StoreError::invalid(
+                    "users.cert_fingerprint",
+                    "must be 64 lower-case hex digits",
+                ));
+            }
+        }
         if !users.insert(user.username.as_str()) {
             return Err(StoreError::invalid(
                 "users",

@@ -29,6 +29,7 @@ fn user(name: &str, roles: &[&str]) -> NewUser {
         superuser: false,
         enabled: true,
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        cert_fingerprint: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn new_user(name: &str, roles: &[&str]) -> NewUser {
         superuser: false,
         enabled: true,
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        cert_fingerprint: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn user(name: &str) -> NewUser {
         superuser: false,
         enabled: true,
         roles: Vec::new(),
+        cert_fingerprint: None,
     }
 }
 

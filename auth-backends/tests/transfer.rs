@@ -19,6 +19,7 @@ fn new_user(name: &str, hash: Option<String>, roles: &[&str]) -> NewUser {
         superuser: false,
         enabled: true,
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        cert_fingerprint: None,
     }
 }
 

@@ -60,6 +60,11 @@ pub struct Broker {
     policy_target: AtomicU64,
     /// Connections closed because the client stopped reading.
     pub write_stalls: AtomicU64,
+    /// Revoked client certificates per listener (from its CRLs).
+    pub revoked: crate::revocation::Revocations,
+    /// The token verifier of `auth.jwt`; empty when JWT is off. Built at
+    /// start and on a config reload.
+    pub jwt: arc_swap::ArcSwapOption<crate::auth::JwtVerifier>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -98,6 +103,8 @@ impl Broker {
             policy_version: AtomicU64::new(0),
             policy_target: AtomicU64::new(0),
             write_stalls: AtomicU64::new(0),
+            revoked: crate::revocation::Revocations::default(),
+            jwt: arc_swap::ArcSwapOption::empty(),
         }
     }
 

@@ -34,6 +34,7 @@ pub mod listener;
 pub mod login_cache;
 pub mod persist;
 pub mod policy_registry;
+pub mod revocation;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -136,8 +136,10 @@ pub async fn refresh_session(broker: &Arc<Broker>, session: &Arc<Session>) {
 }
 
 /// Recompile the sessions of one user (or of anonymous clients), or
-/// disconnect them when the user was removed or disabled. Returns how many
-/// could not be recompiled.
+/// disconnect them: the user was removed or disabled, or is pinned to
+/// another certificate than a session's. A JWT session of a user the store
+/// does not know stays when `require_store_user` is off, with its token's
+/// roles. Returns how many could not be recompiled.
 async fn refresh_group(
     broker: &Arc<Broker>,
     username: Option<&str>,
@@ -145,33 +147,57 @@ async fn refresh_group(
     version: PolicyVersion,
 ) -> Result<usize, StoreError> {
     let store = &*broker.store;
-    let user = match username {
-        Some(name) => match broker.logins.user(store, name, version).await? {
-            Some(user) if user.enabled => Some(user),
-            _ => {
-                tracing::info!(username = %name, "user removed or disabled; disconnecting");
-                group.iter().for_each(|s| lifecycle::revoke(broker, s));
-                return Ok(0);
-            }
-        },
+    let user: Option<UserRecord> = match username {
+        Some(name) => broker.logins.user(store, name, version).await?,
         None => None,
     };
-    let (roles, superuser) = user
-        .map(
-            |UserRecord {
-                 roles, superuser, ..
-             }| (roles, superuser),
-        )
-        .unwrap_or_default();
-    let key = PrincipalKey {
-        username: username.map(str::to_owned),
-        roles: roles.clone(),
-    };
-    let rules = broker.logins.rules(store, &key, version).await?;
-    let failed = group
-        .iter()
-        .filter(|s| !recompile(broker, s, &roles, superuser, &rules, version))
-        .count();
+    let mut failed = 0;
+    for session in group {
+        let (fingerprint, token) = {
+            let st = session.state.lock();
+            let fp = st.principal.cert.as_ref().map(|c| c.fingerprint.clone());
+            (fp, st.token.clone())
+        };
+        let name = username.unwrap_or_default();
+        let (roles, superuser) = match (&user, username, &token) {
+            (Some(u), _, _) if !u.enabled => {
+                tracing::info!(username = %name, client_id = %session.client_id, "user disabled; disconnecting");
+                lifecycle::revoke(broker, session);
+                continue;
+            }
+            (Some(u), _, _) if !crate::auth::pin_holds(u, fingerprint.as_deref()) => {
+                tracing::info!(username = %name, client_id = %session.client_id, "user pinned to another certificate; disconnecting");
+                lifecycle::revoke(broker, session);
+                continue;
+            }
+            (Some(u), _, None) => (u.roles.clone(), u.superuser),
+            (Some(u), _, Some(t)) => (crate::auth::merge_roles(&u.roles, &t.roles), u.superuser),
+            (None, None, _) => (Vec::new(), false),
+            (None, Some(_), Some(t)) if !t.require_store_user => (t.roles.clone(), false),
+            (None, Some(_), _) => {
+                tracing::info!(username = %name, client_id = %session.client_id, "user removed; disconnecting");
+                lifecycle::revoke(broker, session);
+                continue;
+            }
+        };
+        let key = PrincipalKey {
+            username: username.map(str::to_owned),
+            roles: roles.clone(),
+        };
+        let rules = broker.logins.rules(store, &key, version).await?;
+        let token_rules = token.as_ref().map_or(&[][..], |t| t.rules.as_slice());
+        if !recompile(
+            broker,
+            session,
+            &roles,
+            superuser,
+            &rules,
+            token_rules,
+            version,
+        ) {
+            failed += 1;
+        }
+    }
     Ok(failed)
 }
 
@@ -186,6 +212,7 @@ fn recompile(
     roles: &[String],
     superuser: bool,
     rules: &RuleSet,
+    token_rules: &[warden_policy::Rule],
     version: PolicyVersion,
 ) -> bool {
     let policy = {
@@ -196,10 +223,13 @@ fn recompile(
         let mut principal = st.principal.clone();
         principal.roles = roles.to_vec();
         principal.superuser = superuser;
-        match broker
-            .logins
-            .compile(&broker.engine, &principal, rules, version)
-        {
+        match crate::session::connect::compile_rules(
+            broker,
+            &principal,
+            rules,
+            token_rules,
+            version,
+        ) {
             Ok(policy) => {
                 st.install_policy(
                     &broker.authz,

@@ -42,6 +42,8 @@ pub enum ServeError {
         #[source]
         source: ListenerError,
     },
+    #[error("{0}")]
+    Jwt(#[from] crate::auth::jwt::JwtSetupError),
     #[error("session store {dir}: {source}")]
     SessionStore {
         dir: String,
@@ -68,6 +70,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let (persist, loaded) = open_session_store(&config)?;
     let broker = Arc::new(Broker::new(Arc::clone(&config), store, persist));
+    crate::auth::jwt::install(&broker, &config)?;
     match broker.store.policy_version().await {
         Ok(v) => broker.set_policy_version(v.0),
         Err(err) => {
@@ -84,6 +87,11 @@ pub async fn run(
     ));
     tokio::spawn(crate::session::sweep::run(
         Arc::clone(&broker),
+        controller.subscribe(),
+    ));
+    tokio::spawn(crate::revocation::watch(
+        Arc::clone(&broker),
+        listeners.clone(),
         controller.subscribe(),
     ));
     let accepting: Vec<JoinHandle<()>> = listeners
@@ -305,7 +313,7 @@ async fn admit(
         let (stream, peer) = match handshaker.handshake(tcp, addr).await {
             Ok(pair) => pair,
             Err(err) => {
-                tracing::debug!(peer = %addr, error = %err, "TLS handshake failed");
+                crate::listener::handshake_failed(handshaker.listener_name(), addr, &err);
                 return None;
             }
         };

@@ -210,7 +210,7 @@ fn connect_matcher(
 pub struct PrincipalDependencies {
     /// A connect rule or a `${clientid}` placeholder applies.
     pub client_id: bool,
-    /// A `${cert.cn}` or `${cert.san}` placeholder applies.
+    /// A `${cert.*}` placeholder applies.
     pub cert: bool,
 }
 
@@ -225,8 +225,7 @@ pub fn principal_dependencies(p: &Principal, rules: &RuleSet) -> PrincipalDepend
         match placeholder::parse(&rule.pattern) {
             Ok(segments) => {
                 deps.client_id |= placeholder::has_placeholder(&segments, Placeholder::ClientId);
-                deps.cert |= placeholder::has_placeholder(&segments, Placeholder::CertCn)
-                    || placeholder::has_placeholder(&segments, Placeholder::CertSan);
+                deps.cert |= placeholder::has_cert_placeholder(&segments);
             }
             Err(_) => {
                 deps.client_id = true;

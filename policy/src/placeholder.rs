@@ -1,5 +1,7 @@
 //! Placeholder templates (`${username}`, `${clientid}`, `${cert.cn}`,
-//! `${cert.san}`): parsing, validation and substitution for one principal.
+//! `${cert.san}`, `${cert.o}`, `${cert.ou}`, `${cert.serial}`,
+//! `${cert.fingerprint}`): parsing, validation and substitution for one
+//! principal.
 //!
 //! A value that is missing, empty, or would change the shape of a topic
 //! filter (`+`, `#`, `/`, U+0000, or a `$` that would start the topic) is
@@ -18,6 +20,10 @@ pub enum Placeholder {
     ClientId,
     CertCn,
     CertSan,
+    CertO,
+    CertOu,
+    CertSerial,
+    CertFingerprint,
 }
 
 impl Placeholder {
@@ -27,6 +33,10 @@ impl Placeholder {
             "clientid" => Some(Placeholder::ClientId),
             "cert.cn" => Some(Placeholder::CertCn),
             "cert.san" => Some(Placeholder::CertSan),
+            "cert.o" => Some(Placeholder::CertO),
+            "cert.ou" => Some(Placeholder::CertOu),
+            "cert.serial" => Some(Placeholder::CertSerial),
+            "cert.fingerprint" => Some(Placeholder::CertFingerprint),
             _ => None,
         }
     }
@@ -37,7 +47,16 @@ impl Placeholder {
             Placeholder::ClientId => "${clientid}",
             Placeholder::CertCn => "${cert.cn}",
             Placeholder::CertSan => "${cert.san}",
+            Placeholder::CertO => "${cert.o}",
+            Placeholder::CertOu => "${cert.ou}",
+            Placeholder::CertSerial => "${cert.serial}",
+            Placeholder::CertFingerprint => "${cert.fingerprint}",
         }
+    }
+
+    /// Whether the value comes from the client certificate.
+    pub fn is_cert(self) -> bool {
+        !matches!(self, Placeholder::Username | Placeholder::ClientId)
     }
 }
 
@@ -103,6 +122,12 @@ pub(crate) fn has_placeholder(segments: &[Segment<'_>], ph: Placeholder) -> bool
     segments.contains(&Segment::Ph(ph))
 }
 
+pub(crate) fn has_cert_placeholder(segments: &[Segment<'_>]) -> bool {
+    segments
+        .iter()
+        .any(|s| matches!(s, Segment::Ph(ph) if ph.is_cert()))
+}
+
 pub(crate) fn validate_filter_template(pattern: &str) -> Result<(), PolicyError> {
     let segments = parse(pattern)?;
     let sample: String = segments
@@ -138,6 +163,10 @@ pub(crate) fn value<'p>(
         Placeholder::ClientId => Some(p.client_id.as_str()),
         Placeholder::CertCn => p.cert.as_ref().and_then(|c| c.cn.as_deref()),
         Placeholder::CertSan => san,
+        Placeholder::CertO => p.cert.as_ref().and_then(|c| c.o.as_deref()),
+        Placeholder::CertOu => p.cert.as_ref().and_then(|c| c.ou.as_deref()),
+        Placeholder::CertSerial => p.cert.as_ref().map(|c| c.serial.as_str()),
+        Placeholder::CertFingerprint => p.cert.as_ref().map(|c| c.fingerprint.as_str()),
     }
 }
 

@@ -3,12 +3,25 @@
 use std::net::SocketAddr;
 
 /// Facts from a verified client certificate.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CertInfo {
     pub subject: String,
     pub cn: Option<String>,
+    /// Every DNS, e-mail and URI SAN, in certificate order (`${cert.san}`).
     pub sans: Vec<String>,
+    /// Lower-case hex SHA-256 of the DER certificate.
     pub fingerprint: String,
+    /// The subject's first organization (O) and organizational unit (OU).
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    /// The serial number, lower-case hex without leading zero bytes.
+    pub serial: String,
+    /// The issuer as RFC 4514 writes it (to match CRL entries).
+    pub issuer: String,
+    /// The SANs by kind, in certificate order (`username_from: san_*`).
+    pub san_dns: Vec<String>,
+    pub san_email: Vec<String>,
+    pub san_uri: Vec<String>,
 }
 
 /// An authenticated client. `roles` come from the store (or JWT claims).

@@ -119,7 +119,7 @@ fn with_cert(mut p: Principal, cn: &str, sans: &[&str]) -> Principal {
         subject: format!("CN={cn}"),
         cn: Some(cn.to_owned()),
         sans: sans.iter().map(|s| (*s).to_owned()).collect(),
-        fingerprint: String::new(),
+        ..CertInfo::default()
     });
     p
 }

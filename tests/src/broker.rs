@@ -42,6 +42,16 @@ pub struct BrokerOptions {
     /// Top-level YAML appended to the config as written, one key per line,
     /// e.g. "sessions: { takeover: any }\npersistence: { mode: sync }\n".
     pub extra_yaml: String,
+    /// `username_from` of the `mtls` listener (default `cn`).
+    pub mtls_username_from: &'static str,
+    /// More keys of the `mtls` listener, each a full line with 4 spaces of
+    /// indent, e.g. "    crl: @DIR@/ca.crl\n" (`@DIR@` is the test's dir).
+    pub mtls_extra: String,
+    /// More keys of the `auth:` flow mapping, starting with ", ".
+    pub auth_extra: String,
+    /// Write `ca.crl`, a CRL of the test CA revoking nothing, before the
+    /// broker starts.
+    pub empty_crl: bool,
 }
 
 impl Default for BrokerOptions {
@@ -58,6 +68,10 @@ impl Default for BrokerOptions {
             store: None,
             write_stall: None,
             extra_yaml: String::new(),
+            mtls_username_from: "cn",
+            mtls_extra: String::new(),
+            auth_extra: String::new(),
+            empty_crl: false,
         }
     }
 }
@@ -85,6 +99,9 @@ impl BrokerOptions {
             .map(|w| format!(", write_stall: {w}"))
             .unwrap_or_default();
         let mut text = TEMPLATE
+            .replace("@MTLS_EXTRA@\n", &self.mtls_extra)
+            .replace("@MTLS_FROM@", self.mtls_username_from)
+            .replace("@AUTH_EXTRA@", &self.auth_extra)
             .replace("@STORE@", &store)
             .replace("@LIMITS_EXTRA@", &limits_extra)
             .replace("@TLS_EXTRA@\n", &tls_extra)
@@ -205,6 +222,9 @@ impl TestBroker {
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         let pki = TestPki::new(dir.path());
+        if opts.empty_crl {
+            std::fs::write(dir.path().join("ca.crl"), pki.crl(&[])).expect("write CRL");
+        }
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");
 

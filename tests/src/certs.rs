@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, Certificate, CertificateParams, CertificateRevocationListParams,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
+use sha2::{Digest, Sha256};
 
 /// A certificate and its key, both written as PEM files.
 #[derive(Clone, Debug)]
@@ -16,6 +18,38 @@ pub struct CertFiles {
     pub key: PathBuf,
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl CertFiles {
+    /// The DER of the certificate.
+    pub fn der(&self) -> Vec<u8> {
+        let mut reader = self.cert_pem.as_bytes();
+        let der = rustls_pemfile::certs(&mut reader)
+            .next()
+            .expect("a certificate")
+            .expect("PEM")
+            .to_vec();
+        der
+    }
+
+    /// Lower-case hex SHA-256 of the DER, as the broker names it.
+    pub fn fingerprint(&self) -> String {
+        Sha256::digest(self.der())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What goes into a client certificate besides its CN.
+#[derive(Clone, Debug, Default)]
+pub struct ClientSpec {
+    pub dns: Vec<String>,
+    pub email: Vec<String>,
+    pub uri: Vec<String>,
+    pub ou: Option<String>,
+    /// The serial number (big-endian bytes); random when None.
+    pub serial: Option<Vec<u8>>,
 }
 
 struct Authority {
@@ -101,6 +135,60 @@ impl TestPki {
     pub fn client(&self, cn: &str) -> CertFiles {
         let (cert, key) = self.ca.issue(client_params(cn));
         save(&self.dir, &format!("client-{cn}"), cert, key)
+    }
+
+    /// A client certificate with subject CN=`cn` and what `spec` adds,
+    /// signed by the test CA; written as `client-<stem>`.
+    pub fn client_with(&self, stem: &str, cn: &str, spec: &ClientSpec) -> CertFiles {
+        let mut params = client_params(cn);
+        let ia5 = |s: &String| rcgen::Ia5String::try_from(s.as_str()).expect("ASCII SAN");
+        params.subject_alt_names = spec
+            .dns
+            .iter()
+            .map(|s| SanType::DnsName(ia5(s)))
+            .chain(spec.email.iter().map(|s| SanType::Rfc822Name(ia5(s))))
+            .chain(spec.uri.iter().map(|s| SanType::URI(ia5(s))))
+            .collect();
+        if let Some(ou) = &spec.ou {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, ou.as_str());
+        }
+        if let Some(serial) = &spec.serial {
+            params.serial_number = Some(SerialNumber::from_slice(serial));
+        }
+        let (cert, key) = self.ca.issue(params);
+        save(&self.dir, &format!("client-{stem}"), cert, key)
+    }
+
+    /// A CRL from the test CA revoking these serials, as PEM.
+    pub fn crl(&self, revoked: &[&[u8]]) -> String {
+        CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(revoked.len() as u64 + 1),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: rcgen::date_time_ymd(2020, 1, 2),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.ca.cert, &self.ca.key)
+        .expect("sign CRL")
+        .pem()
+        .expect("CRL PEM")
+    }
+
+    /// The test CA's certificate and key as PEM (for tools such as an
+    /// `openssl ocsp` responder).
+    pub fn ca_key_pem(&self) -> String {
+        self.ca.key.serialize_pem()
     }
 
     /// A client certificate with subject CN=`cn`, signed by the rogue CA the

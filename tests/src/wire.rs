@@ -49,6 +49,8 @@ pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
 pub const TOPIC_ALIAS: u8 = 0x23;
 pub const USER_PROPERTY: u8 = 0x26;
 pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
+pub const AUTH_METHOD: u8 = 0x15;
+pub const AUTH_DATA: u8 = 0x16;
 
 /// A property list with lookups by identifier.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -235,6 +237,7 @@ pub enum Incoming {
     },
     Auth {
         code: u8,
+        props: Props,
     },
 }
 
@@ -410,4 +413,12 @@ pub fn encode_disconnect(version: Version, code: u8) -> Vec<u8> {
 
 pub fn encode_pingreq() -> Vec<u8> {
     frame(0xC0, &[])
+}
+
+/// AUTH (5.0): reason code and properties.
+pub fn encode_auth(reason: u8, props: &Props) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    body.put_u8(reason);
+    put_props(&mut body, props);
+    frame(0xF0, &body)
 }

@@ -155,9 +155,15 @@ pub fn decode(first: u8, body: BytesMut, version: Version) -> R<Incoming> {
             };
             Incoming::Disconnect { code, props }
         }
-        15 => Incoming::Auth {
-            code: if b.is_empty() { 0 } else { b.u8()? },
-        },
+        15 => {
+            let code = if b.is_empty() { 0 } else { b.u8()? };
+            let props = if b.is_empty() {
+                Props::default()
+            } else {
+                b.props()?
+            };
+            Incoming::Auth { code, props }
+        }
         other => return Err(Malformed(format!("server sent packet type {other}"))),
     };
     if !b.is_empty() {

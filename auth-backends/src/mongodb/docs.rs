@@ -121,12 +121,19 @@ pub(super) fn user(doc: &Document) -> Result<UserRecord, StoreError> {
         Some(Bson::String(hash)) => Some(hash.clone()),
         Some(_) => return Err(StoreError::corrupt("user", "password_hash")),
     };
+    // Absent in documents written before pinning existed.
+    let cert_fingerprint = match optional(doc, "cert_fingerprint") {
+        None => None,
+        Some(Bson::String(pin)) => Some(pin.clone()),
+        Some(_) => return Err(StoreError::corrupt("user", "cert_fingerprint")),
+    };
     Ok(UserRecord {
         username: text(doc, "user", "username")?,
         password_hash,
         enabled: flag(doc, "user", "enabled")?,
         superuser: flag(doc, "user", "superuser")?,
         roles: Vec::new(),
+        cert_fingerprint,
     })
 }
 
@@ -136,12 +143,14 @@ pub(super) fn user_fields(
     password_hash: Option<&str>,
     enabled: bool,
     superuser: bool,
+    cert_fingerprint: Option<&str>,
 ) -> Document {
     doc! {
         "username": username,
         "password_hash": password_hash.map_or(Bson::Null, |h| Bson::String(h.to_owned())),
         "enabled": enabled,
         "superuser": superuser,
+        "cert_fingerprint": cert_fingerprint.map_or(Bson::Null, |h| Bson::String(h.to_owned())),
     }
 }
 
@@ -152,6 +161,7 @@ pub(super) fn snapshot_user(doc: &Document) -> Result<SnapshotUser, StoreError> 
         password_hash: u.password_hash,
         enabled: u.enabled,
         superuser: u.superuser,
+        cert_fingerprint: u.cert_fingerprint,
     })
 }
 

@@ -10,7 +10,9 @@ use mongodb::bson::{doc, Document};
 use warden_policy::{RuleId, RuleSpec, Subject};
 
 use crate::error::StoreError;
-use crate::store::{validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch};
+use crate::store::{
+    normalize_fingerprint, validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch,
+};
 
 use super::docs::{rule_doc, user_fields};
 use super::queries as q;
@@ -55,11 +57,17 @@ pub(super) async fn create_user(w: &mut Writer<'_>, user: &NewUser) -> Result<()
             ));
         }
     }
+    let pin = user
+        .cert_fingerprint
+        .as_deref()
+        .map(normalize_fingerprint)
+        .transpose()?;
     let fields = user_fields(
         &user.username,
         user.password_hash.as_deref(),
         user.enabled,
         user.superuser,
+        pin.as_deref(),
     );
     if !w
         .insert_if_missing(q::USERS, q::user(&user.username), fields)
@@ -90,6 +98,10 @@ pub(super) async fn update_user(
     }
     if let Some(superuser) = patch.superuser {
         fields.insert("superuser", superuser);
+    }
+    if let Some(pin) = &patch.cert_fingerprint {
+        let pin = pin.as_deref().map(normalize_fingerprint).transpose()?;
+        fields.insert("cert_fingerprint", opt_string(pin.as_deref()));
     }
     // An empty `$set` is an error in MongoDB; an empty patch only checks.
     let matched = if fields.is_empty() {
@@ -234,6 +246,7 @@ pub(super) async fn import(
                 u.password_hash.as_deref(),
                 u.enabled,
                 u.superuser,
+                u.cert_fingerprint.as_deref(),
             )
         })
         .collect();

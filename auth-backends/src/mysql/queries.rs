@@ -34,6 +34,7 @@ pub(super) const SQL: Sql = Sql {
          enabled = COALESCE(?, enabled), \
          superuser = COALESCE(?, superuser) \
          WHERE username = ?",
+    set_cert_fingerprint: "UPDATE users SET cert_fingerprint = ? WHERE username = ?",
     delete_user: "DELETE FROM users WHERE username = ?",
     delete_user_rules: "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = ?",
 
@@ -68,7 +69,7 @@ pub(super) const SQL: Sql = Sql {
 /// The login path's user read in one round trip: one row per role (role
 /// NULL when the user has none), roles in order.
 pub const SELECT_USER_WITH_ROLES: &str = "SELECT u.username, u.password_hash, u.enabled, \
-     u.superuser, m.role FROM users u LEFT JOIN memberships m ON m.username = u.username \
+     u.superuser, u.cert_fingerprint, m.role FROM users u LEFT JOIN memberships m ON m.username = u.username \
      WHERE u.username = ? ORDER BY m.role";
 
 const RULE_COLUMNS: &str =

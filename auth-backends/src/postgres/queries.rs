@@ -31,6 +31,7 @@ pub(super) const SQL: Sql = Sql {
          enabled = COALESCE($3, enabled), \
          superuser = COALESCE($4, superuser) \
          WHERE username = $5",
+    set_cert_fingerprint: "UPDATE users SET cert_fingerprint = $1 WHERE username = $2",
     delete_user: "DELETE FROM users WHERE username = $1",
     delete_user_rules: "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = $1",
 
@@ -72,7 +73,7 @@ pub(super) const SQL: Sql = Sql {
 /// The login path's user lookup: the user and its sorted roles in one
 /// round trip.
 pub const SELECT_USER_WITH_ROLES: &str = "SELECT u.username, u.password_hash, u.enabled, \
-     u.superuser, \
+     u.superuser, u.cert_fingerprint, \
      COALESCE(array_agg(m.role ORDER BY m.role) FILTER (WHERE m.role IS NOT NULL), '{}') \
        AS roles \
      FROM users u LEFT JOIN memberships m ON m.username = u.username \

@@ -11,7 +11,7 @@
 //! | `P version`                 | string     | the policy version (INCR on every write)        |
 //! | `P rule_id`                 | string     | last rule id handed out (INCR; never lowered)   |
 //! | `P users`                   | set        | user names                                      |
-//! | `P user:{n}:{name}`         | hash       | `enabled`, `superuser` ("0"/"1"), `password_hash` (absent: certificate-only) |
+//! | `P user:{n}:{name}`         | hash       | `enabled`, `superuser` ("0"/"1"), `password_hash` (absent: certificate-only), `cert_fingerprint` (absent: not pinned) |
 //! | `P user:{n}:{name}:roles`   | set        | the user's role names                           |
 //! | `P user:{n}:{name}:rules`   | set        | ids of the rules whose subject is the user      |
 //! | `P roles`                   | set        | role names                                      |

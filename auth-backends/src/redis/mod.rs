@@ -252,7 +252,7 @@ impl AdminStore for RedisStore {
     }
 
     async fn update_user(&self, username: &str, patch: UserPatch) -> Result<(), StoreError> {
-        let args = writes::update_user(username, &patch);
+        let args = writes::update_user(username, &patch)?;
         self.write(&q::UPDATE_USER, &args, same(username))
             .await
             .map(drop)
@@ -275,6 +275,7 @@ impl AdminStore for RedisStore {
                 enabled: u.enabled,
                 superuser: u.superuser,
                 roles: Vec::new(),
+                cert_fingerprint: u.cert_fingerprint,
             })
             .collect();
         // Memberships come sorted by (role, user), so roles stay sorted.

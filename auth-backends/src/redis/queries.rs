@@ -98,14 +98,16 @@ return v
 "#
 );
 
-// ARGV[2] = name. Answers {} or {password_hash|nil, enabled, superuser, {roles}}.
+// ARGV[2] = name. Answers {} or
+// {password_hash|nil, enabled, superuser, {roles}, cert_fingerprint|nil}.
 script!(
     USER,
     r#"
 local name = ARGV[2]
 if redis.call('SISMEMBER', USERS, name) == 0 then return {} end
-local h = redis.call('HMGET', user_key(name), 'password_hash', 'enabled', 'superuser')
-return {h[1], h[2], h[3], redis.call('SMEMBERS', user_roles(name))}
+local h = redis.call('HMGET', user_key(name), 'password_hash', 'enabled', 'superuser',
+  'cert_fingerprint')
+return {h[1], h[2], h[3], redis.call('SMEMBERS', user_roles(name)), h[4]}
 "#
 );
 
@@ -147,14 +149,16 @@ return out
 );
 
 // Answers {users, roles, memberships, rules}: users as
-// {name, password_hash|nil, enabled, superuser}, memberships as {role, user}.
+// {name, password_hash|nil, enabled, superuser, cert_fingerprint|nil},
+// memberships as {role, user}.
 script!(
     EXPORT,
     r#"
 local users, memberships, rules = {}, {}, {}
 for _, u in ipairs(redis.call('SMEMBERS', USERS)) do
-  local h = redis.call('HMGET', user_key(u), 'password_hash', 'enabled', 'superuser')
-  table.insert(users, {u, h[1], h[2], h[3]})
+  local h = redis.call('HMGET', user_key(u), 'password_hash', 'enabled', 'superuser',
+    'cert_fingerprint')
+  table.insert(users, {u, h[1], h[2], h[3], h[4]})
 end
 local roles = redis.call('SMEMBERS', ROLES)
 for _, r in ipairs(roles) do
@@ -170,7 +174,8 @@ return {users, roles, memberships, rules}
 );
 
 // ARGV[2] = name, [3] = "1" if [4] is a password hash, [5] enabled,
-// [6] superuser ("0"/"1"), [7..] = roles (created if missing).
+// [6] superuser ("0"/"1"), [7] = certificate fingerprint ("" = not pinned),
+// [8..] = roles (created if missing).
 script!(
     CREATE_USER,
     r#"
@@ -179,14 +184,16 @@ if redis.call('SISMEMBER', USERS, name) == 1 then return {'exists', 'user'} end
 local key = user_key(name)
 redis.call('HSET', key, 'enabled', ARGV[5], 'superuser', ARGV[6])
 if ARGV[3] == '1' then redis.call('HSET', key, 'password_hash', ARGV[4]) end
+if ARGV[7] ~= '' then redis.call('HSET', key, 'cert_fingerprint', ARGV[7]) end
 redis.call('SADD', USERS, name)
-for i = 7, #ARGV do add_member(ARGV[i], name) end
+for i = 8, #ARGV do add_member(ARGV[i], name) end
 return {'ok', bump()}
 "#
 );
 
 // ARGV[2] = name, [3] = "keep" | "set" | "clear" the hash, [4] = new hash,
-// [5] enabled, [6] superuser: "0"/"1", or "" to keep.
+// [5] enabled, [6] superuser: "0"/"1", or "" to keep, [7] = "keep" | "set" |
+// "clear" the certificate fingerprint, [8] = the new one.
 script!(
     UPDATE_USER,
     r#"
@@ -197,6 +204,8 @@ if ARGV[3] == 'set' then redis.call('HSET', key, 'password_hash', ARGV[4]) end
 if ARGV[3] == 'clear' then redis.call('HDEL', key, 'password_hash') end
 if ARGV[5] ~= '' then redis.call('HSET', key, 'enabled', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', key, 'superuser', ARGV[6]) end
+if ARGV[7] == 'set' then redis.call('HSET', key, 'cert_fingerprint', ARGV[8]) end
+if ARGV[7] == 'clear' then redis.call('HDEL', key, 'cert_fingerprint') end
 return {'ok', bump()}
 "#
 );
@@ -328,8 +337,11 @@ for _ = 1, count() do
   local name = ARGV[i]
   redis.call('HSET', user_key(name), 'enabled', ARGV[i + 3], 'superuser', ARGV[i + 4])
   if ARGV[i + 1] == '1' then redis.call('HSET', user_key(name), 'password_hash', ARGV[i + 2]) end
+  if ARGV[i + 5] ~= '' then
+    redis.call('HSET', user_key(name), 'cert_fingerprint', ARGV[i + 5])
+  end
   redis.call('SADD', USERS, name)
-  i = i + 5
+  i = i + 6
 end
 for _ = 1, count() do
   redis.call('SADD', ROLES, ARGV[i])

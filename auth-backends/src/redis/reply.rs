@@ -186,14 +186,15 @@ fn strings(value: Value) -> Result<Vec<String>, StoreError> {
         .collect()
 }
 
-/// The USER script's answer: `{}` or `{hash, enabled, superuser, {roles}}`.
+/// The USER script's answer: `{}` or
+/// `{hash, enabled, superuser, {roles}, fingerprint}`.
 pub(super) fn user(value: Value, username: &str) -> Result<Option<UserRecord>, StoreError> {
     let fields = items(value)?;
     if fields.is_empty() {
         return Ok(None);
     }
-    let [hash, enabled, superuser, roles] =
-        <[Value; 4]>::try_from(fields).map_err(|_| shape("user", "of length 4"))?;
+    let [hash, enabled, superuser, roles, pin] =
+        <[Value; 5]>::try_from(fields).map_err(|_| shape("user", "of length 5"))?;
     let mut roles = strings(roles)?;
     roles.sort();
     Ok(Some(UserRecord {
@@ -202,16 +203,18 @@ pub(super) fn user(value: Value, username: &str) -> Result<Option<UserRecord>, S
         enabled: flag("user", "enabled", enabled)?,
         superuser: flag("user", "superuser", superuser)?,
         roles,
+        cert_fingerprint: text(pin)?,
     }))
 }
 
 fn snapshot_user(value: Value) -> Result<SnapshotUser, StoreError> {
-    let [name, hash, enabled, superuser] = fixed::<4>("user", value)?;
+    let [name, hash, enabled, superuser, pin] = fixed::<5>("user", value)?;
     Ok(SnapshotUser {
         username: required("user", "name", name)?,
         password_hash: text(hash)?,
         enabled: flag("user", "enabled", enabled)?,
         superuser: flag("user", "superuser", superuser)?,
+        cert_fingerprint: text(pin)?,
     })
 }
 

@@ -9,7 +9,9 @@ use warden_policy::{Rule, RuleSpec};
 
 use crate::common::{actions_text, effect_text, subject_columns};
 use crate::error::StoreError;
-use crate::store::{validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch};
+use crate::store::{
+    normalize_fingerprint, validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch,
+};
 
 fn bit(value: bool) -> String {
     if value { "1" } else { "0" }.to_owned()
@@ -19,7 +21,7 @@ fn optional_bit(value: Option<bool>) -> String {
     value.map(bit).unwrap_or_default()
 }
 
-/// CREATE_USER: name, has_hash, hash, enabled, superuser, roles...
+/// CREATE_USER: name, has_hash, hash, enabled, superuser, fingerprint, roles...
 pub(super) fn create_user(user: &NewUser) -> Result<Vec<String>, StoreError> {
     validate_name("username", &user.username)?;
     let mut seen = BTreeSet::new();
@@ -38,25 +40,38 @@ pub(super) fn create_user(user: &NewUser) -> Result<Vec<String>, StoreError> {
         user.password_hash.clone().unwrap_or_default(),
         bit(user.enabled),
         bit(user.superuser),
+        user.cert_fingerprint
+            .as_deref()
+            .map(normalize_fingerprint)
+            .transpose()?
+            .unwrap_or_default(),
     ];
     args.extend(user.roles.iter().cloned());
     Ok(args)
 }
 
-/// UPDATE_USER: name, keep|set|clear, hash, enabled, superuser.
-pub(super) fn update_user(username: &str, patch: &UserPatch) -> Vec<String> {
+/// UPDATE_USER: name, keep|set|clear, hash, enabled, superuser,
+/// keep|set|clear, fingerprint.
+pub(super) fn update_user(username: &str, patch: &UserPatch) -> Result<Vec<String>, StoreError> {
     let (op, hash) = match &patch.password_hash {
         None => ("keep", String::new()),
         Some(None) => ("clear", String::new()),
         Some(Some(hash)) => ("set", hash.clone()),
     };
-    vec![
+    let (pin_op, pin) = match &patch.cert_fingerprint {
+        None => ("keep", String::new()),
+        Some(None) => ("clear", String::new()),
+        Some(Some(pin)) => ("set", normalize_fingerprint(pin)?),
+    };
+    Ok(vec![
         username.to_owned(),
         op.to_owned(),
         hash,
         optional_bit(patch.enabled),
         optional_bit(patch.superuser),
-    ]
+        pin_op.to_owned(),
+        pin,
+    ])
 }
 
 /// kind, name, effect, actions, pattern, max_qos, retain ("" = none).
@@ -93,6 +108,7 @@ pub(super) fn import(snapshot: &PolicySnapshot) -> Result<Vec<String>, StoreErro
             user.password_hash.clone().unwrap_or_default(),
             bit(user.enabled),
             bit(user.superuser),
+            user.cert_fingerprint.clone().unwrap_or_default(),
         ]);
     }
     args.push(snapshot.roles.len().to_string());
@@ -124,6 +140,7 @@ mod tests {
             superuser: false,
             enabled: true,
             roles: vec!["r".into(), "r".into()],
+            cert_fingerprint: None,
         };
         assert_eq!(
             create_user(&user).unwrap_err().kind(),
@@ -139,9 +156,11 @@ mod tests {
                 password_hash: Some(None),
                 enabled: Some(false),
                 superuser: None,
+                cert_fingerprint: None,
             },
-        );
-        assert_eq!(args, ["a", "clear", "", "0", ""]);
+        )
+        .unwrap();
+        assert_eq!(args, ["a", "clear", "", "0", "", "keep", ""]);
     }
 
     #[test]
@@ -161,6 +180,7 @@ mod tests {
                 password_hash: Some("h".into()),
                 enabled: true,
                 superuser: false,
+                cert_fingerprint: None,
             }],
             roles: vec![],
             memberships: vec![],
@@ -170,8 +190,8 @@ mod tests {
         assert_eq!(
             args,
             [
-                "12", "1", "u", "1", "h", "1", "0", "0", "0", "1", "12", "everyone", "", "allow",
-                "publish", "x/#", "1", "1"
+                "12", "1", "u", "1", "h", "1", "0", "", "0", "0", "1", "12", "everyone", "",
+                "allow", "publish", "x/#", "1", "1"
             ]
         );
     }

@@ -10,7 +10,8 @@ pub const SELECT_VERSION: &str = "SELECT version FROM policy_version WHERE id = 
 pub const PING: &str = "SELECT 1";
 
 pub const SELECT_USERS: &str =
-    "SELECT username, password_hash, enabled, superuser FROM users ORDER BY username";
+    "SELECT username, password_hash, enabled, superuser, cert_fingerprint FROM users \
+     ORDER BY username";
 
 pub const SELECT_ROLES: &str = "SELECT name FROM roles ORDER BY name";
 
@@ -51,6 +52,8 @@ pub struct Sql {
     /// whether to set the hash, the new hash (may be NULL), enabled and
     /// superuser (NULL keeps each), username.
     pub update_user: &'static str,
+    /// cert_fingerprint (may be NULL), username.
+    pub set_cert_fingerprint: &'static str,
     /// username. Memberships go with the user through ON DELETE CASCADE.
     pub delete_user: &'static str,
     /// username

@@ -148,6 +148,7 @@ where
                     password_hash: u.password_hash,
                     enabled: u.enabled,
                     superuser: u.superuser,
+                    cert_fingerprint: u.cert_fingerprint,
                 })
                 .collect(),
             roles,

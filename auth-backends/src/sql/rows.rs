@@ -29,6 +29,7 @@ where
         enabled: row.try_get("enabled").map_err(D::db)?,
         superuser: row.try_get("superuser").map_err(D::db)?,
         roles: Vec::new(),
+        cert_fingerprint: D::opt_text(row, "cert_fingerprint")?,
     })
 }
 

@@ -11,7 +11,7 @@ use warden_policy::{Rule, RuleId, RuleSpec, Subject};
 
 use crate::common::{actions_text, effect_text, subject_columns};
 use crate::error::StoreError;
-use crate::store::{validate_snapshot, NewUser, PolicySnapshot, UserPatch};
+use crate::store::{normalize_fingerprint, validate_snapshot, NewUser, PolicySnapshot, UserPatch};
 
 use super::dialect::{Args, Conn, Dialect, Row};
 use super::queries::CLEAR_ALL;
@@ -148,6 +148,9 @@ where
         let hash = user.password_hash.as_deref();
         self.insert_user(&user.username, hash, user.enabled, user.superuser)
             .await?;
+        if let Some(pin) = &user.cert_fingerprint {
+            self.set_cert_fingerprint(&user.username, Some(pin)).await?;
+        }
         for role in &user.roles {
             self.ensure_role(role).await?;
             if self.exists_membership(role, &user.username).await? {
@@ -178,6 +181,24 @@ where
         if D::rows_affected(&result) == 0 {
             return Err(StoreError::not_found("user", username));
         }
+        if let Some(pin) = &patch.cert_fingerprint {
+            self.set_cert_fingerprint(username, pin.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_cert_fingerprint(
+        &mut self,
+        username: &str,
+        fingerprint: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let fingerprint = fingerprint.map(normalize_fingerprint).transpose()?;
+        sqlx::query(D::SQL.set_cert_fingerprint)
+            .bind(fingerprint.as_deref())
+            .bind(username)
+            .execute(self.conn())
+            .await
+            .map_err(D::db)?;
         Ok(())
     }
 
@@ -326,6 +347,9 @@ where
             let hash = user.password_hash.as_deref();
             self.insert_user(&user.username, hash, user.enabled, user.superuser)
                 .await?;
+            if let Some(pin) = &user.cert_fingerprint {
+                self.set_cert_fingerprint(&user.username, Some(pin)).await?;
+            }
         }
         for role in &snapshot.roles {
             self.execute(D::SQL.insert_role, role).await?;

@@ -22,6 +22,7 @@ pub(super) const SQL: Sql = Sql {
          enabled = COALESCE(?3, enabled), \
          superuser = COALESCE(?4, superuser) \
          WHERE username = ?5",
+    set_cert_fingerprint: "UPDATE users SET cert_fingerprint = ?1 WHERE username = ?2",
     delete_user: "DELETE FROM users WHERE username = ?1",
     delete_user_rules: "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = ?1",
 
@@ -51,7 +52,8 @@ pub(super) const SQL: Sql = Sql {
 };
 
 pub const SELECT_USER: &str =
-    "SELECT username, password_hash, enabled, superuser FROM users WHERE username = ?1";
+    "SELECT username, password_hash, enabled, superuser, cert_fingerprint FROM users \
+     WHERE username = ?1";
 
 pub const SELECT_USER_ROLES: &str =
     "SELECT role FROM memberships WHERE username = ?1 ORDER BY role";

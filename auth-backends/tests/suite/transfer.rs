@@ -14,6 +14,7 @@ fn sample_snapshot() -> PolicySnapshot {
         password_hash: hash.map(str::to_owned),
         enabled: true,
         superuser,
+        cert_fingerprint: None,
     };
     let mut limited = spec(
         Effect::Allow,

@@ -3,7 +3,9 @@
 //! Two ways in: a client certificate on a listener with `username_from`
 //! (the certificate names the user; no password is needed, but the user must
 //! exist in the store and be enabled), or a username and password checked
-//! against the store's argon2id hash. Anonymous clients get in only when
+//! against the store's argon2id hash. A user pinned to a certificate
+//! fingerprint gets in only over a connection that presented that
+//! certificate, whichever way it logs in. Anonymous clients get in only when
 //! `allow_anonymous` is on, and then only with the `everyone` rules.
 //!
 //! An unknown user and a wrong password give the same answer after about the
@@ -14,11 +16,13 @@
 //! (`cache.rs`).
 
 pub mod cache;
+pub mod jwt;
 
 use warden_auth::{password, Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;
 
 pub use cache::CredentialCache;
+pub use jwt::{JwtVerifier, TokenGrant};
 
 use crate::login_cache::LoginCache;
 
@@ -51,12 +55,45 @@ pub enum AuthError {
     Unavailable,
 }
 
+/// A refused login: the answer the client gets, and for the log the reason
+/// in plain words (the client never sees it: an unknown user and a wrong
+/// password must look alike from outside).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: AuthError,
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    fn bad(reason: &'static str) -> Refusal {
+        Refusal {
+            error: AuthError::BadCredentials,
+            reason,
+        }
+    }
+
+    fn denied(reason: &'static str) -> Refusal {
+        Refusal {
+            error: AuthError::NotAuthorized,
+            reason,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
 /// The authenticated identity, before rules are compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authenticated {
     pub username: Option<String>,
     pub roles: Vec<String>,
     pub superuser: bool,
+    /// Set for a JWT login: what the token grants, and until when.
+    pub token: Option<TokenGrant>,
 }
 
 /// What the client presented.
@@ -64,25 +101,98 @@ pub struct Authenticated {
 pub struct Credentials<'a> {
     /// The username the listener mapped from a verified client certificate.
     pub cert_username: Option<String>,
+    /// The SHA-256 fingerprint of the verified client certificate, if any
+    /// (checked against a user's pin whichever way it logs in).
+    pub cert_fingerprint: Option<&'a str>,
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
+    /// MQTT 5 authentication method `jwt`: the token in the CONNECT's
+    /// authentication data.
+    pub method_token: Option<&'a [u8]>,
 }
 
-fn unavailable(err: StoreError) -> AuthError {
+fn unavailable(err: StoreError) -> Refusal {
     // Debug only: the policy registry logs the outage once, not per login.
     tracing::debug!(error = %err, "store lookup failed at login; refusing (fail closed)");
-    AuthError::Unavailable
+    Refusal {
+        error: AuthError::Unavailable,
+        reason: "store unavailable",
+    }
 }
 
-fn accepted(user: UserRecord) -> Result<Authenticated, AuthError> {
+/// Whether `presented` is the certificate `user` is pinned to (always true
+/// for a user without a pin).
+pub fn pin_holds(user: &UserRecord, presented: Option<&str>) -> bool {
+    match (&user.cert_fingerprint, presented) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(pin), Some(fp)) => {
+            // Both are 64 hex digits; compared without an early exit.
+            pin.len() == fp.len()
+                && pin
+                    .bytes()
+                    .zip(fp.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        }
+    }
+}
+
+fn accepted(user: UserRecord, fingerprint: Option<&str>) -> Result<Authenticated, Refusal> {
     if !user.enabled {
-        return Err(AuthError::NotAuthorized);
+        return Err(Refusal::denied("user disabled"));
+    }
+    if !pin_holds(&user, fingerprint) {
+        return Err(Refusal::denied(if fingerprint.is_some() {
+            "user pinned to another certificate"
+        } else {
+            "user pinned to a certificate; none presented"
+        }));
     }
     Ok(Authenticated {
         username: Some(user.username),
         roles: user.roles,
         superuser: user.superuser,
+        token: None,
     })
+}
+
+/// A token login: the token decides who it is; the store, if it knows the
+/// user, still decides whether it is enabled and pinned, and adds its roles.
+async fn token_login(
+    users: Users<'_>,
+    verifier: &JwtVerifier,
+    token: &[u8],
+    creds: &Credentials<'_>,
+) -> Result<Authenticated, Refusal> {
+    let token = std::str::from_utf8(token).map_err(|_| Refusal::bad("malformed token"))?;
+    let grant = verifier
+        .verify(token, creds.username, creds.method_token.is_some())
+        .map_err(Refusal::bad)?;
+    let user = users.get(&grant.username).await.map_err(unavailable)?;
+    let (roles, superuser) = match user {
+        Some(user) => {
+            let store_roles = user.roles.clone();
+            let authed = accepted(user, creds.cert_fingerprint)?;
+            (merge_roles(&store_roles, &grant.roles), authed.superuser)
+        }
+        None if grant.require_store_user => return Err(Refusal::bad("unknown user")),
+        None => (grant.roles.clone(), false),
+    };
+    Ok(Authenticated {
+        username: Some(grant.username.clone()),
+        roles,
+        superuser,
+        token: Some(grant),
+    })
+}
+
+/// The store's roles and the token's, sorted, without duplicates.
+pub fn merge_roles(store: &[String], token: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = store.iter().chain(token).cloned().collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// Decide who the client is.
@@ -90,29 +200,42 @@ pub async fn authenticate(
     users: Users<'_>,
     cache: &CredentialCache,
     allow_anonymous: bool,
+    jwt: Option<&JwtVerifier>,
     creds: Credentials<'_>,
-) -> Result<Authenticated, AuthError> {
+) -> Result<Authenticated, Refusal> {
+    let fingerprint = creds.cert_fingerprint;
+    if let Some(verifier) = jwt {
+        let token = creds.method_token.or(creds
+            .password
+            .filter(|p| creds.cert_username.is_none() && jwt::looks_like_jwt(p)));
+        if let Some(token) = token {
+            return token_login(users, verifier, token, &creds).await;
+        }
+    } else if creds.method_token.is_some() {
+        return Err(Refusal::bad("JWT authentication is not configured"));
+    }
     if let Some(name) = creds.cert_username {
         // The certificate was verified by the TLS layer; the store still
         // decides whether that user exists and is enabled.
         let user = users.get(&name).await.map_err(unavailable)?;
         return match user {
-            Some(user) => accepted(user),
-            None => Err(AuthError::BadCredentials),
+            Some(user) => accepted(user, fingerprint),
+            None => Err(Refusal::bad("unknown user")),
         };
     }
     let Some(name) = creds.username else {
         if creds.password.is_some() {
-            return Err(AuthError::BadCredentials);
+            return Err(Refusal::bad("password without a username"));
         }
         return if allow_anonymous {
             Ok(Authenticated {
                 username: None,
                 roles: Vec::new(),
                 superuser: false,
+                token: None,
             })
         } else {
-            Err(AuthError::NotAuthorized)
+            Err(Refusal::denied("no credentials (anonymous logins are off)"))
         };
     };
     let supplied = creds.password.unwrap_or_default().to_vec();
@@ -120,16 +243,16 @@ pub async fn authenticate(
     let Some(user) = user else {
         let _slot = cache.verify_slots.acquire().await.ok();
         password::dummy_verify_blocking(supplied).await;
-        return Err(AuthError::BadCredentials);
+        return Err(Refusal::bad("unknown user"));
     };
     let Some(hash) = user.password_hash.clone() else {
         // A certificate-only user cannot log in with a password.
         let _slot = cache.verify_slots.acquire().await.ok();
         password::dummy_verify_blocking(supplied).await;
-        return Err(AuthError::BadCredentials);
+        return Err(Refusal::bad("user has no password (certificate only)"));
     };
     if cache.contains(name, &supplied, &hash) {
-        return accepted(user);
+        return accepted(user, fingerprint);
     }
     // Closed only if the broker is shutting down; then verify anyway.
     let _slot = cache.verify_slots.acquire().await.ok();
@@ -137,12 +260,12 @@ pub async fn authenticate(
     match verified {
         Ok(true) => {
             cache.insert(name, &supplied, &hash);
-            accepted(user)
+            accepted(user, fingerprint)
         }
-        Ok(false) => Err(AuthError::BadCredentials),
+        Ok(false) => Err(Refusal::bad("wrong password")),
         Err(err) => {
             tracing::warn!(user = name, error = %err, "stored password hash unusable");
-            Err(AuthError::BadCredentials)
+            Err(Refusal::bad("stored password hash unusable"))
         }
     }
 }

@@ -33,6 +33,16 @@ pub enum UserCommand {
     List,
     /// Show one user (never the password hash).
     Show { name: String },
+    /// Pin a user to one client certificate (SHA-256 fingerprint of its
+    /// DER, as `openssl x509 -noout -fingerprint -sha256` prints it), or
+    /// remove the pin with --clear.
+    Pin {
+        name: String,
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        fingerprint: Option<String>,
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +60,10 @@ pub struct AddArgs {
     /// Rules do not apply to a superuser (when policy.superuser_bypass is on).
     #[arg(long)]
     pub superuser: bool,
+    /// Accept only the client certificate with this SHA-256 fingerprint
+    /// for this user (hex, colons allowed).
+    #[arg(long, value_name = "SHA256")]
+    pub cert_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +81,8 @@ pub struct UserView {
     pub superuser: bool,
     pub has_password: bool,
     pub roles: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_fingerprint: Option<String>,
 }
 
 impl From<UserRecord> for UserView {
@@ -77,6 +93,7 @@ impl From<UserRecord> for UserView {
             enabled: user.enabled,
             superuser: user.superuser,
             roles: user.roles,
+            cert_fingerprint: user.cert_fingerprint,
         }
     }
 }
@@ -115,6 +132,20 @@ pub async fn run(cmd: UserCommand, store: &dyn AdminStore, json: bool) -> anyhow
         }
         UserCommand::List => list(store, json).await?,
         UserCommand::Show { name } => show(store, &name, json).await?,
+        UserCommand::Pin {
+            name, fingerprint, ..
+        } => {
+            let what = if fingerprint.is_some() {
+                "pinned"
+            } else {
+                "unpinned"
+            };
+            let patch = UserPatch {
+                cert_fingerprint: Some(fingerprint),
+                ..UserPatch::default()
+            };
+            update(store, &name, patch, what, json).await?;
+        }
     }
     Ok(Outcome::Success)
 }
@@ -131,6 +162,7 @@ async fn add(args: AddArgs, store: &dyn AdminStore, json: bool) -> anyhow::Resul
         superuser: args.superuser,
         enabled: true,
         roles: args.roles,
+        cert_fingerprint: args.cert_fingerprint,
     };
     store
         .create_user(user)
@@ -208,7 +240,11 @@ async fn show(store: &dyn AdminStore, name: &str, json: bool) -> anyhow::Result<
             "none (certificate only)"
         },
         user.roles.join(","),
-    ))
+    ))?;
+    match &user.cert_fingerprint {
+        Some(pin) => print_text(&format!("pinned:    {pin}\n")),
+        None => Ok(()),
+    }
 }
 
 fn yes_no(value: bool) -> String {

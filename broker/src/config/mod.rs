@@ -7,6 +7,7 @@
 //! errors found after parsing; `reload.rs` says what a reloaded file may
 //! change in a running broker. Nothing here opens sockets or creates files.
 
+mod jwt;
 mod locate;
 mod raw;
 mod reload;
@@ -108,6 +109,9 @@ pub struct TlsSettings {
     pub client_auth: ClientAuth,
     /// Only ever set when `client_auth` is not `None`.
     pub username_from: Option<UsernameFrom>,
+    /// Certificate revocation lists checked for client certificates
+    /// (absolute); only with `client_auth`. Re-read when they change.
+    pub crls: Vec<PathBuf>,
     /// True when `cert` and `key` are the development defaults in
     /// `<data_dir>/certs`, which `certs::ensure_dev_certs` may create.
     pub dev_certs: bool,
@@ -177,6 +181,54 @@ pub struct AuthConfig {
     /// When true, clients without credentials connect as an anonymous
     /// principal that is still subject to the `everyone` rules.
     pub allow_anonymous: bool,
+    /// JSON Web Tokens as the MQTT password (or v5 authentication method
+    /// `jwt`); `None`: off.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `auth.jwt`: how tokens are verified and what their claims mean.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwtConfig {
+    pub key: JwtKey,
+    /// The accepted `alg` values; never empty, all of the key's family.
+    pub algorithms: Vec<String>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (one must match), when set.
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// The claim that names the user (default `sub`).
+    pub username_claim: String,
+    /// The claim listing roles (default `roles`).
+    pub roles_claim: String,
+    /// The claim carrying rules, in the store's rule schema; `None`: rules
+    /// come from the store only.
+    pub acl_claim: Option<String>,
+    /// Whether the user must also exist (and be enabled) in the store.
+    pub require_store_user: bool,
+}
+
+/// Where the verification key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwtKey {
+    /// An HMAC secret (HS256/384/512).
+    Secret(Vec<u8>),
+    /// A PEM public key (RSA, EC or Ed25519), absolute.
+    PublicKey(PathBuf),
+    /// A JWKS file, absolute; read again when it changes.
+    Jwks(PathBuf),
+}
+
+// The secret never reaches a log line.
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
+            JwtKey::PublicKey(p) => f.debug_tuple("PublicKey").field(p).finish(),
+            JwtKey::Jwks(p) => f.debug_tuple("Jwks").field(p).finish(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -53,12 +53,49 @@ pub struct RawListener {
     pub username_from: Option<UsernameFrom>,
     pub max_connections: Option<std::num::NonZeroUsize>,
     pub connect_timeout: Option<HumanDuration>,
+    /// Certificate revocation lists (PEM or DER): one path or a list.
+    pub crl: Option<OneOrMany<PathBuf>>,
+}
+
+/// A key that takes one value or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub allow_anonymous: Option<bool>,
+    pub jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub public_key: Option<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
+    pub algorithms: Option<Vec<String>>,
+    pub issuer: Option<String>,
+    pub audience: Option<OneOrMany<String>>,
+    pub leeway: Option<HumanDuration>,
+    pub username_claim: Option<String>,
+    pub roles_claim: Option<String>,
+    pub acl_claim: Option<String>,
+    pub require_store_user: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

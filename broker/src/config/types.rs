@@ -42,12 +42,30 @@ pub enum ClientAuthMode {
 
 /// Which part of a verified client certificate becomes the MQTT username.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum UsernameFrom {
     /// The subject's common name.
     Cn,
     /// The whole subject as an RFC 4514-style string.
     Subject,
+    /// The first DNS name SAN.
+    SanDns,
+    /// The first e-mail (rfc822Name) SAN.
+    SanEmail,
+    /// The first URI SAN.
+    SanUri,
+}
+
+impl UsernameFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsernameFrom::Cn => "cn",
+            UsernameFrom::Subject => "subject",
+            UsernameFrom::SanDns => "san_dns",
+            UsernameFrom::SanEmail => "san_email",
+            UsernameFrom::SanUri => "san_uri",
+        }
+    }
 }
 
 /// Who may connect with the client id of an existing session (online or

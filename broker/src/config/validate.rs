@@ -27,7 +27,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PORT: u16 = 8883;
 
 /// What every error needs: the text (to find lines) and the file's name.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     text: &'a str,
     name: &'a Path,
     base: &'a Path,
@@ -35,7 +35,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// An error about `field`, placed at the deepest part of `at` found.
-    fn err(&self, at: &[Seg<'_>], field: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(
+        &self,
+        at: &[Seg<'_>],
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let pos = locate(self.text, at);
         ConfigError::Invalid {
             path: self.name.to_path_buf(),
@@ -46,7 +51,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn resolve(&self, p: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         clean(&self.base.join(p))
     }
 }
@@ -138,8 +143,13 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
         Some(list) => build_listeners(list, ctx, &data_dir)?,
     };
     let store = build_store(raw.store, &data_dir, ctx)?;
+    let raw_auth = raw.auth.unwrap_or_default();
     let auth = AuthConfig {
-        allow_anonymous: raw.auth.and_then(|a| a.allow_anonymous).unwrap_or(false),
+        allow_anonymous: raw_auth.allow_anonymous.unwrap_or(false),
+        jwt: raw_auth
+            .jwt
+            .map(|j| super::jwt::build(j, ctx))
+            .transpose()?,
     };
     let policy = build_policy(raw.policy, ctx)?;
     let limits = build_limits(raw.limits, ctx)?;
@@ -272,6 +282,7 @@ fn dev_tls(data_dir: &Path) -> TlsSettings {
         key: certs.join("server.key"),
         client_auth: ClientAuth::None,
         username_from: None,
+        crls: Vec::new(),
         dev_certs: true,
     }
 }
@@ -367,6 +378,7 @@ fn reject_tls_keys_on_tcp(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<
         ("client_auth", raw.client_auth.is_some()),
         ("client_ca", raw.client_ca.is_some()),
         ("username_from", raw.username_from.is_some()),
+        ("crl", raw.crl.is_some()),
     ];
     match present.iter().find(|(_, set)| *set) {
         Some((key, _)) => Err(ctx.err(
@@ -407,6 +419,7 @@ fn build_tls(
             key: existing_file(i, "key", key, ctx)?,
             client_auth: ClientAuth::None,
             username_from: None,
+            crls: Vec::new(),
             dev_certs: false,
         },
         (Some(_), None) | (None, Some(_)) => {
@@ -454,6 +467,22 @@ fn build_tls(
         ));
     }
     tls.username_from = raw.username_from;
+    if let Some(crl) = &raw.crl {
+        if mode == ClientAuthMode::None {
+            return Err(ctx.err(
+                &item("crl"),
+                &format!("listeners[{i}].crl"),
+                "needs client_auth optional or required (there are no client certificates to check)",
+            ));
+        }
+        let paths = match crl {
+            super::raw::OneOrMany::One(p) => std::slice::from_ref(p),
+            super::raw::OneOrMany::Many(list) => list.as_slice(),
+        };
+        for p in paths {
+            tls.crls.push(existing_file(i, "crl", p, ctx)?);
+        }
+    }
     Ok(tls)
 }
 

@@ -56,6 +56,10 @@ pub async fn reload(broker: &Broker, listeners: &[Arc<Listener>]) {
         }
     };
     broker.authz.set_on_deny(config.policy.on_deny);
+    if let Err(err) = crate::auth::jwt::install(broker, &config) {
+        tracing::error!("config reload: keeping the previous JWT settings: {err}");
+        config.auth.jwt = running.auth.jwt.clone();
+    }
     let log = log_level(&running, &config);
     broker.replace_config(Arc::new(config));
     if !needs_restart.is_empty() {

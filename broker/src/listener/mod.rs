@@ -12,6 +12,8 @@
 //! connections already up keep the session they negotiated.
 
 mod chains;
+mod crl;
+mod handshake_log;
 mod peer;
 mod tcp;
 mod tls;
@@ -29,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{ListenerConfig, ListenerKind, Transport};
 
+pub use crl::{stamp as crl_stamp, RevokedSet};
+pub use handshake_log::handshake_failed;
 pub use peer::{cert_info, subject_string, PeerInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,9 @@ pub struct Listener {
     /// The settings it runs with; its name, bind address and transport
     /// never change.
     config: ArcSwap<ListenerConfig>,
+    /// One reload at a time: a CRL change noticed while a SIGHUP reload
+    /// runs must not put the previous settings back.
+    reloading: parking_lot::Mutex<()>,
 }
 
 /// The per-connection half of a listener: clone it into the connection's
@@ -104,6 +111,7 @@ impl Listener {
                 tls,
             },
             config: ArcSwap::from_pointee(cfg.clone()),
+            reloading: parking_lot::Mutex::new(()),
         })
     }
 
@@ -118,7 +126,19 @@ impl Listener {
     /// unchanged paths, so a certificate rotated in place takes effect; if
     /// they cannot be used, its previous TLS settings stay and the rest of
     /// `cfg` still applies. Blocking file reads: call off the runtime.
-    pub fn reload(&self, mut cfg: ListenerConfig) -> Reloaded {
+    pub fn reload(&self, cfg: ListenerConfig) -> Reloaded {
+        let _one = self.reloading.lock();
+        self.apply(cfg)
+    }
+
+    /// Read the TLS files again under the settings it runs with (a CRL
+    /// file changed). Blocking file reads: call off the runtime.
+    pub fn reread_files(&self) -> Reloaded {
+        let _one = self.reloading.lock();
+        self.apply((*self.config()).clone())
+    }
+
+    fn apply(&self, mut cfg: ListenerConfig) -> Reloaded {
         let running = self.config();
         cfg.name = running.name.clone();
         cfg.bind = running.bind;
@@ -152,6 +172,13 @@ impl Listener {
 
     pub fn name(&self) -> &Arc<str> {
         &self.handshaker.name
+    }
+
+    /// The certificates this listener's CRLs revoke now; `None` for a
+    /// listener without TLS.
+    pub fn revoked(&self) -> Option<Arc<RevokedSet>> {
+        let tls = self.handshaker.tls.as_ref()?;
+        Some(Arc::clone(tls.load().revoked()))
     }
 
     /// The bound address; with port 0 in the config, the real port.

@@ -32,12 +32,15 @@ impl PeerInfo {
         match from {
             UsernameFrom::Cn => cert.cn.clone(),
             UsernameFrom::Subject => Some(cert.subject.clone()),
+            UsernameFrom::SanDns => cert.san_dns.first().cloned(),
+            UsernameFrom::SanEmail => cert.san_email.first().cloned(),
+            UsernameFrom::SanUri => cert.san_uri.first().cloned(),
         }
     }
 }
 
-/// The facts of a DER certificate: subject, CN, SANs (DNS, e-mail, URI),
-/// and the hex SHA-256 fingerprint of the DER.
+/// The facts of a DER certificate: subject, CN, O, OU, issuer, serial,
+/// SANs (DNS, e-mail, URI), and the hex SHA-256 fingerprint of the DER.
 pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
     parse_leaf(der).map(|(info, _)| info)
 }
@@ -82,23 +85,24 @@ pub(super) fn validity(der: &[u8]) -> Result<Validity, String> {
 pub(super) fn parse_leaf(der: &[u8]) -> Result<(CertInfo, Validity), String> {
     let cert = parse(der)?;
     let subject = cert.subject();
-    let cn = subject
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_owned);
+    let cn = first_attr(subject.iter_common_name());
+    let o = first_attr(subject.iter_organization());
+    let ou = first_attr(subject.iter_organizational_unit());
     let mut sans = Vec::new();
+    let (mut san_dns, mut san_email, mut san_uri) = (Vec::new(), Vec::new(), Vec::new());
     let ext = cert
         .subject_alternative_name()
         .map_err(|e| format!("bad subjectAltName: {e}"))?;
     if let Some(ext) = ext {
         for name in &ext.value.general_names {
-            match name {
-                GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
-                    sans.push((*s).to_owned());
-                }
-                _ => {}
-            }
+            let (value, list) = match name {
+                GeneralName::DNSName(s) => (*s, &mut san_dns),
+                GeneralName::RFC822Name(s) => (*s, &mut san_email),
+                GeneralName::URI(s) => (*s, &mut san_uri),
+                _ => continue,
+            };
+            sans.push(value.to_owned());
+            list.push(value.to_owned());
         }
     }
     let info = CertInfo {
@@ -106,8 +110,35 @@ pub(super) fn parse_leaf(der: &[u8]) -> Result<(CertInfo, Validity), String> {
         cn,
         sans,
         fingerprint: hex::encode(Sha256::digest(der)),
+        o,
+        ou,
+        serial: serial_hex(cert.raw_serial()),
+        issuer: subject_string(cert.issuer()),
+        san_dns,
+        san_email,
+        san_uri,
     };
     Ok((info, Validity::of(&cert)))
+}
+
+/// The first value of an attribute that is a string.
+fn first_attr<'a>(
+    mut attrs: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+) -> Option<String> {
+    attrs
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned)
+}
+
+/// A serial number as lower-case hex, without the sign-padding zero bytes
+/// DER adds (so `openssl x509 -serial` and CRL entries give the same text).
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
+    let start = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    hex::encode(&raw[start..])
 }
 
 /// The subject as RFC 4514 writes it: the last RDN first, `,` between RDNs,
@@ -197,8 +228,9 @@ mod tests {
         let info = CertInfo {
             subject: "CN=alice,O=Acme".to_owned(),
             cn: Some("alice".to_owned()),
-            sans: vec![],
-            fingerprint: String::new(),
+            san_dns: vec!["a.example".to_owned(), "b.example".to_owned()],
+            san_email: vec!["alice@example.com".to_owned()],
+            ..CertInfo::default()
         };
         let p = peer(Some(info));
         assert_eq!(
@@ -209,6 +241,22 @@ mod tests {
             p.mapped_username(UsernameFrom::Subject).as_deref(),
             Some("CN=alice,O=Acme")
         );
+        assert_eq!(
+            p.mapped_username(UsernameFrom::SanDns).as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(
+            p.mapped_username(UsernameFrom::SanEmail).as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(p.mapped_username(UsernameFrom::SanUri), None);
         assert_eq!(peer(None).mapped_username(UsernameFrom::Cn), None);
+    }
+
+    #[test]
+    fn serials_lose_their_sign_padding() {
+        assert_eq!(serial_hex(&[0x00, 0x9f, 0x01]), "9f01");
+        assert_eq!(serial_hex(&[0x00]), "00");
+        assert_eq!(serial_hex(&[0x12]), "12");
     }
 }

@@ -18,6 +18,7 @@ fn settings(dir: &Path, client_auth: ClientAuth) -> TlsSettings {
         key: dir.join("server.key"),
         client_auth,
         username_from: None,
+        crls: Vec::new(),
         dev_certs: false,
     }
 }

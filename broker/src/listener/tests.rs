@@ -57,6 +57,7 @@ fn tls_listener(p: &Pki, client_auth: ClientAuth) -> ListenerConfig {
             key: p.server_key.clone(),
             client_auth,
             username_from: None,
+            crls: Vec::new(),
             dev_certs: false,
         }),
     )
@@ -451,6 +452,7 @@ fn mtls_server(trusted: &Issuer) -> MtlsServer {
         key: p.server_key.clone(),
         client_auth: ClientAuth::Required { ca },
         username_from: Some(UsernameFrom::Cn),
+        crls: Vec::new(),
         dev_certs: false,
     };
     let clock = Arc::new(Clock(AtomicU64::new(now_secs())));

@@ -32,6 +32,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use warden_policy::CertInfo;
 
 use super::chains::{self, CachingVerifier, VerifiedChains};
+use super::crl::{self, RevokedSet};
 use super::ListenerError;
 use crate::config::{ClientAuth, TlsSettings};
 
@@ -45,9 +46,12 @@ pub(super) struct TlsAcceptors {
     /// Shared with the configs' client certificate verifier; `None` when
     /// the listener does not ask for client certificates.
     chains: Option<Arc<VerifiedChains>>,
-    /// SHA-256 over the client CA bundle's certificates, to tell on a
-    /// reload whether the remembered chains still hold.
+    /// SHA-256 over the client CA bundle's certificates and the
+    /// revocation lists, to tell on a reload whether the remembered chains
+    /// still hold.
     ca_digest: Option<[u8; 32]>,
+    /// The certificates the listener's CRLs revoke (empty without CRLs).
+    revoked: Arc<RevokedSet>,
     clock: Arc<dyn TimeProvider>,
 }
 
@@ -100,12 +104,28 @@ impl TlsAcceptors {
         let builder = ServerConfig::builder_with_details(provider.clone(), clock.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| setup(e.to_string()))?;
+        let mut revoked = RevokedSet::default();
         let (builder, chains, ca_digest) = match &s.client_auth {
             ClientAuth::None => (builder.with_no_client_auth(), None, None),
             ClientAuth::Optional { ca } | ClientAuth::Required { ca } => {
-                let (roots, digest) = load_roots(ca)?;
-                let verifier =
+                let (roots, ca_digest) = load_roots(ca)?;
+                let crls = crl::load(&s.crls)?;
+                let digest: [u8; 32] = Sha256::new()
+                    .chain_update(ca_digest)
+                    .chain_update(crls.digest)
+                    .finalize()
+                    .into();
+                revoked = crls.revoked;
+                let mut verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                if !crls.ders.is_empty() {
+                    // Only the client's own certificate is looked up: a list
+                    // per intermediate is not required. Its status must be
+                    // known, so every client CA needs a list here.
+                    verifier = verifier
+                        .with_crls(crls.ders)
+                        .only_check_end_entity_revocation();
+                }
                 let verifier = match s.client_auth {
                     ClientAuth::Optional { .. } => verifier.allow_unauthenticated(),
                     _ => verifier,
@@ -140,8 +160,14 @@ impl TlsAcceptors {
             without_alpn: Arc::new(without_alpn),
             chains,
             ca_digest,
+            revoked: Arc::new(revoked),
             clock,
         })
+    }
+
+    /// The certificates this listener's CRLs revoke.
+    pub(super) fn revoked(&self) -> &Arc<RevokedSet> {
+        &self.revoked
     }
 
     #[cfg(test)]

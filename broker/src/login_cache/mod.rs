@@ -45,8 +45,9 @@ struct PolicyKey {
     superuser: bool,
     /// Only when the rules depend on it.
     client_id: Option<String>,
-    /// Only when the rules depend on it: (CN, SANs), empty without a cert.
-    cert: Option<(Option<String>, Vec<String>)>,
+    /// Only when the rules depend on it (any `${cert.*}`): the whole
+    /// certificate's facts, `None` inside without a certificate.
+    cert: Option<Option<warden_policy::CertInfo>>,
 }
 
 /// See the module docs.
@@ -163,10 +164,7 @@ impl LoginCache {
             roles: principal.roles.clone(),
             superuser: principal.superuser,
             client_id: deps.client_id.then(|| principal.client_id.clone()),
-            cert: deps.cert.then(|| match &principal.cert {
-                Some(c) => (c.cn.clone(), c.sans.clone()),
-                None => (None, Vec::new()),
-            }),
+            cert: deps.cert.then(|| principal.cert.clone()),
         };
         if let Some(policy) = self.policies.get(&key) {
             return Ok(policy);

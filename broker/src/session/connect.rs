@@ -49,6 +49,8 @@ pub struct Accepted {
     /// The Topic Alias Maximum we announced (inbound aliases).
     pub topic_alias_max: u16,
     pub version: ProtocolVersion,
+    /// A JWT login: the session ends when the token expires.
+    pub token: Option<Arc<crate::auth::TokenGrant>>,
 }
 
 /// Read CONNECT and admit the client, or answer with a refusal and close.
@@ -172,24 +174,49 @@ async fn admit(
     listener: &ListenerConfig,
 ) -> Result<(Accepted, Properties), u8> {
     let version = connect.protocol;
-    if version.is_v5() && connect.properties.authentication_method.is_some() {
-        // Enhanced (AUTH packet) authentication is not offered.
-        return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value());
-    }
+    let method = connect.properties.authentication_method.as_deref();
+    let method_token = match method {
+        None => None,
+        // The token comes whole in CONNECT: no challenge round trip.
+        Some(crate::auth::jwt::METHOD) if version.is_v5() && broker.jwt.load().is_some() => Some(
+            connect
+                .properties
+                .authentication_data
+                .as_deref()
+                .unwrap_or_default(),
+        ),
+        // No other enhanced authentication is offered.
+        Some(_) => return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value()),
+    };
     let (client_id, assigned) = client_id(&connect)?;
     let cert_username = listener
         .username_from()
         .and_then(|from| peer.mapped_username(from));
     let creds = Credentials {
-        cert_username,
+        cert_username: cert_username.clone(),
+        cert_fingerprint: peer.cert.as_ref().map(|c| c.fingerprint.as_str()),
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
+        method_token,
     };
     let config = broker.config();
     let limits = &config.limits;
-    let who_name = connect.username.clone();
-    let refused = |err: &dyn std::fmt::Display| {
-        tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused");
+    // Who to name in a refusal: the certificate's user when it maps one
+    // (an mTLS client often sends no username at all).
+    let who_name = cert_username.or_else(|| connect.username.clone());
+    let refused = |err: &dyn std::fmt::Display| match &peer.cert {
+        Some(cert) => tracing::info!(
+            peer = %peer.addr,
+            client_id = %client_id,
+            username = who_name.as_deref().unwrap_or(""),
+            cert_subject = %cert.subject,
+            cert_fingerprint = %cert.fingerprint,
+            reason = %err,
+            "login refused"
+        ),
+        None => {
+            tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused")
+        }
     };
     // The store must have answered just now, whatever the caches hold.
     let policy_version = broker.logins.version(&*broker.store).await.map_err(|err| {
@@ -201,16 +228,25 @@ async fn admit(
         cache: &broker.logins,
         version: policy_version,
     };
+    if let Some(cert) = &peer.cert {
+        if broker.revoked.is_revoked(&peer.listener, cert) {
+            // Verified against lists older than the current ones.
+            refused(&"certificate revoked");
+            return Err(authorize::connack_not_authorized(version));
+        }
+    }
+    let jwt = broker.jwt.load_full();
     let authed = authenticate(
         users,
         &broker.credentials,
         config.auth.allow_anonymous,
+        jwt.as_deref(),
         creds,
     )
     .await
-    .map_err(|err| {
-        refused(&err);
-        auth_refusal(&err, version)
+    .map_err(|refusal| {
+        refused(&refusal);
+        auth_refusal(&refusal.error, version)
     })?;
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
     let principal = Principal {
@@ -222,7 +258,9 @@ async fn admit(
         roles: authed.roles,
         superuser: authed.superuser,
     };
-    let policy = compile(broker, &principal, policy_version)
+    let token = authed.token.map(Arc::new);
+    let token_rules = token.as_ref().map_or(&[][..], |t| t.rules.as_slice());
+    let policy = compile_with(broker, &principal, token_rules, policy_version)
         .await
         .map_err(|()| authorize::server_unavailable(version))?;
     let who = Who {
@@ -260,10 +298,14 @@ async fn admit(
         policy,
         attachment,
         expiry: Duration::from_secs(u64::from(expiry_secs)),
+        token: token.clone(),
     };
     let (session, session_present) =
         lifecycle::attach(broker, request).map_err(|_| identifier_rejected(version))?;
     tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
+    // A CRL published since the check above: the scan may have missed this
+    // session (see `revocation`).
+    crate::revocation::kick_if_revoked(broker, &session, conn_id);
     if broker.policy_target() > policy_version.0 {
         // The registry started applying a newer policy after this login read
         // its version, and may have looked at the sessions before this one
@@ -285,6 +327,9 @@ async fn admit(
             props.session_expiry_interval = Some(expiry_secs);
         }
         props.server_keep_alive = server_keep_alive;
+        if token.as_ref().is_some_and(|t| t.via_method) {
+            props.authentication_method = Some(crate::auth::jwt::METHOD.to_owned());
+        }
         if !limits.retain_available {
             props.retain_available = Some(false);
         }
@@ -303,6 +348,7 @@ async fn admit(
             0
         },
         version,
+        token,
     };
     Ok((accepted, props))
 }
@@ -339,6 +385,18 @@ pub async fn compile(
     principal: &Principal,
     version: PolicyVersion,
 ) -> Result<Arc<dyn CompiledPolicy>, ()> {
+    compile_with(broker, principal, &[], version).await
+}
+
+/// [`compile`] with rules from a token added to the store's. Such a policy
+/// is compiled for this principal alone: the login cache's key does not
+/// cover token rules.
+pub async fn compile_with(
+    broker: &Broker,
+    principal: &Principal,
+    token_rules: &[warden_policy::Rule],
+    version: PolicyVersion,
+) -> Result<Arc<dyn CompiledPolicy>, ()> {
     let key = PrincipalKey {
         username: principal.username.clone(),
         roles: principal.roles.clone(),
@@ -350,16 +408,31 @@ pub async fn compile(
         .map_err(|err| {
             tracing::debug!(error = %err, "cannot load rules at login; refusing (fail closed)");
         })?;
-    let policy = broker
-        .logins
-        .compile(&broker.engine, principal, &rules, version)
-        .map_err(|err| {
-            tracing::error!(error = %err, "cannot compile policy; refusing");
-        })?;
+    let policy = compile_rules(broker, principal, &rules, token_rules, version).map_err(|err| {
+        tracing::error!(error = %err, "cannot compile policy; refusing");
+    })?;
     for warning in policy.warnings() {
         tracing::warn!(client_id = %principal.client_id, %warning, "policy compile warning");
     }
     Ok(policy)
+}
+
+/// Compile `rules` (the store's) plus `token_rules` for `principal`.
+pub fn compile_rules(
+    broker: &Broker,
+    principal: &Principal,
+    rules: &warden_policy::RuleSet,
+    token_rules: &[warden_policy::Rule],
+    version: PolicyVersion,
+) -> Result<Arc<dyn CompiledPolicy>, warden_policy::PolicyError> {
+    if token_rules.is_empty() {
+        return broker
+            .logins
+            .compile(&broker.engine, principal, rules, version);
+    }
+    let mut all = rules.clone();
+    all.0.extend(token_rules.iter().cloned());
+    warden_policy::PolicyEngine::compile(&broker.engine, principal, &all, version)
 }
 
 fn check_will(

@@ -60,8 +60,12 @@ pub enum End {
     Revoked,
     /// The session's policy could not be recompiled after a change.
     PolicyFailed,
+    /// The client certificate was revoked (a CRL changed).
+    CertRevoked,
     /// The client took nothing we sent for `limits.write_stall`.
     WriteStall,
+    /// The login's token expired, and no AUTH brought a fresh one.
+    TokenExpired,
     Shutdown,
 }
 
@@ -75,6 +79,8 @@ impl End {
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER.value()),
             End::Revoked => Some(ReasonCode::ADMINISTRATIVE_ACTION.value()),
             End::PolicyFailed => Some(ReasonCode::UNSPECIFIED_ERROR.value()),
+            End::CertRevoked => Some(ReasonCode::NOT_AUTHORIZED.value()),
+            End::TokenExpired => Some(ReasonCode::MAXIMUM_CONNECT_TIME.value()),
             // Nothing reaches a client that does not read.
             End::WriteStall => None,
             End::Shutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN.value()),
@@ -85,7 +91,10 @@ impl End {
     /// server shutdown and a revocation (the user no longer exists, or may
     /// no longer act).
     fn fires_will(self) -> bool {
-        !matches!(self, End::Normal | End::Shutdown | End::Revoked)
+        !matches!(
+            self,
+            End::Normal | End::Shutdown | End::Revoked | End::CertRevoked
+        )
     }
 }
 
@@ -121,6 +130,10 @@ pub struct Handler<S> {
     /// Acknowledgements waiting for the session store; boxed, made on
     /// first use (most connections never hold one).
     pub(crate) held: Option<Box<crate::session::held_acks::HeldAcks>>,
+    /// A JWT login: when its token expires (the session ends then), and
+    /// whether the client may bring a new one with AUTH (method `jwt`).
+    pub(crate) token_deadline: Option<Instant>,
+    pub(crate) reauth: bool,
     shutdown: Shutdown,
 }
 
@@ -138,7 +151,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 st.principal.username.clone(),
             )
         };
+        let token_deadline = accepted
+            .token
+            .as_ref()
+            .map(|t| Instant::now() + t.remaining());
+        let reauth = accepted.token.as_ref().is_some_and(|t| t.via_method);
         Handler {
+            token_deadline,
+            reauth,
             config: broker.config(),
             broker,
             conn,
@@ -220,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
             }
             let stall_at = stalled_since.map(|t| t + write_stall);
-            let (at, why) = next_timer(deadline, poll_at, stall_at);
+            let (at, why) = next_timer(deadline, poll_at, stall_at, self.token_deadline);
             let timer = async {
                 match at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -237,6 +257,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 _ = self.wake.notified() => {}
                 _ = timer => match why {
                     Timer::KeepAlive => return End::KeepAliveTimeout,
+                    Timer::TokenExpiry => {
+                        tracing::info!(client_id = %self.client_id, "token expired; disconnecting");
+                        return End::TokenExpired;
+                    }
                     Timer::Stall => return self.write_stalled(),
                     Timer::Congestion => {
                         // Polling (1 ms) is enough here: it runs only while a
@@ -319,6 +343,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Packet::Subscribe(s) => self.on_subscribe(s),
             Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => self.send(&Packet::PingResp),
+            Packet::Auth(a) if self.reauth => self.on_reauth(&a),
             Packet::Disconnect(d) => Err(self.on_disconnect(&d)),
             // A second CONNECT, AUTH without an authentication method, or a
             // server-to-client packet: protocol errors.
@@ -357,7 +382,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let mut end = end;
         self.goodbye(end).await;
         let released = crate::session::lifecycle::detach(&self.session, self.conn_id);
-        if released.is_none() && !matches!(end, End::Shutdown | End::Revoked) {
+        if released.is_none() && !matches!(end, End::Shutdown | End::Revoked | End::CertRevoked) {
             // Someone else is attached now (a takeover), or the session
             // was discarded for another principal.
             end = End::TakenOver;
@@ -372,8 +397,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
         }
         if let Some(w) = self.will.take() {
-            if end == End::Revoked {
-                tracing::info!(client_id = %self.client_id, topic = %w.topic, "will dropped: the user was removed or disabled");
+            if matches!(end, End::Revoked | End::CertRevoked) {
+                tracing::info!(client_id = %self.client_id, topic = %w.topic, "will dropped: the user or its certificate was revoked");
             } else if end.fires_will() {
                 will::fire(&self.broker, &self.session, *w, released);
             }
@@ -438,6 +463,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         match kicked {
             Some((id, Kick::NotAuthorized)) if id == self.conn_id => End::Revoked,
             Some((id, Kick::PolicyFailed)) if id == self.conn_id => End::PolicyFailed,
+            Some((id, Kick::CertRevoked)) if id == self.conn_id => End::CertRevoked,
             _ => End::TakenOver,
         }
     }
@@ -449,6 +475,7 @@ enum Timer {
     KeepAlive,
     Congestion,
     Stall,
+    TokenExpiry,
 }
 
 /// The earliest of the loop's deadlines, and which one it is.
@@ -456,11 +483,13 @@ fn next_timer(
     keepalive: Option<Instant>,
     congestion: Option<Instant>,
     stall: Option<Instant>,
+    token: Option<Instant>,
 ) -> (Option<Instant>, Timer) {
     [
         (keepalive, Timer::KeepAlive),
         (congestion, Timer::Congestion),
         (stall, Timer::Stall),
+        (token, Timer::TokenExpiry),
     ]
     .into_iter()
     .filter_map(|(at, why)| at.map(|at| (at, why)))

@@ -53,6 +53,8 @@ pub struct AttachRequest<'a> {
     pub policy: Arc<dyn CompiledPolicy>,
     pub attachment: Attachment,
     pub expiry: Duration,
+    /// A JWT login's grant (replaces the session's previous one).
+    pub token: Option<Arc<crate::auth::TokenGrant>>,
 }
 
 /// Find or create the session for a login; take it over from a live
@@ -107,6 +109,7 @@ pub fn attach(
         req.expiry,
     );
     state.stored = broker.persist.enabled() && !req.expiry.is_zero();
+    state.token = req.token;
     let session = Arc::new(Session::new(
         broker.next_session_id(),
         Arc::clone(&client_id),
@@ -162,6 +165,7 @@ fn resume(
     st.send_quota = receive_max;
     st.client_max_packet = max_packet;
     st.max_queue = max_queue;
+    st.token = req.token;
     // The login's freshly compiled policy, applied to what waited.
     st.install_policy(&broker.authz, &broker.persist, req.principal, req.policy);
 }

@@ -50,6 +50,7 @@ fn request<'a>(broker: &Broker, connect: &'a Connect, user: &str, conn: u64) -> 
             protocol: ProtocolVersion::V5,
         },
         expiry: Duration::from_secs(60),
+        token: None,
     }
 }
 

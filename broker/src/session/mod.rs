@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod message;
 pub mod outbound;
+pub mod reauth;
 pub mod restore;
 pub mod state;
 pub mod subscribe;

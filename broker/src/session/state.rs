@@ -83,6 +83,9 @@ pub enum Kick {
     /// The session's policy could not be recompiled after a change: it is
     /// not left on its old rights (v5 DISCONNECT 0x80).
     PolicyFailed,
+    /// The connection's client certificate was revoked (v5 DISCONNECT
+    /// 0x87); its will is dropped.
+    CertRevoked,
 }
 
 /// The connection currently attached to a session.
@@ -161,6 +164,9 @@ pub struct SessionState {
     pub offline_since_ms: Option<u64>,
     /// The last `receive` decision, reused for the same topic and policy.
     pub receive_memo: DecisionMemo,
+    /// Set while a JWT login holds the session: the token's roles and
+    /// rules, which a policy refresh adds to the store's.
+    pub token: Option<Arc<crate::auth::TokenGrant>>,
 }
 
 /// How long a subscriber may take nothing off its queue before publishers
@@ -213,6 +219,7 @@ impl SessionState {
             protocol,
             offline_since_ms: None,
             receive_memo: DecisionMemo::default(),
+            token: None,
         }
     }
 

@@ -1,0 +1,74 @@
+//! MQTT 5 re-authentication with a fresh JWT: a client that connected with
+//! authentication method `jwt` sends AUTH (reason 0x19, the same method,
+//! the new token as authentication data) before its token expires. A token
+//! for the same user moves the session's end to the new `exp` and answers
+//! AUTH 0x00; anything else ends the connection (DISCONNECT 0x8C for a
+//! wrong method, 0x87 for a token that does not verify or names another
+//! user). New roles or rules in the token take effect like a policy change.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use warden_codec::{Auth, Packet, Properties, ReasonCode};
+
+use crate::auth::jwt::METHOD;
+use crate::session::handler::{End, Handler};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+    pub(crate) fn on_reauth(&mut self, auth: &Auth) -> Result<(), End> {
+        if auth.reason != ReasonCode::RE_AUTHENTICATE.value() {
+            return Err(End::Violation(ReasonCode::PROTOCOL_ERROR.value()));
+        }
+        if auth.properties.authentication_method.as_deref() != Some(METHOD) {
+            return Err(End::Violation(
+                ReasonCode::BAD_AUTHENTICATION_METHOD.value(),
+            ));
+        }
+        let refused = |reason: &str| {
+            tracing::info!(client_id = %self.client_id, username = self.username.as_deref().unwrap_or(""), %reason, "re-authentication refused");
+            End::Violation(ReasonCode::NOT_AUTHORIZED.value())
+        };
+        let Some(verifier) = self.broker.jwt.load_full() else {
+            return Err(refused("JWT authentication is no longer configured"));
+        };
+        let data = auth
+            .properties
+            .authentication_data
+            .as_deref()
+            .unwrap_or_default();
+        let token = std::str::from_utf8(data).map_err(|_| refused("malformed token"))?;
+        let grant = verifier
+            .verify(token, self.username.as_deref(), true)
+            .map_err(refused)?;
+        if self.username.as_deref() != Some(grant.username.as_str()) {
+            return Err(refused("username does not match the token"));
+        }
+        let changed = {
+            let mut st = self.session.state.lock();
+            let changed = match &st.token {
+                Some(old) => old.roles != grant.roles || old.rules != grant.rules,
+                None => true,
+            };
+            self.token_deadline = Some(Instant::now() + grant.remaining());
+            st.token = Some(Arc::new(grant));
+            changed
+        };
+        tracing::debug!(client_id = %self.client_id, "re-authenticated with a fresh token");
+        if changed {
+            let broker = Arc::clone(&self.broker);
+            let session = Arc::clone(&self.session);
+            tokio::spawn(async move {
+                crate::policy_registry::refresh_session(&broker, &session).await;
+            });
+        }
+        let properties = Properties {
+            authentication_method: Some(METHOD.to_owned()),
+            ..Properties::default()
+        };
+        self.send(&Packet::Auth(Auth {
+            reason: ReasonCode::SUCCESS.value(),
+            properties,
+        }))
+    }
+}
