@@ -149,12 +149,18 @@ impl Persister {
         }
         let cost = op_cost(&op);
         let mut q = self.shared.queue.lock();
+        // The writer only waits on an empty queue: whoever made it
+        // non-empty wakes it, the others need no wake-up (one futex call
+        // per batch instead of one per op).
+        let first = q.ops.is_empty();
         q.ops.push(op);
         q.last_ticket += 1;
         let ticket = q.last_ticket;
         self.shared.pending_bytes.fetch_add(cost, Ordering::Relaxed);
         drop(q);
-        self.shared.wake.notify_one();
+        if first {
+            self.shared.wake.notify_one();
+        }
         ticket
     }
 
