@@ -42,6 +42,17 @@ pub enum ServeError {
         #[source]
         source: ListenerError,
     },
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit log: {source}")]
+    Audit {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("session store {dir}: {source}")]
     SessionStore {
         dir: String,
@@ -68,6 +79,10 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let (persist, loaded) = open_session_store(&config)?;
     let broker = Arc::new(Broker::new(Arc::clone(&config), store, persist));
+    broker
+        .audit
+        .open(&config.audit)
+        .map_err(|source| ServeError::Audit { source })?;
     match broker.store.policy_version().await {
         Ok(v) => broker.set_policy_version(v.0),
         Err(err) => {
@@ -86,6 +101,24 @@ pub async fn run(
         Arc::clone(&broker),
         controller.subscribe(),
     ));
+    broker
+        .stats
+        .flow
+        .set_enabled(crate::observe::counting_wanted(&config));
+    crate::observe::spawn_background(&broker, controller.subscribe());
+    // After the MQTT listeners: `/ready` then means they are bound.
+    if let Some(addr) = config.metrics.bind {
+        let http = crate::observe::http::bind(addr)
+            .await
+            .map_err(|source| ServeError::Metrics { addr, source })?;
+        let local = http.local_addr().unwrap_or(addr);
+        tracing::info!("listening on {local} (metrics)");
+        tokio::spawn(crate::observe::http::serve(
+            http,
+            Arc::clone(&broker),
+            controller.subscribe(),
+        ));
+    }
     let accepting: Vec<JoinHandle<()>> = listeners
         .iter()
         .map(|listener| {
@@ -301,18 +334,29 @@ async fn admit(
     addr: SocketAddr,
     shutdown: Shutdown,
 ) -> Option<Handler<MqttStream>> {
+    let tls = cfg.transport != crate::config::Transport::Tcp;
+    let stats = Arc::clone(&broker);
+    let mut handshaken = !tls;
     let admitted = tokio::time::timeout(cfg.connect_timeout, async {
         let (stream, peer) = match handshaker.handshake(tcp, addr).await {
             Ok(pair) => pair,
             Err(err) => {
                 tracing::debug!(peer = %addr, error = %err, "TLS handshake failed");
+                stats
+                    .stats
+                    .handshake_failures
+                    .inc(crate::observe::stats::handshake_reason(&err));
                 return None;
             }
         };
+        handshaken = true;
         crate::session::admit(broker, stream, &peer, &cfg, shutdown).await
     })
     .await;
     admitted.unwrap_or_else(|_| {
+        if !handshaken {
+            stats.stats.handshake_failures.inc("timeout");
+        }
         tracing::debug!(peer = %addr, "no CONNECT within the connect timeout; closed");
         None
     })

@@ -42,7 +42,13 @@ pub struct BrokerOptions {
     /// Top-level YAML appended to the config as written, one key per line,
     /// e.g. "sessions: { takeover: any }\npersistence: { mode: sync }\n".
     pub extra_yaml: String,
+    /// Serve the metrics listener (with the admin API's token
+    /// [`ADMIN_TOKEN`] in a token file); its address is `addr("metrics")`.
+    pub metrics: bool,
 }
+
+/// The admin API token of a broker started with `metrics: true`.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 
 impl Default for BrokerOptions {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for BrokerOptions {
             store: None,
             write_stall: None,
             extra_yaml: String::new(),
+            metrics: false,
         }
     }
 }
@@ -96,11 +103,17 @@ impl BrokerOptions {
             .replace("@MAX_QUEUED@", &self.max_queued_messages.to_string())
             .replace("@MAX_KEEPALIVE@", &self.max_keepalive.to_string());
         text.push_str(&self.extra_yaml);
+        if self.metrics {
+            text.push_str(&format!(
+                "metrics: {{ bind: \"127.0.0.1:0\", token_file: {}/admin-token }}\n",
+                dir.display()
+            ));
+        }
         text
     }
 
     fn listener_count(&self) -> usize {
-        2 + usize::from(self.plain_tcp)
+        2 + usize::from(self.plain_tcp) + usize::from(self.metrics)
     }
 }
 
@@ -207,6 +220,9 @@ impl TestBroker {
         let pki = TestPki::new(dir.path());
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");
+        if opts.metrics {
+            std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("token file");
+        }
 
         let log = Arc::new(Mutex::new(String::new()));
         let (child, rx) = spawn_serve(&config, &log);

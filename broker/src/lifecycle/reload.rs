@@ -56,6 +56,14 @@ pub async fn reload(broker: &Broker, listeners: &[Arc<Listener>]) {
         }
     };
     broker.authz.set_on_deny(config.policy.on_deny);
+    broker
+        .stats
+        .flow
+        .set_enabled(crate::observe::counting_wanted(&config));
+    // Reopened even when unchanged: SIGHUP after an external logrotate.
+    if let Err(err) = broker.audit.open(&config.audit) {
+        tracing::error!(error = %err, "audit log: cannot reopen; it stays as it was");
+    }
     let log = log_level(&running, &config);
     broker.replace_config(Arc::new(config));
     if !needs_restart.is_empty() {

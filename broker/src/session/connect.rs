@@ -154,6 +154,15 @@ fn auth_refusal(err: &AuthError, version: ProtocolVersion) -> u8 {
     }
 }
 
+/// The metrics' and audit log's word for an authentication failure.
+fn auth_reason(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::BadCredentials => "bad_credentials",
+        AuthError::NotAuthorized => "not_authorized",
+        AuthError::Unavailable => "store_unavailable",
+    }
+}
+
 /// Everything from the CONNECT packet to an attached session; Err is the
 /// CONNACK refusal code.
 async fn admit(
@@ -165,9 +174,12 @@ async fn admit(
     let version = connect.protocol;
     if version.is_v5() && connect.properties.authentication_method.is_some() {
         // Enhanced (AUTH packet) authentication is not offered.
+        broker.stats.auth.inc(("failure", "bad_authentication_method"));
         return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value());
     }
-    let (client_id, assigned) = client_id(&connect)?;
+    let (client_id, assigned) = client_id(&connect).inspect_err(|_| {
+        broker.stats.auth.inc(("failure", "client_id_rejected"));
+    })?;
     let cert_username = listener
         .username_from()
         .and_then(|from| peer.mapped_username(from));
@@ -185,6 +197,7 @@ async fn admit(
     // The store must have answered just now, whatever the caches hold.
     let policy_version = broker.logins.version(&*broker.store).await.map_err(|err| {
         refused(&err);
+        broker.stats.auth.inc(("failure", "store_unavailable"));
         authorize::server_unavailable(version)
     })?;
     let users = Users {
@@ -201,6 +214,11 @@ async fn admit(
     .await
     .map_err(|err| {
         refused(&err);
+        let reason = auth_reason(&err);
+        broker.stats.auth.inc(("failure", reason));
+        broker
+            .audit
+            .auth_failure(peer.addr, &client_id, who_name.as_deref(), reason);
         auth_refusal(&err, version)
     })?;
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
@@ -215,14 +233,24 @@ async fn admit(
     };
     let policy = compile(broker, &principal, policy_version)
         .await
-        .map_err(|()| authorize::server_unavailable(version))?;
+        .map_err(|()| {
+            broker.stats.auth.inc(("failure", "policy_unavailable"));
+            authorize::server_unavailable(version)
+        })?;
     let who = Who {
         client_id: &principal.client_id,
         username: principal.username.as_deref(),
+        peer: principal.peer,
     };
-    broker.authz.connect(who, &*policy, version)?;
+    broker
+        .authz
+        .connect(who, &*policy, version)
+        .inspect_err(|_| broker.stats.auth.inc(("failure", "connect_denied")))?;
     let will = match &connect.will {
-        Some(w) => Some(check_will(broker, who, &*policy, w, version)?),
+        Some(w) => Some(
+            check_will(broker, who, &*policy, w, version)
+                .inspect_err(|_| broker.stats.auth.inc(("failure", "will_denied")))?,
+        ),
         None => None,
     };
 
@@ -244,6 +272,7 @@ async fn admit(
         id: conn_id,
         wake: Arc::clone(&wake),
         protocol: version,
+        since_ms: crate::observe::audit::timestamp_ms(),
     };
     let request = AttachRequest {
         connect: &connect,
@@ -252,8 +281,16 @@ async fn admit(
         attachment,
         expiry: Duration::from_secs(u64::from(expiry_secs)),
     };
-    let (session, session_present) =
-        lifecycle::attach(broker, request).map_err(|_| identifier_rejected(version))?;
+    let listener_name = Arc::clone(&peer.listener);
+    let (session, session_present) = lifecycle::attach(broker, request).map_err(|_| {
+        broker.stats.auth.inc(("failure", "client_id_in_use"));
+        identifier_rejected(version)
+    })?;
+    broker.stats.auth.inc(("success", "ok"));
+    broker
+        .stats
+        .connections
+        .inc((listener_name, crate::observe::protocol_label(version)));
     tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
     if broker.policy_target() > policy_version.0 {
         // The registry started applying a newer policy after this login read

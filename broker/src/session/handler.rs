@@ -62,6 +62,8 @@ pub enum End {
     PolicyFailed,
     /// The client took nothing we sent for `limits.write_stall`.
     WriteStall,
+    /// An operator disconnected the client.
+    Kicked,
     Shutdown,
 }
 
@@ -73,7 +75,7 @@ impl End {
             End::Violation(code) => Some(code),
             End::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT.value()),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER.value()),
-            End::Revoked => Some(ReasonCode::ADMINISTRATIVE_ACTION.value()),
+            End::Revoked | End::Kicked => Some(ReasonCode::ADMINISTRATIVE_ACTION.value()),
             End::PolicyFailed => Some(ReasonCode::UNSPECIFIED_ERROR.value()),
             // Nothing reaches a client that does not read.
             End::WriteStall => None,
@@ -110,6 +112,8 @@ pub struct Handler<S> {
     pub(crate) topic_alias_max: u16,
     pub(crate) client_id: Arc<str>,
     pub(crate) username: Option<String>,
+    /// The client's address, for the audit log.
+    pub(crate) peer: Option<std::net::SocketAddr>,
     /// Reused between drains so sending does not allocate a Vec each time.
     pub(crate) out: Vec<crate::session::outbound::Outbound>,
     /// Subscribers our last publishes found congested: while any is, we stop
@@ -131,11 +135,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         accepted: Accepted,
         shutdown: Shutdown,
     ) -> Handler<S> {
-        let (client_id, username) = {
+        let (client_id, username, peer) = {
             let st = accepted.session.state.lock();
             (
                 Arc::clone(&accepted.session.client_id),
                 st.principal.username.clone(),
+                st.principal.peer,
             )
         };
         Handler {
@@ -153,6 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             topic_alias_max: accepted.topic_alias_max,
             client_id,
             username,
+            peer,
             out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
@@ -439,6 +445,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         match kicked {
             Some((id, Kick::NotAuthorized)) if id == self.conn_id => End::Revoked,
             Some((id, Kick::PolicyFailed)) if id == self.conn_id => End::PolicyFailed,
+            Some((id, Kick::Administrative)) if id == self.conn_id => End::Kicked,
             _ => End::TakenOver,
         }
     }

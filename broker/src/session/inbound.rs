@@ -53,6 +53,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let qos = QoS::from_u8(p.qos).ok_or(violation(ReasonCode::MALFORMED_PACKET))?;
+        self.broker.stats.flow.add(
+            crate::observe::stats::Flow::MessagesIn,
+            qos,
+            1,
+            p.payload.len() as u64,
+        );
         let packet_id = p.packet_id.unwrap_or(0);
         let policy = {
             let st = self.session.state.lock();
@@ -72,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let who = Who {
             client_id: &self.client_id,
             username: self.username.as_deref(),
+            peer: self.peer,
         };
         let verdict = self.broker.authz.publish(
             who,

@@ -48,6 +48,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let who = Who {
                 client_id: &self.client_id,
                 username: self.username.as_deref(),
+                peer: self.peer,
             };
             let filter = parsed.filter.as_str();
             match self
