@@ -49,7 +49,11 @@ async fn an_api_without_a_configured_token_is_closed() {
 
 #[tokio::test]
 async fn clients_are_listed_shown_and_kicked_with_0x98() {
-    let broker = with_metrics();
+    let broker = TestBroker::start(BrokerOptions {
+        metrics: true,
+        extra_yaml: "audit: { file: audit.log }\n".into(),
+        ..BrokerOptions::default()
+    });
     let m = broker.addr("metrics");
     let tok = Some(ADMIN_TOKEN);
     broker.user_with_rights("alice", "pw", "t/#").await;
@@ -97,6 +101,16 @@ async fn clients_are_listed_shown_and_kicked_with_0x98() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let again = request(m, "DELETE", &format!("/api/clients/{id}"), tok).await;
     assert!(again.status == 409 || again.status == 404, "{}", again.status);
+    let audit = std::fs::read_to_string(broker.dir.path().join("data/audit.log")).unwrap();
+    let kick = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "kick")
+        .unwrap_or_else(|| panic!("no kick in the audit log:\n{audit}"));
+    assert_eq!(kick["client_id"], id.as_str());
+    assert_eq!(kick["username"], "alice");
+    assert_eq!(kick["by"], "admin api");
+    assert!(!audit.contains(ADMIN_TOKEN));
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ impl Default for AuditConfig {
 }
 
 /// What `build_*` need from the validator: a way to name the field and line.
-pub(super) type Err<'a> = &'a dyn Fn(&[Seg<'_>], &str, String) -> super::ConfigError;
+pub(super) type ErrAt<'a> = &'a dyn Fn(&[Seg<'_>], &str, String) -> super::ConfigError;
 
 pub(super) fn build_metrics(
     raw: Option<RawMetrics>,
@@ -96,7 +96,7 @@ pub(super) fn build_metrics(
 pub(super) fn build_audit(
     raw: Option<RawAudit>,
     data_dir: &Path,
-    err: Err<'_>,
+    err: ErrAt<'_>,
 ) -> Result<AuditConfig, super::ConfigError> {
     let raw = raw.unwrap_or_default();
     let d = AuditConfig::default();

@@ -460,6 +460,51 @@ mod tests {
     }
 
     #[test]
+    fn every_event_is_one_json_line_without_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), 100, 1 << 20);
+        let audit = Audit::new(cfg.clone());
+        audit.open(&cfg).unwrap();
+        let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        audit.auth_failure(peer, "c1", Some("u"), "bad_credentials");
+        audit.policy_change(7, 3);
+        audit.revocation("c1", Some("u"));
+        audit.kick("c1", Some("u"), "admin api");
+        audit.ban("ip", "192.0.2.1", Duration::from_secs(60), "failed_logins");
+        audit.allow(Some("u"), "c1", "publish", "t", Some(1));
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        let events: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert!(v["ts"].as_u64().unwrap() > 0);
+                v["event"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        // No allow: sampling is off in this config.
+        assert_eq!(
+            events,
+            ["auth_failure", "policy_change", "revocation", "kick", "ban"]
+        );
+        assert!(text.contains(r#""seconds":60"#), "{text}");
+    }
+
+    #[test]
+    fn allows_are_sampled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), 1000, 1 << 20);
+        cfg.allow_sample = 10;
+        let audit = Audit::new(cfg.clone());
+        audit.open(&cfg).unwrap();
+        assert!(audit.samples_allows());
+        for _ in 0..100 {
+            audit.allow(None, "c", "publish", "t", None);
+        }
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert_eq!(text.lines().count(), 10);
+    }
+
+    #[test]
     fn the_file_rotates_at_its_size() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), 10_000, 1000);

@@ -112,8 +112,6 @@ pub struct Handler<S> {
     pub(crate) topic_alias_max: u16,
     pub(crate) client_id: Arc<str>,
     pub(crate) username: Option<String>,
-    /// The client's address, for the audit log.
-    pub(crate) peer: Option<std::net::SocketAddr>,
     /// Reused between drains so sending does not allocate a Vec each time.
     pub(crate) out: Vec<crate::session::outbound::Outbound>,
     /// Subscribers our last publishes found congested: while any is, we stop
@@ -135,12 +133,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         accepted: Accepted,
         shutdown: Shutdown,
     ) -> Handler<S> {
-        let (client_id, username, peer) = {
+        let (client_id, username) = {
             let st = accepted.session.state.lock();
             (
                 Arc::clone(&accepted.session.client_id),
                 st.principal.username.clone(),
-                st.principal.peer,
             )
         };
         Handler {
@@ -158,7 +155,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             topic_alias_max: accepted.topic_alias_max,
             client_id,
             username,
-            peer,
             out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
