@@ -20,7 +20,12 @@ fn with_metrics() -> TestBroker {
 async fn the_api_refuses_requests_without_the_token() {
     let broker = with_metrics();
     let m = broker.addr("metrics");
-    for path in ["/api/clients", "/api/clients/x", "/api/decisions", "/api/status"] {
+    for path in [
+        "/api/clients",
+        "/api/clients/x",
+        "/api/decisions",
+        "/api/status",
+    ] {
         let r = get(m, path, None).await;
         assert_eq!(r.status, 401, "{path} without a token: {}", r.body);
         assert!(r
@@ -100,7 +105,11 @@ async fn clients_are_listed_shown_and_kicked_with_0x98() {
     // Kicking again: the session is there, nobody is connected.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let again = request(m, "DELETE", &format!("/api/clients/{id}"), tok).await;
-    assert!(again.status == 409 || again.status == 404, "{}", again.status);
+    assert!(
+        again.status == 409 || again.status == 404,
+        "{}",
+        again.status
+    );
     let audit = std::fs::read_to_string(broker.dir.path().join("data/audit.log")).unwrap();
     let kick = audit
         .lines()
@@ -133,7 +142,11 @@ async fn the_clients_cli_uses_the_api() {
         b.cli(&refs).await
     };
     let ok = |out: std::process::Output| {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let list = ok(run(cli(&["list"])).await);
@@ -149,7 +162,11 @@ async fn the_clients_cli_uses_the_api() {
     args.insert(0, "--json".into());
     let json = ok(run(args).await);
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-    assert!(v.as_array().unwrap().iter().any(|c| c["client_id"] == id.as_str()));
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["client_id"] == id.as_str()));
 
     let out = ok(run(cli(&["kick", &id])).await);
     assert!(out.contains("disconnected"), "{out}");

@@ -72,7 +72,10 @@ async fn counters_move_by_exactly_what_the_scenario_did() {
         1.0
     );
     assert_eq!(
-        value(&after, "warden_connections{listener=\"tls\",protocol=\"5\"}"),
+        value(
+            &after,
+            "warden_connections{listener=\"tls\",protocol=\"5\"}"
+        ),
         1.0
     );
     assert_eq!(
@@ -83,11 +86,26 @@ async fn counters_move_by_exactly_what_the_scenario_did() {
         d("warden_authentications_total{result=\"failure\",reason=\"bad_credentials\"}"),
         1.0
     );
-    assert_eq!(d("warden_decisions_total{action=\"publish\",verdict=\"allow\"}"), 6.0);
-    assert_eq!(d("warden_decisions_total{action=\"publish\",verdict=\"deny\"}"), 1.0);
-    assert_eq!(d("warden_decisions_total{action=\"subscribe\",verdict=\"allow\"}"), 1.0);
-    assert_eq!(d("warden_decisions_total{action=\"subscribe\",verdict=\"deny\"}"), 1.0);
-    assert_eq!(d("warden_decisions_total{action=\"receive\",verdict=\"allow\"}"), 6.0);
+    assert_eq!(
+        d("warden_decisions_total{action=\"publish\",verdict=\"allow\"}"),
+        6.0
+    );
+    assert_eq!(
+        d("warden_decisions_total{action=\"publish\",verdict=\"deny\"}"),
+        1.0
+    );
+    assert_eq!(
+        d("warden_decisions_total{action=\"subscribe\",verdict=\"allow\"}"),
+        1.0
+    );
+    assert_eq!(
+        d("warden_decisions_total{action=\"subscribe\",verdict=\"deny\"}"),
+        1.0
+    );
+    assert_eq!(
+        d("warden_decisions_total{action=\"receive\",verdict=\"allow\"}"),
+        6.0
+    );
     assert_eq!(d("warden_deny_rule_hits_total{rule=\"none\"}"), 2.0);
     assert_eq!(value(&after, "warden_subscriptions"), 1.0);
     assert_eq!(value(&after, "warden_sessions{state=\"online\"}"), 2.0);

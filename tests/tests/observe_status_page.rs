@@ -57,7 +57,10 @@ async fn the_status_page_shows_connections_and_the_last_deny() {
     );
     assert!(dom.contains("id=\"connections\">1<"), "{dom}");
     assert!(dom.contains("carol"), "{dom}");
-    assert!(dom.contains("<p id=\"error\"></p>"), "an error is shown: {dom}");
+    assert!(
+        dom.contains("<p id=\"error\"></p>"),
+        "an error is shown: {dom}"
+    );
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

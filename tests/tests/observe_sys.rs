@@ -33,7 +33,9 @@ async fn sys_topics_are_published_and_delivered_only_where_rules_allow() {
     broker.add_user("nosy", "pw", &[]).await;
     broker.allow("nosy", "subscribe", "$SYS/#").await;
 
-    let mut mon = broker.login(Version::V5, &client_id("mon"), "mon", "pw").await;
+    let mut mon = broker
+        .login(Version::V5, &client_id("mon"), "mon", "pw")
+        .await;
     assert_eq!(mon.subscribe("$SYS/broker/#", 0).await, 0);
     let mut nosy = broker
         .login(Version::V5, &client_id("nosy"), "nosy", "pw")
@@ -46,7 +48,12 @@ async fn sys_topics_are_published_and_delivered_only_where_rules_allow() {
             .rev()
             .find(|p| p.topic == t)
             .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
-            .unwrap_or_else(|| panic!("no {t} in {:?}", got.iter().map(|p| &p.topic).collect::<Vec<_>>()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {t} in {:?}",
+                    got.iter().map(|p| &p.topic).collect::<Vec<_>>()
+                )
+            })
     };
     assert!(topic("$SYS/broker/version").starts_with("warden "));
     assert!(topic("$SYS/broker/uptime").ends_with(" seconds"));
@@ -60,7 +67,9 @@ async fn sys_topics_are_published_and_delivered_only_where_rules_allow() {
         "$SYS/broker/bytes/received",
         "$SYS/broker/bytes/sent",
     ] {
-        topic(t).parse::<u64>().unwrap_or_else(|e| panic!("{t}: {e}"));
+        topic(t)
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
     }
     assert!(got.iter().all(|p| !p.retain));
 

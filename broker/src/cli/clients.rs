@@ -59,7 +59,9 @@ impl Api {
             Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
             _ => {
                 let Some(path) = &config.metrics.token_file else {
-                    bail!("metrics.token_file is not set in the config (or set WARDEN_ADMIN_TOKEN)");
+                    bail!(
+                        "metrics.token_file is not set in the config (or set WARDEN_ADMIN_TOKEN)"
+                    );
                 };
                 std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read {}", path.display()))?
@@ -157,8 +159,15 @@ pub async fn run(args: ClientsArgs, config: &Config, json: bool) -> anyhow::Resu
                 print_json(&list)?;
             } else {
                 let mut t = Table::new(&[
-                    "client id", "user", "connected", "listener", "peer", "protocol", "since",
-                    "subs", "queued",
+                    "client id",
+                    "user",
+                    "connected",
+                    "listener",
+                    "peer",
+                    "protocol",
+                    "since",
+                    "subs",
+                    "queued",
                 ]);
                 for c in list.as_array().into_iter().flatten() {
                     t.row(vec![
@@ -169,7 +178,10 @@ pub async fn run(args: ClientsArgs, config: &Config, json: bool) -> anyhow::Resu
                         cell(&c["peer"]),
                         cell(&c["protocol"]),
                         since(&c["connected_since"]),
-                        c["subscriptions"].as_array().map_or(0, Vec::len).to_string(),
+                        c["subscriptions"]
+                            .as_array()
+                            .map_or(0, Vec::len)
+                            .to_string(),
                         cell(&c["queued"]),
                     ]);
                 }
@@ -184,11 +196,25 @@ pub async fn run(args: ClientsArgs, config: &Config, json: bool) -> anyhow::Resu
                 print_json(&c)?;
             } else {
                 let mut text = String::new();
-                for key in ["client_id", "username", "connected", "listener", "peer", "protocol"] {
+                for key in [
+                    "client_id",
+                    "username",
+                    "connected",
+                    "listener",
+                    "peer",
+                    "protocol",
+                ] {
                     text.push_str(&format!("{key}: {}\n", cell(&c[key])));
                 }
-                text.push_str(&format!("connected_since: {}\n", since(&c["connected_since"])));
-                text.push_str(&format!("queued: {}\ninflight: {}\nsubscriptions:\n", cell(&c["queued"]), cell(&c["inflight"])));
+                text.push_str(&format!(
+                    "connected_since: {}\n",
+                    since(&c["connected_since"])
+                ));
+                text.push_str(&format!(
+                    "queued: {}\ninflight: {}\nsubscriptions:\n",
+                    cell(&c["queued"]),
+                    cell(&c["inflight"])
+                ));
                 for s in c["subscriptions"].as_array().into_iter().flatten() {
                     text.push_str(&format!("  {}\n", cell(s)));
                 }
@@ -196,8 +222,11 @@ pub async fn run(args: ClientsArgs, config: &Config, json: bool) -> anyhow::Resu
             }
         }
         ClientsCommand::Kick { client_id } => {
-            api.ok(Method::DELETE, &format!("/api/clients/{}", encode(&client_id)))
-                .await?;
+            api.ok(
+                Method::DELETE,
+                &format!("/api/clients/{}", encode(&client_id)),
+            )
+            .await?;
             if json {
                 print_json(&serde_json::json!({ "client_id": client_id, "kicked": true }))?;
             } else {

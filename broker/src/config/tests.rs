@@ -315,10 +315,19 @@ fn observability_keys_are_read_and_checked() {
     assert_eq!(c.metrics.token_file.as_deref(), Some(Path::new("/tmp/tok")));
     assert_eq!(c.audit.file, Some(c.data_dir.join("a.log")));
     assert!(c.audit.stdout);
-    assert_eq!((c.audit.rate, c.audit.max_size, c.audit.keep), (5, 1 << 20, 2));
+    assert_eq!(
+        (c.audit.rate, c.audit.max_size, c.audit.keep),
+        (5, 1 << 20, 2)
+    );
     assert_eq!(c.audit.allow_sample, 10);
     assert!(c.sys_interval.is_zero());
-    assert_eq!(parse("audit: { max_size: 65536 }\n").unwrap().audit.max_size, 65536);
+    assert_eq!(
+        parse("audit: { max_size: 65536 }\n")
+            .unwrap()
+            .audit
+            .max_size,
+        65536
+    );
     assert!(parse("metrics: {}\n").unwrap().metrics.bind.is_none());
 
     fails("audit:\n  rate: 0\n", "audit.rate", 2);

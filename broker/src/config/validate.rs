@@ -155,9 +155,8 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     let persistence = build_persistence(raw.persistence, ctx)?;
     let shutdown_grace = raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |h| h.0);
     let metrics = super::observe::build_metrics(raw.metrics, &|p| ctx.resolve(p));
-    let audit = super::observe::build_audit(raw.audit, &data_dir, &|at, field, m| {
-        ctx.err(at, field, m)
-    })?;
+    let audit =
+        super::observe::build_audit(raw.audit, &data_dir, &|at, field, m| ctx.err(at, field, m))?;
     let sys_interval = super::observe::sys_interval(raw.sys_interval);
     Ok(Config {
         source,

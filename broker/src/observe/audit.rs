@@ -314,7 +314,13 @@ impl Audit {
 
     /// The last `limit` denies, newest first.
     pub fn recent_denies(&self, limit: usize) -> Vec<DenyRecord> {
-        self.recent.lock().iter().rev().take(limit).cloned().collect()
+        self.recent
+            .lock()
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Whether allows are sampled at all: one relaxed load, so the allow
@@ -334,7 +340,12 @@ impl Audit {
         rule: Option<u64>,
     ) {
         let every = u64::from(self.allow_sample.load(Ordering::Relaxed));
-        if every == 0 || self.allow_seen.fetch_add(1, Ordering::Relaxed) % every != 0 {
+        if every == 0
+            || !self
+                .allow_seen
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(every)
+        {
             return;
         }
         self.emit(Event::Allow {

@@ -204,9 +204,7 @@ fn api_route(broker: &Broker, method: &Method, path: &str, query: Option<&str>) 
             let limit = match query_param(query, "limit").map(str::parse::<usize>) {
                 None => 50,
                 Some(Ok(n)) => n.min(super::audit::RECENT_DENIES),
-                Some(Err(_)) => {
-                    return error(StatusCode::BAD_REQUEST, "limit must be a number")
-                }
+                Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "limit must be a number"),
             };
             json(StatusCode::OK, &api::decisions(broker, limit))
         }
@@ -224,9 +222,7 @@ fn api_route(broker: &Broker, method: &Method, path: &str, query: Option<&str>) 
                     api::KickResult::Offline => {
                         error(StatusCode::CONFLICT, "the client is not connected")
                     }
-                    api::KickResult::NoSuchClient => {
-                        error(StatusCode::NOT_FOUND, "no such client")
-                    }
+                    api::KickResult::NoSuchClient => error(StatusCode::NOT_FOUND, "no such client"),
                 },
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, "GET or DELETE"),
             }

@@ -80,7 +80,10 @@ pub fn render(broker: &Broker) -> String {
         "connections",
         "Connected clients, by listener and protocol",
         snap.connected.iter().map(|((l, p), n)| {
-            (vec![("listener", l.clone()), ("protocol", (*p).to_owned())], i(*n))
+            (
+                vec![("listener", l.clone()), ("protocol", (*p).to_owned())],
+                i(*n),
+            )
         }),
     );
     counters(
@@ -88,7 +91,10 @@ pub fn render(broker: &Broker) -> String {
         "connections_accepted",
         "Successful logins, by listener and protocol",
         stats.connections.snapshot().into_iter().map(|((l, p), n)| {
-            (vec![("listener", l.to_string()), ("protocol", p.to_owned())], n)
+            (
+                vec![("listener", l.to_string()), ("protocol", p.to_owned())],
+                n,
+            )
         }),
     );
     gauges(
@@ -96,23 +102,79 @@ pub fn render(broker: &Broker) -> String {
         "sessions",
         "Sessions, online (a connection attached) or offline (persistent, waiting)",
         [
-            (vec![("state", "online".to_owned())], i(snap.sessions_online)),
-            (vec![("state", "offline".to_owned())], i(snap.sessions_offline)),
+            (
+                vec![("state", "online".to_owned())],
+                i(snap.sessions_online),
+            ),
+            (
+                vec![("state", "offline".to_owned())],
+                i(snap.sessions_offline),
+            ),
         ],
     );
-    gauge(&mut r, "queued_messages", "Messages waiting in session queues", i(snap.queued));
-    gauge(&mut r, "inflight_messages", "QoS 1/2 messages sent and not yet acknowledged", i(snap.inflight));
-    gauge(&mut r, "subscriptions", "Subscriptions held", i(snap.subscriptions));
-    gauge(&mut r, "retained_messages", "Retained messages", i(snap.retained));
+    gauge(
+        &mut r,
+        "queued_messages",
+        "Messages waiting in session queues",
+        i(snap.queued),
+    );
+    gauge(
+        &mut r,
+        "inflight_messages",
+        "QoS 1/2 messages sent and not yet acknowledged",
+        i(snap.inflight),
+    );
+    gauge(
+        &mut r,
+        "subscriptions",
+        "Subscriptions held",
+        i(snap.subscriptions),
+    );
+    gauge(
+        &mut r,
+        "retained_messages",
+        "Retained messages",
+        i(snap.retained),
+    );
 
     // Messages.
     let flow = |f: Flow| QOS.map(|q| (qos_label(q), stats.flow.get(f, q)));
-    counters(&mut r, "messages_received", "PUBLISH packets received from clients, by QoS", flow(Flow::MessagesIn));
-    counters(&mut r, "received_payload_bytes", "Payload bytes received in PUBLISH packets, by QoS", flow(Flow::BytesIn));
-    counters(&mut r, "messages_sent", "PUBLISH packets sent to clients, by QoS", flow(Flow::MessagesOut));
-    counters(&mut r, "sent_payload_bytes", "Payload bytes sent in PUBLISH packets, by QoS", flow(Flow::BytesOut));
-    counter(&mut r, "dropped_messages", "Messages dropped from a full session queue", stats.dropped.load(Ordering::Relaxed));
-    counter(&mut r, "slow_consumer_disconnects", "Clients disconnected because they stopped reading (limits.write_stall)", broker.write_stalls.load(Ordering::Relaxed));
+    counters(
+        &mut r,
+        "messages_received",
+        "PUBLISH packets received from clients, by QoS",
+        flow(Flow::MessagesIn),
+    );
+    counters(
+        &mut r,
+        "received_payload_bytes",
+        "Payload bytes received in PUBLISH packets, by QoS",
+        flow(Flow::BytesIn),
+    );
+    counters(
+        &mut r,
+        "messages_sent",
+        "PUBLISH packets sent to clients, by QoS",
+        flow(Flow::MessagesOut),
+    );
+    counters(
+        &mut r,
+        "sent_payload_bytes",
+        "Payload bytes sent in PUBLISH packets, by QoS",
+        flow(Flow::BytesOut),
+    );
+    counter(
+        &mut r,
+        "dropped_messages",
+        "Messages dropped from a full session queue",
+        stats.dropped.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut r,
+        "slow_consumer_disconnects",
+        "Clients disconnected because they stopped reading (limits.write_stall)",
+        broker.write_stalls.load(Ordering::Relaxed),
+    );
 
     // Authentication and decisions.
     counters(
@@ -120,7 +182,10 @@ pub fn render(broker: &Broker) -> String {
         "authentications",
         "Logins, by result and reason",
         stats.auth.snapshot().into_iter().map(|((res, why), n)| {
-            (vec![("result", res.to_owned()), ("reason", why.to_owned())], n)
+            (
+                vec![("result", res.to_owned()), ("reason", why.to_owned())],
+                n,
+            )
         }),
     );
     let d = &broker.authz.counters;
@@ -137,7 +202,10 @@ pub fn render(broker: &Broker) -> String {
         decisions.iter().flat_map(|(action, allow, deny)| {
             [("allow", allow), ("deny", deny)].map(|(verdict, c)| {
                 (
-                    vec![("action", (*action).to_owned()), ("verdict", verdict.to_owned())],
+                    vec![
+                        ("action", (*action).to_owned()),
+                        ("verdict", verdict.to_owned()),
+                    ],
                     c.load(Ordering::Relaxed),
                 )
             })
@@ -151,11 +219,20 @@ pub fn render(broker: &Broker) -> String {
         "deny_rule_hits",
         "Denies by the deciding rule, the top rules only (rule=\"none\": no rule matched)",
         rules.into_iter().map(|(rule, n)| {
-            let label = if rule == 0 { "none".to_owned() } else { rule.to_string() };
+            let label = if rule == 0 {
+                "none".to_owned()
+            } else {
+                rule.to_string()
+            };
             (vec![("rule", label)], n)
         }),
     );
-    counter(&mut r, "audit_suppressed_lines", "Audit log lines suppressed by the rate limit", broker.audit.suppressed_total());
+    counter(
+        &mut r,
+        "audit_suppressed_lines",
+        "Audit log lines suppressed by the rate limit",
+        broker.audit.suppressed_total(),
+    );
 
     // Store and policy.
     r.register(
@@ -172,8 +249,18 @@ pub fn render(broker: &Broker) -> String {
             i64::from(stats.store.up.load(Ordering::Relaxed)),
         )],
     );
-    gauge(&mut r, "policy_version", "The store's policy version the sessions run", i(broker.policy_version()));
-    counter(&mut r, "policy_recompilations", "Times every session was recompiled after a policy change", stats.recompilations.load(Ordering::Relaxed));
+    gauge(
+        &mut r,
+        "policy_version",
+        "The store's policy version the sessions run",
+        i(broker.policy_version()),
+    );
+    counter(
+        &mut r,
+        "policy_recompilations",
+        "Times every session was recompiled after a policy change",
+        stats.recompilations.load(Ordering::Relaxed),
+    );
     r.register(
         "revocation_delay_seconds",
         "From noticing a new policy version to every session running it",
@@ -185,9 +272,18 @@ pub fn render(broker: &Broker) -> String {
         &mut r,
         "tls_handshake_failures",
         "TLS handshakes that failed, by reason",
-        stats.handshake_failures.snapshot().into_iter().map(|(why, n)| (vec![("reason", why.to_owned())], n)),
+        stats
+            .handshake_failures
+            .snapshot()
+            .into_iter()
+            .map(|(why, n)| (vec![("reason", why.to_owned())], n)),
     );
-    gauge(&mut r, "uptime_seconds", "Seconds since the broker started", i(stats.started.elapsed().as_secs()));
+    gauge(
+        &mut r,
+        "uptime_seconds",
+        "Seconds since the broker started",
+        i(stats.started.elapsed().as_secs()),
+    );
 
     let mut out = String::new();
     // Writing to a String cannot fail.

@@ -205,9 +205,7 @@ pub fn handshake_reason(err: &crate::listener::ListenerError) -> &'static str {
         rustls::Error::InvalidCertificate(_) => "bad_certificate",
         rustls::Error::PeerIncompatible(_) => "incompatible",
         rustls::Error::AlertReceived(_) => "alert_received",
-        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-            "protocol"
-        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => "protocol",
         _ => "other",
     }
 }

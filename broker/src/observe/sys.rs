@@ -33,12 +33,18 @@ pub fn topics(broker: &Broker) -> Vec<(&'static str, String)> {
     let stats = &broker.stats;
     let flow = &stats.flow;
     vec![
-        ("$SYS/broker/version", format!("warden {}", env!("CARGO_PKG_VERSION"))),
+        (
+            "$SYS/broker/version",
+            format!("warden {}", env!("CARGO_PKG_VERSION")),
+        ),
         (
             "$SYS/broker/uptime",
             format!("{} seconds", stats.started.elapsed().as_secs()),
         ),
-        ("$SYS/broker/clients/connected", snap.sessions_online.to_string()),
+        (
+            "$SYS/broker/clients/connected",
+            snap.sessions_online.to_string(),
+        ),
         (
             "$SYS/broker/clients/disconnected",
             snap.sessions_offline.to_string(),
@@ -59,7 +65,10 @@ pub fn topics(broker: &Broker) -> Vec<(&'static str, String)> {
             "$SYS/broker/bytes/received",
             flow.total(Flow::BytesIn).to_string(),
         ),
-        ("$SYS/broker/bytes/sent", flow.total(Flow::BytesOut).to_string()),
+        (
+            "$SYS/broker/bytes/sent",
+            flow.total(Flow::BytesOut).to_string(),
+        ),
         (
             "$SYS/broker/subscriptions/count",
             snap.subscriptions.to_string(),

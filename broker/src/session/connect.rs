@@ -174,7 +174,10 @@ async fn admit(
     let version = connect.protocol;
     if version.is_v5() && connect.properties.authentication_method.is_some() {
         // Enhanced (AUTH packet) authentication is not offered.
-        broker.stats.auth.inc(("failure", "bad_authentication_method"));
+        broker
+            .stats
+            .auth
+            .inc(("failure", "bad_authentication_method"));
         return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value());
     }
     let (client_id, assigned) = client_id(&connect).inspect_err(|_| {

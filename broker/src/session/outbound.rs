@@ -156,12 +156,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             .zip(sent)
         {
             if n > 0 {
-                self.broker.stats.flow.add(
-                    crate::observe::stats::Flow::MessagesOut,
-                    qos,
-                    n,
-                    bytes,
-                );
+                self.broker
+                    .stats
+                    .flow
+                    .add(crate::observe::stats::Flow::MessagesOut, qos, n, bytes);
             }
         }
         self.out = out;
