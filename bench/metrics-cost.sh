@@ -15,8 +15,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-8}
 USERS=${USERS:-64}
 PASSWORD=secret
-WARDEN=$ROOT/target/release/warden
-BENCH=$ROOT/target/release/warden-bench
+WARDEN=${WARDEN:-$ROOT/target/release/warden}
+BENCH=${BENCH:-$ROOT/target/release/warden-bench}
 WORK=$(mktemp -d /tmp/warden-metricscost.XXXXXX)
 source "$ROOT/bench/setup.sh"
 
