@@ -65,6 +65,10 @@ pub struct Broker {
     /// The token verifier of `auth.jwt`; empty when JWT is off. Built at
     /// start and on a config reload.
     pub jwt: arc_swap::ArcSwapOption<crate::auth::JwtVerifier>,
+    /// What metrics, `$SYS` and the admin API read (`observe`).
+    pub stats: crate::observe::Stats,
+    /// The audit log (also held by `authz`, which writes the denies).
+    pub audit: Arc<crate::observe::Audit>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -86,7 +90,14 @@ impl Broker {
         let engine = AclEngine::new(EngineOptions {
             superuser_bypass: config.policy.superuser_bypass,
         });
-        let authz = Authorizer::new(config.policy.on_deny);
+        let stats = crate::observe::Stats::default();
+        // Every store call is timed for the metrics.
+        let store: Arc<dyn Store> = Arc::new(crate::observe::timed_store::TimedStore::new(
+            store,
+            Arc::clone(&stats.store),
+        ));
+        let audit = Arc::new(crate::observe::Audit::new(config.audit.clone()));
+        let authz = Authorizer::new(config.policy.on_deny, Arc::clone(&audit));
         Broker {
             config: ArcSwap::new(config),
             store,
@@ -105,6 +116,8 @@ impl Broker {
             write_stalls: AtomicU64::new(0),
             revoked: crate::revocation::Revocations::default(),
             jwt: arc_swap::ArcSwapOption::empty(),
+            stats,
+            audit,
         }
     }
 
@@ -213,7 +226,11 @@ impl Broker {
             Offer::Queued {
                 congested: busy,
                 ticket,
+                dropped,
             } => {
+                if dropped {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 routed.accepted += 1;
                 routed.ticket = routed.ticket.max(ticket);
                 if busy && !congested.iter().any(|s| Arc::ptr_eq(s, &key.0)) {

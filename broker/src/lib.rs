@@ -17,6 +17,7 @@
 //! - [`authorize`]: the only place a policy `Decision` becomes wire behaviour.
 //! - [`policy_registry`]: the compiled policy of every session, kept fresh.
 //! - [`persist`]: persistent sessions and retained messages on disk.
+//! - [`observe`]: metrics, `$SYS`, the audit log, the admin API and page.
 //! - [`cli`]: the `warden` subcommands (serve and the admin CLI).
 //!
 //! The MQTT codec is its own crate, re-exported as [`codec`].
@@ -32,6 +33,7 @@ pub mod config;
 pub mod lifecycle;
 pub mod listener;
 pub mod login_cache;
+pub mod observe;
 pub mod persist;
 pub mod policy_registry;
 pub mod revocation;

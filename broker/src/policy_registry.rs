@@ -76,8 +76,18 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
             }
             if version.0 != broker.policy_version() {
                 tracing::info!(version = version.0, "policy changed; recompiling sessions");
+                let started = Instant::now();
                 if refresh_all(broker, version).await.is_ok() {
                     broker.set_policy_version(version.0);
+                    let stats = &broker.stats;
+                    stats
+                        .recompilations
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .revocation_delay
+                        .observe(started.elapsed().as_secs_f64());
+                    let sessions = broker.sessions.lock().len();
+                    broker.audit.policy_change(version.0, sessions);
                 }
             }
         }

@@ -44,6 +44,17 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Jwt(#[from] crate::auth::jwt::JwtSetupError),
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit log: {source}")]
+    Audit {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("session store {dir}: {source}")]
     SessionStore {
         dir: String,
@@ -71,6 +82,10 @@ pub async fn run(
     let (persist, loaded) = open_session_store(&config)?;
     let broker = Arc::new(Broker::new(Arc::clone(&config), store, persist));
     crate::auth::jwt::install(&broker, &config)?;
+    broker
+        .audit
+        .open(&config.audit)
+        .map_err(|source| ServeError::Audit { source })?;
     match broker.store.policy_version().await {
         Ok(v) => broker.set_policy_version(v.0),
         Err(err) => {
@@ -94,6 +109,24 @@ pub async fn run(
         listeners.clone(),
         controller.subscribe(),
     ));
+    broker
+        .stats
+        .flow
+        .set_enabled(crate::observe::counting_wanted(&config));
+    crate::observe::spawn_background(&broker, controller.subscribe());
+    // After the MQTT listeners: `/ready` then means they are bound.
+    if let Some(addr) = config.metrics.bind {
+        let http = crate::observe::http::bind(addr)
+            .await
+            .map_err(|source| ServeError::Metrics { addr, source })?;
+        let local = http.local_addr().unwrap_or(addr);
+        tracing::info!("listening on {local} (metrics)");
+        tokio::spawn(crate::observe::http::serve(
+            http,
+            Arc::clone(&broker),
+            controller.subscribe(),
+        ));
+    }
     let accepting: Vec<JoinHandle<()>> = listeners
         .iter()
         .map(|listener| {
@@ -309,18 +342,29 @@ async fn admit(
     addr: SocketAddr,
     shutdown: Shutdown,
 ) -> Option<Handler<MqttStream>> {
+    let tls = cfg.transport != crate::config::Transport::Tcp;
+    let stats = Arc::clone(&broker);
+    let mut handshaken = !tls;
     let admitted = tokio::time::timeout(cfg.connect_timeout, async {
         let (stream, peer) = match handshaker.handshake(tcp, addr).await {
             Ok(pair) => pair,
             Err(err) => {
                 crate::listener::handshake_failed(handshaker.listener_name(), addr, &err);
+                stats
+                    .stats
+                    .handshake_failures
+                    .inc(crate::observe::stats::handshake_reason(&err));
                 return None;
             }
         };
+        handshaken = true;
         crate::session::admit(broker, stream, &peer, &cfg, shutdown).await
     })
     .await;
     admitted.unwrap_or_else(|_| {
+        if !handshaken {
+            stats.stats.handshake_failures.inc("timeout");
+        }
         tracing::debug!(peer = %addr, "no CONNECT within the connect timeout; closed");
         None
     })

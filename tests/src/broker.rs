@@ -52,7 +52,13 @@ pub struct BrokerOptions {
     /// Write `ca.crl`, a CRL of the test CA revoking nothing, before the
     /// broker starts.
     pub empty_crl: bool,
+    /// Serve the metrics listener (with the admin API's token
+    /// [`ADMIN_TOKEN`] in a token file); its address is `addr("metrics")`.
+    pub metrics: bool,
 }
+
+/// The admin API token of a broker started with `metrics: true`.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 
 impl Default for BrokerOptions {
     fn default() -> Self {
@@ -72,6 +78,7 @@ impl Default for BrokerOptions {
             mtls_extra: String::new(),
             auth_extra: String::new(),
             empty_crl: false,
+            metrics: false,
         }
     }
 }
@@ -113,11 +120,17 @@ impl BrokerOptions {
             .replace("@MAX_QUEUED@", &self.max_queued_messages.to_string())
             .replace("@MAX_KEEPALIVE@", &self.max_keepalive.to_string());
         text.push_str(&self.extra_yaml);
+        if self.metrics {
+            text.push_str(&format!(
+                "metrics: {{ bind: \"127.0.0.1:0\", token_file: {}/admin-token }}\n",
+                dir.display()
+            ));
+        }
         text
     }
 
     fn listener_count(&self) -> usize {
-        2 + usize::from(self.plain_tcp)
+        2 + usize::from(self.plain_tcp) + usize::from(self.metrics)
     }
 }
 
@@ -227,6 +240,9 @@ impl TestBroker {
         }
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");
+        if opts.metrics {
+            std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("token file");
+        }
 
         let log = Arc::new(Mutex::new(String::new()));
         let (child, rx) = spawn_serve(&config, &log);

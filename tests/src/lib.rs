@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod clients;
 pub mod durable;
+pub mod http;
 pub mod lifecycle;
 pub mod proxy;
 pub mod raw;

@@ -14,6 +14,8 @@ use warden_codec::ProtocolVersion;
 use warden_policy::{Action, CompiledPolicy, Decision, QoS};
 
 use crate::config::OnDeny;
+use crate::observe::audit::{Audit, DenyRecord};
+use crate::observe::stats::Counts;
 
 mod memo;
 
@@ -35,6 +37,7 @@ pub mod codes {
 pub struct Who<'a> {
     pub client_id: &'a str,
     pub username: Option<&'a str>,
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// What to do with a PUBLISH after the `publish` check.
@@ -82,6 +85,11 @@ pub struct Authorizer {
     /// An [`OnDeny`] as a byte: SIGHUP changes it while connections run.
     on_deny: AtomicU8,
     pub counters: DecisionCounters,
+    /// Where every deny (and, sampled, allows) is recorded.
+    pub audit: Arc<Audit>,
+    /// Denies by the rule that decided (0: none matched), for the metrics'
+    /// top rules. Counted on the deny path only, which already audits.
+    pub deny_rules: Counts<u64>,
 }
 
 fn not_authorized(version: ProtocolVersion) -> u8 {
@@ -113,16 +121,23 @@ pub fn server_unavailable(version: ProtocolVersion) -> u8 {
     }
 }
 
-fn audit(who: Who<'_>, action: &str, object: &str, decision: &Decision) {
-    tracing::info!(
-        target: "warden::audit",
-        client_id = who.client_id,
-        username = who.username.unwrap_or(""),
+fn deny_record(
+    who: Who<'_>,
+    action: &'static str,
+    object: &str,
+    rule: Option<u64>,
+    reason: String,
+) -> DenyRecord {
+    DenyRecord {
+        ts: crate::observe::audit::timestamp_ms(),
+        username: who.username.map(str::to_owned),
+        client_id: who.client_id.to_owned(),
+        peer: who.peer.map(|p| p.to_string()),
         action,
-        object,
-        verdict = %decision,
-        "denied"
-    );
+        topic: object.to_owned(),
+        rule,
+        reason,
+    }
 }
 
 /// `$SYS/` belongs to the broker: no client writes there, whatever its
@@ -134,7 +149,39 @@ pub fn is_broker_topic(topic: &str) -> bool {
 }
 
 impl Authorizer {
-    fn refuse_broker_topic(&self, who: Who<'_>, action: &str, topic: &str) {
+    fn audit(&self, who: Who<'_>, action: &'static str, object: &str, decision: &Decision) {
+        tracing::info!(
+            target: "warden::audit",
+            client_id = who.client_id,
+            username = who.username.unwrap_or(""),
+            action,
+            object,
+            verdict = %decision,
+            "denied"
+        );
+        let (rule, reason) = match decision {
+            Decision::Deny { reason, rule } => (rule.map(|r| r.0), reason.to_string()),
+            _ => (None, decision.to_string()),
+        };
+        self.deny_rules.inc(rule.unwrap_or(0));
+        self.audit
+            .deny(deny_record(who, action, object, rule, reason));
+    }
+
+    /// A sampled allow for the audit log (only when sampling is on).
+    #[inline]
+    fn allowed(&self, who: Who<'_>, action: &'static str, object: &str, decision: &Decision) {
+        if self.audit.samples_allows() {
+            let rule = match decision {
+                Decision::Allow { rule, .. } => rule.map(|r| r.0),
+                _ => None,
+            };
+            self.audit
+                .allow(who.username, who.client_id, action, object, rule);
+        }
+    }
+
+    fn refuse_broker_topic(&self, who: Who<'_>, action: &'static str, topic: &str) {
         bump(&self.counters.publish_deny);
         tracing::info!(
             target: "warden::audit",
@@ -145,12 +192,21 @@ impl Authorizer {
             verdict = "deny ($SYS/ is written only by the broker)",
             "denied"
         );
+        self.audit.deny(deny_record(
+            who,
+            action,
+            topic,
+            None,
+            "$SYS/ is written only by the broker".into(),
+        ));
     }
 
-    pub fn new(on_deny: OnDeny) -> Authorizer {
+    pub fn new(on_deny: OnDeny, audit: Arc<Audit>) -> Authorizer {
         Authorizer {
             on_deny: AtomicU8::new(on_deny_byte(on_deny)),
             counters: DecisionCounters::default(),
+            audit,
+            deny_rules: Counts::default(),
         }
     }
 
@@ -176,10 +232,11 @@ impl Authorizer {
         let decision = policy.decide(&Action::Connect);
         if decision.is_allow() {
             bump(&self.counters.connect_allow);
+            self.allowed(who, "connect", who.client_id, &decision);
             Ok(())
         } else {
             bump(&self.counters.connect_deny);
-            audit(who, "connect", who.client_id, &decision);
+            self.audit(who, "connect", who.client_id, &decision);
             Err(not_authorized(version))
         }
     }
@@ -220,7 +277,7 @@ impl Authorizer {
             true
         } else {
             bump(&self.counters.publish_deny);
-            audit(who, "will", topic, &decision);
+            self.audit(who, "will", topic, &decision);
             false
         }
     }
@@ -239,11 +296,12 @@ impl Authorizer {
         match decision {
             Decision::Allow { qos, .. } => {
                 bump(&self.counters.subscribe_allow);
+                self.allowed(who, "subscribe", filter, &decision);
                 Ok(qos)
             }
             _ => {
                 bump(&self.counters.subscribe_deny);
-                audit(who, "subscribe", filter, &decision);
+                self.audit(who, "subscribe", filter, &decision);
                 Err(match version {
                     ProtocolVersion::V5 => codes::V5_NOT_AUTHORIZED,
                     _ => codes::V3_SUBACK_FAILURE,
@@ -280,13 +338,14 @@ impl Authorizer {
         let broker_topic = is_broker_topic(topic);
         if decision.is_allow() && !broker_topic {
             bump(&self.counters.publish_allow);
+            self.allowed(who, "publish", topic, &decision);
             return PublishVerdict::Allow;
         }
         if broker_topic {
             self.refuse_broker_topic(who, "publish", topic);
         } else {
             bump(&self.counters.publish_deny);
-            audit(who, "publish", topic, &decision);
+            self.audit(who, "publish", topic, &decision);
         }
         match self.on_deny() {
             OnDeny::Disconnect => PublishVerdict::Disconnect,
@@ -319,7 +378,7 @@ impl Authorizer {
             }
             _ => {
                 bump(&self.counters.receive_deny);
-                audit(who, "receive", topic, &decision);
+                self.audit(who, "receive", topic, &decision);
                 None
             }
         }

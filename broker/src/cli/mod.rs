@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod cert;
 pub mod check;
+pub mod clients;
 pub mod config_cmd;
 pub mod export;
 pub mod import;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Print or check the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// List, show or disconnect connected clients (through the running
+    /// broker's admin API: metrics.bind and metrics.token_file).
+    Clients(clients::ClientsArgs),
 }
 
 /// How a command that succeeded wants the process to end.
@@ -131,6 +135,7 @@ pub async fn dispatch(cli: Cli, config: Option<Config>) -> anyhow::Result<Outcom
         Command::Import(args) => import::run(args, &*open_store(&config).await?, json).await,
         Command::Cert(cmd) => cert::run(cmd, &config, json).await,
         Command::Config(cmd) => config_cmd::run(cmd, &config, cli.config.as_deref(), json),
+        Command::Clients(cmd) => clients::run(cmd, &config, json).await,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod jwt;
 mod locate;
+mod observe;
 mod raw;
 mod reload;
 mod types;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use observe::{AuditConfig, MetricsConfig};
 pub use reload::ReloadPlan;
 pub use types::{
     parse_byte_size, ClientAuthMode, ListenerKind, OnDeny, PersistenceMode, Takeover, UsernameFrom,
@@ -54,6 +56,11 @@ pub struct Config {
     /// How long SIGTERM/SIGINT waits for connections to close and the
     /// session store to flush before the process exits anyway.
     pub shutdown_grace: Duration,
+    /// The metrics, health and admin listener (off by default).
+    pub metrics: MetricsConfig,
+    pub audit: AuditConfig,
+    /// How often `$SYS/broker/...` is published; zero: never.
+    pub sys_interval: Duration,
 }
 
 /// Who owns a session, and what a different principal asking for it gets.

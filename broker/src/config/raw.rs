@@ -25,6 +25,9 @@ pub struct RawConfig {
     pub sessions: Option<RawSessions>,
     pub persistence: Option<RawPersistence>,
     pub shutdown_grace: Option<HumanDuration>,
+    pub metrics: Option<super::observe::RawMetrics>,
+    pub audit: Option<super::observe::RawAudit>,
+    pub sys_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

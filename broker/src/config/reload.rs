@@ -43,6 +43,7 @@ impl Config {
             new.policy.superuser_bypass != self.policy.superuser_bypass,
             "policy.superuser_bypass",
         );
+        restart(new.metrics.bind != self.metrics.bind, "metrics.bind");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -51,6 +52,7 @@ impl Config {
         config.persistence = self.persistence.clone();
         config.policy.superuser_bypass = self.policy.superuser_bypass;
         config.listeners = listeners;
+        config.metrics.bind = self.metrics.bind;
         ReloadPlan {
             config,
             needs_restart,

@@ -194,6 +194,9 @@ fn default_yaml_is_the_embedded_default() {
     assert_eq!(from_text.policy, embedded.policy);
     assert_eq!(from_text.limits, embedded.limits);
     assert_eq!(from_text.log, embedded.log);
+    assert_eq!(from_text.metrics, embedded.metrics);
+    assert_eq!(from_text.audit, embedded.audit);
+    assert_eq!(from_text.sys_interval, embedded.sys_interval);
     let l = &embedded.listeners[0];
     assert_eq!(&*l.name, "tls");
     assert_eq!(l.bind.to_string(), "127.0.0.1:8883");
@@ -298,4 +301,38 @@ fn packet_size_as_plain_integer() {
     let c = parse("limits: { max_packet_size: \"1MiB\", max_keepalive: 0 }\n").unwrap();
     assert_eq!(c.limits.max_packet_size, 1 << 20);
     assert_eq!(c.limits.max_keepalive, None);
+}
+
+#[test]
+fn observability_keys_are_read_and_checked() {
+    let c = parse(
+        "metrics: { bind: \"127.0.0.1:9090\", token_file: tok }\n\
+         audit: { file: a.log, stdout: true, rate: 5, max_size: 1MiB, keep: 2, allow_sample: 10 }\n\
+         sys_interval: 0s\n",
+    )
+    .unwrap();
+    assert_eq!(c.metrics.bind.unwrap().to_string(), "127.0.0.1:9090");
+    assert_eq!(c.metrics.token_file.as_deref(), Some(Path::new("/tmp/tok")));
+    assert_eq!(c.audit.file, Some(c.data_dir.join("a.log")));
+    assert!(c.audit.stdout);
+    assert_eq!(
+        (c.audit.rate, c.audit.max_size, c.audit.keep),
+        (5, 1 << 20, 2)
+    );
+    assert_eq!(c.audit.allow_sample, 10);
+    assert!(c.sys_interval.is_zero());
+    assert_eq!(
+        parse("audit: { max_size: 65536 }\n")
+            .unwrap()
+            .audit
+            .max_size,
+        65536
+    );
+    assert!(parse("metrics: {}\n").unwrap().metrics.bind.is_none());
+
+    fails("audit:\n  rate: 0\n", "audit.rate", 2);
+    fails("audit:\n  max_size: 10x\n", "audit.max_size", 2);
+    fails("audit:\n  max_size: 100\n", "audit.max_size", 2);
+    fails("metrics:\n  bind: nowhere\n", "metrics.bind", 2);
+    fails("metrics:\n  open: true\n", "metrics", 2);
 }

@@ -164,6 +164,10 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     };
     let persistence = build_persistence(raw.persistence, ctx)?;
     let shutdown_grace = raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |h| h.0);
+    let metrics = super::observe::build_metrics(raw.metrics, &|p| ctx.resolve(p));
+    let audit =
+        super::observe::build_audit(raw.audit, &data_dir, &|at, field, m| ctx.err(at, field, m))?;
+    let sys_interval = super::observe::sys_interval(raw.sys_interval);
     Ok(Config {
         source,
         data_dir,
@@ -176,6 +180,9 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
         sessions,
         persistence,
         shutdown_grace,
+        metrics,
+        audit,
+        sys_interval,
     })
 }
 
@@ -503,5 +510,8 @@ pub fn embedded_default() -> Config {
         sessions: SessionsConfig::default(),
         persistence: PersistenceConfig::default(),
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        metrics: super::MetricsConfig::default(),
+        audit: super::AuditConfig::default(),
+        sys_interval: super::observe::DEFAULT_SYS_INTERVAL,
     }
 }

@@ -60,6 +60,14 @@ pub async fn reload(broker: &Broker, listeners: &[Arc<Listener>]) {
         tracing::error!("config reload: keeping the previous JWT settings: {err}");
         config.auth.jwt = running.auth.jwt.clone();
     }
+    broker
+        .stats
+        .flow
+        .set_enabled(crate::observe::counting_wanted(&config));
+    // Reopened even when unchanged: SIGHUP after an external logrotate.
+    if let Err(err) = broker.audit.open(&config.audit) {
+        tracing::error!(error = %err, "audit log: cannot reopen; it stays as it was");
+    }
     let log = log_level(&running, &config);
     broker.replace_config(Arc::new(config));
     if !needs_restart.is_empty() {

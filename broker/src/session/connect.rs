@@ -165,6 +165,15 @@ fn auth_refusal(err: &AuthError, version: ProtocolVersion) -> u8 {
     }
 }
 
+/// The metrics' and audit log's word for an authentication failure.
+fn auth_reason(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::BadCredentials => "bad_credentials",
+        AuthError::NotAuthorized => "not_authorized",
+        AuthError::Unavailable => "store_unavailable",
+    }
+}
+
 /// Everything from the CONNECT packet to an attached session; Err is the
 /// CONNACK refusal code.
 async fn admit(
@@ -186,9 +195,17 @@ async fn admit(
                 .unwrap_or_default(),
         ),
         // No other enhanced authentication is offered.
-        Some(_) => return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value()),
+        Some(_) => {
+            broker
+                .stats
+                .auth
+                .inc(("failure", "bad_authentication_method"));
+            return Err(ReasonCode::BAD_AUTHENTICATION_METHOD.value());
+        }
     };
-    let (client_id, assigned) = client_id(&connect)?;
+    let (client_id, assigned) = client_id(&connect).inspect_err(|_| {
+        broker.stats.auth.inc(("failure", "client_id_rejected"));
+    })?;
     let cert_username = listener
         .username_from()
         .and_then(|from| peer.mapped_username(from));
@@ -221,6 +238,7 @@ async fn admit(
     // The store must have answered just now, whatever the caches hold.
     let policy_version = broker.logins.version(&*broker.store).await.map_err(|err| {
         refused(&err);
+        broker.stats.auth.inc(("failure", "store_unavailable"));
         authorize::server_unavailable(version)
     })?;
     let users = Users {
@@ -232,6 +250,13 @@ async fn admit(
         if broker.revoked.is_revoked(&peer.listener, cert) {
             // Verified against lists older than the current ones.
             refused(&"certificate revoked");
+            broker.stats.auth.inc(("failure", "certificate_revoked"));
+            broker.audit.auth_failure(
+                peer.addr,
+                &client_id,
+                who_name.as_deref(),
+                "certificate_revoked",
+            );
             return Err(authorize::connack_not_authorized(version));
         }
     }
@@ -246,6 +271,11 @@ async fn admit(
     .await
     .map_err(|refusal| {
         refused(&refusal);
+        let reason = auth_reason(&refusal.error);
+        broker.stats.auth.inc(("failure", reason));
+        broker
+            .audit
+            .auth_failure(peer.addr, &client_id, who_name.as_deref(), reason);
         auth_refusal(&refusal.error, version)
     })?;
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
@@ -262,14 +292,24 @@ async fn admit(
     let token_rules = token.as_ref().map_or(&[][..], |t| t.rules.as_slice());
     let policy = compile_with(broker, &principal, token_rules, policy_version)
         .await
-        .map_err(|()| authorize::server_unavailable(version))?;
+        .map_err(|()| {
+            broker.stats.auth.inc(("failure", "policy_unavailable"));
+            authorize::server_unavailable(version)
+        })?;
     let who = Who {
         client_id: &principal.client_id,
         username: principal.username.as_deref(),
+        peer: principal.peer,
     };
-    broker.authz.connect(who, &*policy, version)?;
+    broker
+        .authz
+        .connect(who, &*policy, version)
+        .inspect_err(|_| broker.stats.auth.inc(("failure", "connect_denied")))?;
     let will = match &connect.will {
-        Some(w) => Some(check_will(broker, who, &*policy, w, version)?),
+        Some(w) => Some(
+            check_will(broker, who, &*policy, w, version)
+                .inspect_err(|_| broker.stats.auth.inc(("failure", "will_denied")))?,
+        ),
         None => None,
     };
 
@@ -291,6 +331,7 @@ async fn admit(
         id: conn_id,
         wake: Arc::clone(&wake),
         protocol: version,
+        since_ms: crate::observe::audit::timestamp_ms(),
     };
     let request = AttachRequest {
         connect: &connect,
@@ -300,8 +341,16 @@ async fn admit(
         expiry: Duration::from_secs(u64::from(expiry_secs)),
         token: token.clone(),
     };
-    let (session, session_present) =
-        lifecycle::attach(broker, request).map_err(|_| identifier_rejected(version))?;
+    let listener_name = Arc::clone(&peer.listener);
+    let (session, session_present) = lifecycle::attach(broker, request).map_err(|_| {
+        broker.stats.auth.inc(("failure", "client_id_in_use"));
+        identifier_rejected(version)
+    })?;
+    broker.stats.auth.inc(("success", "ok"));
+    broker
+        .stats
+        .connections
+        .inc((listener_name, crate::observe::protocol_label(version)));
     tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
     // A CRL published since the check above: the scan may have missed this
     // session (see `revocation`).

@@ -66,6 +66,8 @@ pub enum End {
     WriteStall,
     /// The login's token expired, and no AUTH brought a fresh one.
     TokenExpired,
+    /// An operator disconnected the client.
+    Kicked,
     Shutdown,
 }
 
@@ -77,7 +79,7 @@ impl End {
             End::Violation(code) => Some(code),
             End::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT.value()),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER.value()),
-            End::Revoked => Some(ReasonCode::ADMINISTRATIVE_ACTION.value()),
+            End::Revoked | End::Kicked => Some(ReasonCode::ADMINISTRATIVE_ACTION.value()),
             End::PolicyFailed => Some(ReasonCode::UNSPECIFIED_ERROR.value()),
             End::CertRevoked => Some(ReasonCode::NOT_AUTHORIZED.value()),
             End::TokenExpired => Some(ReasonCode::MAXIMUM_CONNECT_TIME.value()),
@@ -464,6 +466,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Some((id, Kick::NotAuthorized)) if id == self.conn_id => End::Revoked,
             Some((id, Kick::PolicyFailed)) if id == self.conn_id => End::PolicyFailed,
             Some((id, Kick::CertRevoked)) if id == self.conn_id => End::CertRevoked,
+            Some((id, Kick::Administrative)) if id == self.conn_id => End::Kicked,
             _ => End::TakenOver,
         }
     }

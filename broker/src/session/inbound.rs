@@ -53,8 +53,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let qos = QoS::from_u8(p.qos).ok_or(violation(ReasonCode::MALFORMED_PACKET))?;
+        self.broker.stats.flow.add(
+            crate::observe::stats::Flow::MessagesIn,
+            qos,
+            1,
+            p.payload.len() as u64,
+        );
         let packet_id = p.packet_id.unwrap_or(0);
-        let policy = {
+        // The peer is read here rather than kept by the connection: the
+        // packet loop's size is watched (server.rs).
+        let (policy, peer) = {
             let st = self.session.state.lock();
             if qos == QoS::ExactlyOnce {
                 if st.incoming_qos2.contains(&packet_id) {
@@ -67,11 +75,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     return Err(violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
                 }
             }
-            Arc::clone(&st.policy)
+            (Arc::clone(&st.policy), st.principal.peer)
         };
         let who = Who {
             client_id: &self.client_id,
             username: self.username.as_deref(),
+            peer,
         };
         let verdict = self.broker.authz.publish(
             who,

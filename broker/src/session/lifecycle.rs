@@ -257,6 +257,9 @@ pub fn end_if_current(broker: &Broker, session: &Arc<Session>, generation: u64) 
 /// connection (0x98) or end the offline session; either way its will is
 /// dropped.
 pub fn revoke(broker: &Broker, session: &Arc<Session>) {
+    broker
+        .audit
+        .revocation(&session.client_id, session.owner.username());
     let mut sessions = broker.sessions.lock();
     let mut router = broker.router.write();
     let mut st = session.state.lock();
@@ -274,6 +277,22 @@ pub fn revoke(broker: &Broker, session: &Arc<Session>) {
         session,
         &mut st,
     );
+}
+
+/// An operator disconnects the session's connection (v5 DISCONNECT 0x98).
+/// Only the connection goes: the session stays, as after any lost
+/// connection (its will fires, its expiry counts). Returns whether a
+/// connection was attached.
+pub fn kick(session: &Session) -> bool {
+    let mut st = session.state.lock();
+    match st.attached.as_ref().map(|a| (a.id, Arc::clone(&a.wake))) {
+        Some((id, wake)) => {
+            st.kicked = Some((id, Kick::Administrative));
+            wake.notify_one();
+            true
+        }
+        None => false,
+    }
 }
 
 /// The session's policy could not be recompiled: never leave it on its old

@@ -48,6 +48,7 @@ fn request<'a>(broker: &Broker, connect: &'a Connect, user: &str, conn: u64) -> 
             id: conn,
             wake: Arc::new(Notify::new()),
             protocol: ProtocolVersion::V5,
+            since_ms: 0,
         },
         expiry: Duration::from_secs(60),
         token: None,

@@ -138,12 +138,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             )
         };
         let mut result = Ok(());
+        // Counted per batch and QoS: one shared add per batch, not per message.
+        let mut sent = [(0u64, 0u64); 3];
         for o in out.drain(..) {
             if self.conn.queue_publish(&o.view()).is_err() {
                 result = Err(End::Violation(
                     ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value(),
                 ));
                 break;
+            }
+            let slot = &mut sent[o.delivery.qos as usize];
+            slot.0 += 1;
+            slot.1 += o.delivery.msg.payload.len() as u64;
+        }
+        for (qos, (n, bytes)) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+            .into_iter()
+            .zip(sent)
+        {
+            if n > 0 {
+                self.broker
+                    .stats
+                    .flow
+                    .add(crate::observe::stats::Flow::MessagesOut, qos, n, bytes);
             }
         }
         self.out = out;

@@ -86,6 +86,9 @@ pub enum Kick {
     /// The connection's client certificate was revoked (v5 DISCONNECT
     /// 0x87); its will is dropped.
     CertRevoked,
+    /// An operator disconnected the client (admin API; v5 DISCONNECT 0x98).
+    /// The session and the will stay as for any other lost connection.
+    Administrative,
 }
 
 /// The connection currently attached to a session.
@@ -94,6 +97,8 @@ pub struct Attachment {
     pub id: ConnId,
     pub wake: Arc<Notify>,
     pub protocol: ProtocolVersion,
+    /// When this connection logged in (unix ms), for the admin API.
+    pub since_ms: u64,
 }
 
 /// Where an outbound QoS 1/2 message is in its handshake.
@@ -180,7 +185,12 @@ pub enum Offer {
     Refused,
     /// Queued; `congested` asks the publisher to pause reading; the
     /// publisher's acknowledgement waits until `ticket` is durable.
-    Queued { congested: bool, ticket: Ticket },
+    /// `dropped`: the queue was full and lost its oldest message for it.
+    Queued {
+        congested: bool,
+        ticket: Ticket,
+        dropped: bool,
+    },
 }
 
 impl SessionState {
@@ -237,6 +247,7 @@ impl SessionState {
                 id: 0,
                 wake: Arc::new(Notify::new()),
                 protocol,
+                since_ms: 0,
             },
             principal,
             policy,
@@ -377,6 +388,7 @@ fn who(principal: &Principal) -> Who<'_> {
     Who {
         client_id: &principal.client_id,
         username: principal.username.as_deref(),
+        peer: principal.peer,
     }
 }
 
@@ -416,7 +428,7 @@ impl Session {
         retain: bool,
         sub_ids: &[u32],
     ) -> Offer {
-        let (wake, congested, ticket) = {
+        let (wake, congested, ticket, dropped) = {
             let mut st = self.state.lock();
             let online = st.attached.is_some();
             // Offline: only a persistent session keeps messages, and only QoS 1/2.
@@ -437,17 +449,23 @@ impl Session {
             if !st.authorize_delivery(authz, &mut d) {
                 return Offer::Refused;
             }
+            let before = st.dropped;
             let ticket = st.push(persist, d);
             (
                 st.attached.as_ref().map(|o| Arc::clone(&o.wake)),
                 st.is_congested(),
                 ticket,
+                st.dropped != before,
             )
         };
         if let Some(wake) = wake {
             wake.notify_one();
         }
-        Offer::Queued { congested, ticket }
+        Offer::Queued {
+            congested,
+            ticket,
+            dropped,
+        }
     }
 
     pub fn is_congested(&self) -> bool {

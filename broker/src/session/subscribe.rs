@@ -31,7 +31,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
     pub(crate) fn on_subscribe(&mut self, sub: Subscribe) -> Result<(), End> {
         let sub_id = sub.properties.subscription_identifiers.first().copied();
-        let policy = Arc::clone(&self.session.state.lock().policy);
+        let (policy, peer) = {
+            let st = self.session.state.lock();
+            (Arc::clone(&st.policy), st.principal.peer)
+        };
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained = Vec::new();
         for f in &sub.filters {
@@ -48,6 +51,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let who = Who {
                 client_id: &self.client_id,
                 username: self.username.as_deref(),
+                peer,
             };
             let filter = parsed.filter.as_str();
             match self

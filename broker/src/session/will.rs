@@ -80,6 +80,8 @@ async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
     let who = Who {
         client_id: &session.client_id,
         username: session.owner.username(),
+        // The connection is gone; its address is in the deny's client id.
+        peer: None,
     };
     if !broker
         .authz

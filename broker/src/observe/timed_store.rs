@@ -1,0 +1,98 @@
+//! The broker's store, timed: every call's latency goes into a histogram
+//! per backend and operation, and the last call's outcome is the store's
+//! up/down gauge. A wrapper, so no backend knows about metrics.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use warden_auth::{ChangeFeed, PrincipalKey, Store, StoreError, UserRecord};
+use warden_policy::{PolicyVersion, RuleSet};
+
+/// Labels of the latency histogram: backend and operation.
+pub type OpLabels = Vec<(&'static str, &'static str)>;
+
+fn new_histogram() -> Histogram {
+    // 0.25 ms … ~4 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// Latencies and health of the store, shared with the metrics endpoint.
+#[derive(Debug)]
+pub struct StoreStats {
+    pub latency: Family<OpLabels, Histogram, fn() -> Histogram>,
+    /// The last call succeeded.
+    pub up: AtomicBool,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        StoreStats {
+            latency: Family::new_with_constructor(new_histogram),
+            up: AtomicBool::new(true),
+        }
+    }
+}
+
+/// A [`Store`] that times every call into [`StoreStats`].
+pub struct TimedStore {
+    inner: Arc<dyn Store>,
+    stats: Arc<StoreStats>,
+}
+
+impl TimedStore {
+    pub fn new(inner: Arc<dyn Store>, stats: Arc<StoreStats>) -> TimedStore {
+        TimedStore { inner, stats }
+    }
+
+    fn record<T>(&self, op: &'static str, started: Instant, res: &Result<T, StoreError>) {
+        let labels = vec![("backend", self.inner.backend()), ("operation", op)];
+        self.stats
+            .latency
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.stats.up.store(res.is_ok(), Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Store for TimedStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let t = Instant::now();
+        let res = self.inner.user(username).await;
+        self.record("user", t, &res);
+        res
+    }
+
+    async fn rules_for(&self, key: &PrincipalKey) -> Result<RuleSet, StoreError> {
+        let t = Instant::now();
+        let res = self.inner.rules_for(key).await;
+        self.record("rules_for", t, &res);
+        res
+    }
+
+    async fn policy_version(&self) -> Result<PolicyVersion, StoreError> {
+        let t = Instant::now();
+        let res = self.inner.policy_version().await;
+        self.record("policy_version", t, &res);
+        res
+    }
+
+    fn changes(&self) -> ChangeFeed {
+        self.inner.changes()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let res = self.inner.ping().await;
+        self.record("ping", t, &res);
+        res
+    }
+}
