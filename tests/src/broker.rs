@@ -42,6 +42,17 @@ pub struct BrokerOptions {
     /// Top-level YAML appended to the config as written, one key per line,
     /// e.g. "sessions: { takeover: any }\npersistence: { mode: sync }\n".
     pub extra_yaml: String,
+    /// Add the WebSocket listeners: `ws` and `wss` (any origin), `wss-mtls`
+    /// (client certificates required, username from the CN) and `ws-origin`
+    /// (only the origin `http://allowed.example`).
+    pub websockets: bool,
+    /// More listener entries, as YAML list items indented by two spaces
+    /// (`@DIR@` is the test directory), and how many listeners they are.
+    pub extra_listeners: String,
+    pub extra_listener_count: usize,
+    /// More server certificates issued by the test CA before the start:
+    /// `(stem, names)` writes `@DIR@/<stem>.pem` and `@DIR@/<stem>.key`.
+    pub server_certs: Vec<(&'static str, Vec<&'static str>)>,
 }
 
 impl Default for BrokerOptions {
@@ -58,6 +69,10 @@ impl Default for BrokerOptions {
             store: None,
             write_stall: None,
             extra_yaml: String::new(),
+            websockets: false,
+            extra_listeners: String::new(),
+            extra_listener_count: 0,
+            server_certs: Vec::new(),
         }
     }
 }
@@ -71,11 +86,15 @@ impl BrokerOptions {
         if let Some(n) = self.max_connections {
             tls_extra.push_str(&format!("    max_connections: {n}\n"));
         }
-        let plain = if self.plain_tcp {
-            "  - name: plain\n    kind: tcp\n    bind: \"127.0.0.1:0\"\n"
+        let mut plain = if self.plain_tcp {
+            "  - name: plain\n    kind: tcp\n    bind: \"127.0.0.1:0\"\n".to_owned()
         } else {
-            ""
+            String::new()
         };
+        if self.websockets {
+            plain.push_str(WS_LISTENERS);
+        }
+        plain.push_str(&self.extra_listeners);
         let store = self
             .store
             .clone()
@@ -88,7 +107,7 @@ impl BrokerOptions {
             .replace("@STORE@", &store)
             .replace("@LIMITS_EXTRA@", &limits_extra)
             .replace("@TLS_EXTRA@\n", &tls_extra)
-            .replace("@PLAIN@\n", plain)
+            .replace("@PLAIN@\n", &plain)
             .replace("@DIR@", &dir.display().to_string())
             .replace("@ANON@", &self.allow_anonymous.to_string())
             .replace("@ON_DENY@", self.on_deny)
@@ -101,8 +120,33 @@ impl BrokerOptions {
 
     fn listener_count(&self) -> usize {
         2 + usize::from(self.plain_tcp)
+            + if self.websockets { 4 } else { 0 }
+            + self.extra_listener_count
     }
 }
+
+const WS_LISTENERS: &str = "\
+  - name: ws
+    kind: ws
+    bind: \"127.0.0.1:0\"
+  - name: wss
+    kind: wss
+    bind: \"127.0.0.1:0\"
+    cert: @DIR@/server.pem
+    key: @DIR@/server.key
+  - name: wss-mtls
+    kind: wss
+    bind: \"127.0.0.1:0\"
+    cert: @DIR@/server.pem
+    key: @DIR@/server.key
+    client_auth: required
+    client_ca: @DIR@/ca.pem
+    username_from: cn
+  - name: ws-origin
+    kind: ws
+    bind: \"127.0.0.1:0\"
+    allowed_origins: [\"http://allowed.example\"]
+";
 
 pub struct TestBroker {
     pub dir: tempfile::TempDir,
@@ -205,6 +249,9 @@ impl TestBroker {
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         let pki = TestPki::new(dir.path());
+        for (stem, names) in &opts.server_certs {
+            pki.server_cert(stem, names);
+        }
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");
 

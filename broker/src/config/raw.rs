@@ -53,6 +53,22 @@ pub struct RawListener {
     pub username_from: Option<UsernameFrom>,
     pub max_connections: Option<std::num::NonZeroUsize>,
     pub connect_timeout: Option<HumanDuration>,
+    // WebSocket (ws, wss).
+    pub path: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    // Server certificates (tls, wss).
+    pub certificates: Option<Vec<RawCertificate>>,
+    pub alpn: Option<Vec<String>>,
+    pub cert_poll_interval: Option<HumanDuration>,
+}
+
+/// One entry of a listener's `certificates` list (SNI).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub hostnames: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,9 @@ fn settings(dir: &Path, client_auth: ClientAuth) -> TlsSettings {
         client_auth,
         username_from: None,
         dev_certs: false,
+        certificates: Vec::new(),
+        alpn: vec!["mqtt".to_owned()],
+        cert_poll_interval: std::time::Duration::from_secs(5),
     }
 }
 

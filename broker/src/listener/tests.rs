@@ -58,6 +58,9 @@ fn tls_listener(p: &Pki, client_auth: ClientAuth) -> ListenerConfig {
             client_auth,
             username_from: None,
             dev_certs: false,
+            certificates: Vec::new(),
+            alpn: vec!["mqtt".to_owned()],
+            cert_poll_interval: std::time::Duration::from_secs(5),
         }),
     )
 }
@@ -247,6 +250,27 @@ async fn alpn_mqtt_is_answered_and_not_required() {
         panic!("expected TLS")
     };
     assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+}
+
+#[tokio::test]
+async fn a_configured_alpn_list_is_answered_in_the_servers_order() {
+    let p = pki();
+    let mut cfg = tls_listener(&p, ClientAuth::None);
+    if let Transport::Tls(t) = &mut cfg.transport {
+        t.alpn = vec!["x-custom".to_owned(), "mqtt".to_owned()];
+    }
+    let offered: &[&[u8]] = &[b"mqtt", b"x-custom"];
+    let (server, client_stream) = run(&cfg, client(&p.ca, None, offered, false)).await;
+    assert!(server.is_ok());
+    assert_eq!(
+        client_stream.unwrap().get_ref().1.alpn_protocol(),
+        Some(&b"x-custom"[..])
+    );
+    let (_, client_stream) = run(&cfg, client(&p.ca, None, &[b"mqtt"], false)).await;
+    assert_eq!(
+        client_stream.unwrap().get_ref().1.alpn_protocol(),
+        Some(&b"mqtt"[..])
+    );
 }
 
 #[tokio::test]
@@ -452,6 +476,9 @@ fn mtls_server(trusted: &Issuer) -> MtlsServer {
         client_auth: ClientAuth::Required { ca },
         username_from: Some(UsernameFrom::Cn),
         dev_certs: false,
+        certificates: Vec::new(),
+        alpn: vec!["mqtt".to_owned()],
+        cert_poll_interval: std::time::Duration::from_secs(5),
     };
     let clock = Arc::new(Clock(AtomicU64::new(now_secs())));
     let acceptors =
