@@ -516,6 +516,8 @@ impl MtlsServer {
         let hs = Handshaker {
             name: Arc::from("mtls"),
             tls: Some(Arc::new(ArcSwap::new(self.acceptors.clone()))),
+            ws: None,
+            failures: Arc::default(),
         };
         let server = tokio::spawn(async move {
             let (sock, peer) = tcp.accept().await.unwrap();
