@@ -125,8 +125,7 @@ impl BrokerOptions {
     }
 }
 
-const WS_LISTENERS: &str = "\
-  - name: ws
+const WS_LISTENERS: &str = "  - name: ws
     kind: ws
     bind: \"127.0.0.1:0\"
   - name: wss

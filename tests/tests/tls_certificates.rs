@@ -25,8 +25,7 @@ fn start() -> TestBroker {
             ("hup", vec!["127.0.0.1"]),
             ("hup-next", vec!["127.0.0.1"]),
         ],
-        extra_listeners: "\
-  - name: sni
+        extra_listeners: "  - name: sni
     kind: tls
     bind: \"127.0.0.1:0\"
     cert: @DIR@/server.pem
@@ -78,10 +77,11 @@ async fn handshake(
 
 fn der_of(path: &Path) -> CertificateDer<'static> {
     let pem = std::fs::read(path).expect("read cert");
-    rustls_pemfile::certs(&mut pem.as_slice())
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
         .next()
         .expect("one certificate")
-        .expect("PEM")
+        .expect("PEM");
+    der
 }
 
 #[tokio::test]

@@ -179,10 +179,12 @@ async fn a_text_frame_closes_the_connection() {
     );
 }
 
-fn http_status(err: tungstenite::Error) -> u16 {
-    match err {
-        tungstenite::Error::Http(resp) => resp.status().as_u16(),
-        other => panic!("expected an HTTP refusal, got {other}"),
+/// The HTTP status of a refused upgrade.
+async fn refused(addr: std::net::SocketAddr, up: &Upgrade) -> u16 {
+    match ws::connect(addr, up).await {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("upgrade accepted: {up:?}"),
     }
 }
 
@@ -193,7 +195,7 @@ async fn upgrade_checks_path_origin_and_subprotocol() {
 
     let mut up = Upgrade::mqtt();
     up.path = "/other".into();
-    assert_eq!(http_status(ws::connect(ws_addr, &up).await.unwrap_err()), 404);
+    assert_eq!(refused(ws_addr, &up).await, 404);
 
     // Subprotocols: the client's first one that is MQTT's.
     for (offered, chosen) in [
@@ -208,15 +210,15 @@ async fn upgrade_checks_path_origin_and_subprotocol() {
     }
     let mut up = Upgrade::mqtt();
     up.protocols = Some("chat".into());
-    assert_eq!(http_status(ws::connect(ws_addr, &up).await.unwrap_err()), 400);
+    assert_eq!(refused(ws_addr, &up).await, 400);
 
     // Allowed origins: checked at the upgrade.
     let origin_addr = broker.addr("ws-origin");
     let mut up = Upgrade::mqtt();
     up.origin = Some("http://evil.example".into());
-    assert_eq!(http_status(ws::connect(origin_addr, &up).await.unwrap_err()), 403);
+    assert_eq!(refused(origin_addr, &up).await, 403);
     up.origin = None;
-    assert_eq!(http_status(ws::connect(origin_addr, &up).await.unwrap_err()), 403);
+    assert_eq!(refused(origin_addr, &up).await, 403);
     up.origin = Some("http://allowed.example".into());
     let mut c = ws::raw(origin_addr, &up).await.expect("allowed origin");
     let (_, code, _) = c
