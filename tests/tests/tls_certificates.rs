@@ -19,7 +19,7 @@ fn start() -> TestBroker {
     TestBroker::start(BrokerOptions {
         server_certs: vec![
             ("a", vec!["a.test"]),
-            ("b", vec!["b-cert.test"]),
+            ("b", vec!["*.b.test"]),
             ("rot", vec!["127.0.0.1"]),
             ("rot-next", vec!["127.0.0.1"]),
             ("hup", vec!["127.0.0.1"]),

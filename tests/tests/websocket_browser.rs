@@ -105,14 +105,40 @@ fn spki_pin(broker: &TestBroker) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
-/// A plain HTTP GET on loopback; the body.
+/// An HTTP/1.1 GET on loopback; the body (by Content-Length: DevTools
+/// keeps the connection open).
 async fn http_get(port: u16, path: &str) -> String {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("devtools http");
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.expect("read");
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("devtools answers")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return body[..len].to_owned();
+            }
+        }
+    }
+    String::new()
 }
 
 /// The DevTools protocol on one page.
