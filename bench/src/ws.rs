@@ -17,7 +17,12 @@ use tokio_tungstenite::WebSocketStream;
 use crate::net::BoxStream;
 
 /// Upgrades `stream` (TCP or TLS to `host:port`) at `path`.
-pub async fn upgrade(stream: BoxStream, tls: bool, authority: &str, path: &str) -> Result<BoxStream> {
+pub async fn upgrade(
+    stream: BoxStream,
+    tls: bool,
+    authority: &str,
+    path: &str,
+) -> Result<BoxStream> {
     let scheme = if tls { "wss" } else { "ws" };
     let mut request = format!("{scheme}://{authority}{path}").into_client_request()?;
     request
@@ -96,9 +101,7 @@ impl AsyncWrite for WsIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match ready!(Pin::new(&mut self.get_mut().ws).poll_close(cx)) {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                Poll::Ready(Ok(()))
-            }
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(io_err(e))),
         }
     }

@@ -66,8 +66,8 @@ pub async fn connect(
     up: &Upgrade,
 ) -> Result<(WsConn, Response), tungstenite::Error> {
     let scheme = if up.tls.is_some() { "wss" } else { "ws" };
-    let mut request = format!("{scheme}://127.0.0.1:{}{}", addr.port(), up.path)
-        .into_client_request()?;
+    let mut request =
+        format!("{scheme}://127.0.0.1:{}{}", addr.port(), up.path).into_client_request()?;
     let headers = request.headers_mut();
     if let Some(p) = &up.protocols {
         headers.insert(

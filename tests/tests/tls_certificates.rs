@@ -94,7 +94,11 @@ async fn sni_picks_the_certificate_and_alpn_is_answered() {
     assert_eq!(alpn.as_deref(), Some(&b"mqtt"[..]));
     let (leaf, alpn) = handshake(&broker, addr, "x.b.test", &["mqtt", "x-custom"]).await;
     assert_eq!(leaf, der_of(&d.join("b.pem")), "*.b.test gets b.pem");
-    assert_eq!(alpn.as_deref(), Some(&b"x-custom"[..]), "the server's order");
+    assert_eq!(
+        alpn.as_deref(),
+        Some(&b"x-custom"[..]),
+        "the server's order"
+    );
     let (leaf, alpn) = handshake(&broker, addr, "127.0.0.1", &["h2"]).await;
     assert_eq!(leaf, der_of(&d.join("server.pem")), "no SNI: the default");
     assert_eq!(alpn, None, "no common protocol: served without ALPN");
@@ -122,7 +126,9 @@ async fn certificates_reload_on_file_change_and_on_sighup_without_dropping_clien
     let rot = broker.addr("rot");
     let first = der_of(&d.join("rot.pem"));
     assert_eq!(handshake(&broker, rot, "127.0.0.1", &[]).await.0, first);
-    let mut live = RawClient::tls(rot, broker.ca_pem(), None).await.expect("tls");
+    let mut live = RawClient::tls(rot, broker.ca_pem(), None)
+        .await
+        .expect("tls");
     let (_, code, _) = live
         .connect(&Connect::new(Version::V5, &client_id("live")).login("alice", "pw"))
         .await
@@ -155,7 +161,11 @@ async fn certificates_reload_on_file_change_and_on_sighup_without_dropping_clien
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(handshake(&broker, hup, "127.0.0.1", &[]).await.0, old);
     broker.signal("HUP");
-    assert!(broker.wait_log("config reloaded", WAIT).await, "{}", broker.log());
+    assert!(
+        broker.wait_log("config reloaded", WAIT).await,
+        "{}",
+        broker.log()
+    );
     assert_eq!(
         handshake(&broker, hup, "127.0.0.1", &[]).await.0,
         der_of(&d.join("hup-next.pem"))
@@ -186,5 +196,10 @@ async fn failed_handshakes_are_logged_at_info_and_rate_limited() {
         .collect();
     assert!(lines[0].contains("INFO"), "{}", lines[0]);
     assert!(lines[0].contains("peer=127.0.0.1:"), "{}", lines[0]);
-    assert_eq!(lines.len(), 10, "at most 10 per 10 s:\n{}", lines.join("\n"));
+    assert_eq!(
+        lines.len(),
+        10,
+        "at most 10 per 10 s:\n{}",
+        lines.join("\n")
+    );
 }

@@ -21,7 +21,8 @@ use warden_e2e::ws::tungstenite::Message;
 use warden_e2e::*;
 
 fn mqtt_js() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/node_modules/mqtt/dist/mqtt.min.js");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/node_modules/mqtt/dist/mqtt.min.js");
     assert!(
         path.is_file(),
         "{} missing: run scripts/install-test-deps",
@@ -108,7 +109,9 @@ fn spki_pin(broker: &TestBroker) -> String {
 /// An HTTP/1.1 GET on loopback; the body (by Content-Length: DevTools
 /// keeps the connection open).
 async fn http_get(port: u16, path: &str) -> String {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("devtools http");
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("devtools http");
     let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut data = Vec::new();
@@ -201,7 +204,9 @@ async fn chromium_with_mqtt_js_over_wss_shows_a_published_message() {
         ..Default::default()
     });
     broker.add_user("alice", "pw", &[]).await;
-    broker.allow("alice", "publish,subscribe,receive", "web/#").await;
+    broker
+        .allow("alice", "publish,subscribe,receive", "web/#")
+        .await;
     let (http, _server) = serve_page(page(broker.addr("wss").port())).await;
     let url = format!("http://127.0.0.1:{}/", http.0);
 
@@ -218,7 +223,10 @@ async fn chromium_with_mqtt_js_over_wss_shows_a_published_message() {
             "--remote-debugging-port=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--ignore-certificate-errors-spki-list={}", spki_pin(&broker)))
+        .arg(format!(
+            "--ignore-certificate-errors-spki-list={}",
+            spki_pin(&broker)
+        ))
         .arg(&url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -254,19 +262,33 @@ async fn chromium_with_mqtt_js_over_wss_shows_a_published_message() {
             if let Some(u) = found {
                 break u;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no page target: {list}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no page target: {list}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let tcp = TcpStream::connect(("127.0.0.1", devtools)).await.expect("devtools");
+    let tcp = TcpStream::connect(("127.0.0.1", devtools))
+        .await
+        .expect("devtools");
     let stream: Box<dyn warden_e2e::ws::IoStream> = Box::new(tcp);
     let (ws, _) = tokio_tungstenite::client_async(page_ws.as_str(), stream)
         .await
         .expect("devtools websocket");
     let mut cdp = Cdp { ws, next_id: 0 };
 
-    let state = cdp.wait_text("state", |s| s.starts_with("subscribed") || s.starts_with("error")).await;
-    assert_eq!(state, "subscribed qos 1", "the page's MQTT.js client:\n{}", broker.log());
+    let state = cdp
+        .wait_text("state", |s| {
+            s.starts_with("subscribed") || s.starts_with("error")
+        })
+        .await;
+    assert_eq!(
+        state,
+        "subscribed qos 1",
+        "the page's MQTT.js client:\n{}",
+        broker.log()
+    );
 
     let mut publisher = RawClient::tls(broker.tls_addr(), broker.ca_pem(), None)
         .await
@@ -286,7 +308,10 @@ async fn chromium_with_mqtt_js_over_wss_shows_a_published_message() {
     assert_eq!(shown, "web/news: hello, browser");
 
     let shot = cdp
-        .call("Page.captureScreenshot", serde_json::json!({ "format": "png" }))
+        .call(
+            "Page.captureScreenshot",
+            serde_json::json!({ "format": "png" }),
+        )
         .await;
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().expect("screenshot data"))

@@ -18,7 +18,9 @@ async fn broker() -> TestBroker {
         ..Default::default()
     });
     broker.add_user("alice", "pw", &[]).await;
-    broker.allow("alice", "publish,subscribe,receive", "web/#").await;
+    broker
+        .allow("alice", "publish,subscribe,receive", "web/#")
+        .await;
     broker
 }
 
@@ -26,7 +28,10 @@ async fn acl_scenario(broker: &TestBroker, listener: &str, tls: bool) {
     let id = client_id(listener);
     let mut c = V5Client::start(v5_ws_options(broker, listener, tls, &id, "alice", "pw"));
     let ack = c.connack().await.expect("CONNACK over WebSocket");
-    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+    assert_eq!(
+        ack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+    );
 
     c.client
         .subscribe("web/news", QoS::AtLeastOnce)
@@ -87,10 +92,18 @@ async fn acl_scenario(broker: &TestBroker, listener: &str, tls: bool) {
     assert_eq!(code, 0);
     broker.cli_ok(&["user", "disable", "alice"]).await;
     let ending = r.ending(Duration::from_secs(3)).await;
-    assert_eq!(ending.disconnect_code(), Some(0x98), "{listener}: {ending:?}");
+    assert_eq!(
+        ending.disconnect_code(),
+        Some(0x98),
+        "{listener}: {ending:?}"
+    );
     // rumqttc's session is ended as well.
     let end = c.wait_for(Duration::from_secs(3), |_| false).await;
-    assert_ne!(end, Err("timeout".to_owned()), "{listener}: rumqttc still connected");
+    assert_ne!(
+        end,
+        Err("timeout".to_owned()),
+        "{listener}: rumqttc still connected"
+    );
     broker.cli_ok(&["user", "enable", "alice"]).await;
 }
 

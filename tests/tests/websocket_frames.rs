@@ -18,7 +18,9 @@ async fn broker() -> TestBroker {
         ..Default::default()
     });
     broker.add_user("alice", "pw", &[]).await;
-    broker.allow("alice", "publish,subscribe,receive", "web/#").await;
+    broker
+        .allow("alice", "publish,subscribe,receive", "web/#")
+        .await;
     broker
 }
 
@@ -81,16 +83,19 @@ impl Frames {
 async fn packets_split_across_frames_and_several_in_one_frame() {
     let broker = broker().await;
     let mut f = Frames::open(&broker).await;
-    let connect = wire::encode_connect(&Connect::new(Version::V5, &client_id("f")).login("alice", "pw"));
+    let connect =
+        wire::encode_connect(&Connect::new(Version::V5, &client_id("f")).login("alice", "pw"));
     // CONNECT in three frames, the first holding one byte.
-    f.send(&[&connect[..1], &connect[1..5], &connect[5..]]).await;
+    f.send(&[&connect[..1], &connect[1..5], &connect[5..]])
+        .await;
     assert!(
         matches!(f.packet().await, Incoming::ConnAck { code: 0, .. }),
         "CONNACK 0"
     );
 
     // SUBSCRIBE, PUBLISH and PINGREQ in one frame.
-    let mut batch = wire::encode_subscribe(1, &[Sub::new("web/#", 1)], &Props::default(), Version::V5);
+    let mut batch =
+        wire::encode_subscribe(1, &[Sub::new("web/#", 1)], &Props::default(), Version::V5);
     let mut publish = Publish::new("web/a", b"one frame", 1);
     publish.packet_id = 2;
     batch.extend(wire::encode_publish(&publish, Version::V5));
@@ -100,11 +105,23 @@ async fn packets_split_across_frames_and_several_in_one_frame() {
     while seen.len() < 4 {
         seen.push(f.packet().await);
     }
-    assert!(seen.iter().any(|p| matches!(p, Incoming::SubAck { codes, .. } if codes == &[1])), "{seen:?}");
-    assert!(seen.iter().any(|p| matches!(p, Incoming::PubAck { packet_id: 2, .. })), "{seen:?}");
-    assert!(seen.iter().any(|p| matches!(p, Incoming::PingResp)), "{seen:?}");
     assert!(
-        seen.iter().any(|p| matches!(p, Incoming::Publish(m) if m.payload == b"one frame")),
+        seen.iter()
+            .any(|p| matches!(p, Incoming::SubAck { codes, .. } if codes == &[1])),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|p| matches!(p, Incoming::PubAck { packet_id: 2, .. })),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|p| matches!(p, Incoming::PingResp)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|p| matches!(p, Incoming::Publish(m) if m.payload == b"one frame")),
         "{seen:?}"
     );
 
@@ -133,9 +150,13 @@ async fn packets_split_across_frames_and_several_in_one_frame() {
 async fn ping_and_close_frames_are_answered() {
     let broker = broker().await;
     let mut f = Frames::open(&broker).await;
-    let connect = wire::encode_connect(&Connect::new(Version::V5, &client_id("p")).login("alice", "pw"));
+    let connect =
+        wire::encode_connect(&Connect::new(Version::V5, &client_id("p")).login("alice", "pw"));
     f.send(&[&connect]).await;
-    assert!(matches!(f.packet().await, Incoming::ConnAck { code: 0, .. }));
+    assert!(matches!(
+        f.packet().await,
+        Incoming::ConnAck { code: 0, .. }
+    ));
     f.ws.send(Message::Ping(b"are you there".to_vec().into()))
         .await
         .unwrap();
@@ -159,9 +180,13 @@ async fn ping_and_close_frames_are_answered() {
 async fn a_text_frame_closes_the_connection() {
     let broker = broker().await;
     let mut f = Frames::open(&broker).await;
-    let connect = wire::encode_connect(&Connect::new(Version::V5, &client_id("t")).login("alice", "pw"));
+    let connect =
+        wire::encode_connect(&Connect::new(Version::V5, &client_id("t")).login("alice", "pw"));
     f.send(&[&connect]).await;
-    assert!(matches!(f.packet().await, Incoming::ConnAck { code: 0, .. }));
+    assert!(matches!(
+        f.packet().await,
+        Incoming::ConnAck { code: 0, .. }
+    ));
     f.ws.send(Message::Text("hello".into())).await.unwrap();
     let end = tokio::time::timeout(WAIT, async {
         loop {
@@ -206,7 +231,11 @@ async fn upgrade_checks_path_origin_and_subprotocol() {
         let mut up = Upgrade::mqtt();
         up.protocols = offered.map(str::to_owned);
         let (_, resp) = ws::connect(ws_addr, &up).await.expect("upgrade");
-        assert_eq!(ws::protocol(&resp).as_deref(), chosen, "offered {offered:?}");
+        assert_eq!(
+            ws::protocol(&resp).as_deref(),
+            chosen,
+            "offered {offered:?}"
+        );
     }
     let mut up = Upgrade::mqtt();
     up.protocols = Some("chat".into());
@@ -229,7 +258,10 @@ async fn upgrade_checks_path_origin_and_subprotocol() {
 
     assert!(
         broker
-            .wait_log("origin \"http://evil.example\" not allowed", Duration::from_secs(3))
+            .wait_log(
+                "origin \"http://evil.example\" not allowed",
+                Duration::from_secs(3)
+            )
             .await,
         "refused upgrades are logged:\n{}",
         broker.log()

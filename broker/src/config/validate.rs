@@ -435,7 +435,10 @@ fn reject_ws_keys(
 
 fn build_ws(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<WsSettings, ConfigError> {
     let item = |key| [Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)];
-    let path = raw.path.clone().unwrap_or_else(|| DEFAULT_WS_PATH.to_owned());
+    let path = raw
+        .path
+        .clone()
+        .unwrap_or_else(|| DEFAULT_WS_PATH.to_owned());
     let bad_path = !path.starts_with('/')
         || path.contains(['?', '#'])
         || path.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -449,7 +452,9 @@ fn build_ws(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<WsSettings, Co
     let mut allowed_origins = Vec::new();
     for origin in raw.allowed_origins.iter().flatten() {
         let o = origin.trim().trim_end_matches('/');
-        if !(o.starts_with("http://") || o.starts_with("https://")) || o.contains(char::is_whitespace) {
+        if !(o.starts_with("http://") || o.starts_with("https://"))
+            || o.contains(char::is_whitespace)
+        {
             return Err(ctx.err(
                 &item("allowed_origins"),
                 &format!("listeners[{i}].allowed_origins"),
@@ -605,9 +610,8 @@ fn build_certificates(
         let mut hostnames = Vec::new();
         for h in c.hostnames.iter().flatten() {
             let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
-            let label_ok = |l: &str| {
-                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            };
+            let label_ok =
+                |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             let (wild, rest) = match name.strip_prefix("*.") {
                 Some(rest) => (true, rest),
                 None => (false, name.as_str()),
