@@ -53,17 +53,28 @@ impl Refusal {
         }
     }
 
+    /// For the log and the response body; what the client sent is quoted
+    /// (escaped) and cut short.
     fn message(&self) -> String {
         match self {
-            Refusal::WrongPath(p) => format!("no WebSocket endpoint at {p:?}"),
-            Refusal::OriginNotAllowed(Some(o)) => format!("origin {o:?} not allowed"),
+            Refusal::WrongPath(p) => format!("no WebSocket endpoint at {:?}", clip(p)),
+            Refusal::OriginNotAllowed(Some(o)) => format!("origin {:?} not allowed", clip(o)),
             Refusal::OriginNotAllowed(None) => {
                 "no Origin header, and origins are restricted".into()
             }
-            Refusal::NoMqttSubprotocol(offered) => {
-                format!("subprotocols {offered:?} offered, none of mqtt, mqttv3.1")
-            }
+            Refusal::NoMqttSubprotocol(offered) => format!(
+                "subprotocols {:?} offered, none of mqtt, mqttv3.1",
+                clip(offered)
+            ),
         }
+    }
+}
+
+/// At most 100 characters of client-supplied text.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(100) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }
 
@@ -286,6 +297,15 @@ mod tests {
             allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
             max_message_size: 1 << 20,
         }
+    }
+
+    #[test]
+    fn client_text_in_messages_is_cut_short() {
+        let long = "é".repeat(500);
+        assert_eq!(clip(&long).chars().count(), 100);
+        assert_eq!(clip("short"), "short");
+        let msg = Refusal::OriginNotAllowed(Some(long)).message();
+        assert!(msg.len() < 300, "{msg}");
     }
 
     #[test]
