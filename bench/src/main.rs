@@ -8,6 +8,7 @@ mod net;
 mod pubsub;
 mod report;
 mod throughput;
+mod ws;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -66,6 +67,9 @@ struct Args {
     key: Option<String>,
     #[arg(long, default_value = "localhost")]
     server_name: String,
+    /// MQTT over WebSocket at this path (e.g. /mqtt): ws, or wss with --ca.
+    #[arg(long)]
+    ws_path: Option<String>,
     /// Usernames are PREFIX0, PREFIX1, … (cycling over --users); empty sends none.
     #[arg(long, default_value = "bench")]
     user_prefix: String,
@@ -172,14 +176,18 @@ impl Args {
             addr: SocketAddr::new(self.host, self.port),
             tls,
             sources,
+            ws_path: self.ws_path.clone(),
         })
     }
 
     fn transport(&self) -> &'static str {
-        match (&self.ca, &self.cert) {
-            (None, _) => "tcp",
-            (Some(_), None) => "tls",
-            (Some(_), Some(_)) => "mtls",
+        match (&self.ca, &self.cert, self.ws_path.is_some()) {
+            (None, _, false) => "tcp",
+            (Some(_), None, false) => "tls",
+            (Some(_), Some(_), false) => "mtls",
+            (None, _, true) => "ws",
+            (Some(_), None, true) => "wss",
+            (Some(_), Some(_), true) => "wss+mtls",
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Target {
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
     /// Local addresses to bind, round robin (empty: let the kernel choose).
     pub sources: Vec<IpAddr>,
+    /// `Some(path)`: MQTT over WebSocket (ws, or wss with TLS) at this path.
+    pub ws_path: Option<String>,
 }
 
 /// Builds a TLS client without session resumption, so that every connect
@@ -80,9 +82,16 @@ impl Target {
             }
         };
         tcp.set_nodelay(true)?;
-        match &self.tls {
-            None => Ok(Box::new(tcp)),
-            Some((connector, name)) => Ok(Box::new(connector.connect(name.clone(), tcp).await?)),
+        let stream: BoxStream = match &self.tls {
+            None => Box::new(tcp),
+            Some((connector, name)) => Box::new(connector.connect(name.clone(), tcp).await?),
+        };
+        match &self.ws_path {
+            None => Ok(stream),
+            Some(path) => {
+                let authority = self.addr.to_string();
+                crate::ws::upgrade(stream, self.tls.is_some(), &authority, path).await
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use warden_auth::Store;
 
 use crate::broker::Broker;
 use crate::config::PersistenceMode;
-use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::config::{Config, ListenerConfig};
 use crate::lifecycle::{reload, Event, Signals};
 use crate::listener::{Handshaker, Listener, ListenerError, MqttStream};
 use crate::persist::{Loaded, Persister};
@@ -124,6 +124,12 @@ pub async fn run(
         tokio::spawn(crate::observe::http::serve(
             http,
             Arc::clone(&broker),
+            controller.subscribe(),
+        ));
+    }
+    for listener in listeners.iter().filter(|l| l.kind().is_tls()) {
+        tokio::spawn(crate::listener::cert_reload::watch(
+            Arc::clone(listener),
             controller.subscribe(),
         ));
     }
@@ -234,8 +240,8 @@ async fn bind_all(config: &Config) -> Result<Vec<Arc<Listener>>, ServeError> {
                 name: cfg.name.to_string(),
                 source,
             })?;
-        if listener.kind() == ListenerKind::Tcp {
-            tracing::warn!(listener = %cfg.name, "plain TCP listener: credentials and messages travel unencrypted");
+        if !listener.kind().is_tls() {
+            tracing::warn!(listener = %cfg.name, kind = listener.kind().as_str(), "unencrypted listener: credentials and messages travel in the clear");
         }
         tracing::info!("listening on {} ({})", listener.local_addr(), cfg.name);
         listeners.push(Arc::new(listener));
@@ -349,7 +355,7 @@ async fn admit(
         let (stream, peer) = match handshaker.handshake(tcp, addr).await {
             Ok(pair) => pair,
             Err(err) => {
-                crate::listener::handshake_failed(handshaker.listener_name(), addr, &err);
+                handshaker.report_failure(addr, &err);
                 stats
                     .stats
                     .handshake_failures

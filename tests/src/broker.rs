@@ -55,6 +55,17 @@ pub struct BrokerOptions {
     /// Serve the metrics listener (with the admin API's token
     /// [`ADMIN_TOKEN`] in a token file); its address is `addr("metrics")`.
     pub metrics: bool,
+    /// Add the WebSocket listeners: `ws` and `wss` (any origin), `wss-mtls`
+    /// (client certificates required, username from the CN) and `ws-origin`
+    /// (only the origin `http://allowed.example`).
+    pub websockets: bool,
+    /// More listener entries, as YAML list items indented by two spaces
+    /// (`@DIR@` is the test directory), and how many listeners they are.
+    pub extra_listeners: String,
+    pub extra_listener_count: usize,
+    /// More server certificates issued by the test CA before the start:
+    /// `(stem, names)` writes `@DIR@/<stem>.pem` and `@DIR@/<stem>.key`.
+    pub server_certs: Vec<(&'static str, Vec<&'static str>)>,
 }
 
 /// The admin API token of a broker started with `metrics: true`.
@@ -79,6 +90,10 @@ impl Default for BrokerOptions {
             auth_extra: String::new(),
             empty_crl: false,
             metrics: false,
+            websockets: false,
+            extra_listeners: String::new(),
+            extra_listener_count: 0,
+            server_certs: Vec::new(),
         }
     }
 }
@@ -92,11 +107,15 @@ impl BrokerOptions {
         if let Some(n) = self.max_connections {
             tls_extra.push_str(&format!("    max_connections: {n}\n"));
         }
-        let plain = if self.plain_tcp {
-            "  - name: plain\n    kind: tcp\n    bind: \"127.0.0.1:0\"\n"
+        let mut plain = if self.plain_tcp {
+            "  - name: plain\n    kind: tcp\n    bind: \"127.0.0.1:0\"\n".to_owned()
         } else {
-            ""
+            String::new()
         };
+        if self.websockets {
+            plain.push_str(WS_LISTENERS);
+        }
+        plain.push_str(&self.extra_listeners);
         let store = self
             .store
             .clone()
@@ -112,7 +131,7 @@ impl BrokerOptions {
             .replace("@STORE@", &store)
             .replace("@LIMITS_EXTRA@", &limits_extra)
             .replace("@TLS_EXTRA@\n", &tls_extra)
-            .replace("@PLAIN@\n", plain)
+            .replace("@PLAIN@\n", &plain)
             .replace("@DIR@", &dir.display().to_string())
             .replace("@ANON@", &self.allow_anonymous.to_string())
             .replace("@ON_DENY@", self.on_deny)
@@ -130,9 +149,34 @@ impl BrokerOptions {
     }
 
     fn listener_count(&self) -> usize {
-        2 + usize::from(self.plain_tcp) + usize::from(self.metrics)
+        2 + usize::from(self.plain_tcp)
+            + usize::from(self.metrics)
+            + if self.websockets { 4 } else { 0 }
+            + self.extra_listener_count
     }
 }
+
+const WS_LISTENERS: &str = "  - name: ws
+    kind: ws
+    bind: \"127.0.0.1:0\"
+  - name: wss
+    kind: wss
+    bind: \"127.0.0.1:0\"
+    cert: @DIR@/server.pem
+    key: @DIR@/server.key
+  - name: wss-mtls
+    kind: wss
+    bind: \"127.0.0.1:0\"
+    cert: @DIR@/server.pem
+    key: @DIR@/server.key
+    client_auth: required
+    client_ca: @DIR@/ca.pem
+    username_from: cn
+  - name: ws-origin
+    kind: ws
+    bind: \"127.0.0.1:0\"
+    allowed_origins: [\"http://allowed.example\"]
+";
 
 pub struct TestBroker {
     pub dir: tempfile::TempDir,
@@ -237,6 +281,9 @@ impl TestBroker {
         let pki = TestPki::new(dir.path());
         if opts.empty_crl {
             std::fs::write(dir.path().join("ca.crl"), pki.crl(&[])).expect("write CRL");
+        }
+        for (stem, names) in &opts.server_certs {
+            pki.server_cert(stem, names);
         }
         let config = dir.path().join("warden.yaml");
         std::fs::write(&config, opts.render(dir.path())).expect("write config");

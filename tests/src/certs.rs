@@ -191,6 +191,18 @@ impl TestPki {
         self.ca.key.serialize_pem()
     }
 
+    /// Another server certificate, for the given DNS names and IP addresses,
+    /// signed by the test CA; written to `<stem>.pem` and `<stem>.key`.
+    pub fn server_cert(&self, stem: &str, sans: &[&str]) -> CertFiles {
+        let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("server params");
+        params.distinguished_name = dn(sans.first().copied().unwrap_or(stem));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let (cert, key) = self.ca.issue(params);
+        save(&self.dir, stem, cert, key)
+    }
+
     /// A client certificate with subject CN=`cn`, signed by the rogue CA the
     /// broker does not trust.
     pub fn rogue_client(&self, cn: &str) -> CertFiles {

@@ -67,6 +67,34 @@ pub fn v5_options(
     o
 }
 
+/// rumqttc 5.0 options for a WebSocket listener (`ws`, or `wss` when
+/// `tls`), path `/mqtt`, with a username and password.
+pub fn v5_ws_options(
+    broker: &TestBroker,
+    listener: &str,
+    tls: bool,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> rumqttc::v5::MqttOptions {
+    let port = broker.addr(listener).port();
+    let scheme = if tls { "wss" } else { "ws" };
+    let url = format!("{scheme}://127.0.0.1:{port}/mqtt");
+    let mut o = rumqttc::v5::MqttOptions::new(client_id, url, port);
+    o.set_credentials(user, password);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_transport(if tls {
+        rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Simple {
+            ca: broker.ca_pem().as_bytes().to_vec(),
+            alpn: None,
+            client_auth: None,
+        })
+    } else {
+        rumqttc::Transport::Ws
+    });
+    o
+}
+
 /// A rumqttc 3.1.1 client whose event loop runs in a task; the loop stops at
 /// the first connection error (no reconnects), which is then reported.
 pub struct V3Client {

@@ -17,6 +17,7 @@ pub mod sessions;
 pub mod stores;
 pub mod wire;
 pub mod wire_decode;
+pub mod ws;
 
 pub use broker::{BrokerOptions, TestBroker};
 pub use raw::{RawClient, RawError};

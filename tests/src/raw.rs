@@ -19,7 +19,7 @@ use crate::certs::CertFiles;
 use crate::wire::{self, Connect, Incoming, Props, Publish, Sub, Version};
 use crate::wire_decode;
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// How a read from the broker ended when it did not give a packet.
@@ -130,6 +130,11 @@ impl RawClient {
             next_id: 0,
             transcript: None,
         }
+    }
+
+    /// Over any byte stream (e.g. a WebSocket adapter, `ws::WsIo`).
+    pub fn from_stream(stream: Box<dyn Stream>) -> Self {
+        Self::with_stream(stream)
     }
 
     /// Plain TCP.

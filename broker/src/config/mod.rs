@@ -98,7 +98,27 @@ pub struct ListenerConfig {
     pub max_connections: NonZeroUsize,
     /// Time allowed for the TLS handshake plus the CONNECT packet.
     pub connect_timeout: Duration,
+    /// `Some` for ws and wss listeners: MQTT in WebSocket frames, after
+    /// the TCP (ws) or TLS (wss) handshake.
+    pub websocket: Option<WsSettings>,
 }
+
+/// The WebSocket upgrade of a ws or wss listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsSettings {
+    /// The request path that is upgraded, e.g. `/mqtt`; others get 404.
+    pub path: String,
+    /// `Origin` values let in (compared ASCII case-insensitively); empty:
+    /// any origin, or none. A browser page from elsewhere gets 403.
+    pub allowed_origins: Vec<String>,
+    /// Largest WebSocket message and frame accepted: the config's
+    /// `limits.max_packet_size` plus room for the frame header, so that a
+    /// frame cannot make the broker buffer more than one packet may be.
+    pub max_message_size: usize,
+}
+
+/// Default for [`WsSettings::path`].
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -122,6 +142,45 @@ pub struct TlsSettings {
     /// True when `cert` and `key` are the development defaults in
     /// `<data_dir>/certs`, which `certs::ensure_dev_certs` may create.
     pub dev_certs: bool,
+    /// More server certificates, picked by the name the client asks for
+    /// (SNI); `cert`/`key` serve every other name and clients without SNI.
+    pub certificates: Vec<SniCertificate>,
+    /// ALPN protocols answered, in the server's order of preference; a
+    /// client offering none of them is served without ALPN.
+    pub alpn: Vec<String>,
+    /// How often the certificate, key and CA files are checked for changes
+    /// (a change reloads them, as SIGHUP does).
+    pub cert_poll_interval: Duration,
+}
+
+/// A server certificate served to clients that ask for one of `hostnames`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SniCertificate {
+    /// PEM certificate chain, absolute.
+    pub cert: PathBuf,
+    /// PEM private key, absolute.
+    pub key: PathBuf,
+    /// Lower-case names, `*.example.com` matching one label; empty: the
+    /// DNS names of the certificate's subjectAltName.
+    pub hostnames: Vec<String>,
+}
+
+/// Default for [`TlsSettings::alpn`].
+pub const DEFAULT_ALPN: &str = "mqtt";
+/// Default for [`TlsSettings::cert_poll_interval`].
+pub const DEFAULT_CERT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+impl TlsSettings {
+    /// The files these settings are read from: what a change is watched on.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut files = vec![self.cert.as_path(), self.key.as_path()];
+        files.extend(self.client_auth.ca());
+        for c in &self.certificates {
+            files.push(&c.cert);
+            files.push(&c.key);
+        }
+        files
+    }
 }
 
 /// Client certificate verification; the CA bundle comes with the mode that
@@ -160,13 +219,16 @@ impl ListenerConfig {
             transport,
             max_connections: validate::DEFAULT_MAX_CONNECTIONS,
             connect_timeout: validate::DEFAULT_CONNECT_TIMEOUT,
+            websocket: None,
         }
     }
 
     pub fn kind(&self) -> ListenerKind {
-        match self.transport {
-            Transport::Tcp => ListenerKind::Tcp,
-            Transport::Tls(_) => ListenerKind::Tls,
+        match (&self.transport, &self.websocket) {
+            (Transport::Tcp, None) => ListenerKind::Tcp,
+            (Transport::Tls(_), None) => ListenerKind::Tls,
+            (Transport::Tcp, Some(_)) => ListenerKind::Ws,
+            (Transport::Tls(_), Some(_)) => ListenerKind::Wss,
         }
     }
 

@@ -58,6 +58,22 @@ pub struct RawListener {
     pub connect_timeout: Option<HumanDuration>,
     /// Certificate revocation lists (PEM or DER): one path or a list.
     pub crl: Option<OneOrMany<PathBuf>>,
+    // WebSocket (ws, wss).
+    pub path: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    // Server certificates (tls, wss).
+    pub certificates: Option<Vec<RawCertificate>>,
+    pub alpn: Option<Vec<String>>,
+    pub cert_poll_interval: Option<HumanDuration>,
+}
+
+/// One entry of a listener's `certificates` list (SNI).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub hostnames: Option<Vec<String>>,
 }
 
 /// A key that takes one value or a list of them.

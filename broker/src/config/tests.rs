@@ -336,3 +336,92 @@ fn observability_keys_are_read_and_checked() {
     fails("metrics:\n  bind: nowhere\n", "metrics.bind", 2);
     fails("metrics:\n  open: true\n", "metrics", 2);
 }
+
+#[test]
+fn websocket_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["s.pem", "s.key", "a.pem", "a.key"] {
+        fs::write(dir.path().join(f), "").unwrap();
+    }
+    let c = parse_in(
+        dir.path(),
+        "\
+listeners:
+  - { name: ws, kind: ws, bind: \"127.0.0.1:0\" }
+  - name: wss
+    kind: wss
+    bind: \"127.0.0.1:0\"
+    path: /broker/mqtt
+    allowed_origins: [\"https://App.example.com/\"]
+    certificates: [{ cert: a.pem, key: a.key, hostnames: [\"*.A.example\"] }]
+    alpn: [mqtt, x-other]
+    cert_poll_interval: 1s
+limits: { max_packet_size: 1000 }
+",
+    )
+    .unwrap();
+    let ws = &c.listeners[0];
+    assert_eq!(ws.kind(), ListenerKind::Ws);
+    assert!(ws.tls().is_none());
+    let w = ws.websocket.as_ref().unwrap();
+    assert_eq!(w.path, "/mqtt");
+    assert!(w.allowed_origins.is_empty());
+    assert_eq!(w.max_message_size, 1016);
+    let wss = &c.listeners[1];
+    assert_eq!(wss.kind(), ListenerKind::Wss);
+    let w = wss.websocket.as_ref().unwrap();
+    assert_eq!(w.path, "/broker/mqtt");
+    assert_eq!(w.allowed_origins, ["https://app.example.com"]);
+    let tls = wss.tls().unwrap();
+    // Without cert and key the first entry is also the default.
+    assert_eq!(tls.cert, dir.path().join("a.pem"));
+    assert!(!tls.dev_certs);
+    assert_eq!(tls.certificates[0].hostnames, ["*.a.example"]);
+    assert_eq!(tls.alpn, ["mqtt", "x-other"]);
+    assert_eq!(tls.cert_poll_interval, Duration::from_secs(1));
+    assert_eq!(
+        tls.files(),
+        [
+            dir.path().join("a.pem"),
+            dir.path().join("a.key"),
+            dir.path().join("a.pem"),
+            dir.path().join("a.key")
+        ]
+    );
+}
+
+#[test]
+fn websocket_and_tls_keys_only_where_they_apply() {
+    let text = fails(
+        "listeners:\n  - kind: tls\n    bind: \"127.0.0.1:0\"\n    path: /mqtt\n",
+        "listeners[0].path",
+        4,
+    );
+    assert!(text.contains("ws or wss"), "{text}");
+    let text = fails(
+        "listeners:\n  - kind: ws\n    bind: \"127.0.0.1:0\"\n    alpn: [mqtt]\n",
+        "listeners[0].alpn",
+        4,
+    );
+    assert!(text.contains("kind: ws"), "{text}");
+    fails(
+        "listeners:\n  - kind: ws\n    bind: \"127.0.0.1:0\"\n    path: mqtt\n",
+        "listeners[0].path",
+        4,
+    );
+    fails(
+        "listeners:\n  - kind: wss\n    bind: \"127.0.0.1:0\"\n    allowed_origins: [\"evil\"]\n",
+        "listeners[0].allowed_origins",
+        4,
+    );
+    fails(
+        "listeners:\n  - kind: wss\n    bind: \"127.0.0.1:0\"\n    certificates:\n      - { cert: nope.pem, key: nope.key }\n",
+        "listeners[0].certificates[0].cert",
+        5,
+    );
+    fails(
+        "listeners:\n  - kind: tls\n    bind: \"127.0.0.1:0\"\n    cert_poll_interval: 0s\n",
+        "listeners[0].cert_poll_interval",
+        4,
+    );
+}

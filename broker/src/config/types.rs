@@ -20,6 +20,10 @@ pub const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_455;
 pub enum ListenerKind {
     Tls,
     Tcp,
+    /// MQTT over WebSocket on plain TCP.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
 }
 
 impl ListenerKind {
@@ -27,7 +31,19 @@ impl ListenerKind {
         match self {
             ListenerKind::Tls => "tls",
             ListenerKind::Tcp => "tcp",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
         }
+    }
+
+    /// Whether the listener runs TLS (tls, wss).
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// Whether MQTT is carried in WebSocket frames (ws, wss).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
     }
 }
 

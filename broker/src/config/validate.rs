@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::locate::{locate, Seg};
-use super::raw::{RawConfig, RawListener};
+use super::raw::{RawCertificate, RawConfig, RawListener};
 use super::types::{ClientAuthMode, ListenerKind};
 use super::{
     AuthConfig, ClientAuth, Config, ConfigError, Limits, ListenerConfig, LogConfig,
-    PersistenceConfig, PolicyConfig, SessionsConfig, TlsSettings, Transport, DEFAULT_DATA_DIR,
-    DEFAULT_SHUTDOWN_GRACE,
+    PersistenceConfig, PolicyConfig, SessionsConfig, SniCertificate, TlsSettings, Transport,
+    WsSettings, DEFAULT_ALPN, DEFAULT_CERT_POLL_INTERVAL, DEFAULT_DATA_DIR, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WS_PATH,
 };
 
 pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = match NonZeroUsize::new(10_000) {
@@ -131,7 +132,7 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
             .as_deref()
             .unwrap_or(Path::new(DEFAULT_DATA_DIR)),
     );
-    let listeners = match raw.listeners {
+    let mut listeners = match raw.listeners {
         None => vec![default_listener(&data_dir)],
         Some(list) if list.is_empty() => {
             return Err(ctx.err(
@@ -153,6 +154,9 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     };
     let policy = build_policy(raw.policy, ctx)?;
     let limits = build_limits(raw.limits, ctx)?;
+    for ws in listeners.iter_mut().filter_map(|l| l.websocket.as_mut()) {
+        ws.max_message_size = ws_message_bound(limits.max_packet_size);
+    }
     let log = LogConfig {
         level: raw
             .log
@@ -291,7 +295,18 @@ fn dev_tls(data_dir: &Path) -> TlsSettings {
         username_from: None,
         crls: Vec::new(),
         dev_certs: true,
+        certificates: Vec::new(),
+        alpn: vec![DEFAULT_ALPN.to_owned()],
+        cert_poll_interval: DEFAULT_CERT_POLL_INTERVAL,
     }
+}
+
+/// The largest WebSocket message a listener takes: one packet of the
+/// largest size allowed plus the frame header.
+fn ws_message_bound(max_packet_size: u32) -> usize {
+    usize::try_from(max_packet_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(16)
 }
 
 fn default_listener(data_dir: &Path) -> ListenerConfig {
@@ -362,12 +377,17 @@ fn build_listener(
             "must be greater than zero",
         ));
     }
-    let transport = match kind {
-        ListenerKind::Tcp => {
-            reject_tls_keys_on_tcp(i, &raw, ctx)?;
-            Transport::Tcp
-        }
-        ListenerKind::Tls => Transport::Tls(build_tls(i, &raw, ctx, data_dir)?),
+    let transport = if kind.is_tls() {
+        Transport::Tls(build_tls(i, &raw, ctx, data_dir)?)
+    } else {
+        reject_tls_keys_on_tcp(i, kind, &raw, ctx)?;
+        Transport::Tcp
+    };
+    let websocket = if kind.is_websocket() {
+        Some(build_ws(i, &raw, ctx)?)
+    } else {
+        reject_ws_keys(i, kind, &raw, ctx)?;
+        None
     };
     Ok(ListenerConfig {
         name,
@@ -375,10 +395,16 @@ fn build_listener(
         transport,
         max_connections: raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         connect_timeout,
+        websocket,
     })
 }
 
-fn reject_tls_keys_on_tcp(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+fn reject_tls_keys_on_tcp(
+    i: usize,
+    kind: ListenerKind,
+    raw: &RawListener,
+    ctx: &Ctx<'_>,
+) -> Result<(), ConfigError> {
     let present = [
         ("cert", raw.cert.is_some()),
         ("key", raw.key.is_some()),
@@ -386,15 +412,82 @@ fn reject_tls_keys_on_tcp(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<
         ("client_ca", raw.client_ca.is_some()),
         ("username_from", raw.username_from.is_some()),
         ("crl", raw.crl.is_some()),
+        ("certificates", raw.certificates.is_some()),
+        ("alpn", raw.alpn.is_some()),
+        ("cert_poll_interval", raw.cert_poll_interval.is_some()),
     ];
     match present.iter().find(|(_, set)| *set) {
         Some((key, _)) => Err(ctx.err(
             &[Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)],
             &format!("listeners[{i}].{key}"),
-            "only valid on a tls listener (this one is kind: tcp)",
+            format!(
+                "only valid on a tls or wss listener (this one is kind: {})",
+                kind.as_str()
+            ),
         )),
         None => Ok(()),
     }
+}
+
+fn reject_ws_keys(
+    i: usize,
+    kind: ListenerKind,
+    raw: &RawListener,
+    ctx: &Ctx<'_>,
+) -> Result<(), ConfigError> {
+    let present = [
+        ("path", raw.path.is_some()),
+        ("allowed_origins", raw.allowed_origins.is_some()),
+    ];
+    match present.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(ctx.err(
+            &[Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)],
+            &format!("listeners[{i}].{key}"),
+            format!(
+                "only valid on a ws or wss listener (this one is kind: {})",
+                kind.as_str()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn build_ws(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<WsSettings, ConfigError> {
+    let item = |key| [Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)];
+    let path = raw
+        .path
+        .clone()
+        .unwrap_or_else(|| DEFAULT_WS_PATH.to_owned());
+    let bad_path = !path.starts_with('/')
+        || path.contains(['?', '#'])
+        || path.chars().any(|c| c.is_whitespace() || c.is_control());
+    if bad_path {
+        return Err(ctx.err(
+            &item("path"),
+            &format!("listeners[{i}].path"),
+            format!("invalid path \"{path}\" (expected an absolute URL path such as \"/mqtt\")"),
+        ));
+    }
+    let mut allowed_origins = Vec::new();
+    for origin in raw.allowed_origins.iter().flatten() {
+        let o = origin.trim().trim_end_matches('/');
+        if !(o.starts_with("http://") || o.starts_with("https://"))
+            || o.contains(char::is_whitespace)
+        {
+            return Err(ctx.err(
+                &item("allowed_origins"),
+                &format!("listeners[{i}].allowed_origins"),
+                format!("invalid origin \"{origin}\" (expected scheme://host[:port], e.g. \"https://app.example.com\")"),
+            ));
+        }
+        allowed_origins.push(o.to_ascii_lowercase());
+    }
+    Ok(WsSettings {
+        path,
+        allowed_origins,
+        // Set from `limits` once they are read.
+        max_message_size: ws_message_bound(super::Limits::default().max_packet_size),
+    })
 }
 
 /// Resolves a configured file and checks it exists now, so a typo is an
@@ -424,10 +517,8 @@ fn build_tls(
         (Some(cert), Some(key)) => TlsSettings {
             cert: existing_file(i, "cert", cert, ctx)?,
             key: existing_file(i, "key", key, ctx)?,
-            client_auth: ClientAuth::None,
-            username_from: None,
-            crls: Vec::new(),
             dev_certs: false,
+            ..dev_tls(data_dir)
         },
         (Some(_), None) | (None, Some(_)) => {
             let (missing, present) = if raw.cert.is_some() {
@@ -490,7 +581,92 @@ fn build_tls(
             tls.crls.push(existing_file(i, "crl", p, ctx)?);
         }
     }
+    if let Some(list) = &raw.certificates {
+        tls.certificates = build_certificates(i, list, ctx)?;
+        // Without cert and key, the first entry serves the other names.
+        if let (None, None, Some(first)) = (&raw.cert, &raw.key, tls.certificates.first()) {
+            tls.cert.clone_from(&first.cert);
+            tls.key.clone_from(&first.key);
+            tls.dev_certs = false;
+        }
+    }
+    if let Some(alpn) = &raw.alpn {
+        if let Some(bad) = alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+            return Err(ctx.err(
+                &item("alpn"),
+                &format!("listeners[{i}].alpn"),
+                format!("invalid protocol name \"{bad}\" (1 to 255 bytes)"),
+            ));
+        }
+        tls.alpn.clone_from(alpn);
+    }
+    if let Some(every) = raw.cert_poll_interval {
+        if every.0.is_zero() {
+            return Err(ctx.err(
+                &item("cert_poll_interval"),
+                &format!("listeners[{i}].cert_poll_interval"),
+                "must be greater than zero",
+            ));
+        }
+        tls.cert_poll_interval = every.0;
+    }
     Ok(tls)
+}
+
+fn build_certificates(
+    i: usize,
+    list: &[RawCertificate],
+    ctx: &Ctx<'_>,
+) -> Result<Vec<SniCertificate>, ConfigError> {
+    let mut out = Vec::with_capacity(list.len());
+    for (j, c) in list.iter().enumerate() {
+        let field = |key: &str| format!("listeners[{i}].certificates[{j}].{key}");
+        let at = |key: &'static str| {
+            [
+                Seg::Key("listeners"),
+                Seg::Index(i),
+                Seg::Key("certificates"),
+                Seg::Index(j),
+                Seg::Key(key),
+            ]
+        };
+        let file = |key: &'static str, p: &Path| {
+            let resolved = ctx.resolve(p);
+            if resolved.is_file() {
+                Ok(resolved)
+            } else {
+                Err(ctx.err(
+                    &at(key),
+                    &field(key),
+                    format!("file not found: {}", resolved.display()),
+                ))
+            }
+        };
+        let mut hostnames = Vec::new();
+        for h in c.hostnames.iter().flatten() {
+            let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let label_ok =
+                |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            let (wild, rest) = match name.strip_prefix("*.") {
+                Some(rest) => (true, rest),
+                None => (false, name.as_str()),
+            };
+            if !rest.split('.').all(label_ok) || (wild && !rest.contains('.')) {
+                return Err(ctx.err(
+                    &at("hostnames"),
+                    &field("hostnames"),
+                    format!("invalid host name \"{h}\" (expected e.g. \"mqtt.example.com\" or \"*.example.com\")"),
+                ));
+            }
+            hostnames.push(name);
+        }
+        out.push(SniCertificate {
+            cert: file("cert", &c.cert)?,
+            key: file("key", &c.key)?,
+            hostnames,
+        });
+    }
+    Ok(out)
 }
 
 pub fn embedded_default() -> Config {

@@ -1,61 +1,63 @@
-//! Failed TLS handshakes are logged at INFO with the peer and the reason
-//! (no client certificate, an unknown CA, a revoked or expired certificate,
-//! a client that is not speaking TLS), but at most [`PER_SECOND`] lines a
-//! second for the whole process: a port scan or a fleet with an expired CA
-//! must not flood the log. What was left out is counted in the next line.
+//! Failed handshakes (TLS, or the WebSocket upgrade) are logged at INFO
+//! with the peer and the reason, so an operator can see why a device does
+//! not get in; at most [`BURST`] lines per listener in [`WINDOW`], so a
+//! scanner or a broken fleet cannot flood the log. What was left out is
+//! counted and the count goes with the next line that is written.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::ListenerError;
 
-/// Lines per second, at most.
-pub const PER_SECOND: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(10);
+const BURST: u32 = 10;
 
+#[derive(Debug, Default)]
+pub(super) struct FailureLog {
+    state: Mutex<Window>,
+}
+
+#[derive(Debug, Default)]
 struct Window {
-    second: u64,
-    used: u32,
+    start: Option<Instant>,
+    logged: u32,
+    /// Failures not logged since the last line that was.
+    suppressed: u64,
 }
 
-static WINDOW: Mutex<Window> = Mutex::new(Window { second: 0, used: 0 });
-static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-
-/// Whether a line may be written now.
-fn admit(now_secs: u64) -> bool {
-    let mut w = WINDOW.lock();
-    if w.second != now_secs {
-        w.second = now_secs;
-        w.used = 0;
-    }
-    if w.used < PER_SECOND {
-        w.used += 1;
-        true
-    } else {
-        false
+impl Window {
+    /// `Some(n)`: write a line now, mentioning `n` left out before it.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let expired = match self.start {
+            Some(s) => now.duration_since(s) >= WINDOW,
+            None => true,
+        };
+        if expired {
+            self.start = Some(now);
+            self.logged = 0;
+        }
+        if self.logged >= BURST {
+            self.suppressed += 1;
+            return None;
+        }
+        self.logged += 1;
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
-/// Log one failed handshake (rate-limited, see the module docs).
-pub fn handshake_failed(listener: &str, peer: SocketAddr, err: &ListenerError) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if !admit(now) {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let reason = match err {
-        ListenerError::Handshake { source, .. } => source.to_string(),
-        other => other.to_string(),
-    };
-    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
-    if suppressed > 0 {
-        tracing::info!(listener, %peer, %reason, suppressed, "TLS handshake failed (and {suppressed} more not logged)");
-    } else {
-        tracing::info!(listener, %peer, %reason, "TLS handshake failed");
+impl FailureLog {
+    pub(super) fn record(&self, listener: &str, peer: SocketAddr, err: &ListenerError) {
+        let Some(suppressed) = self.state.lock().admit(Instant::now()) else {
+            return;
+        };
+        let reason = err.reason();
+        if suppressed > 0 {
+            tracing::info!(%listener, %peer, suppressed, "handshake failed: {reason} ({suppressed} earlier failures not logged)");
+        } else {
+            tracing::info!(%listener, %peer, "handshake failed: {reason}");
+        }
     }
 }
 
@@ -64,11 +66,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_most_per_second_lines_a_second() {
-        // A second no other test uses.
-        let second = 7;
-        let allowed = (0..PER_SECOND * 3).filter(|_| admit(second)).count();
-        assert_eq!(allowed, PER_SECOND as usize);
-        assert!(admit(second + 1), "the next second starts afresh");
+    fn a_burst_is_logged_then_counted() {
+        let mut w = Window::default();
+        let t0 = Instant::now();
+        for _ in 0..BURST {
+            assert_eq!(w.admit(t0), Some(0));
+        }
+        assert_eq!(w.admit(t0), None);
+        assert_eq!(w.admit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(w.admit(t0 + WINDOW), Some(2));
+        assert_eq!(w.admit(t0 + WINDOW), Some(0));
     }
 }

@@ -1,6 +1,8 @@
-//! Listening sockets: plain TCP or TLS (rustls, optional mutual TLS). The
+//! Listening sockets: plain TCP or TLS (rustls, optional mutual TLS), each
+//! optionally carrying MQTT in WebSocket frames (ws, wss: `ws.rs`). The
 //! peer's certificate identity is taken out of the TLS session here and
-//! nowhere else, and handed on as [`PeerInfo`].
+//! nowhere else, and handed on as [`PeerInfo`]; above the listener, an
+//! [`MqttStream`] is a byte stream whatever the transport.
 //!
 //! The accept loop (in `server.rs`) calls [`Listener::accept`], which only
 //! accepts, and runs [`Handshaker::handshake`] in the connection's own task
@@ -11,12 +13,15 @@
 //! disk again); handshakes that start afterwards use the new ones, and
 //! connections already up keep the session they negotiated.
 
+pub mod cert_reload;
 mod chains;
 mod crl;
 mod handshake_log;
 mod peer;
+mod sni;
 mod tcp;
 mod tls;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,11 +34,11 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::{ListenerConfig, ListenerKind, Transport};
+use crate::config::{ListenerConfig, ListenerKind, Transport, WsSettings};
 
 pub use crl::{stamp as crl_stamp, RevokedSet};
-pub use handshake_log::handshake_failed;
 pub use peer::{cert_info, subject_string, PeerInfo};
+pub use ws::WsStream;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,6 +59,20 @@ pub enum ListenerError {
     Handshake { peer: SocketAddr, source: io::Error },
     #[error("client certificate from {peer} unusable: {message}")]
     PeerCert { peer: SocketAddr, message: String },
+    #[error("WebSocket {message} (peer {peer})")]
+    WebSocket { peer: SocketAddr, message: String },
+}
+
+impl ListenerError {
+    /// What went wrong with one client, without the peer (logged beside).
+    fn reason(&self) -> String {
+        match self {
+            ListenerError::Handshake { source, .. } => format!("TLS: {source}"),
+            ListenerError::PeerCert { message, .. } => format!("client certificate: {message}"),
+            ListenerError::WebSocket { message, .. } => format!("WebSocket {message}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A bound listener. Cheap to share behind an `Arc`.
@@ -77,6 +96,9 @@ pub struct Handshaker {
     name: Arc<str>,
     /// Shared with the listener, which swaps in new acceptors on reload.
     tls: Option<Arc<ArcSwap<tls::TlsAcceptors>>>,
+    /// The WebSocket upgrade of ws and wss listeners; swapped on reload.
+    ws: Option<Arc<ArcSwap<WsSettings>>>,
+    failures: Arc<handshake_log::FailureLog>,
 }
 
 /// What [`Listener::reload`] applied.
@@ -102,6 +124,10 @@ impl Listener {
                 tls::TlsAcceptors::build(&cfg.name, settings)?,
             ))),
         };
+        let ws = cfg
+            .websocket
+            .as_ref()
+            .map(|w| Arc::new(ArcSwap::from_pointee(w.clone())));
         let (tcp, local_addr) = tcp::bind(&cfg.name, cfg.bind).await?;
         Ok(Listener {
             tcp,
@@ -109,6 +135,8 @@ impl Listener {
             handshaker: Handshaker {
                 name: cfg.name.clone(),
                 tls,
+                ws,
+                failures: Arc::default(),
             },
             config: ArcSwap::from_pointee(cfg.clone()),
             reloading: parking_lot::Mutex::new(()),
@@ -161,6 +189,11 @@ impl Listener {
             // A changed transport needs a new socket: keep the running one.
             _ => cfg.transport = running.transport.clone(),
         }
+        match (&self.handshaker.ws, &cfg.websocket) {
+            (Some(current), Some(settings)) => current.store(Arc::new(settings.clone())),
+            (None, None) => {}
+            _ => cfg.websocket.clone_from(&running.websocket),
+        }
         let config = Arc::new(cfg);
         self.config.store(config.clone());
         Reloaded {
@@ -168,6 +201,21 @@ impl Listener {
             tls_error,
             ca_changed,
         }
+    }
+
+    /// Read the TLS files again under the running settings (they changed
+    /// on disk); as on a config reload, a failure keeps the previous ones.
+    /// `None` for a listener without TLS, else whether the client CA
+    /// bundle changed. Blocking file reads: call off the runtime.
+    pub fn reload_tls(&self) -> Option<Result<bool, ListenerError>> {
+        let cfg = self.config();
+        let settings = cfg.tls()?;
+        let current = self.handshaker.tls.as_ref()?;
+        let rebuilt = current.load().rebuild(&cfg.name, settings);
+        Some(rebuilt.map(|(next, ca_changed)| {
+            current.store(Arc::new(next));
+            ca_changed
+        }))
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -187,9 +235,11 @@ impl Listener {
     }
 
     pub fn kind(&self) -> ListenerKind {
-        match self.handshaker.tls {
-            Some(_) => ListenerKind::Tls,
-            None => ListenerKind::Tcp,
+        match (&self.handshaker.tls, &self.handshaker.ws) {
+            (Some(_), None) => ListenerKind::Tls,
+            (None, None) => ListenerKind::Tcp,
+            (Some(_), Some(_)) => ListenerKind::Wss,
+            (None, Some(_)) => ListenerKind::Ws,
         }
     }
 
@@ -218,9 +268,15 @@ impl Handshaker {
         &self.name
     }
 
-    /// Runs the TLS handshake (nothing for plain TCP) and extracts the
-    /// verified client certificate. The caller bounds it with the
-    /// listener's connect timeout.
+    /// Logs a failed [`Handshaker::handshake`] at INFO, rate-limited.
+    pub fn report_failure(&self, peer: SocketAddr, err: &ListenerError) {
+        self.failures.record(&self.name, peer, err);
+    }
+
+    /// Runs the TLS handshake (nothing for plain TCP), extracts the
+    /// verified client certificate, and on ws and wss listeners runs the
+    /// WebSocket upgrade. The caller bounds it with the listener's connect
+    /// timeout.
     pub async fn handshake(
         &self,
         tcp: TcpStream,
@@ -233,7 +289,14 @@ impl Handshaker {
                 tls: false,
                 cert: None,
             };
-            return Ok((MqttStream::Plain(tcp), peer));
+            let stream = match &self.ws {
+                Some(ws) => {
+                    let settings = ws.load_full();
+                    MqttStream::Ws(Box::new(ws::accept(tcp, addr, &settings).await?))
+                }
+                None => MqttStream::Plain(tcp),
+            };
+            return Ok((stream, peer));
         };
         // The acceptors current when the handshake starts serve all of it.
         let acceptors = swap.load_full();
@@ -254,21 +317,56 @@ impl Handshaker {
             tls: true,
             cert,
         };
-        Ok((MqttStream::Tls(Box::new(stream)), peer))
+        let stream = match &self.ws {
+            Some(ws) => {
+                let settings = ws.load_full();
+                MqttStream::Wss(Box::new(ws::accept(stream, addr, &settings).await?))
+            }
+            None => MqttStream::Tls(Box::new(stream)),
+        };
+        Ok((stream, peer))
     }
 }
 
-/// A client connection after any TLS handshake.
+type TlsTcp = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// A client connection after any TLS handshake and WebSocket upgrade.
 #[derive(Debug)]
 pub enum MqttStream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<TlsTcp>),
+    Ws(Box<WsStream<TcpStream>>),
+    Wss(Box<WsStream<TlsTcp>>),
 }
 
 impl MqttStream {
     pub fn is_tls(&self) -> bool {
-        matches!(self, MqttStream::Tls(_))
+        matches!(self, MqttStream::Tls(_) | MqttStream::Wss(_))
     }
+}
+
+/// Evaluates `$call` with `$s` pinned to whichever stream `$self` holds.
+macro_rules! each {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            MqttStream::Plain(s) => {
+                let $s = Pin::new(s);
+                $call
+            }
+            MqttStream::Tls(s) => {
+                let $s = Pin::new(s.as_mut());
+                $call
+            }
+            MqttStream::Ws(s) => {
+                let $s = Pin::new(s.as_mut());
+                $call
+            }
+            MqttStream::Wss(s) => {
+                let $s = Pin::new(s.as_mut());
+                $call
+            }
+        }
+    };
 }
 
 impl AsyncRead for MqttStream {
@@ -277,10 +375,7 @@ impl AsyncRead for MqttStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MqttStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        each!(self.get_mut(), s => s.poll_read(cx, buf))
     }
 }
 
@@ -290,10 +385,7 @@ impl AsyncWrite for MqttStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MqttStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        each!(self.get_mut(), s => s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -301,31 +393,24 @@ impl AsyncWrite for MqttStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MqttStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        each!(self.get_mut(), s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             MqttStream::Plain(s) => s.is_write_vectored(),
             MqttStream::Tls(s) => s.is_write_vectored(),
+            MqttStream::Ws(s) => s.is_write_vectored(),
+            MqttStream::Wss(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MqttStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        each!(self.get_mut(), s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MqttStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MqttStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        each!(self.get_mut(), s => s.poll_shutdown(cx))
     }
 }
 

@@ -20,6 +20,9 @@ fn settings(dir: &Path, client_auth: ClientAuth) -> TlsSettings {
         username_from: None,
         crls: Vec::new(),
         dev_certs: false,
+        certificates: Vec::new(),
+        alpn: vec!["mqtt".to_owned()],
+        cert_poll_interval: std::time::Duration::from_secs(5),
     }
 }
 

@@ -59,6 +59,9 @@ fn tls_listener(p: &Pki, client_auth: ClientAuth) -> ListenerConfig {
             username_from: None,
             crls: Vec::new(),
             dev_certs: false,
+            certificates: Vec::new(),
+            alpn: vec!["mqtt".to_owned()],
+            cert_poll_interval: std::time::Duration::from_secs(5),
         }),
     )
 }
@@ -248,6 +251,27 @@ async fn alpn_mqtt_is_answered_and_not_required() {
         panic!("expected TLS")
     };
     assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+}
+
+#[tokio::test]
+async fn a_configured_alpn_list_is_answered_in_the_servers_order() {
+    let p = pki();
+    let mut cfg = tls_listener(&p, ClientAuth::None);
+    if let Transport::Tls(t) = &mut cfg.transport {
+        t.alpn = vec!["x-custom".to_owned(), "mqtt".to_owned()];
+    }
+    let offered: &[&[u8]] = &[b"mqtt", b"x-custom"];
+    let (server, client_stream) = run(&cfg, client(&p.ca, None, offered, false)).await;
+    assert!(server.is_ok());
+    assert_eq!(
+        client_stream.unwrap().get_ref().1.alpn_protocol(),
+        Some(&b"x-custom"[..])
+    );
+    let (_, client_stream) = run(&cfg, client(&p.ca, None, &[b"mqtt"], false)).await;
+    assert_eq!(
+        client_stream.unwrap().get_ref().1.alpn_protocol(),
+        Some(&b"mqtt"[..])
+    );
 }
 
 #[tokio::test]
@@ -454,6 +478,9 @@ fn mtls_server(trusted: &Issuer) -> MtlsServer {
         username_from: Some(UsernameFrom::Cn),
         crls: Vec::new(),
         dev_certs: false,
+        certificates: Vec::new(),
+        alpn: vec!["mqtt".to_owned()],
+        cert_poll_interval: std::time::Duration::from_secs(5),
     };
     let clock = Arc::new(Clock(AtomicU64::new(now_secs())));
     let acceptors =
@@ -491,6 +518,8 @@ impl MtlsServer {
         let hs = Handshaker {
             name: Arc::from("mtls"),
             tls: Some(Arc::new(ArcSwap::new(self.acceptors.clone()))),
+            ws: None,
+            failures: Arc::default(),
         };
         let server = tokio::spawn(async move {
             let (sock, peer) = tcp.accept().await.unwrap();

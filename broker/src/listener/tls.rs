@@ -1,9 +1,11 @@
 //! The rustls server side: certificates and keys from PEM files, client
 //! certificate verification per `client_auth`, and the handshake.
 //!
-//! ALPN "mqtt" is answered when the client offers it, and a client that
-//! offers nothing, or only other protocols, is served anyway: rustls alone
-//! would refuse the latter, so the config is picked after the ClientHello.
+//! ALPN: the first of the listener's `alpn` protocols (default "mqtt") that
+//! the client offers is answered, and a client that offers nothing, or only
+//! other protocols, is served anyway: rustls alone would refuse the latter,
+//! so the config is picked after the ClientHello. The server certificate is
+//! picked by SNI (`sni.rs`).
 //!
 //! The acceptors are rebuilt from the files on a config reload; chains
 //! remembered under an unchanged client CA bundle are carried over.
@@ -33,16 +35,17 @@ use warden_policy::CertInfo;
 
 use super::chains::{self, CachingVerifier, VerifiedChains};
 use super::crl::{self, RevokedSet};
+use super::sni::SniResolver;
 use super::ListenerError;
 use crate::config::{ClientAuth, TlsSettings};
-
-const ALPN_MQTT: &[u8] = b"mqtt";
 
 /// Two server configs that differ only in ALPN.
 #[derive(Debug)]
 pub(super) struct TlsAcceptors {
     with_alpn: Arc<ServerConfig>,
     without_alpn: Arc<ServerConfig>,
+    /// The protocols `with_alpn` answers.
+    alpn: Vec<Vec<u8>>,
     /// Shared with the configs' client certificate verifier; `None` when
     /// the listener does not ask for client certificates.
     chains: Option<Arc<VerifiedChains>>,
@@ -98,9 +101,8 @@ impl TlsAcceptors {
             listener: name.clone(),
             message,
         };
-        let certs = load_certs(&s.cert)?;
-        let key = load_key(&s.key)?;
         let provider = provider();
+        let resolver = Arc::new(SniResolver::load(name, s, &provider)?);
         let builder = ServerConfig::builder_with_details(provider.clone(), clock.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| setup(e.to_string()))?;
@@ -146,18 +148,18 @@ impl TlsAcceptors {
                 )
             }
         };
-        let mut without_alpn = builder
-            .with_single_cert(certs, key)
-            .map_err(|e| setup(format!("{}: {e}", s.cert.display())))?;
+        let mut without_alpn = builder.with_cert_resolver(resolver);
         if chains.is_some() {
             without_alpn.send_tls13_tickets = 0;
             without_alpn.session_storage = Arc::new(NoServerSessionStorage {});
         }
+        let alpn: Vec<Vec<u8>> = s.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         let mut with_alpn = without_alpn.clone();
-        with_alpn.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+        with_alpn.alpn_protocols.clone_from(&alpn);
         Ok(TlsAcceptors {
             with_alpn: Arc::new(with_alpn),
             without_alpn: Arc::new(without_alpn),
+            alpn,
             chains,
             ca_digest,
             revoked: Arc::new(revoked),
@@ -192,11 +194,10 @@ impl TlsAcceptors {
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
             .map_err(err)?;
-        let offers_mqtt = start
-            .client_hello()
-            .alpn()
-            .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_MQTT));
-        let config = if offers_mqtt {
+        let offers_ours = start.client_hello().alpn().is_some_and(|mut protocols| {
+            protocols.any(|p| self.alpn.iter().any(|ours| ours.as_slice() == p))
+        });
+        let config = if offers_ours {
             self.with_alpn.clone()
         } else {
             self.without_alpn.clone()
@@ -234,7 +235,7 @@ pub(super) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Li
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ListenerError> {
+pub(super) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ListenerError> {
     rustls_pemfile::private_key(&mut open(path)?)
         .map_err(|e| pem_err(path, &e))?
         .ok_or_else(|| ListenerError::Pem {
