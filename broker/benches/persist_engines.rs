@@ -79,6 +79,7 @@ fn pipeline_batch(k: u64, size: u64) -> Vec<Op> {
             client_id: c(),
             seq,
             delivery: Box::new(delivery(seq)),
+            ack_expected: false,
         });
         if let Some(s) = seq.checked_sub(size) {
             let packet_id = (s % 65_535 + 1) as u16;
@@ -150,6 +151,7 @@ fn writer(open: Opener, mode: PersistenceMode, window: u64, secs: f64) -> f64 {
             client_id: c(),
             seq,
             delivery: Box::new(delivery(seq)),
+            ack_expected: false,
         });
         let packet_id = (seq % 65_535 + 1) as u16;
         last = p.submit(Op::SetInflight {
@@ -194,6 +196,7 @@ fn disk_per_message(open: Opener) -> f64 {
                     client_id: "subscriber".into(),
                     seq,
                     delivery: Box::new(delivery(seq)),
+                    ack_expected: false,
                 })
                 .collect();
             store.apply(&ops).expect("apply");
@@ -217,6 +220,7 @@ fn load_time(open: Opener) -> (Duration, usize) {
                     client_id: id,
                     seq: 1,
                     delivery: Box::new(delivery(i)),
+                    ack_expected: false,
                 });
             }
             store.apply(&ops).expect("apply");

@@ -160,6 +160,7 @@ mod tests {
             key: default.key,
             client_auth: ClientAuth::None,
             username_from: None,
+            crls: Vec::new(),
             dev_certs: false,
             certificates: vec![a, b],
             alpn: vec![],

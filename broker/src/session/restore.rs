@@ -55,7 +55,7 @@ pub async fn restore(broker: &Arc<Broker>, loaded: Loaded) {
     // After every session is back, so their subscribers receive them.
     let wills = owed.len();
     for (session, will) in owed {
-        will::publish_expired(broker, &session, will).await;
+        will::publish_expired(broker, &session, *will).await;
     }
     if wills > 0 {
         tracing::info!(
@@ -118,7 +118,7 @@ enum Restored {
     /// It expired while the broker was down with its will unpublished: the
     /// will is published (checked against its owner) once every session is
     /// back, then the session is removed.
-    WillOwed(Arc<Session>, Will),
+    WillOwed(Arc<Session>, Box<Will>),
 }
 
 async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Users) -> Restored {
@@ -157,7 +157,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
             // Not in the map or the router: it exists only to publish its
             // will under its owner's policy.
             let session = build(broker, &stored, Vec::new(), principal, policy, failed);
-            return Restored::WillOwed(session, will_from(w));
+            return Restored::WillOwed(session, Box::new(will_from(w)));
         }
         return Restored::No;
     };
