@@ -120,7 +120,7 @@ pub struct Handler<S> {
     pub(crate) aliases: HashMap<u16, String>,
     pub(crate) topic_alias_max: u16,
     pub(crate) client_id: Arc<str>,
-    pub(crate) username: Option<String>,
+    pub(crate) username: Option<Arc<str>>,
     /// Reused between drains so sending does not allocate a Vec each time.
     pub(crate) out: Vec<crate::session::outbound::Outbound>,
     /// Subscribers our last publishes found congested: while any is, we stop
@@ -134,8 +134,10 @@ pub struct Handler<S> {
     pub(crate) held: Option<Box<crate::session::held_acks::HeldAcks>>,
     /// A JWT login: when its token expires (the session ends then), and
     /// whether the client may bring a new one with AUTH (method `jwt`).
-    pub(crate) token_deadline: Option<Instant>,
-    pub(crate) reauth: bool,
+    /// Boxed: most connections have no token, and the connection task's
+    /// size is bounded (`server::tests`).
+    /// (expiry, AUTH re-authentication allowed).
+    pub(crate) token_deadline: Option<Box<(Instant, bool)>>,
     shutdown: Shutdown,
 }
 
@@ -150,17 +152,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let st = accepted.session.state.lock();
             (
                 Arc::clone(&accepted.session.client_id),
-                st.principal.username.clone(),
+                st.principal.username.as_deref().map(Arc::<str>::from),
             )
         };
         let token_deadline = accepted
             .token
             .as_ref()
-            .map(|t| Instant::now() + t.remaining());
-        let reauth = accepted.token.as_ref().is_some_and(|t| t.via_method);
+            .map(|t| Box::new((Instant::now() + t.remaining(), t.via_method)));
         Handler {
             token_deadline,
-            reauth,
             config: broker.config(),
             broker,
             conn,
@@ -242,7 +242,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
             }
             let stall_at = stalled_since.map(|t| t + write_stall);
-            let (at, why) = next_timer(deadline, poll_at, stall_at, self.token_deadline);
+            let (at, why) = next_timer(
+                deadline,
+                poll_at,
+                stall_at,
+                self.token_deadline.as_deref().map(|t| t.0),
+            );
             let timer = async {
                 match at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -345,7 +350,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Packet::Subscribe(s) => self.on_subscribe(s),
             Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => self.send(&Packet::PingResp),
-            Packet::Auth(a) if self.reauth => self.on_reauth(&a),
+            Packet::Auth(a) if self.token_deadline.as_ref().is_some_and(|t| t.1) => {
+                self.on_reauth(&a)
+            }
             Packet::Disconnect(d) => Err(self.on_disconnect(&d)),
             // A second CONNECT, AUTH without an authentication method, or a
             // server-to-client packet: protocol errors.

@@ -50,7 +50,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Some(old) => old.roles != grant.roles || old.rules != grant.rules,
                 None => true,
             };
-            self.token_deadline = Some(Instant::now() + grant.remaining());
+            let reauth = self.token_deadline.as_ref().is_some_and(|t| t.1);
+            self.token_deadline = Some(Box::new((Instant::now() + grant.remaining(), reauth)));
             st.token = Some(Arc::new(grant));
             changed
         };
