@@ -30,6 +30,8 @@ struct Gated {
     apply_gate: Mutex<()>,
     sync_gate: Mutex<()>,
     fail_applies: AtomicUsize,
+    /// Calls of `apply` begun (counted before the gate).
+    entered: AtomicUsize,
     applied: AtomicUsize,
     synced: AtomicUsize,
 }
@@ -48,6 +50,7 @@ impl Gated {
 
 impl SessionStore for Gated {
     fn apply(&self, batch: &[Op]) -> Result<(), PersistError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         let _held = self.apply_gate.lock();
         if self.fail_applies.load(Ordering::SeqCst) > 0 {
             return Err(PersistError::Engine("injected failure".into()));
@@ -173,7 +176,17 @@ async fn the_queue_reports_congestion_above_its_budget_and_drains() {
         Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
     let payload = bytes::Bytes::from(vec![0u8; 1024 * 1024]);
     let held = store.apply_gate.lock();
-    let mut last = 0;
+    // One op first, taken by the writer, which then waits at the gate:
+    // everything after it stays queued, however slow the writer is to wake.
+    let mut last = p.submit(Op::PutRetained(message("big/first", b"x", None)));
+    let stuck = async {
+        while store.entered.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, stuck)
+        .await
+        .expect("the writer takes the first batch");
     for i in 0..(QUEUE_BYTE_BUDGET / payload.len() + 2) {
         assert!(!p.is_congested() || i > QUEUE_BYTE_BUDGET / payload.len() - 2);
         let mut m = message(&format!("big/{i}"), b"", None);
