@@ -221,24 +221,11 @@ impl HoldBack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::tests::{delivery, put_delivery, remove_delivery};
+    use crate::persist::tests::{delivery, put_delivery, put_online, remove_delivery};
     use crate::persist::Phase;
 
     fn online(client: &str, seq: u64) -> Op {
-        match put_delivery(client, seq, delivery("t", None)) {
-            Op::PutDelivery {
-                client_id,
-                seq,
-                delivery,
-                ..
-            } => Op::PutDelivery {
-                client_id,
-                seq,
-                delivery,
-                ack_expected: true,
-            },
-            op => op,
-        }
+        put_online(client, seq, delivery("t", None))
     }
 
     #[test]

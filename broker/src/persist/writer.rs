@@ -366,18 +366,22 @@ fn run<S: SessionStore>(
         taken = last;
         if !ops.is_empty() || !held.is_empty() {
             held.absorb(&mut ops);
-            let new = coalesce_from(&mut ops);
+            let mut new = coalesce_from(&mut ops);
             let now = Instant::now();
             // A flush or the last batch writes everything.
             let complete = closed || !flushes.is_empty();
             let mut batch = Vec::new();
             held.release(now, complete, &mut batch);
-            let mut new = new;
             if !complete {
                 held.hold(&mut new, before, now);
             }
-            // Held puts first: they were submitted before.
-            batch.append(&mut new);
+            // Held puts first: they were submitted before. Most batches
+            // release none, and then no op is moved again.
+            if batch.is_empty() {
+                batch = new;
+            } else {
+                batch.append(&mut new);
+            }
             if !batch.is_empty() {
                 outage.retry(&mut flushes, || store.apply(&batch));
                 unsynced = true;

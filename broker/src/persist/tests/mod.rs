@@ -100,6 +100,16 @@ pub fn put_delivery(client_id: &str, seq: u64, d: StoredDelivery) -> Op {
     }
 }
 
+/// A delivery stored for an online subscriber (the writer may hold it back).
+pub fn put_online(client_id: &str, seq: u64, d: StoredDelivery) -> Op {
+    Op::PutDelivery {
+        client_id: client_id.into(),
+        seq,
+        delivery: Box::new(d),
+        ack_expected: true,
+    }
+}
+
 pub fn remove_delivery(client_id: &str, seq: u64) -> Op {
     Op::RemoveDelivery {
         client_id: client_id.into(),

@@ -345,24 +345,11 @@ impl SessionStore for Recording {
 
 /// A delivery stored for an online subscriber and sent at once.
 fn sent(client: &str, seq: u64) -> Op {
-    match put_delivery(
+    put_online(
         client,
         seq,
         delivery("t", Some((seq as u16, Phase::AwaitAck))),
-    ) {
-        Op::PutDelivery {
-            client_id,
-            seq,
-            delivery,
-            ..
-        } => Op::PutDelivery {
-            client_id,
-            seq,
-            delivery,
-            ack_expected: true,
-        },
-        op => op,
-    }
+    )
 }
 
 #[tokio::test]
