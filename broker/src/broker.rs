@@ -255,9 +255,9 @@ impl Broker {
         } else if self.config.load().limits.retain_available {
             retained.set(&msg.topic, Arc::clone(msg));
             if self.persist.enabled() {
-                return self.persist.submit(Op::PutRetained(
+                return self.persist.submit(Op::PutRetained(Box::new(
                     crate::session::durable::stored_message(msg),
-                ));
+                )));
             }
         }
         0

@@ -8,6 +8,8 @@
 /// and topics the broker already accepted; this runs once per op).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+use std::sync::Arc;
+
 use super::{Op, Phase};
 
 /// What an earlier op in the batch did to one delivery key.
@@ -22,11 +24,11 @@ enum Slot {
 #[derive(Default)]
 struct Coalescer {
     out: Vec<Option<Op>>,
-    deliveries: HashMap<(String, u64), Slot>,
+    deliveries: HashMap<(Arc<str>, u64), Slot>,
     sessions: HashMap<String, usize>,
     retained: HashMap<String, usize>,
     /// Indices in `out` of each client's ops, for RemoveSession.
-    by_client: HashMap<String, Vec<usize>>,
+    by_client: HashMap<Arc<str>, Vec<usize>>,
 }
 
 /// Coalesces `ops` (in submit order) into an equivalent, shorter batch:
@@ -52,7 +54,7 @@ pub fn coalesce_from(ops: &mut Vec<Op>) -> Vec<Op> {
                 if let Some(i) = c.sessions.insert(s.client_id.clone(), c.out.len()) {
                     c.out[i] = None;
                 }
-                let id = s.client_id.clone();
+                let id = Arc::from(s.client_id.as_str());
                 c.push_for(&id, Op::PutSession(s));
             }
             Op::RemoveSession { client_id } => c.remove_session(client_id),
@@ -65,7 +67,7 @@ pub fn coalesce_from(ops: &mut Vec<Op>) -> Vec<Op> {
             } => c.set_inflight(client_id, seq, packet_id, phase),
             Op::RemoveDelivery { client_id, seq } => c.remove_delivery(client_id, seq),
             Op::PutRetained(ref m) => {
-                let topic = m.topic.clone();
+                let topic = m.topic.to_string();
                 c.replace_retained(topic, op);
             }
             Op::RemoveRetained { ref topic } => {
@@ -78,19 +80,19 @@ pub fn coalesce_from(ops: &mut Vec<Op>) -> Vec<Op> {
 }
 
 impl Coalescer {
-    fn push_for(&mut self, client_id: &str, op: Op) {
-        match self.by_client.get_mut(client_id) {
+    fn push_for(&mut self, client_id: &Arc<str>, op: Op) {
+        match self.by_client.get_mut(&**client_id) {
             Some(list) => list.push(self.out.len()),
             None => {
                 self.by_client
-                    .insert(client_id.to_owned(), vec![self.out.len()]);
+                    .insert(Arc::clone(client_id), vec![self.out.len()]);
             }
         }
         self.out.push(Some(op));
     }
 
-    fn remove_session(&mut self, client_id: String) {
-        for i in self.by_client.remove(&client_id).unwrap_or_default() {
+    fn remove_session(&mut self, client_id: Arc<str>) {
+        for i in self.by_client.remove(&*client_id).unwrap_or_default() {
             match self.out[i].take() {
                 Some(Op::PutDelivery { client_id, seq, .. })
                 | Some(Op::SetInflight { client_id, seq, .. })
@@ -100,20 +102,20 @@ impl Coalescer {
                 _ => {}
             }
         }
-        self.sessions.remove(&client_id);
-        self.push_for(&client_id.clone(), Op::RemoveSession { client_id });
+        self.sessions.remove(&*client_id);
+        self.push_for(&Arc::clone(&client_id), Op::RemoveSession { client_id });
     }
 
     fn put_delivery(&mut self, op: Op) {
         if let Op::PutDelivery { client_id, seq, .. } = &op {
-            let client_id = client_id.clone();
+            let client_id = Arc::clone(client_id);
             self.deliveries
-                .insert((client_id.clone(), *seq), Slot::At(self.out.len()));
+                .insert((Arc::clone(&client_id), *seq), Slot::At(self.out.len()));
             self.push_for(&client_id, op);
         }
     }
 
-    fn set_inflight(&mut self, client_id: String, seq: u64, packet_id: u16, phase: Phase) {
+    fn set_inflight(&mut self, client_id: Arc<str>, seq: u64, packet_id: u16, phase: Phase) {
         let key = (client_id, seq);
         match self.deliveries.get(&key) {
             Some(Slot::Cancelled) => {}
@@ -136,9 +138,9 @@ impl Coalescer {
             None => {
                 let (client_id, seq) = key;
                 self.deliveries
-                    .insert((client_id.clone(), seq), Slot::At(self.out.len()));
+                    .insert((Arc::clone(&client_id), seq), Slot::At(self.out.len()));
                 let op = Op::SetInflight {
-                    client_id: client_id.clone(),
+                    client_id: Arc::clone(&client_id),
                     seq,
                     packet_id,
                     phase,
@@ -148,7 +150,7 @@ impl Coalescer {
         }
     }
 
-    fn remove_delivery(&mut self, client_id: String, seq: u64) {
+    fn remove_delivery(&mut self, client_id: Arc<str>, seq: u64) {
         let key = (client_id, seq);
         match self.deliveries.get(&key) {
             Some(Slot::Cancelled) => return,
@@ -172,8 +174,11 @@ impl Coalescer {
         }
         let (client_id, seq) = key;
         self.deliveries
-            .insert((client_id.clone(), seq), Slot::At(self.out.len()));
-        self.push_for(&client_id.clone(), Op::RemoveDelivery { client_id, seq });
+            .insert((Arc::clone(&client_id), seq), Slot::At(self.out.len()));
+        self.push_for(
+            &Arc::clone(&client_id),
+            Op::RemoveDelivery { client_id, seq },
+        );
     }
 
     fn replace_retained(&mut self, topic: String, op: Op) {

@@ -2,6 +2,7 @@
 //! broker was down, and messages whose v5 expiry passed. They are deleted
 //! from the store and never handed to the broker.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Loaded, Op};
@@ -40,14 +41,14 @@ pub fn purge(loaded: &mut Loaded, now: u64) -> Vec<Op> {
                 // removes the session.
                 for (seq, _) in ls.deliveries.drain(..) {
                     ops.push(Op::RemoveDelivery {
-                        client_id: s.client_id.clone(),
+                        client_id: Arc::from(s.client_id.as_str()),
                         seq,
                     });
                 }
                 return true;
             }
             ops.push(Op::RemoveSession {
-                client_id: s.client_id.clone(),
+                client_id: Arc::from(s.client_id.as_str()),
             });
             return false;
         }
@@ -55,7 +56,7 @@ pub fn purge(loaded: &mut Loaded, now: u64) -> Vec<Op> {
             let drop = d.inflight.is_none() && expired(d.msg.expires_at_ms, now);
             if drop {
                 ops.push(Op::RemoveDelivery {
-                    client_id: s.client_id.clone(),
+                    client_id: Arc::from(s.client_id.as_str()),
                     seq: *seq,
                 });
             }
@@ -67,7 +68,7 @@ pub fn purge(loaded: &mut Loaded, now: u64) -> Vec<Op> {
         let drop = expired(m.expires_at_ms, now);
         if drop {
             ops.push(Op::RemoveRetained {
-                topic: m.topic.clone(),
+                topic: m.topic.to_string(),
             });
         }
         !drop

@@ -109,7 +109,7 @@ impl FjallStore {
                         let (k, _) = kv?;
                         net.remove(Part::Deliveries, k.to_vec());
                     }
-                    for k in net.by_client.remove(client_id).unwrap_or_default() {
+                    for k in net.by_client.remove(&**client_id).unwrap_or_default() {
                         net.remove(Part::Deliveries, k);
                     }
                 }

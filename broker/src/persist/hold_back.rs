@@ -22,6 +22,7 @@
 //!   once on a flush or the last batch.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashbrown::{Equivalent, HashMap};
@@ -38,9 +39,9 @@ pub const HOLD_FOR: Duration = Duration::from_millis(2);
 #[derive(Hash)]
 struct KeyRef<'a>(&'a str, u64);
 
-impl Equivalent<(String, u64)> for KeyRef<'_> {
-    fn equivalent(&self, key: &(String, u64)) -> bool {
-        self.0 == key.0 && self.1 == key.1
+impl Equivalent<(Arc<str>, u64)> for KeyRef<'_> {
+    fn equivalent(&self, key: &(Arc<str>, u64)) -> bool {
+        self.0 == &*key.0 && self.1 == key.1
     }
 }
 
@@ -60,7 +61,7 @@ pub struct HoldBack {
     /// Number of `groups[0]`.
     first: u64,
     /// Where each held put is: (group number, index in its ops).
-    index: HashMap<(String, u64), (u64, usize)>,
+    index: HashMap<(Arc<str>, u64), (u64, usize)>,
 }
 
 impl HoldBack {
@@ -177,7 +178,7 @@ impl HoldBack {
                     ..
                 } => {
                     self.index
-                        .insert((client_id.clone(), seq), (number, group.ops.len()));
+                        .insert((Arc::clone(client_id), seq), (number, group.ops.len()));
                     group.ops.push(Some(op));
                     group.live += 1;
                 }

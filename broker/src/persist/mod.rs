@@ -44,16 +44,23 @@ use crate::config::PersistenceMode;
 /// writer may coalesce ops that cancel out before they reach the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// Insert or replace the session record (not its deliveries).
-    PutSession(StoredSession),
+    /// Insert or replace the session record (not its deliveries). Boxed,
+    /// like the other large records: ops are moved several times on their
+    /// way to the engine (queue, coalescer, hold-back), and at high rates
+    /// nearly all of them are the small delivery ops, which should not pay
+    /// for copying the largest variant.
+    PutSession(Box<StoredSession>),
     /// The session record and all its deliveries.
     RemoveSession {
-        client_id: String,
+        client_id: Arc<str>,
     },
     /// A queued message. `seq` is per session, increasing, assigned by the
     /// caller and never reused while the session lives.
     PutDelivery {
-        client_id: String,
+        /// Shared with the session (`SessionState::stored_id`): every
+        /// delivery op names its session, and a refcount is cheaper than
+        /// a copy per op on the message path.
+        client_id: Arc<str>,
         seq: u64,
         /// Boxed: an op is moved several times on its way to the engine,
         /// and most ops are small.
@@ -65,20 +72,36 @@ pub enum Op {
     },
     /// The delivery moved into flight, or its QoS 2 phase changed.
     SetInflight {
-        client_id: String,
+        client_id: Arc<str>,
         seq: u64,
         packet_id: u16,
         phase: Phase,
     },
     /// Acknowledged, expired or dropped.
     RemoveDelivery {
-        client_id: String,
+        client_id: Arc<str>,
         seq: u64,
     },
-    PutRetained(StoredMessage),
+    PutRetained(Box<StoredMessage>),
     RemoveRetained {
         topic: String,
     },
+}
+
+impl Op {
+    /// Nobody waits for this op to be durable promptly, so it need not
+    /// wake the writer: a put for an online subscriber (held back anyway,
+    /// and its publisher is released by the acknowledgement), a removal,
+    /// and the first in-flight state of a delivery. A QoS 2 delivery's
+    /// move to `AwaitComp` is not: its PUBREL waits for it.
+    pub fn is_lazy(&self) -> bool {
+        match self {
+            Op::PutDelivery { ack_expected, .. } => *ack_expected,
+            Op::RemoveDelivery { .. } => true,
+            Op::SetInflight { phase, .. } => *phase != Phase::AwaitComp,
+            _ => false,
+        }
+    }
 }
 
 /// Everything stored, as handed back at start-up.

@@ -3,6 +3,8 @@
 //! a second engine) can read them. Every encoded record starts with a format
 //! version byte; the body is postcard.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -25,7 +27,10 @@ pub struct StoredProps {
 /// An application message as published (queued copies and retained ones).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {
-    pub topic: String,
+    /// Shared with the live message (`Arc`, not a copy per subscriber);
+    /// encoded exactly as a `String` would be.
+    #[serde(with = "shared_str")]
+    pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
@@ -34,7 +39,24 @@ pub struct StoredMessage {
     /// v5 message expiry interval; `None` never expires.
     pub expires_at_ms: Option<u64>,
     /// The publisher's client id (for no-local after a restart).
-    pub origin: String,
+    #[serde(with = "shared_str")]
+    pub origin: Arc<str>,
+}
+
+/// `Arc<str>` as serde's string (serde's own impl needs its `rc` feature
+/// for the whole workspace).
+mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Arc<str>, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_str(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
+    }
 }
 
 /// One subscription of a persistent session, with its v5 options.

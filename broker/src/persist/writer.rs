@@ -35,12 +35,38 @@ const OP_OVERHEAD: usize = 96;
 
 type FlushReply = oneshot::Sender<Result<(), PersistError>>;
 
+/// How long an op nobody waits on may sit in the queue before the writer
+/// takes it (see [`Op::is_lazy`]): the same bound as the hold-back, which
+/// would keep such a put for that long anyway.
+const LAZY_FOR: Duration = super::hold_back::HOLD_FOR;
+/// A queue this long wakes the writer whatever it holds (bounded batches).
+const LAZY_BATCH: usize = 4096;
+
 #[derive(Default)]
 struct Queue {
     ops: Vec<Op>,
     last_ticket: Ticket,
     flushes: Vec<FlushReply>,
     closed: bool,
+    /// An op someone may be waiting on is queued: the writer was woken.
+    urgent: bool,
+    /// When the oldest queued op arrived.
+    since: Option<Instant>,
+    /// When the waiting writer wakes on its own (`None`: it is working, or
+    /// waits for a wake-up with no deadline).
+    writer_wakes: Option<Instant>,
+    writer_sleeps: bool,
+}
+
+impl Queue {
+    /// Whether the writer should take the queue now.
+    fn ready(&self, now: Instant) -> bool {
+        self.closed
+            || !self.flushes.is_empty()
+            || self.urgent
+            || self.ops.len() >= LAZY_BATCH
+            || self.since.is_some_and(|s| now >= s + LAZY_FOR)
+    }
 }
 
 struct Shared {
@@ -148,17 +174,34 @@ impl Persister {
             return 0;
         }
         let cost = op_cost(&op);
+        let lazy = op.is_lazy();
         let mut q = self.shared.queue.lock();
-        // The writer only waits on an empty queue: whoever made it
-        // non-empty wakes it, the others need no wake-up (one futex call
-        // per batch instead of one per op).
-        let first = q.ops.is_empty();
+        // Wake the writer only when it would not come by itself soon
+        // enough: for the first op someone waits on, for a long queue, or
+        // for a first lazy op the sleeping writer would otherwise take too
+        // late. At high rates nearly every op is lazy, and the writer then
+        // wakes on its own timer once per batch instead of being woken (a
+        // futex call and a context switch) for nearly every op.
+        let wake = if lazy {
+            if q.ops.is_empty() {
+                let now = Instant::now();
+                q.since = Some(now);
+                q.writer_sleeps && q.writer_wakes.is_none_or(|at| at > now + LAZY_FOR)
+            } else {
+                q.ops.len() + 1 == LAZY_BATCH
+            }
+        } else {
+            if q.ops.is_empty() {
+                q.since = Some(Instant::now());
+            }
+            !std::mem::replace(&mut q.urgent, true)
+        };
         q.ops.push(op);
         q.last_ticket += 1;
         let ticket = q.last_ticket;
         self.shared.pending_bytes.fetch_add(cost, Ordering::Relaxed);
         drop(q);
-        if first {
+        if wake {
             self.shared.wake.notify_one();
         }
         ticket
@@ -341,22 +384,32 @@ fn run<S: SessionStore>(
     loop {
         let (mut ops, last, mut flushes, closed) = {
             let mut q = shared.queue.lock();
-            while q.ops.is_empty() && q.flushes.is_empty() && !q.closed {
-                let until = match (held.due(), unsynced) {
-                    (Some(due), true) => Some(due.min(next_fsync)),
-                    (Some(due), false) => Some(due),
-                    (None, true) => Some(next_fsync),
-                    (None, false) => None,
-                };
-                match until {
-                    Some(at) => {
-                        if shared.wake.wait_until(&mut q, at).timed_out() {
-                            break;
-                        }
+            while !q.ready(Instant::now()) {
+                let until = [
+                    held.due(),
+                    unsynced.then_some(next_fsync),
+                    q.since.map(|s| s + LAZY_FOR),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                q.writer_wakes = until;
+                q.writer_sleeps = true;
+                let timed_out = match until {
+                    Some(at) => shared.wake.wait_until(&mut q, at).timed_out(),
+                    None => {
+                        shared.wake.wait(&mut q);
+                        false
                     }
-                    None => shared.wake.wait(&mut q),
+                };
+                q.writer_sleeps = false;
+                q.writer_wakes = None;
+                if timed_out {
+                    break;
                 }
             }
+            q.urgent = false;
+            q.since = None;
             shared.pending_bytes.store(0, Ordering::Relaxed);
             let ops = std::mem::replace(&mut q.ops, std::mem::take(&mut spare));
             let flushes = std::mem::take(&mut q.flushes);

@@ -49,7 +49,7 @@ fn properties_of(p: &StoredProps) -> Properties {
 pub fn stored_message(msg: &Message) -> StoredMessage {
     let now = Instant::now();
     StoredMessage {
-        topic: String::from(&*msg.topic),
+        topic: Arc::clone(&msg.topic),
         payload: msg.payload.clone(),
         qos: msg.qos.as_u8(),
         retain: msg.retain,
@@ -58,7 +58,7 @@ pub fn stored_message(msg: &Message) -> StoredMessage {
             let left = at.saturating_duration_since(now);
             now_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
         }),
-        origin: String::from(&*msg.origin),
+        origin: Arc::clone(&msg.origin),
     }
 }
 
@@ -66,7 +66,7 @@ pub fn message_from(stored: StoredMessage) -> Message {
     let now = Instant::now();
     let wall = now_ms();
     Message {
-        topic: Arc::from(stored.topic),
+        topic: stored.topic,
         payload: stored.payload,
         qos: QoS::from_u8(stored.qos).unwrap_or(QoS::AtMostOnce),
         retain: stored.retain,
@@ -74,7 +74,7 @@ pub fn message_from(stored: StoredMessage) -> Message {
         expires_at: stored
             .expires_at_ms
             .map(|at| now + Duration::from_millis(at.saturating_sub(wall))),
-        origin: Arc::from(stored.origin),
+        origin: stored.origin,
         ack_gate: None,
     }
 }
@@ -177,7 +177,7 @@ impl SessionState {
             gate.stored();
         }
         persist.submit(Op::PutDelivery {
-            client_id: self.principal.client_id.clone(),
+            client_id: Arc::clone(&self.stored_id),
             seq: d.seq,
             delivery: Box::new(Self::stored_delivery(d, None)),
             // QoS 2 is not held back: its PUBREL waits for the next phase
@@ -193,7 +193,7 @@ impl SessionState {
                 gate.settled();
             }
             persist.submit(Op::RemoveDelivery {
-                client_id: self.principal.client_id.clone(),
+                client_id: Arc::clone(&self.stored_id),
                 seq: d.seq,
             });
         }
@@ -209,7 +209,7 @@ impl SessionState {
     ) -> Ticket {
         if self.stored && seq != 0 {
             persist.submit(Op::SetInflight {
-                client_id: self.principal.client_id.clone(),
+                client_id: Arc::clone(&self.stored_id),
                 seq,
                 packet_id: id,
                 phase: stored_phase(phase),
@@ -269,5 +269,5 @@ pub fn write_record(
         return 0;
     }
     let record = st.record(session.owner.username(), subs, will.map(stored_will));
-    broker.persist.submit(Op::PutSession(record))
+    broker.persist.submit(Op::PutSession(Box::new(record)))
 }

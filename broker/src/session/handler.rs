@@ -234,11 +234,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if let Some(held) = self.held.as_deref_mut() {
                 // Woken through the session's own wake-up when the store
                 // catches up (no extra future in the loop).
-                if held.highest > held.registered {
-                    held.registered = held.highest;
-                    self.broker
-                        .persist
-                        .notify_when_durable(held.highest, &self.wake);
+                if let Some(t) = held.wake_at(self.broker.persist.durable()) {
+                    self.broker.persist.notify_when_durable(t, &self.wake);
                 }
             }
             let stall_at = stalled_since.map(|t| t + write_stall);

@@ -9,29 +9,99 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use warden_codec::Packet;
+use warden_codec::{Packet, Properties, PubResp};
 
 use crate::persist::Ticket;
 use crate::session::handler::{End, Handler};
 use crate::session::message::Message;
 
+/// An acknowledgement as it waits. Nearly every held one is a PUBACK (or
+/// PUBREC/PUBREL) without properties, and with persistence on every QoS 1
+/// publish waits here: a whole `Packet` (a few hundred bytes, mostly
+/// `Properties`) would be copied in and out of the queue per message.
+#[derive(Debug)]
+enum HeldPacket {
+    Response {
+        kind: Response,
+        packet_id: u16,
+        reason: u8,
+    },
+    Other(Box<Packet>),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Response {
+    PubAck,
+    PubRec,
+    PubRel,
+}
+
+impl HeldPacket {
+    fn new(packet: Packet) -> HeldPacket {
+        let (kind, r) = match packet {
+            Packet::PubAck(r) => (Response::PubAck, r),
+            Packet::PubRec(r) => (Response::PubRec, r),
+            Packet::PubRel(r) => (Response::PubRel, r),
+            other => return HeldPacket::Other(Box::new(other)),
+        };
+        if r.properties != Properties::default() {
+            let packet = match kind {
+                Response::PubAck => Packet::PubAck(r),
+                Response::PubRec => Packet::PubRec(r),
+                Response::PubRel => Packet::PubRel(r),
+            };
+            return HeldPacket::Other(Box::new(packet));
+        }
+        HeldPacket::Response {
+            kind,
+            packet_id: r.packet_id,
+            reason: r.reason,
+        }
+    }
+
+    fn into_packet(self) -> Packet {
+        match self {
+            HeldPacket::Response {
+                kind,
+                packet_id,
+                reason,
+            } => {
+                let r = PubResp {
+                    packet_id,
+                    reason,
+                    properties: Properties::default(),
+                };
+                match kind {
+                    Response::PubAck => Packet::PubAck(r),
+                    Response::PubRec => Packet::PubRec(r),
+                    Response::PubRel => Packet::PubRel(r),
+                }
+            }
+            HeldPacket::Other(p) => *p,
+        }
+    }
+}
+
 /// One acknowledgement waiting for the store (or its subscribers).
 #[derive(Debug)]
 pub(crate) struct HeldAck {
     ticket: Ticket,
-    packet: Packet,
+    packet: HeldPacket,
     /// Released early when this message's [`AckGate`] settles.
     gated: Option<Arc<Message>>,
 }
 
+/// Whether an acknowledgement of `ticket` may leave.
+fn ready(ticket: Ticket, gated: Option<&Message>, durable: Ticket) -> bool {
+    ticket <= durable
+        || gated
+            .and_then(|m| m.ack_gate.as_ref())
+            .is_some_and(|g| g.is_settled())
+}
+
 impl HeldAck {
     fn ready(&self, durable: Ticket) -> bool {
-        self.ticket <= durable
-            || self
-                .gated
-                .as_ref()
-                .and_then(|m| m.ack_gate.as_ref())
-                .is_some_and(|g| g.is_settled())
+        ready(self.ticket, self.gated.as_deref(), durable)
     }
 }
 
@@ -41,10 +111,28 @@ impl HeldAck {
 #[derive(Debug, Default)]
 pub(crate) struct HeldAcks {
     acks: std::collections::VecDeque<HeldAck>,
-    /// The highest ticket held (what the store is asked to wake us for).
-    pub(crate) highest: Ticket,
     /// The ticket the store was last asked to wake us for.
-    pub(crate) registered: Ticket,
+    registered: Ticket,
+}
+
+impl HeldAcks {
+    /// The ticket to ask the store to wake us for, if any: the first
+    /// held acknowledgement's (it holds back all the others), and only
+    /// when no wake-up is outstanding. One registration per connection at
+    /// a time: at high rates most held PUBACKs are released by their
+    /// subscribers' acknowledgements long before the store, and a
+    /// registration per read would fill the store's waiter list (scanned
+    /// per batch) with wake-ups nobody needs.
+    pub(crate) fn wake_at(&mut self, durable: Ticket) -> Option<Ticket> {
+        if self.registered > durable {
+            return None;
+        }
+        // Even when it became ready since `release_acks` looked: the store
+        // then wakes us at once, and the next round releases it.
+        let first = self.acks.front()?;
+        self.registered = first.ticket;
+        Some(first.ticket)
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
@@ -61,19 +149,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         gated: Option<Arc<Message>>,
         packet: Packet,
     ) -> Result<(), End> {
-        let held = HeldAck {
-            ticket,
-            packet,
-            gated,
-        };
         let holding = self.held.as_ref().is_some_and(|h| !h.acks.is_empty());
         // Ticket 0: nothing was stored for it (a clean session, QoS 0 or
         // persistence off), so only the order can hold it back.
-        if !holding && (ticket == 0 || held.ready(self.broker.persist.durable())) {
-            return self.send(&held.packet);
+        if !holding
+            && (ticket == 0 || ready(ticket, gated.as_deref(), self.broker.persist.durable()))
+        {
+            return self.send(&packet);
         }
+        let held = HeldAck {
+            ticket,
+            packet: HeldPacket::new(packet),
+            gated,
+        };
         let acks = self.held.get_or_insert_with(Box::default);
-        acks.highest = acks.highest.max(ticket);
         acks.acks.push_back(held);
         Ok(())
     }
@@ -87,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let mut result = Ok(());
         while held.acks.front().is_some_and(|a| a.ready(durable)) {
             if let Some(a) = held.acks.pop_front() {
-                if let Err(end) = self.send(&a.packet) {
+                if let Err(end) = self.send(&a.packet.into_packet()) {
                     result = Err(end);
                     break;
                 }

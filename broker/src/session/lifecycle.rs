@@ -213,7 +213,7 @@ fn end_locked(
 fn forget_stored(persist: &Persister, st: &mut SessionState) {
     if st.stored {
         persist.submit(Op::RemoveSession {
-            client_id: st.principal.client_id.clone(),
+            client_id: Arc::clone(&st.stored_id),
         });
         st.stored = false;
     }

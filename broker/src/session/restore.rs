@@ -132,7 +132,9 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
     let compiled = match owner_now(broker, users, &stored.owner).await {
         Ok((_, None)) => {
             tracing::info!(%client_id, owner = ?stored.owner, "stored session dropped: its user was removed or disabled");
-            broker.persist.submit(Op::RemoveSession { client_id });
+            broker.persist.submit(Op::RemoveSession {
+                client_id: client_id.into(),
+            });
             return Restored::No;
         }
         Ok((version, Some((roles, superuser)))) => {
@@ -152,7 +154,9 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         },
     };
     let Some(remaining) = remaining_expiry(&stored) else {
-        broker.persist.submit(Op::RemoveSession { client_id });
+        broker.persist.submit(Op::RemoveSession {
+            client_id: client_id.into(),
+        });
         if let Some(w) = stored.will.clone() {
             // Not in the map or the router: it exists only to publish its
             // will under its owner's policy.

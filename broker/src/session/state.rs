@@ -133,6 +133,9 @@ pub struct SessionState {
     /// message until a policy is installed again (fail closed).
     pub policy_failed: bool,
     pub principal: Principal,
+    /// The client id as the session store's ops carry it (shared, not
+    /// copied per op).
+    pub stored_id: Arc<str>,
     pub policy: Arc<dyn CompiledPolicy>,
     /// Bumped whenever `policy` is replaced; each queued delivery records
     /// the epoch it was checked under, so sending re-checks a stale one.
@@ -210,6 +213,7 @@ impl SessionState {
             ended: false,
             revoked: false,
             policy_failed: false,
+            stored_id: Arc::from(principal.client_id.as_str()),
             principal,
             policy,
             policy_epoch: 0,

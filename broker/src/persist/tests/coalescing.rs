@@ -60,27 +60,27 @@ fn set_inflight_merges_into_the_put_and_a_removal_of_an_older_one_stays() {
 #[test]
 fn later_puts_replace_earlier_and_remove_session_drops_the_clients_earlier_ops() {
     let ops = vec![
-        Op::PutSession(session("a", None, 60)),
-        Op::PutSession(session("b", None, 60)),
+        Op::PutSession(Box::new(session("a", None, 60))),
+        Op::PutSession(Box::new(session("b", None, 60))),
         put_delivery("a", 1, delivery("t", None)),
-        Op::PutSession(session("b", Some(5), 60)),
-        Op::PutRetained(message("r", b"1", None)),
-        Op::PutRetained(message("r", b"2", None)),
+        Op::PutSession(Box::new(session("b", Some(5), 60))),
+        Op::PutRetained(Box::new(message("r", b"1", None))),
+        Op::PutRetained(Box::new(message("r", b"2", None))),
         Op::RemoveSession {
             client_id: "a".into(),
         },
-        Op::PutSession(session("a", None, 30)),
+        Op::PutSession(Box::new(session("a", None, 30))),
         Op::RemoveRetained { topic: "s".into() },
     ];
     assert_eq!(
         coalesce(ops),
         vec![
-            Op::PutSession(session("b", Some(5), 60)),
-            Op::PutRetained(message("r", b"2", None)),
+            Op::PutSession(Box::new(session("b", Some(5), 60))),
+            Op::PutRetained(Box::new(message("r", b"2", None))),
             Op::RemoveSession {
                 client_id: "a".into()
             },
-            Op::PutSession(session("a", None, 30)),
+            Op::PutSession(Box::new(session("a", None, 30))),
             Op::RemoveRetained { topic: "s".into() },
         ]
     );
@@ -111,8 +111,8 @@ mod model {
                     self.sessions.insert(s.client_id.clone(), s.expiry_secs);
                 }
                 Op::RemoveSession { client_id } => {
-                    self.sessions.remove(client_id);
-                    self.deliveries.retain(|(c, _), _| c != client_id);
+                    self.sessions.remove(&**client_id);
+                    self.deliveries.retain(|(c, _), _| **c != **client_id);
                 }
                 Op::PutDelivery {
                     client_id,
@@ -121,7 +121,7 @@ mod model {
                     ..
                 } => {
                     self.deliveries
-                        .insert((client_id.clone(), *seq), delivery.inflight);
+                        .insert((client_id.to_string(), *seq), delivery.inflight);
                 }
                 Op::SetInflight {
                     client_id,
@@ -129,15 +129,15 @@ mod model {
                     packet_id,
                     phase,
                 } => {
-                    if let Some(d) = self.deliveries.get_mut(&(client_id.clone(), *seq)) {
+                    if let Some(d) = self.deliveries.get_mut(&(client_id.to_string(), *seq)) {
                         *d = Some((*packet_id, *phase));
                     }
                 }
                 Op::RemoveDelivery { client_id, seq } => {
-                    self.deliveries.remove(&(client_id.clone(), *seq));
+                    self.deliveries.remove(&(client_id.to_string(), *seq));
                 }
                 Op::PutRetained(m) => {
-                    self.retained.insert(m.topic.clone(), m.payload.to_vec());
+                    self.retained.insert(m.topic.to_string(), m.payload.to_vec());
                 }
                 Op::RemoveRetained { topic } => {
                     self.retained.remove(topic);
@@ -158,7 +158,7 @@ mod model {
         let mut fresh = 130;
         raw.iter()
             .map(|&(kind, c, seq, x)| {
-                let client_id = CLIENTS[c].to_string();
+                let client_id: std::sync::Arc<str> = CLIENTS[c].into();
                 // 0..3: seeded deliveries; 3..6: the last three fresh ones.
                 let seq = if seq >= 3 {
                     fresh - 10 * (seq - 3)
@@ -166,7 +166,7 @@ mod model {
                     seq
                 };
                 match kind {
-                    0 => Op::PutSession(session(&client_id, None, u32::from(x))),
+                    0 => Op::PutSession(Box::new(session(&client_id, None, u32::from(x)))),
                     1 => Op::RemoveSession { client_id },
                     2 => {
                         fresh += 10;
@@ -179,7 +179,7 @@ mod model {
                         phase: Phase::AwaitRec,
                     },
                     4 => remove_delivery(&client_id, seq),
-                    5 => Op::PutRetained(message(CLIENTS[c], &[x as u8], None)),
+                    5 => Op::PutRetained(Box::new(message(CLIENTS[c], &[x as u8], None))),
                     _ => Op::RemoveRetained {
                         topic: CLIENTS[c].into(),
                     },
@@ -191,8 +191,8 @@ mod model {
     fn seeded() -> Model {
         let mut m = Model::default();
         for c in CLIENTS {
-            m.apply(&Op::PutSession(session(c, None, 1)));
-            m.apply(&Op::PutRetained(message(c, b"0", None)));
+            m.apply(&Op::PutSession(Box::new(session(c, None, 1))));
+            m.apply(&Op::PutRetained(Box::new(message(c, b"0", None))));
             for seq in 0..3 {
                 m.apply(&put_delivery(c, seq, delivery("t", None)));
             }

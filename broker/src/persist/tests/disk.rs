@@ -28,7 +28,7 @@ fn fjall_steady_put_and_remove_keeps_the_data_dir_small() {
 
 fn steady(store: impl SessionStore) {
     store
-        .apply(&[Op::PutSession(session("sub", None, 3600))])
+        .apply(&[Op::PutSession(Box::new(session("sub", None, 3600)))])
         .expect("apply");
     let mut d = delivery("t", None);
     d.msg.payload = bytes::Bytes::from(vec![7u8; 512]);

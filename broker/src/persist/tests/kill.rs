@@ -18,7 +18,7 @@ const FIRST: u64 = 500;
 fn ops_for(i: u64) -> [Op; 2] {
     let id = format!("client-{i}");
     [
-        Op::PutSession(session(&id, None, 3600)),
+        Op::PutSession(Box::new(session(&id, None, 3600))),
         put_delivery(&id, i, delivery("t", Some((1, Phase::AwaitAck)))),
     ]
 }

@@ -25,11 +25,11 @@ fn round_trip_every_record_type<S: SessionStore>(open: impl Fn(&Path) -> S) {
         let store = open(dir.path());
         store
             .apply(&[
-                Op::PutSession(session("c\u{1}é", Some(1_000), u32::MAX)),
+                Op::PutSession(Box::new(session("c\u{1}é", Some(1_000), u32::MAX))),
                 put_delivery("c\u{1}é", 1, delivery("a", Some((7, Phase::AwaitComp)))),
                 put_delivery("c\u{1}é", 2, delivery("b", None)),
                 put_delivery("c\u{1}é", 3, delivery("c", None)),
-                Op::PutRetained(retained.clone()),
+                Op::PutRetained(Box::new(retained.clone())),
             ])
             .expect("apply");
         store
@@ -66,13 +66,13 @@ fn remove_session_removes_its_deliveries<S: SessionStore>(open: impl Fn(&Path) -
     let store = open(dir.path());
     store
         .apply(&[
-            Op::PutSession(session("ab", None, 60)),
-            Op::PutSession(session("abc", None, 60)),
+            Op::PutSession(Box::new(session("ab", None, 60))),
+            Op::PutSession(Box::new(session("abc", None, 60))),
             put_delivery("ab", 1, delivery("x", Some((1, Phase::AwaitAck)))),
             put_delivery("ab", 2, delivery("x", None)),
             put_delivery("abc", 1, delivery("y", None)),
-            Op::PutRetained(message("keep", b"1", None)),
-            Op::PutRetained(message("drop", b"1", None)),
+            Op::PutRetained(Box::new(message("keep", b"1", None))),
+            Op::PutRetained(Box::new(message("drop", b"1", None))),
         ])
         .expect("apply");
     store
@@ -92,7 +92,7 @@ fn remove_session_removes_its_deliveries<S: SessionStore>(open: impl Fn(&Path) -
             Op::RemoveSession {
                 client_id: "abc".into(),
             },
-            Op::PutSession(session("abc", None, 30)),
+            Op::PutSession(Box::new(session("abc", None, 30))),
             put_delivery("abc", 1, delivery("z", None)),
         ])
         .expect("apply");

@@ -96,7 +96,7 @@ async fn periodic_durable_follows_the_write_not_the_fsync() {
         Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
     let sync_held = store.sync_gate.lock();
     let apply_held = store.apply_gate.lock();
-    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
     assert_eq!(t, 1);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(p.durable(), 0, "not durable before the engine has it");
@@ -121,15 +121,15 @@ async fn sync_durable_waits_for_the_fsync_one_per_batch() {
     let (p, _) =
         Persister::with_store(Arc::clone(&store), PersistenceMode::Sync, LONG).expect("open");
     let sync_held = store.sync_gate.lock();
-    let t1 = p.submit(Op::PutSession(session("a", None, 60)));
+    let t1 = p.submit(Op::PutSession(Box::new(session("a", None, 60))));
     let deadline = tokio::time::Instant::now() + WAIT;
     while store.applied.load(Ordering::SeqCst) == 0 {
         assert!(tokio::time::Instant::now() < deadline, "apply never ran");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Queued behind the fsync: these form the next batch.
-    let t2 = p.submit(Op::PutSession(session("b", None, 60)));
-    let t3 = p.submit(Op::PutSession(session("c", None, 60)));
+    let t2 = p.submit(Op::PutSession(Box::new(session("b", None, 60))));
+    let t3 = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         p.durable(),
@@ -178,7 +178,7 @@ async fn the_queue_reports_congestion_above_its_budget_and_drains() {
     let held = store.apply_gate.lock();
     // One op first, taken by the writer, which then waits at the gate:
     // everything after it stays queued, however slow the writer is to wake.
-    let mut last = p.submit(Op::PutRetained(message("big/first", b"x", None)));
+    let mut last = p.submit(Op::PutRetained(Box::new(message("big/first", b"x", None))));
     let stuck = async {
         while store.entered.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -191,7 +191,7 @@ async fn the_queue_reports_congestion_above_its_budget_and_drains() {
         assert!(!p.is_congested() || i > QUEUE_BYTE_BUDGET / payload.len() - 2);
         let mut m = message(&format!("big/{i}"), b"", None);
         m.payload = payload.clone();
-        last = p.submit(Op::PutRetained(m));
+        last = p.submit(Op::PutRetained(Box::new(m)));
     }
     assert!(p.is_congested());
     drop(held);
@@ -203,7 +203,7 @@ async fn the_queue_reports_congestion_above_its_budget_and_drains() {
 async fn disabled_is_durable_at_once() {
     let p = Persister::disabled();
     assert!(!p.enabled());
-    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
     assert_eq!((t, p.durable()), (0, 0));
     durable_within(&p, t).await;
     p.flush().await.expect("flush");
@@ -233,23 +233,23 @@ fn purge_at_open<S: SessionStore>(store: Arc<S>) {
     store
         .apply(&[
             // Disconnected 20 s ago with a 10 s expiry: gone, with its queue.
-            Op::PutSession(StoredSession {
+            Op::PutSession(Box::new(StoredSession {
                 will: None,
                 ..session("expired", Some(now - 20_000), 10)
-            }),
+            })),
             put_delivery("expired", 1, delivery("t", None)),
             // The same with a will: kept, without its queue, for the broker
             // to publish the will.
-            Op::PutSession(session("expired-will", Some(now - 20_000), 10)),
+            Op::PutSession(Box::new(session("expired-will", Some(now - 20_000), 10))),
             put_delivery("expired-will", 1, delivery("t", None)),
-            Op::PutSession(session("recent", Some(now - 20_000), 3600)),
+            Op::PutSession(Box::new(session("recent", Some(now - 20_000), 3600))),
             put_delivery("recent", 1, expired_msg),
             put_delivery("recent", 2, expired_inflight.clone()),
             put_delivery("recent", 3, live_msg.clone()),
-            Op::PutSession(session("forever", Some(0), u32::MAX)),
-            Op::PutSession(session("was-online", None, 10)),
-            Op::PutRetained(message("old", b"x", Some(now - 1))),
-            Op::PutRetained(message("new", b"x", Some(now + 3_600_000))),
+            Op::PutSession(Box::new(session("forever", Some(0), u32::MAX))),
+            Op::PutSession(Box::new(session("was-online", None, 10))),
+            Op::PutRetained(Box::new(message("old", b"x", Some(now - 1)))),
+            Op::PutRetained(Box::new(message("new", b"x", Some(now + 3_600_000)))),
         ])
         .expect("apply");
     let (_p, loaded) =
@@ -278,7 +278,7 @@ fn purge_at_open<S: SessionStore>(store: Arc<S>) {
             recent.deliveries,
             vec![(2, expired_inflight.clone()), (3, live_msg.clone())]
         );
-        let topics: Vec<_> = on_disk.retained.iter().map(|m| m.topic.as_str()).collect();
+        let topics: Vec<_> = on_disk.retained.iter().map(|m| &*m.topic).collect();
         assert_eq!(topics, ["new"]);
     }
 }
@@ -313,7 +313,7 @@ impl Recording {
             | Op::SetInflight {
                 client_id, seq: s, ..
             }
-            | Op::RemoveDelivery { client_id, seq: s } => client_id == client && *s == seq,
+            | Op::RemoveDelivery { client_id, seq: s } => **client_id == *client && *s == seq,
             _ => false,
         })
     }
@@ -358,7 +358,7 @@ async fn a_delivery_acknowledged_by_the_next_batch_never_reaches_the_engine() {
     let store = Recording::new(dir.path());
     let (p, _) =
         Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
-    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
     durable_within(&p, t).await;
     // Batch: a delivery sent to its subscriber (held back) beside a record
     // (written). While that batch is written, the subscriber acknowledges:
@@ -373,7 +373,7 @@ async fn a_delivery_acknowledged_by_the_next_batch_never_reaches_the_engine() {
         }
     }));
     let t_put = p.submit(sent("c", 1));
-    let t_x = p.submit(Op::PutSession(session("x", None, 60)));
+    let t_x = p.submit(Op::PutSession(Box::new(session("x", None, 60))));
     assert!(t_put < t_x);
     durable_within(&p, t_x + 1).await;
     store.hook.lock().take();
@@ -403,7 +403,7 @@ async fn durable_stays_behind_a_held_back_delivery_until_it_is_written() {
     let store = Recording::new(dir.path());
     let (p, _) =
         Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
-    let t = p.submit(Op::PutSession(session("c", None, 60)));
+    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
     durable_within(&p, t).await;
     // Inside the batch that holds the delivery back, the record after it
     // is written, but neither may be reported durable yet.
@@ -413,7 +413,7 @@ async fn durable_stays_behind_a_held_back_delivery_until_it_is_written() {
         durable_seen.lock().push(watch.durable());
     }));
     let t_put = p.submit(sent("c", 1));
-    let t_rec = p.submit(Op::PutSession(session("x", None, 60)));
+    let t_rec = p.submit(Op::PutSession(Box::new(session("x", None, 60))));
     durable_within(&p, t_rec).await;
     store.hook.lock().take();
     assert!(
@@ -432,7 +432,7 @@ async fn flush_and_close_write_what_is_held_back() {
     let store = Recording::new(dir.path());
     let (p, _) =
         Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
-    p.submit(Op::PutSession(session("c", None, 60)));
+    p.submit(Op::PutSession(Box::new(session("c", None, 60))));
     p.submit(sent("c", 1));
     p.flush().await.expect("flush");
     assert!(store.saw_delivery("c", 1));
