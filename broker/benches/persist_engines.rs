@@ -33,13 +33,13 @@ const ENGINES: [(&str, Opener); 2] = [
 fn delivery(i: u64) -> StoredDelivery {
     StoredDelivery {
         msg: StoredMessage {
-            topic: format!("bench/{}/t", i % 8),
+            topic: format!("bench/{}/t", i % 8).into(),
             payload: Bytes::from(vec![0x5a; 64]),
             qos: 1,
             retain: false,
             props: StoredProps::default(),
             expires_at_ms: None,
-            origin: format!("p{}", i % 8),
+            origin: format!("p{}", i % 8).into(),
         },
         qos: 1,
         retain: false,
@@ -72,7 +72,7 @@ fn session(id: &str) -> StoredSession {
 
 /// Batch `k` of the pipeline: puts of batch k, inflight of k-1, acks of k-2.
 fn pipeline_batch(k: u64, size: u64) -> Vec<Op> {
-    let c = || "subscriber".to_string();
+    let c = || std::sync::Arc::<str>::from("subscriber");
     let mut ops = Vec::with_capacity(3 * size as usize);
     for seq in k * size..(k + 1) * size {
         ops.push(Op::PutDelivery {
@@ -105,7 +105,7 @@ fn fan_in(open: Opener, mode: PersistenceMode, size: u64, secs: f64) -> (f64, f6
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), mode);
     store
-        .apply(&[Op::PutSession(session("subscriber"))])
+        .apply(&[Op::PutSession(Box::new(session("subscriber")))])
         .expect("apply");
     let start = Instant::now();
     let mut last_fsync = start;
@@ -135,10 +135,10 @@ fn writer(open: Opener, mode: PersistenceMode, window: u64, secs: f64) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), mode);
     store
-        .apply(&[Op::PutSession(session("subscriber"))])
+        .apply(&[Op::PutSession(Box::new(session("subscriber")))])
         .expect("apply");
     let (p, _) = Persister::with_store(store, mode, Duration::from_secs(1)).expect("open");
-    let c = || "subscriber".to_string();
+    let c = || std::sync::Arc::<str>::from("subscriber");
     let start = Instant::now();
     let mut seq = 0u64;
     let mut last = 0;
@@ -183,7 +183,7 @@ fn disk_per_message(open: Opener) -> f64 {
     {
         let store = open(dir.path(), PersistenceMode::Periodic);
         store
-            .apply(&[Op::PutSession(session("subscriber"))])
+            .apply(&[Op::PutSession(Box::new(session("subscriber")))])
             .expect("apply");
         store.sync().expect("sync");
     }

@@ -31,24 +31,24 @@ enum HeldPacket {
 
 #[derive(Clone, Copy, Debug)]
 enum Response {
-    PubAck,
-    PubRec,
-    PubRel,
+    Ack,
+    Rec,
+    Rel,
 }
 
 impl HeldPacket {
     fn new(packet: Packet) -> HeldPacket {
         let (kind, r) = match packet {
-            Packet::PubAck(r) => (Response::PubAck, r),
-            Packet::PubRec(r) => (Response::PubRec, r),
-            Packet::PubRel(r) => (Response::PubRel, r),
+            Packet::PubAck(r) => (Response::Ack, r),
+            Packet::PubRec(r) => (Response::Rec, r),
+            Packet::PubRel(r) => (Response::Rel, r),
             other => return HeldPacket::Other(Box::new(other)),
         };
         if r.properties != Properties::default() {
             let packet = match kind {
-                Response::PubAck => Packet::PubAck(r),
-                Response::PubRec => Packet::PubRec(r),
-                Response::PubRel => Packet::PubRel(r),
+                Response::Ack => Packet::PubAck(r),
+                Response::Rec => Packet::PubRec(r),
+                Response::Rel => Packet::PubRel(r),
             };
             return HeldPacket::Other(Box::new(packet));
         }
@@ -72,9 +72,9 @@ impl HeldPacket {
                     properties: Properties::default(),
                 };
                 match kind {
-                    Response::PubAck => Packet::PubAck(r),
-                    Response::PubRec => Packet::PubRec(r),
-                    Response::PubRel => Packet::PubRel(r),
+                    Response::Ack => Packet::PubAck(r),
+                    Response::Rec => Packet::PubRec(r),
+                    Response::Rel => Packet::PubRel(r),
                 }
             }
             HeldPacket::Other(p) => *p,

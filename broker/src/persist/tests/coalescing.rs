@@ -137,7 +137,8 @@ mod model {
                     self.deliveries.remove(&(client_id.to_string(), *seq));
                 }
                 Op::PutRetained(m) => {
-                    self.retained.insert(m.topic.to_string(), m.payload.to_vec());
+                    self.retained
+                        .insert(m.topic.to_string(), m.payload.to_vec());
                 }
                 Op::RemoveRetained { topic } => {
                     self.retained.remove(topic);
