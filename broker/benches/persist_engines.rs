@@ -215,9 +215,9 @@ fn load_time(open: Opener) -> (Duration, usize) {
             let mut ops = Vec::with_capacity(2000);
             for i in k * 1000..(k + 1) * 1000 {
                 let id = format!("client-{i}");
-                ops.push(Op::PutSession(session(&id)));
+                ops.push(Op::PutSession(Box::new(session(&id))));
                 ops.push(Op::PutDelivery {
-                    client_id: id,
+                    client_id: id.into(),
                     seq: 1,
                     delivery: Box::new(delivery(i)),
                     ack_expected: false,
