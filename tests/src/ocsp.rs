@@ -2,9 +2,11 @@
 //! `index.txt` (the OpenSSL CA database) on a loopback port, killed on drop.
 //! Also a port where nothing answers, and one that accepts and stays silent.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// One certificate in the responder's database.
@@ -58,7 +60,7 @@ pub fn free_port() -> u16 {
 impl OcspResponder {
     /// Starts `openssl ocsp` on `port` for the CA in `ca` (PEM), answering
     /// from `entries`; `next_update_minutes` sets nextUpdate (`-nmin`),
-    /// None leaves it out. Waits until the port accepts connections.
+    /// None leaves it out. Waits until it listens.
     pub fn start(
         dir: &Path,
         port: u16,
@@ -85,21 +87,39 @@ impl OcspResponder {
         if let Some(n) = next_update_minutes {
             cmd.args(["-nmin", &n.to_string()]);
         }
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn openssl ocsp (is openssl installed? scripts/install-test-deps)");
+        // Ready once it says so: a probe connection would not do, as the
+        // responder then waits on the probe and serves nobody else.
+        let (tx, rx) = mpsc::channel();
+        for out in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = tx.send(line);
+                }
+            });
+        }
         let responder = OcspResponder { port, child };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "openssl ocsp did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("waiting for OCSP client connections") => break,
+                Ok(_) => {}
+                Err(_) => panic!("openssl ocsp did not start listening on {port}"),
+            }
         }
         responder
     }

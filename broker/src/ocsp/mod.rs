@@ -236,12 +236,12 @@ impl OcspChecker {
             tracing::warn!(
                 %listener,
                 %responder,
-                cause = cause.as_str(),
+                cause = %cause.as_str(),
                 "OCSP: certificate status not established ({detail}); clients are let in (ocsp: soft_fail); \
                  further failures of this kind are logged at DEBUG until the responder answers"
             );
         } else {
-            tracing::debug!(%listener, %responder, cause = cause.as_str(), "OCSP: {detail}; let in (soft_fail)");
+            tracing::debug!(%listener, %responder, cause = %cause.as_str(), "OCSP: {detail}; let in (soft_fail)");
         }
         Ok(())
     }
