@@ -353,3 +353,6 @@ fn request_der(subject: &Subject, nonce: &[u8]) -> Result<Vec<u8>, der::Error> {
     }
     .to_der()
 }
+
+#[cfg(test)]
+mod tests;
