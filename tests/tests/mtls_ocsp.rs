@@ -224,7 +224,12 @@ async fn answers_are_kept_until_next_update_and_not_without_one() {
         ERIN,
         Some(format!("http://127.0.0.1:{fresh_port}/")),
     );
-    let mut kept = ca_responder(&broker, kept_port, &[entry("alice", ALICE, false)], Some(10));
+    let mut kept = ca_responder(
+        &broker,
+        kept_port,
+        &[entry("alice", ALICE, false)],
+        Some(10),
+    );
     let mut fresh = ca_responder(&broker, fresh_port, &[entry("erin", ERIN, false)], None);
     assert_eq!(connack(&broker, "mtls", &alice, Version::V5).await, 0);
     assert_eq!(connack(&broker, "mtls", &erin, Version::V5).await, 0);
@@ -273,7 +278,10 @@ async fn a_delegated_responder_is_believed_and_a_foreign_one_is_not() {
     let _rogue = start(rogue_port, &foreign);
 
     assert_eq!(connack(&broker, "mtls", &alice, Version::V5).await, 0);
-    assert_eq!(connack(&broker, "mtls-rogue", &alice, Version::V5).await, 0x88);
+    assert_eq!(
+        connack(&broker, "mtls-rogue", &alice, Version::V5).await,
+        0x88
+    );
     assert!(
         broker
             .wait_log(

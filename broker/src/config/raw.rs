@@ -9,8 +9,7 @@ use serde::Deserialize;
 
 use super::types::{
     BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, OcspMode, OnDeny,
-    PacketSize,
-    PersistenceMode, Takeover, UsernameFrom,
+    PacketSize, PersistenceMode, Takeover, UsernameFrom,
 };
 
 #[derive(Debug, Default, Deserialize)]

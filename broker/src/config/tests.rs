@@ -446,7 +446,10 @@ fn ocsp_keys_are_read_and_checked() {
     assert_eq!(ocsp.timeout, Duration::from_millis(1500));
     // The default timeout stays inside the connect timeout.
     let cfg = parse_ok("    ocsp: soft_fail\n");
-    assert_eq!(cfg.listeners[0].ocsp().unwrap().timeout, DEFAULT_OCSP_TIMEOUT);
+    assert_eq!(
+        cfg.listeners[0].ocsp().unwrap().timeout,
+        DEFAULT_OCSP_TIMEOUT
+    );
     let short = "listeners:\n  - bind: \"127.0.0.1:1\"\n    client_auth: required\n    client_ca: ca.pem\n    connect_timeout: 2s\n    ocsp: soft_fail\n";
     let cfg = parse_in(dir.path(), short).unwrap();
     assert_eq!(
@@ -470,9 +473,20 @@ fn ocsp_keys_are_read_and_checked() {
         "listeners[0].ocsp_timeout",
         7,
     );
-    assert!(text.contains("shorter than the listener's connect_timeout"), "{text}");
-    fails_with("    ocsp: hard_fail\n    ocsp_timeout: 0s\n", "listeners[0].ocsp_timeout", 7);
-    let text = fails_with("    ocsp_responder: http://r.example\n", "listeners[0].ocsp_responder", 6);
+    assert!(
+        text.contains("shorter than the listener's connect_timeout"),
+        "{text}"
+    );
+    fails_with(
+        "    ocsp: hard_fail\n    ocsp_timeout: 0s\n",
+        "listeners[0].ocsp_timeout",
+        7,
+    );
+    let text = fails_with(
+        "    ocsp_responder: http://r.example\n",
+        "listeners[0].ocsp_responder",
+        6,
+    );
     assert!(text.contains("ocsp is off"), "{text}");
 
     // Only where there are client certificates.

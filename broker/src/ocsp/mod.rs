@@ -85,7 +85,10 @@ impl Cause {
 pub enum Refusal {
     Revoked,
     /// hard_fail without a usable answer.
-    Unverified { cause: Cause, detail: String },
+    Unverified {
+        cause: Cause,
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -204,11 +207,14 @@ impl OcspChecker {
     ) -> Result<(), Refusal> {
         let asked = match subject {
             Ok(subject) => self.ask(settings, subject).await,
-            Err(why) => Asked::Failed {
-                cause: Cause::NoIssuer,
-                responder: "-".to_owned(),
-                detail: why.to_owned(),
-            },
+            Err(why) => {
+                self.counts.inc((Cause::NoIssuer.as_str(), "none"));
+                Asked::Failed {
+                    cause: Cause::NoIssuer,
+                    responder: "-".to_owned(),
+                    detail: why.to_owned(),
+                }
+            }
         };
         let (cause, responder, detail) = match asked {
             Asked::Answer(Status::Good) => return Ok(()),

@@ -97,9 +97,7 @@ pub fn verify(
         .find(|r| r.cert_id == subject.cert_id)
         .ok_or(ResponseError::NotAnswered)?;
     let this_update = single.this_update.0.to_unix_duration().as_secs();
-    let next_update = single
-        .next_update
-        .map(|t| t.0.to_unix_duration().as_secs());
+    let next_update = single.next_update.map(|t| t.0.to_unix_duration().as_secs());
     let future = this_update > now.saturating_add(SKEW_SECS);
     let expired = next_update.is_some_and(|n| n.saturating_add(SKEW_SECS) < now);
     if future || expired {

@@ -36,7 +36,10 @@ pub struct Subject {
 impl fmt::Debug for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subject")
-            .field("serial", &hex::encode(self.cert_id.serial_number.as_bytes()))
+            .field(
+                "serial",
+                &hex::encode(self.cert_id.serial_number.as_bytes()),
+            )
             .field("aia", &self.aia)
             .finish_non_exhaustive()
     }

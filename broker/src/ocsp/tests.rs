@@ -184,10 +184,7 @@ fn the_issuer_comes_from_the_chain_and_the_responder_from_aia() {
     let subject = Subject::from_chain(&chain, &[parsed(&root)]).unwrap();
     assert_eq!(subject.issuer, parsed(&inter));
     assert_eq!(subject.aia, vec!["http://ocsp.example:8080/q".to_owned()]);
-    assert_eq!(
-        subject.responder(None),
-        Some("http://ocsp.example:8080/q")
-    );
+    assert_eq!(subject.responder(None), Some("http://ocsp.example:8080/q"));
     assert_eq!(
         subject.responder(Some("http://override/")),
         Some("http://override/")
@@ -299,7 +296,8 @@ fn only_a_responder_the_issuer_made_for_ocsp_signing_may_answer() {
     let root = ca("Root");
     let leaf = issue(&root, "alice", false, vec![], vec![]);
     let subject = subject_of(&leaf, &root);
-    let responder = |by: &Ca, eku: Vec<ExtendedKeyUsagePurpose>| issue(by, "responder", false, eku, vec![]);
+    let responder =
+        |by: &Ca, eku: Vec<ExtendedKeyUsagePurpose>| issue(by, "responder", false, eku, vec![]);
 
     let delegate = responder(&root, vec![ExtendedKeyUsagePurpose::OcspSigning]);
     let mut reply = Reply::good(&subject, &delegate);
