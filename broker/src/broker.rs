@@ -62,6 +62,8 @@ pub struct Broker {
     pub write_stalls: AtomicU64,
     /// Revoked client certificates per listener (from its CRLs).
     pub revoked: crate::revocation::Revocations,
+    /// OCSP answers about client certificates, kept until nextUpdate.
+    pub ocsp: crate::ocsp::OcspChecker,
     /// The token verifier of `auth.jwt`; empty when JWT is off. Built at
     /// start and on a config reload.
     pub jwt: arc_swap::ArcSwapOption<crate::auth::JwtVerifier>,
@@ -115,6 +117,7 @@ impl Broker {
             policy_target: AtomicU64::new(0),
             write_stalls: AtomicU64::new(0),
             revoked: crate::revocation::Revocations::default(),
+            ocsp: crate::ocsp::OcspChecker::default(),
             jwt: arc_swap::ArcSwapOption::empty(),
             stats,
             audit,

@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: signals, the config reload (SIGHUP), the live log filter.
 //! - [`session`]: the per-connection MQTT state machine.
 //! - [`router`]: the subscription trie, shared subscriptions, retained messages.
+//! - [`ocsp`]: OCSP checking of client certificates at login.
 //! - [`auth`]: authentication at CONNECT (password or client certificate).
 //! - [`login_cache`]: store answers and compiled policies per policy version.
 //! - [`broker`]: the shared state and the publish path.
@@ -34,6 +35,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod login_cache;
 pub mod observe;
+pub mod ocsp;
 pub mod persist;
 pub mod policy_registry;
 pub mod revocation;

@@ -50,6 +50,9 @@ pub struct ClientSpec {
     pub ou: Option<String>,
     /// The serial number (big-endian bytes); random when None.
     pub serial: Option<Vec<u8>>,
+    /// An OCSP responder URL put in the Authority Information Access
+    /// extension.
+    pub ocsp_url: Option<String>,
 }
 
 struct Authority {
@@ -157,8 +160,24 @@ impl TestPki {
         if let Some(serial) = &spec.serial {
             params.serial_number = Some(SerialNumber::from_slice(serial));
         }
+        if let Some(url) = &spec.ocsp_url {
+            params.custom_extensions.push(aia_ocsp(url));
+        }
         let (cert, key) = self.ca.issue(params);
         save(&self.dir, &format!("client-{stem}"), cert, key)
+    }
+
+    /// An OCSP responder certificate (extended key usage OCSPSigning),
+    /// signed by the test CA, or by the rogue CA when `rogue`; written as
+    /// `<stem>.pem` and `<stem>.key`.
+    pub fn ocsp_signer(&self, stem: &str, rogue: bool) -> CertFiles {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("responder params");
+        params.distinguished_name = dn(stem);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let issuer = if rogue { &self.rogue } else { &self.ca };
+        let (cert, key) = issuer.issue(params);
+        save(&self.dir, stem, cert, key)
     }
 
     /// A CRL from the test CA revoking these serials, as PEM.
@@ -209,6 +228,25 @@ impl TestPki {
         let (cert, key) = self.rogue.issue(client_params(cn));
         save(&self.dir, &format!("rogue-{cn}"), cert, key)
     }
+}
+
+/// The Authority Information Access extension naming `url` as the OCSP
+/// responder (encoded with the RustCrypto types, as the broker reads it).
+fn aia_ocsp(url: &str) -> rcgen::CustomExtension {
+    use der::Encode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: const_oid::db::rfc5280::ID_AD_OCSP,
+        access_location: GeneralName::UniformResourceIdentifier(
+            der::asn1::Ia5String::new(url).expect("ASCII URL"),
+        ),
+    }]);
+    // id-pe-authorityInfoAccess 1.3.6.1.5.5.7.1.1
+    rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        aia.to_der().expect("AIA DER"),
+    )
 }
 
 fn client_params(cn: &str) -> CertificateParams {

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod durable;
 pub mod http;
 pub mod lifecycle;
+pub mod ocsp;
 pub mod proxy;
 pub mod raw;
 pub mod sessions;

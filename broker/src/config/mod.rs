@@ -10,6 +10,7 @@
 mod jwt;
 mod locate;
 mod observe;
+mod ocsp;
 mod raw;
 mod reload;
 mod types;
@@ -24,9 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use observe::{AuditConfig, MetricsConfig};
+pub use ocsp::{responder_url as ocsp_responder_url, DEFAULT_OCSP_TIMEOUT};
 pub use reload::ReloadPlan;
 pub use types::{
-    parse_byte_size, ClientAuthMode, ListenerKind, OnDeny, PersistenceMode, Takeover, UsernameFrom,
+    parse_byte_size, ClientAuthMode, ListenerKind, OcspMode, OnDeny, PersistenceMode, Takeover,
+    UsernameFrom,
 };
 
 /// The commented default configuration (`warden config default`).
@@ -139,6 +142,9 @@ pub struct TlsSettings {
     /// Certificate revocation lists checked for client certificates
     /// (absolute); only with `client_auth`. Re-read when they change.
     pub crls: Vec<PathBuf>,
+    /// OCSP checking of client certificates at login; `None`: off. Only
+    /// with `client_auth`.
+    pub ocsp: Option<OcspSettings>,
     /// True when `cert` and `key` are the development defaults in
     /// `<data_dir>/certs`, which `certs::ensure_dev_certs` may create.
     pub dev_certs: bool,
@@ -151,6 +157,21 @@ pub struct TlsSettings {
     /// How often the certificate, key and CA files are checked for changes
     /// (a change reloads them, as SIGHUP does).
     pub cert_poll_interval: Duration,
+}
+
+/// How a listener asks about its clients' certificates (`ocsp.rs` here
+/// validates it, `crate::ocsp` asks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OcspSettings {
+    /// `SoftFail` or `HardFail` (off is `None` above).
+    pub mode: OcspMode,
+    /// The responder asked about every certificate, overriding the one a
+    /// certificate names in its Authority Information Access extension.
+    /// An `http://` URL.
+    pub responder: Option<String>,
+    /// How long one request may take, connecting included; shorter than
+    /// the listener's connect timeout.
+    pub timeout: Duration,
 }
 
 /// A server certificate served to clients that ask for one of `hostnames`.
@@ -237,6 +258,11 @@ impl ListenerConfig {
             Transport::Tcp => None,
             Transport::Tls(t) => Some(t),
         }
+    }
+
+    /// How this listener checks client certificates with OCSP; `None`: not.
+    pub fn ocsp(&self) -> Option<&OcspSettings> {
+        self.tls().and_then(|t| t.ocsp.as_ref())
     }
 
     /// The certificate-to-username mapping of this listener, if any.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::types::{
-    BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, OnDeny, PacketSize,
-    PersistenceMode, Takeover, UsernameFrom,
+    BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, OcspMode, OnDeny,
+    PacketSize, PersistenceMode, Takeover, UsernameFrom,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +58,10 @@ pub struct RawListener {
     pub connect_timeout: Option<HumanDuration>,
     /// Certificate revocation lists (PEM or DER): one path or a list.
     pub crl: Option<OneOrMany<PathBuf>>,
+    /// OCSP checking of client certificates.
+    pub ocsp: Option<OcspMode>,
+    pub ocsp_responder: Option<String>,
+    pub ocsp_timeout: Option<HumanDuration>,
     // WebSocket (ws, wss).
     pub path: Option<String>,
     pub allowed_origins: Option<Vec<String>>,

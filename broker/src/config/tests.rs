@@ -425,3 +425,74 @@ fn websocket_and_tls_keys_only_where_they_apply() {
         4,
     );
 }
+
+#[test]
+fn ocsp_keys_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("ca.pem"), "x").unwrap();
+    let mtls = "listeners:\n  - bind: \"127.0.0.1:1\"\n    client_auth: required\n    client_ca: ca.pem\n    connect_timeout: 8s\n";
+    let parse_ok = |extra: &str| parse_in(dir.path(), &format!("{mtls}{extra}")).unwrap();
+
+    // Off unless asked for.
+    assert_eq!(parse_ok("").listeners[0].ocsp(), None);
+    assert_eq!(parse_ok("    ocsp: off\n").listeners[0].ocsp(), None);
+    let cfg = parse_ok("    ocsp: hard_fail\n    ocsp_responder: http://127.0.0.1:2560/ocsp\n    ocsp_timeout: 1500ms\n");
+    let ocsp = cfg.listeners[0].ocsp().unwrap();
+    assert_eq!(ocsp.mode, OcspMode::HardFail);
+    assert_eq!(
+        ocsp.responder.as_deref(),
+        Some("http://127.0.0.1:2560/ocsp")
+    );
+    assert_eq!(ocsp.timeout, Duration::from_millis(1500));
+    // The default timeout stays inside the connect timeout.
+    let cfg = parse_ok("    ocsp: soft_fail\n");
+    assert_eq!(
+        cfg.listeners[0].ocsp().unwrap().timeout,
+        DEFAULT_OCSP_TIMEOUT
+    );
+    let short = "listeners:\n  - bind: \"127.0.0.1:1\"\n    client_auth: required\n    client_ca: ca.pem\n    connect_timeout: 2s\n    ocsp: soft_fail\n";
+    let cfg = parse_in(dir.path(), short).unwrap();
+    assert_eq!(
+        cfg.listeners[0].ocsp().unwrap().timeout,
+        Duration::from_secs(1)
+    );
+
+    let fails_with = |extra: &str, field: &str, line: usize| {
+        fails_in(dir.path(), &format!("{mtls}{extra}"), field, line)
+    };
+    let text = fails_with("    ocsp: sometimes\n", "ocsp", 6);
+    assert!(text.contains("soft_fail"), "{text}");
+    let text = fails_with(
+        "    ocsp: hard_fail\n    ocsp_responder: https://ocsp.example.com\n",
+        "listeners[0].ocsp_responder",
+        7,
+    );
+    assert!(text.contains("only http://"), "{text}");
+    let text = fails_with(
+        "    ocsp: hard_fail\n    ocsp_timeout: 8s\n",
+        "listeners[0].ocsp_timeout",
+        7,
+    );
+    assert!(
+        text.contains("shorter than the listener's connect_timeout"),
+        "{text}"
+    );
+    fails_with(
+        "    ocsp: hard_fail\n    ocsp_timeout: 0s\n",
+        "listeners[0].ocsp_timeout",
+        7,
+    );
+    let text = fails_with(
+        "    ocsp_responder: http://r.example\n",
+        "listeners[0].ocsp_responder",
+        6,
+    );
+    assert!(text.contains("ocsp is off"), "{text}");
+
+    // Only where there are client certificates.
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    ocsp: soft_fail\n";
+    let text = fails(yaml, "listeners[0].ocsp", 3);
+    assert!(text.contains("needs client_auth"), "{text}");
+    let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    kind: tcp\n    ocsp: soft_fail\n";
+    fails(yaml, "listeners[0].ocsp", 4);
+}

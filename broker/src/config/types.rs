@@ -56,6 +56,30 @@ pub enum ClientAuthMode {
     Required,
 }
 
+/// Whether a listener asks an OCSP responder about client certificates,
+/// and what a missing answer means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OcspMode {
+    #[default]
+    Off,
+    /// No usable answer (responder down, slow, `unknown`, a bad response):
+    /// the client is let in and a warning logged.
+    SoftFail,
+    /// No usable answer: the client is refused.
+    HardFail,
+}
+
+impl OcspMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OcspMode::Off => "off",
+            OcspMode::SoftFail => "soft_fail",
+            OcspMode::HardFail => "hard_fail",
+        }
+    }
+}
+
 /// Which part of a verified client certificate becomes the MQTT username.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]

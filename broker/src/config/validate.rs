@@ -294,6 +294,7 @@ fn dev_tls(data_dir: &Path) -> TlsSettings {
         client_auth: ClientAuth::None,
         username_from: None,
         crls: Vec::new(),
+        ocsp: None,
         dev_certs: true,
         certificates: Vec::new(),
         alpn: vec![DEFAULT_ALPN.to_owned()],
@@ -378,7 +379,10 @@ fn build_listener(
         ));
     }
     let transport = if kind.is_tls() {
-        Transport::Tls(build_tls(i, &raw, ctx, data_dir)?)
+        let mut tls = build_tls(i, &raw, ctx, data_dir)?;
+        let client_auth = tls.client_auth.mode();
+        tls.ocsp = super::ocsp::build(i, &raw, client_auth, connect_timeout, ctx)?;
+        Transport::Tls(tls)
     } else {
         reject_tls_keys_on_tcp(i, kind, &raw, ctx)?;
         Transport::Tcp
@@ -412,6 +416,9 @@ fn reject_tls_keys_on_tcp(
         ("client_ca", raw.client_ca.is_some()),
         ("username_from", raw.username_from.is_some()),
         ("crl", raw.crl.is_some()),
+        ("ocsp", raw.ocsp.is_some()),
+        ("ocsp_responder", raw.ocsp_responder.is_some()),
+        ("ocsp_timeout", raw.ocsp_timeout.is_some()),
         ("certificates", raw.certificates.is_some()),
         ("alpn", raw.alpn.is_some()),
         ("cert_poll_interval", raw.cert_poll_interval.is_some()),

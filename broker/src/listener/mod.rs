@@ -37,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::{ListenerConfig, ListenerKind, Transport, WsSettings};
 
 pub use crl::{stamp as crl_stamp, RevokedSet};
+pub(crate) use peer::serial_hex;
 pub use peer::{cert_info, subject_string, PeerInfo};
 pub use ws::WsStream;
 
@@ -288,6 +289,7 @@ impl Handshaker {
                 listener: self.name.clone(),
                 tls: false,
                 cert: None,
+                ocsp: None,
             };
             let stream = match &self.ws {
                 Some(ws) => {
@@ -301,7 +303,8 @@ impl Handshaker {
         // The acceptors current when the handshake starts serve all of it.
         let acceptors = swap.load_full();
         let stream = acceptors.accept(tcp, addr).await?;
-        let cert = match stream.get_ref().1.peer_certificates() {
+        let chain = stream.get_ref().1.peer_certificates();
+        let cert = match chain {
             Some([leaf, ..]) => {
                 let info = acceptors.cert_info(leaf.as_ref());
                 Some(info.map_err(|message| ListenerError::PeerCert {
@@ -311,11 +314,16 @@ impl Handshaker {
             }
             _ => None,
         };
+        let ocsp = match chain {
+            Some(chain @ [_, ..]) => acceptors.ocsp_subject(chain).map(Arc::new),
+            _ => None,
+        };
         let peer = PeerInfo {
             addr,
             listener: self.name.clone(),
             tls: true,
             cert,
+            ocsp,
         };
         let stream = match &self.ws {
             Some(ws) => {

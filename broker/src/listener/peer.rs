@@ -22,6 +22,9 @@ pub struct PeerInfo {
     pub tls: bool,
     /// Only a certificate that the listener's CA bundle verified.
     pub cert: Option<CertInfo>,
+    /// On a listener with OCSP checking: the certificate and its issuer,
+    /// or why they could not be told apart from the chain.
+    pub ocsp: Option<Arc<Result<crate::ocsp::Subject, String>>>,
 }
 
 impl PeerInfo {
@@ -220,6 +223,7 @@ mod tests {
             listener: Arc::from("tls"),
             tls: true,
             cert,
+            ocsp: None,
         }
     }
 

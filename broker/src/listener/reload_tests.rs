@@ -19,6 +19,7 @@ fn settings(dir: &Path, client_auth: ClientAuth) -> TlsSettings {
         client_auth,
         username_from: None,
         crls: Vec::new(),
+        ocsp: None,
         dev_certs: false,
         certificates: Vec::new(),
         alpn: vec!["mqtt".to_owned()],

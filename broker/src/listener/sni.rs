@@ -161,6 +161,7 @@ mod tests {
             client_auth: ClientAuth::None,
             username_from: None,
             crls: Vec::new(),
+            ocsp: None,
             dev_certs: false,
             certificates: vec![a, b],
             alpn: vec![],

@@ -55,6 +55,9 @@ pub(super) struct TlsAcceptors {
     ca_digest: Option<[u8; 32]>,
     /// The certificates the listener's CRLs revoke (empty without CRLs).
     revoked: Arc<RevokedSet>,
+    /// The client CA bundle, parsed for finding a client certificate's
+    /// issuer; only on a listener that checks certificates with OCSP.
+    ocsp_roots: Option<Arc<[x509_cert::Certificate]>>,
     clock: Arc<dyn TimeProvider>,
 }
 
@@ -107,10 +110,19 @@ impl TlsAcceptors {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| setup(e.to_string()))?;
         let mut revoked = RevokedSet::default();
+        let mut ocsp_roots = None;
         let (builder, chains, ca_digest) = match &s.client_auth {
             ClientAuth::None => (builder.with_no_client_auth(), None, None),
             ClientAuth::Optional { ca } | ClientAuth::Required { ca } => {
-                let (roots, ca_digest) = load_roots(ca)?;
+                let (roots, ca_digest, ca_certs) = load_roots(ca)?;
+                if s.ocsp.is_some() {
+                    let parsed = crate::ocsp::parse_roots(ca_certs.iter().map(|c| c.as_ref()))
+                        .map_err(|message| ListenerError::Pem {
+                            path: ca.clone(),
+                            message,
+                        })?;
+                    ocsp_roots = Some(Arc::from(parsed));
+                }
                 let crls = crl::load(&s.crls)?;
                 let digest: [u8; 32] = Sha256::new()
                     .chain_update(ca_digest)
@@ -163,6 +175,7 @@ impl TlsAcceptors {
             chains,
             ca_digest,
             revoked: Arc::new(revoked),
+            ocsp_roots,
             clock,
         })
     }
@@ -170,6 +183,17 @@ impl TlsAcceptors {
     /// The certificates this listener's CRLs revoke.
     pub(super) fn revoked(&self) -> &Arc<RevokedSet> {
         &self.revoked
+    }
+
+    /// What OCSP needs to know about a verified client chain (leaf
+    /// first); `None` when the listener does not check with OCSP.
+    pub(super) fn ocsp_subject(
+        &self,
+        chain: &[CertificateDer<'_>],
+    ) -> Option<Result<crate::ocsp::Subject, String>> {
+        let roots = self.ocsp_roots.as_ref()?;
+        let ders: Vec<&[u8]> = chain.iter().map(|c| c.as_ref()).collect();
+        Some(crate::ocsp::Subject::from_chain(&ders, roots))
     }
 
     #[cfg(test)]
@@ -244,11 +268,14 @@ pub(super) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ListenerEr
         })
 }
 
-/// The CA bundle, and a digest of its certificates.
-fn load_roots(path: &Path) -> Result<(RootCertStore, [u8; 32]), ListenerError> {
+/// The CA bundle, a digest of its certificates, and the certificates.
+type Roots = (RootCertStore, [u8; 32], Vec<CertificateDer<'static>>);
+
+fn load_roots(path: &Path) -> Result<Roots, ListenerError> {
     let mut roots = RootCertStore::empty();
     let mut digest = Sha256::new();
-    for cert in load_certs(path)? {
+    let certs = load_certs(path)?;
+    for cert in certs.iter().cloned() {
         digest.update((cert.len() as u64).to_be_bytes());
         digest.update(cert.as_ref());
         roots.add(cert).map_err(|e| ListenerError::Pem {
@@ -256,5 +283,5 @@ fn load_roots(path: &Path) -> Result<(RootCertStore, [u8; 32]), ListenerError> {
             message: format!("not a usable CA certificate: {e}"),
         })?;
     }
-    Ok((roots, digest.finalize().into()))
+    Ok((roots, digest.finalize().into(), certs))
 }

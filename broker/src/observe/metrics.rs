@@ -278,6 +278,22 @@ pub fn render(broker: &Broker) -> String {
             .into_iter()
             .map(|(why, n)| (vec![("reason", why.to_owned())], n)),
     );
+    counters(
+        &mut r,
+        "ocsp_checks",
+        "OCSP checks of client certificates at login, by result and where the answer came from",
+        broker
+            .ocsp
+            .counts
+            .snapshot()
+            .into_iter()
+            .map(|((result, source), n)| {
+                (
+                    vec![("result", result.to_owned()), ("source", source.to_owned())],
+                    n,
+                )
+            }),
+    );
     gauge(
         &mut r,
         "uptime_seconds",

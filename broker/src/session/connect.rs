@@ -260,6 +260,23 @@ async fn admit(
             return Err(authorize::connack_not_authorized(version));
         }
     }
+    if let (Some(settings), Some(subject)) = (listener.ocsp(), &peer.ocsp) {
+        let subject = subject.as_ref().as_ref().map_err(String::as_str);
+        if let Err(refusal) = broker.ocsp.check(&peer.listener, settings, subject).await {
+            refused(&refusal);
+            broker.stats.auth.inc(("failure", refusal.reason()));
+            broker
+                .audit
+                .auth_failure(peer.addr, &client_id, who_name.as_deref(), refusal.reason());
+            // A responder outage may pass: the client is told to come
+            // back, as in a store outage.
+            return Err(if refusal.may_pass() {
+                authorize::server_unavailable(version)
+            } else {
+                authorize::connack_not_authorized(version)
+            });
+        }
+    }
     let jwt = broker.jwt.load_full();
     let authed = authenticate(
         users,
