@@ -263,8 +263,13 @@ async fn second_stop(signals: &mut Signals) {
 
 /// One open connection, counted for its listener's `max_connections` and
 /// in the broker's connection limits (`defence::conns`); released when the
-/// connection task ends.
+/// connection task ends. Boxed: it lives in the connection task's future,
+/// whose size is bounded (the test below).
 struct Slot {
+    _counted: Box<Counted>,
+}
+
+struct Counted {
     listener: Arc<AtomicUsize>,
     broker: Arc<Broker>,
     /// The address key counted per source address, if it was.
@@ -292,14 +297,16 @@ impl Slot {
             })
             .map_err(|_| crate::defence::limit::LISTENER)?;
         Ok(Slot {
-            listener: Arc::clone(listener),
-            broker: Arc::clone(broker),
-            ip: admitted.keep(),
+            _counted: Box::new(Counted {
+                listener: Arc::clone(listener),
+                broker: Arc::clone(broker),
+                ip: admitted.keep(),
+            }),
         })
     }
 }
 
-impl Drop for Slot {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.listener.fetch_sub(1, Ordering::AcqRel);
         self.broker.defence.conns.release(self.ip);
