@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use warden_e2e::http::{get, request, scrape, value};
 use warden_e2e::sessions::try_connect;
+use warden_e2e::broker::ADMIN_TOKEN;
 use warden_e2e::*;
 
 fn delta(
