@@ -144,7 +144,13 @@ mod tests {
     #[test]
     fn password_verification_dispatches_here() {
         let phc = hash_secret(b"device-1");
-        assert_eq!(crate::password::verify_password(b"device-1", &phc), Ok(true));
-        assert_eq!(crate::password::verify_password(b"device-2", &phc), Ok(false));
+        assert_eq!(
+            crate::password::verify_password(b"device-1", &phc),
+            Ok(true)
+        );
+        assert_eq!(
+            crate::password::verify_password(b"device-2", &phc),
+            Ok(false)
+        );
     }
 }

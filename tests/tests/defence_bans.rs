@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use warden_e2e::broker::ADMIN_TOKEN;
 use warden_e2e::http::{get, request, scrape, value};
 use warden_e2e::sessions::try_connect;
-use warden_e2e::broker::ADMIN_TOKEN;
 use warden_e2e::*;
 
 fn delta(
@@ -52,7 +52,10 @@ fn audit_lines(broker: &TestBroker) -> Vec<serde_json::Value> {
 }
 
 /// Waits until the audit log holds a line for which `want` holds.
-async fn audited(broker: &TestBroker, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn audited(
+    broker: &TestBroker,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(l) = audit_lines(broker).into_iter().find(|l| want(l)) {
@@ -84,7 +87,10 @@ async fn a_brute_forced_username_is_banned_then_released_when_the_ban_ends() {
     }
     // Banned: the right password does not get in, in either protocol.
     assert_eq!(login_code(&broker, Version::V5, "eve", "right").await, 0x8A);
-    assert_eq!(login_code(&broker, Version::V311, "eve", "right").await, 0x05);
+    assert_eq!(
+        login_code(&broker, Version::V311, "eve", "right").await,
+        0x05
+    );
     // Only that username: another user from the same address gets in.
     assert_eq!(login_code(&broker, Version::V5, "bob", "pw").await, 0);
 
@@ -164,7 +170,10 @@ async fn an_address_is_banned_for_every_username_until_an_operator_lifts_it() {
         assert_eq!(code, 0x86);
     }
     assert_eq!(login_code(&broker, Version::V5, "alice", "pw").await, 0x8A);
-    assert_eq!(login_code(&broker, Version::V311, "alice", "pw").await, 0x05);
+    assert_eq!(
+        login_code(&broker, Version::V311, "alice", "pw").await,
+        0x05
+    );
 
     let after = scrape(m).await;
     let d = |k: &str| delta(&before, &after, k);

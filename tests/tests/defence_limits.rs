@@ -79,8 +79,13 @@ async fn a_connection_flood_from_one_address_is_refused_and_existing_clients_car
     );
     // Nobody else was refused, and no login was even attempted.
     assert_eq!(
-        value(&after, "warden_authentications_total{result=\"success\",reason=\"ok\"}")
-            - value(&before, "warden_authentications_total{result=\"success\",reason=\"ok\"}"),
+        value(
+            &after,
+            "warden_authentications_total{result=\"success\",reason=\"ok\"}"
+        ) - value(
+            &before,
+            "warden_authentications_total{result=\"success\",reason=\"ok\"}"
+        ),
         0.0
     );
     // The clients connected before the flood still round-trip.
@@ -204,7 +209,10 @@ async fn subscriptions_past_the_limit_get_quota_exceeded() {
         .login(Version::V5, &client_id("pub"), "alice", "pw")
         .await;
     assert_eq!(p.publish_acked(Publish::new("s/9", b"hi", 1)).await, 0);
-    assert_eq!(c.next_publish(WAIT).await.expect("delivered").payload, b"hi");
+    assert_eq!(
+        c.next_publish(WAIT).await.expect("delivered").payload,
+        b"hi"
+    );
     let after = scrape(m).await;
     assert_eq!(
         refusals(&after, "max_subscriptions") - refusals(&before, "max_subscriptions"),
@@ -245,7 +253,10 @@ async fn a_client_publishing_past_the_rate_is_disconnected_with_0x96() {
     let ending = noisy.ending(WAIT).await;
     assert_eq!(ending.disconnect_code(), Some(0x96), "{ending:?}");
     // The other publisher is untouched.
-    assert_eq!(calm.publish_acked(Publish::new("p/calm", b"ok", 1)).await, 0);
+    assert_eq!(
+        calm.publish_acked(Publish::new("p/calm", b"ok", 1)).await,
+        0
+    );
     let got = warden_e2e::sessions::drain(&mut sub, Duration::from_millis(500)).await;
     assert!(got.iter().any(|p| p.payload == b"ok"), "{got:?}");
     let after = scrape(m).await;

@@ -32,7 +32,9 @@ async fn concurrent_first_logins_of_one_user_share_one_verification() {
         ..BrokerOptions::default()
     });
     let m = broker.addr("metrics");
-    broker.user_with_rights("fleet", "fleet-pw", "fleet/#").await;
+    broker
+        .user_with_rights("fleet", "fleet-pw", "fleet/#")
+        .await;
     let before = scrape(m).await;
     // Connect first, then send every CONNECT at once: the logins are
     // verified together, not one after another.
@@ -41,7 +43,8 @@ async fn concurrent_first_logins_of_one_user_share_one_verification() {
         .into_iter()
         .enumerate()
         .map(|(i, mut raw)| {
-            let c = Connect::new(Version::V5, &client_id(&format!("dev{i}"))).login("fleet", "fleet-pw");
+            let c = Connect::new(Version::V5, &client_id(&format!("dev{i}")))
+                .login("fleet", "fleet-pw");
             tokio::spawn(async move { raw.connect(&c).await.map(|(_, code, _)| (code, raw)) })
         })
         .collect();
@@ -52,7 +55,11 @@ async fn concurrent_first_logins_of_one_user_share_one_verification() {
         held.push(raw);
     }
     let after = scrape(m).await;
-    assert_eq!(delta(&before, &after, ARGON2), 1.0, "one verification for {N} logins");
+    assert_eq!(
+        delta(&before, &after, ARGON2),
+        1.0,
+        "one verification for {N} logins"
+    );
     assert_eq!(
         delta(
             &before,
@@ -70,7 +77,14 @@ async fn concurrent_first_logins_of_one_user_share_one_verification() {
 /// `warden user add NAME --generate-secret`: the secret from its output.
 async fn add_device(broker: &TestBroker, name: &str) -> String {
     let out = broker
-        .cli_ok(&["user", "add", name, "--generate-secret", "--role", "devices"])
+        .cli_ok(&[
+            "user",
+            "add",
+            name,
+            "--generate-secret",
+            "--role",
+            "devices",
+        ])
         .await;
     let secret = out
         .lines()
@@ -86,7 +100,15 @@ async fn device_secrets_log_in(broker: TestBroker) {
     let m = broker.addr("metrics");
     let s1 = add_device(&broker, "sensor-1").await;
     let s2 = add_device(&broker, "sensor-2").await;
-    broker.acl(&["--role", "devices", "--allow", "publish,subscribe,receive", "dev/#"]).await;
+    broker
+        .acl(&[
+            "--role",
+            "devices",
+            "--allow",
+            "publish,subscribe,receive",
+            "dev/#",
+        ])
+        .await;
     assert_ne!(s1, s2);
     // JSON output carries it too, once.
     let json = broker
@@ -99,11 +121,21 @@ async fn device_secrets_log_in(broker: TestBroker) {
     assert!(!shown.contains(&s1));
 
     let before = scrape(m).await;
-    let mut one = broker.login(Version::V5, &client_id("s1"), "sensor-1", &s1).await;
-    let mut two = broker.login(Version::V311, &client_id("s2"), "sensor-2", &s2).await;
+    let mut one = broker
+        .login(Version::V5, &client_id("s1"), "sensor-1", &s1)
+        .await;
+    let mut two = broker
+        .login(Version::V311, &client_id("s2"), "sensor-2", &s2)
+        .await;
     assert_eq!(two.subscribe("dev/1", 1).await, 1);
-    assert_eq!(one.publish_acked(Publish::new("dev/1", b"t=21", 1)).await, 0);
-    assert_eq!(two.next_publish(WAIT).await.expect("delivered").payload, b"t=21");
+    assert_eq!(
+        one.publish_acked(Publish::new("dev/1", b"t=21", 1)).await,
+        0
+    );
+    assert_eq!(
+        two.next_publish(WAIT).await.expect("delivered").payload,
+        b"t=21"
+    );
     // Another device's secret is not this one's.
     let (_, _, code) = warden_e2e::sessions::try_connect(
         &broker,
@@ -113,10 +145,16 @@ async fn device_secrets_log_in(broker: TestBroker) {
     assert_eq!(code, 0x86);
     let after = scrape(m).await;
     assert_eq!(delta(&before, &after, DEVICE), 3.0);
-    assert_eq!(delta(&before, &after, ARGON2), 0.0, "no argon2 for a device secret");
+    assert_eq!(
+        delta(&before, &after, ARGON2),
+        0.0,
+        "no argon2 for a device secret"
+    );
 
     // A new secret replaces the old one.
-    let out = broker.cli_ok(&["user", "passwd", "sensor-1", "--generate-secret"]).await;
+    let out = broker
+        .cli_ok(&["user", "passwd", "sensor-1", "--generate-secret"])
+        .await;
     let s1b = out
         .lines()
         .find_map(|l| l.strip_prefix("secret: "))
@@ -130,7 +168,9 @@ async fn device_secrets_log_in(broker: TestBroker) {
     )
     .await;
     assert_eq!(code, 0x86, "the old secret is gone");
-    let _new = broker.login(Version::V5, &client_id("new"), "sensor-1", &s1b).await;
+    let _new = broker
+        .login(Version::V5, &client_id("new"), "sensor-1", &s1b)
+        .await;
 }
 
 #[tokio::test]

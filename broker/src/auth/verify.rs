@@ -232,12 +232,8 @@ mod tests {
         let c = cfg(1000, 5000);
         let logins: Vec<_> = (0..200)
             .map(|_| {
-                let (v, cache, hash, c) = (
-                    Arc::clone(&v),
-                    Arc::clone(&cache),
-                    hash.clone(),
-                    c.clone(),
-                );
+                let (v, cache, hash, c) =
+                    (Arc::clone(&v), Arc::clone(&cache), hash.clone(), c.clone());
                 tokio::spawn(async move { v.verify(&c, &cache, "alice", b"pw", &hash).await })
             })
             .collect();
@@ -291,7 +287,10 @@ mod tests {
         let cache = CredentialCache::default();
         let hash = device_secret::hash_secret(b"s3");
         let c = cfg(0, 1);
-        assert_eq!(v.verify(&c, &cache, "d", b"s3", &hash).await, Verdict::Match);
+        assert_eq!(
+            v.verify(&c, &cache, "d", b"s3", &hash).await,
+            Verdict::Match
+        );
         assert_eq!(
             v.verify(&c, &cache, "d", b"s4", &hash).await,
             Verdict::Mismatch

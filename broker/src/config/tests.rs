@@ -448,17 +448,16 @@ fn defence_keys_are_read() {
     // Defaults: bans on, per-address connection limits off.
     let d = parse("data_dir: d\n").unwrap();
     assert_eq!(d.auth.bans, BanConfig::default());
-    assert_eq!(d.limits.guard.max_subscriptions.map(|n| n.get()), Some(10_000));
+    assert_eq!(
+        d.limits.guard.max_subscriptions.map(|n| n.get()),
+        Some(10_000)
+    );
     assert_eq!(d.limits.guard.max_connections_per_ip, None);
 }
 
 #[test]
 fn bad_defence_values_name_the_field_and_line() {
-    fails(
-        "auth:\n  bans:\n    window: 0s\n",
-        "auth.bans.window",
-        3,
-    );
+    fails("auth:\n  bans:\n    window: 0s\n", "auth.bans.window", 3);
     fails(
         "auth:\n  bans:\n    duration: 0s\n",
         "auth.bans.duration",
@@ -470,11 +469,7 @@ fn bad_defence_values_name_the_field_and_line() {
         "auth.bans.failures_per_ip",
         3,
     );
-    fails(
-        "limits:\n  publish_rate: lots\n",
-        "limits.publish_rate",
-        2,
-    );
+    fails("limits:\n  publish_rate: lots\n", "limits.publish_rate", 2);
     fails(
         "auth:\n  bans:\n    thresold: 3\n",
         "auth.bans: unknown field `thresold`",

@@ -234,7 +234,10 @@ impl Bans {
     /// A login as `username` succeeded: its failures are forgiven.
     pub fn succeeded(&self, username: &str) {
         let mut users = self.users.lock();
-        if users.get(username).is_some_and(|t| t.banned_until.is_none()) {
+        if users
+            .get(username)
+            .is_some_and(|t| t.banned_until.is_none())
+        {
             users.remove(username);
         }
     }

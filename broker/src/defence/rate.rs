@@ -55,7 +55,10 @@ mod tests {
         }
         assert!(!b.take(5, t0), "burst spent");
         assert!(!b.take(5, t0 + Duration::from_millis(100)));
-        assert!(b.take(5, t0 + Duration::from_millis(300)), "refilled at 5/s");
+        assert!(
+            b.take(5, t0 + Duration::from_millis(300)),
+            "refilled at 5/s"
+        );
         assert!(!b.is_full(5, t0 + Duration::from_millis(300)));
         assert!(b.is_full(5, t0 + Duration::from_secs(2)));
     }

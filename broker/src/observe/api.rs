@@ -110,7 +110,12 @@ pub fn lift_ban(broker: &Broker, kind: crate::defence::BanKind, subject: &str, b
     broker
         .audit
         .ban(kind.as_str(), subject, std::time::Duration::ZERO, by);
-    tracing::info!(kind = kind.as_str(), subject, by, "ban lifted by an operator");
+    tracing::info!(
+        kind = kind.as_str(),
+        subject,
+        by,
+        "ban lifted by an operator"
+    );
     true
 }
 

@@ -240,7 +240,10 @@ fn lift_ban(broker: &Broker, method: &str, rest: &str) -> Reply {
         return error(StatusCode::METHOD_NOT_ALLOWED, "DELETE");
     }
     let Some((kind, subject)) = rest.split_once('/') else {
-        return error(StatusCode::BAD_REQUEST, "expected /api/bans/{kind}/{subject}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected /api/bans/{kind}/{subject}",
+        );
     };
     let Some(kind) = crate::defence::BanKind::parse(kind) else {
         return error(StatusCode::BAD_REQUEST, "kind is ip or username");
