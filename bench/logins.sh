@@ -92,7 +92,7 @@ run() {
 F=$WORK/fleet
 config "$F"
 "$WARDEN" -c "$F/w.yaml" cert client unused >/dev/null # makes the dev CA
-echo fleet-password | "$WARDEN" -c "$F/w.yaml" user add fleet --password-stdin --role fleet >/dev/null
+echo fleet-password | "$WARDEN" -c "$F/w.yaml" user add fleet0 --password-stdin --role fleet >/dev/null
 "$WARDEN" -c "$F/w.yaml" acl add --role fleet --allow publish,subscribe,receive 'fleet/#' >/dev/null
 CA=$F/data/certs/ca.pem
 
