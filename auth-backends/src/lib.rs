@@ -6,6 +6,7 @@
 //! - `error`: `StoreError` and its `kind()`; callers branch on the kind.
 //! - `config`: `StoreConfig` (`backend:` picks the variant), `validate`, `open`.
 //! - `password`: argon2id hashing and verifying, with blocking-pool wrappers.
+//! - `device_secret`: generated 256-bit device secrets under a fast keyed hash.
 //! - `sql/` (features `sqlite`, `postgres`, `mysql`): what the three sqlx
 //!   stores share, generic over a `Dialect`: the store type `SqlStore` with
 //!   the trait impls, the write transactions, the listings and exports.
@@ -35,6 +36,7 @@
 ))]
 mod common;
 pub mod config;
+pub mod device_secret;
 pub mod error;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;

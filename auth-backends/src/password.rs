@@ -88,6 +88,10 @@ pub fn hash_password_with(
 /// Check `password` against a stored PHC string. The comparison of the
 /// derived key is constant-time (the argon2 crate's verifier).
 pub fn verify_password(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
+    // Device secrets (random, 256 bits) are stored under a fast keyed hash.
+    if crate::device_secret::is_device_secret(phc) {
+        return crate::device_secret::verify_secret(password, phc);
+    }
     let hash = PasswordHash::new(phc).map_err(|_| PasswordError::InvalidHash)?;
     check_cost(&hash)?;
     match Argon2::default().verify_password(password, &hash) {

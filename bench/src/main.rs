@@ -4,6 +4,7 @@
 
 mod conns;
 mod durable;
+mod logins;
 mod net;
 mod pubsub;
 mod report;
@@ -40,6 +41,10 @@ enum Scenario {
     /// Resume persistent session --client-id after a restart: seconds from
     /// --since-ns to the ready log line, CONNACK and the first message.
     Resume,
+    /// --conns clients connect and log in at the same moment: seconds to
+    /// the last CONNACK, and the broker's peak RSS (--credentials for
+    /// distinct users).
+    Logins,
 }
 
 #[derive(Debug, Parser)]
@@ -77,6 +82,9 @@ struct Args {
     users: usize,
     #[arg(long, default_value = "secret")]
     password: String,
+    /// `username secret` per line: connection i logs in with line i (logins).
+    #[arg(long)]
+    credentials: Option<String>,
     /// CONNECT keep-alive in seconds; no PINGREQ is sent, so make it outlast
     /// the run. 0 (none) unless the broker refuses it, as rumqttd does.
     #[arg(long, default_value_t = 0)]
@@ -332,6 +340,17 @@ async fn run(args: Args) -> Result<Report> {
         }
         Scenario::Offline => durable::offline_scenario(&target, args.offline_plan(), pid).await?,
         Scenario::Resume => durable::resume_scenario(&target, args.resume_plan()?, pid).await?,
+        Scenario::Logins => {
+            let logins = match &args.credentials {
+                Some(path) => logins::from_credentials(
+                    Arc::new(logins::read_credentials(path)?),
+                    args.client_prefix.clone(),
+                    args.keep_alive,
+                ),
+                None => logins,
+            };
+            logins::logins_scenario(&target, args.conns, logins, pid).await?
+        }
     };
     report.broker = args.label.clone();
     report.transport = args.transport().to_string();

@@ -46,6 +46,9 @@ pub struct Report {
     /// The broker's RSS in KiB at the end of the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_kb: Option<u64>,
+    /// The broker's peak RSS in KiB since it started (VmHWM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_peak_kb: Option<u64>,
     /// Restart: seconds from process start to the broker's ready line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_s: Option<f64>,
@@ -144,15 +147,24 @@ pub fn proc_cpu(pid: u32) -> Result<Duration> {
 
 /// Resident set size of process `pid` in KiB, from /proc/<pid>/status.
 pub fn proc_rss_kb(pid: u32) -> Result<u64> {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+/// The peak resident set size of process `pid` in KiB (VmHWM).
+pub fn proc_peak_rss_kb(pid: u32) -> Result<u64> {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS in /proc status")?
+        .with_context(|| format!("no {key} in /proc status"))?
         .parse()
-        .context("bad VmRSS")
+        .with_context(|| format!("bad {key}"))
 }
 
 /// CPU of this process and, if known, the broker, taken together.

@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use warden_auth::Store;
 use warden_policy::{AclEngine, EngineOptions, QoS};
 
-use crate::auth::CredentialCache;
+use crate::auth::{CredentialCache, Verifier};
 use crate::authorize::Authorizer;
 use crate::config::Config;
 use crate::login_cache::LoginCache;
@@ -42,6 +42,10 @@ pub struct Broker {
     pub authz: Authorizer,
     /// Logins verified recently, so reconnects skip argon2.
     pub credentials: CredentialCache,
+    /// Password verifications: shared by concurrent logins, queued.
+    pub verifier: Verifier,
+    /// Bans and connection limits (`defence`).
+    pub defence: crate::defence::Defence,
     /// Store answers and compiled policies per policy version, so reconnects
     /// skip the store and the compiler.
     pub logins: LoginCache,
@@ -100,12 +104,15 @@ impl Broker {
         ));
         let audit = Arc::new(crate::observe::Audit::new(config.audit.clone()));
         let authz = Authorizer::new(config.policy.on_deny, Arc::clone(&audit));
+        let verifier = Verifier::new(config.auth.verify.concurrency.get());
         Broker {
             config: ArcSwap::new(config),
             store,
             engine,
             authz,
             credentials: CredentialCache::default(),
+            verifier,
+            defence: crate::defence::Defence::default(),
             logins: LoginCache::default(),
             router: RwLock::new(SubscriptionTrie::new()),
             persist,

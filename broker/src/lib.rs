@@ -19,6 +19,7 @@
 //! - [`policy_registry`]: the compiled policy of every session, kept fresh.
 //! - [`persist`]: persistent sessions and retained messages on disk.
 //! - [`observe`]: metrics, `$SYS`, the audit log, the admin API and page.
+//! - [`defence`]: bans after failed logins and connection limits.
 //! - [`cli`]: the `warden` subcommands (serve and the admin CLI).
 //!
 //! The MQTT codec is its own crate, re-exported as [`codec`].
@@ -31,6 +32,7 @@ pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod defence;
 pub mod lifecycle;
 pub mod listener;
 pub mod login_cache;

@@ -12,7 +12,7 @@
 //! CONNACK, and what stays is the packet loop alone.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,7 +95,6 @@ pub async fn run(
     crate::session::restore::restore(&broker, loaded).await;
     let listeners = bind_all(&config).await?;
     let controller = ShutdownController::new();
-    let open = Arc::new(AtomicUsize::new(0));
     tokio::spawn(crate::policy_registry::run(
         Arc::clone(&broker),
         controller.subscribe(),
@@ -141,7 +140,6 @@ pub async fn run(
                 Arc::clone(listener),
                 controller.subscribe(),
                 controller.clone_handle(),
-                Arc::clone(&open),
             ))
         })
         .collect();
@@ -153,7 +151,7 @@ pub async fn run(
         listeners,
         accepting,
         controller,
-        open,
+        broker: Arc::clone(&broker),
     };
     let flush_broker = Arc::clone(&broker);
     let finish = async move {
@@ -190,8 +188,8 @@ struct Running {
     listeners: Vec<Arc<Listener>>,
     accepting: Vec<JoinHandle<()>>,
     controller: ShutdownController,
-    /// Open connections, in all.
-    open: Arc<AtomicUsize>,
+    /// Its connection counts tell how many are still open.
+    broker: Arc<Broker>,
 }
 
 impl Running {
@@ -199,7 +197,7 @@ impl Running {
     /// the grace.
     async fn stop(self, signals: &mut Signals, finish: impl Future<Output = ()>) {
         let grace = humantime::format_duration(self.grace);
-        let open = self.open.load(Ordering::Relaxed);
+        let open = self.broker.defence.conns.open();
         tracing::info!(connections = open, "shutting down (grace {grace})");
         let deadline = Instant::now() + self.grace;
         self.controller.begin();
@@ -216,7 +214,7 @@ impl Running {
             ended = tokio::time::timeout_at(deadline - reserve, self.controller.finished()) => ended.is_ok(),
             () = second_stop(signals) => false,
         };
-        let left = self.open.load(Ordering::Relaxed);
+        let left = self.broker.defence.conns.open();
         if tokio::time::timeout_at(deadline, finish).await.is_err() {
             tracing::warn!(
                 "shutdown: the final step (session store flush) did not finish within the grace"
@@ -264,32 +262,54 @@ async fn second_stop(signals: &mut Signals) {
 }
 
 /// One open connection, counted for its listener's `max_connections` and
-/// for the shutdown report; released when the connection task ends.
+/// in the broker's connection limits (`defence::conns`); released when the
+/// connection task ends. Boxed: it lives in the connection task's future,
+/// whose size is bounded (the test below).
 struct Slot {
+    _counted: Box<Counted>,
+}
+
+struct Counted {
     listener: Arc<AtomicUsize>,
-    all: Arc<AtomicUsize>,
+    broker: Arc<Broker>,
+    /// The address key counted per source address, if it was.
+    ip: Option<IpAddr>,
 }
 
 impl Slot {
-    /// A slot, unless the listener already has `max` connections.
-    fn take(listener: &Arc<AtomicUsize>, max: usize, all: &Arc<AtomicUsize>) -> Option<Slot> {
+    /// A slot, unless the listener already has `max` connections or a
+    /// broker-wide limit refuses the peer; the refusing limit's label.
+    fn take(
+        listener: &Arc<AtomicUsize>,
+        max: usize,
+        broker: &Arc<Broker>,
+        peer: IpAddr,
+    ) -> Result<Slot, &'static str> {
+        let config = broker.config();
+        let admitted = broker
+            .defence
+            .conns
+            .admit(&config.limits.guard, peer, std::time::Instant::now())
+            .map_err(|refused| refused.label())?;
         listener
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .ok()?;
-        all.fetch_add(1, Ordering::Relaxed);
-        Some(Slot {
-            listener: Arc::clone(listener),
-            all: Arc::clone(all),
+            .map_err(|_| crate::defence::limit::LISTENER)?;
+        Ok(Slot {
+            _counted: Box::new(Counted {
+                listener: Arc::clone(listener),
+                broker: Arc::clone(broker),
+                ip: admitted.keep(),
+            }),
         })
     }
 }
 
-impl Drop for Slot {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.listener.fetch_sub(1, Ordering::AcqRel);
-        self.all.fetch_sub(1, Ordering::Relaxed);
+        self.broker.defence.conns.release(self.ip);
     }
 }
 
@@ -298,9 +318,9 @@ async fn accept_loop(
     listener: Arc<Listener>,
     mut shutdown: Shutdown,
     tasks: crate::shutdown::Handle,
-    all: Arc<AtomicUsize>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    let mut refusals = RefusalLog::default();
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -322,10 +342,14 @@ async fn accept_loop(
         };
         // Taken per connection: a config reload may have changed it.
         let cfg = listener.config();
-        let Some(slot) = Slot::take(&open, cfg.max_connections.get(), &all) else {
-            tracing::warn!(listener = %cfg.name, peer = %addr, "connection limit reached; closing");
-            drop(tcp);
-            continue;
+        let slot = match Slot::take(&open, cfg.max_connections.get(), &broker, addr.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                broker.defence.refused.inc(limit);
+                refusals.note(&cfg.name, addr, limit);
+                drop(tcp);
+                continue;
+            }
         };
         let admission = Box::pin(admit(
             Arc::clone(&broker),
@@ -336,6 +360,30 @@ async fn accept_loop(
             tasks.subscribe(),
         ));
         tokio::spawn(connection(slot, admission));
+    }
+}
+
+/// Connections refused at accept are logged at most once a second per
+/// listener (a flood must not become a log flood), with the count since.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, listener: &str, peer: SocketAddr, limit: &'static str) {
+        self.since += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::warn!(listener, %peer, limit, refused = self.since, "connection limit reached; closing");
+        self.last = Some(now);
+        self.since = 0;
     }
 }
 
@@ -371,6 +419,10 @@ async fn admit(
         if !handshaken {
             stats.stats.handshake_failures.inc("timeout");
         }
+        stats
+            .defence
+            .refused
+            .inc(crate::defence::limit::CONNECT_TIMEOUT);
         tracing::debug!(peer = %addr, "no CONNECT within the connect timeout; closed");
         None
     })

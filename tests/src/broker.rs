@@ -39,6 +39,9 @@ pub struct BrokerOptions {
     pub store: Option<String>,
     /// `limits.write_stall`, e.g. "2s".
     pub write_stall: Option<&'static str>,
+    /// More keys of the `limits:` flow mapping, starting with ", ", e.g.
+    /// ", max_subscriptions: 3".
+    pub limits_extra: String,
     /// Top-level YAML appended to the config as written, one key per line,
     /// e.g. "sessions: { takeover: any }\npersistence: { mode: sync }\n".
     pub extra_yaml: String,
@@ -84,6 +87,7 @@ impl Default for BrokerOptions {
             max_keepalive: 0,
             store: None,
             write_stall: None,
+            limits_extra: String::new(),
             extra_yaml: String::new(),
             mtls_username_from: "cn",
             mtls_extra: String::new(),
@@ -120,10 +124,11 @@ impl BrokerOptions {
             .store
             .clone()
             .unwrap_or_else(|| "{ backend: sqlite, path: @DIR@/data/warden.db }".to_owned());
-        let limits_extra = self
+        let mut limits_extra = self
             .write_stall
             .map(|w| format!(", write_stall: {w}"))
             .unwrap_or_default();
+        limits_extra.push_str(&self.limits_extra);
         let mut text = TEMPLATE
             .replace("@MTLS_EXTRA@\n", &self.mtls_extra)
             .replace("@MTLS_FROM@", self.mtls_username_from)

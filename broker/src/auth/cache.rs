@@ -11,8 +11,8 @@
 //! still asked for the user on every login, so a disabled or removed user is
 //! refused at once.
 //!
-//! Verifications that do run are capped at one per CPU: each takes ~19 MiB,
-//! and a queue is cheaper than 64 of them at once.
+//! Verifications that do run go through `verify.rs` (one per set of
+//! credentials at a time, in a bounded queue).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,22 +20,20 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 
 /// How long a verified login is remembered.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// At most this many remembered logins (each entry is ~50 bytes).
 pub const DEFAULT_CAPACITY: usize = 200_000;
 
-type Tag = [u8; 32];
+/// The HMAC tag of one login's credentials.
+pub type Tag = [u8; 32];
 
 pub struct CredentialCache {
     key: [u8; 32],
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<Tag, Instant>>,
-    /// Bounds concurrent argon2 verifications.
-    pub verify_slots: Semaphore,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -55,17 +53,16 @@ impl Default for CredentialCache {
 
 impl CredentialCache {
     pub fn new(ttl: Duration, capacity: usize) -> CredentialCache {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         CredentialCache {
             key: rand::random(),
             ttl,
             capacity,
             entries: Mutex::new(HashMap::new()),
-            verify_slots: Semaphore::new(cpus),
         }
     }
 
-    fn tag(&self, username: &str, password: &[u8], phc: &str) -> Tag {
+    /// The tag of these credentials (also the key of a shared verification).
+    pub fn tag(&self, username: &str, password: &[u8], phc: &str) -> Tag {
         // An HMAC key of any length is accepted, so this cannot fail; the
         // fallback keeps the function total without a panic path.
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {

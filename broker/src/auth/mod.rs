@@ -11,18 +11,22 @@
 //! An unknown user and a wrong password give the same answer after about the
 //! same time: an unknown user still pays for one argon2 verification against a
 //! dummy hash. Verification runs on the blocking pool, never on the async
-//! workers, so a login storm does not stall message traffic, at most one per
-//! CPU at a time; a login verified within the last minutes skips argon2
-//! (`cache.rs`).
+//! workers, so a login storm does not stall message traffic, in a bounded
+//! queue, with concurrent logins of the same credentials sharing one
+//! verification (`verify.rs`); a login verified within the last minutes
+//! skips argon2 (`cache.rs`). A device secret (`--generate-secret`) is
+//! checked with one HMAC instead.
 
 pub mod cache;
 pub mod jwt;
+pub mod verify;
 
-use warden_auth::{password, Store, StoreError, UserRecord};
+use warden_auth::{Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;
 
 pub use cache::CredentialCache;
 pub use jwt::{JwtVerifier, TokenGrant};
+pub use verify::{Verdict, Verifier};
 
 use crate::login_cache::LoginCache;
 
@@ -53,6 +57,9 @@ pub enum AuthError {
     /// The store could not answer: fail closed.
     #[error("store unavailable")]
     Unavailable,
+    /// No turn to verify the password within the queue's bounds.
+    #[error("server busy")]
+    Busy,
 }
 
 /// A refused login: the answer the client gets, and for the log the reason
@@ -94,6 +101,22 @@ pub struct Authenticated {
     pub superuser: bool,
     /// Set for a JWT login: what the token grants, and until when.
     pub token: Option<TokenGrant>,
+}
+
+/// How passwords are checked: the cache of verified logins, the shared
+/// verifications and their queue, and the queue's bounds.
+#[derive(Clone, Copy)]
+pub struct Passwords<'a> {
+    pub cache: &'a CredentialCache,
+    pub verifier: &'a Verifier,
+    pub config: &'a crate::config::VerifyConfig,
+}
+
+fn busy() -> Refusal {
+    Refusal {
+        error: AuthError::Busy,
+        reason: "server busy: no turn to verify the password in time",
+    }
 }
 
 /// What the client presented.
@@ -198,7 +221,7 @@ pub fn merge_roles(store: &[String], token: &[String]) -> Vec<String> {
 /// Decide who the client is.
 pub async fn authenticate(
     users: Users<'_>,
-    cache: &CredentialCache,
+    passwords: Passwords<'_>,
     allow_anonymous: bool,
     jwt: Option<&JwtVerifier>,
     creds: Credentials<'_>,
@@ -238,34 +261,32 @@ pub async fn authenticate(
             Err(Refusal::denied("no credentials (anonymous logins are off)"))
         };
     };
-    let supplied = creds.password.unwrap_or_default().to_vec();
+    let supplied = creds.password.unwrap_or_default();
     let user = users.get(name).await.map_err(unavailable)?;
+    let dummy = || async {
+        passwords
+            .verifier
+            .dummy(passwords.config, supplied)
+            .await
+            .map_err(|()| busy())
+    };
     let Some(user) = user else {
-        let _slot = cache.verify_slots.acquire().await.ok();
-        password::dummy_verify_blocking(supplied).await;
+        dummy().await?;
         return Err(Refusal::bad("unknown user"));
     };
     let Some(hash) = user.password_hash.clone() else {
         // A certificate-only user cannot log in with a password.
-        let _slot = cache.verify_slots.acquire().await.ok();
-        password::dummy_verify_blocking(supplied).await;
+        dummy().await?;
         return Err(Refusal::bad("user has no password (certificate only)"));
     };
-    if cache.contains(name, &supplied, &hash) {
-        return accepted(user, fingerprint);
-    }
-    // Closed only if the broker is shutting down; then verify anyway.
-    let _slot = cache.verify_slots.acquire().await.ok();
-    let verified = password::verify_password_blocking(supplied.clone(), hash.clone()).await;
-    match verified {
-        Ok(true) => {
-            cache.insert(name, &supplied, &hash);
-            accepted(user, fingerprint)
-        }
-        Ok(false) => Err(Refusal::bad("wrong password")),
-        Err(err) => {
-            tracing::warn!(user = name, error = %err, "stored password hash unusable");
-            Err(Refusal::bad("stored password hash unusable"))
-        }
+    let verdict = passwords
+        .verifier
+        .verify(passwords.config, passwords.cache, name, supplied, &hash)
+        .await;
+    match verdict {
+        Verdict::Match => accepted(user, fingerprint),
+        Verdict::Mismatch => Err(Refusal::bad("wrong password")),
+        Verdict::Unusable => Err(Refusal::bad("stored password hash unusable")),
+        Verdict::Busy => Err(busy()),
     }
 }

@@ -22,6 +22,10 @@ pub enum UserCommand {
         name: String,
         #[command(flatten)]
         source: PasswordSource,
+        /// Replace the password with a new generated device secret (printed
+        /// once), as `user add --generate-secret` does.
+        #[arg(long, conflicts_with = "password_stdin")]
+        generate_secret: bool,
     },
     /// Refuse logins by this user (connected sessions are dropped by a running broker).
     Disable { name: String },
@@ -52,8 +56,13 @@ pub struct AddArgs {
     pub source: PasswordSource,
     /// Create the user without a password: it can only log in with a client
     /// certificate whose identity maps to this name.
-    #[arg(long, conflicts_with = "password_stdin")]
+    #[arg(long, conflicts_with_all = ["password_stdin", "generate_secret"])]
     pub no_password: bool,
+    /// Generate a random 256-bit device secret, print it once, and store it
+    /// under a fast keyed hash (for devices and services; a human-chosen
+    /// password stays argon2id). The secret is the MQTT password.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub generate_secret: bool,
     /// Make the user a member of this role (repeatable; a missing role is created).
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
@@ -101,7 +110,26 @@ impl From<UserRecord> for UserView {
 pub async fn run(cmd: UserCommand, store: &dyn AdminStore, json: bool) -> anyhow::Result<Outcome> {
     match cmd {
         UserCommand::Add(args) => add(args, store, json).await?,
-        UserCommand::Passwd { name, source } => {
+        UserCommand::Passwd {
+            name,
+            source,
+            generate_secret,
+        } => {
+            if generate_secret {
+                let secret = warden_auth::device_secret::generate_secret();
+                let patch = UserPatch {
+                    password_hash: Some(Some(warden_auth::device_secret::hash_secret(
+                        secret.as_bytes(),
+                    ))),
+                    ..UserPatch::default()
+                };
+                store
+                    .update_user(&name, patch)
+                    .await
+                    .with_context(|| format!("cannot update user {name:?}"))?;
+                print_secret(&name, "secret generated", &secret, json)?;
+                return Ok(Outcome::Success);
+            }
             let hash = hash(read_password(&source)?).await?;
             let patch = UserPatch {
                 password_hash: Some(Some(hash)),
@@ -151,8 +179,14 @@ pub async fn run(cmd: UserCommand, store: &dyn AdminStore, json: bool) -> anyhow
 }
 
 async fn add(args: AddArgs, store: &dyn AdminStore, json: bool) -> anyhow::Result<()> {
+    let mut secret = None;
     let password_hash = if args.no_password {
         None
+    } else if args.generate_secret {
+        let s = warden_auth::device_secret::generate_secret();
+        let hash = warden_auth::device_secret::hash_secret(s.as_bytes());
+        secret = Some(s);
+        Some(hash)
     } else {
         Some(hash(read_password(&args.source)?).await?)
     };
@@ -168,7 +202,21 @@ async fn add(args: AddArgs, store: &dyn AdminStore, json: bool) -> anyhow::Resul
         .create_user(user)
         .await
         .with_context(|| format!("cannot add user {:?}", args.name))?;
-    done(&args.name, "added", json)
+    match secret {
+        Some(secret) => print_secret(&args.name, "added", &secret, json),
+        None => done(&args.name, "added", json),
+    }
+}
+
+/// The generated secret, shown this once: only its keyed hash is stored.
+fn print_secret(name: &str, what: &str, secret: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(&serde_json::json!({ "user": name, "result": what, "secret": secret }))
+    } else {
+        print_text(&format!(
+            "user {name}: {what}\nsecret: {secret}\n(shown once: store it now; only its hash is kept)\n"
+        ))
+    }
 }
 
 async fn update(

@@ -7,6 +7,7 @@
 //! errors found after parsing; `reload.rs` says what a reloaded file may
 //! change in a running broker. Nothing here opens sockets or creates files.
 
+mod defence;
 mod jwt;
 mod locate;
 mod observe;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use defence::{BanConfig, GuardLimits, VerifyConfig};
 pub use observe::{AuditConfig, MetricsConfig};
 pub use ocsp::{responder_url as ocsp_responder_url, DEFAULT_OCSP_TIMEOUT};
 pub use reload::ReloadPlan;
@@ -279,6 +281,10 @@ pub struct AuthConfig {
     /// JSON Web Tokens as the MQTT password (or v5 authentication method
     /// `jwt`); `None`: off.
     pub jwt: Option<JwtConfig>,
+    /// Failed-login throttling (temporary bans).
+    pub bans: BanConfig,
+    /// The password verification queue.
+    pub verify: VerifyConfig,
 }
 
 /// `auth.jwt`: how tokens are verified and what their claims mean.
@@ -361,6 +367,8 @@ pub struct Limits {
     /// A client whose outbound queue stays full (it stopped reading) for
     /// this long is disconnected; never zero.
     pub write_stall: Duration,
+    /// Connection, subscription and publish limits (`defence.rs`).
+    pub guard: GuardLimits,
 }
 
 impl Limits {
@@ -381,6 +389,7 @@ impl Default for Limits {
             topic_alias_maximum: 16,
             retain_available: true,
             write_stall: Duration::from_secs(30),
+            guard: GuardLimits::default(),
         }
     }
 }

@@ -102,6 +102,8 @@ impl<T> OneOrMany<T> {
 pub struct RawAuth {
     pub allow_anonymous: Option<bool>,
     pub jwt: Option<RawJwt>,
+    pub bans: Option<super::defence::RawBans>,
+    pub verify: Option<super::defence::RawVerify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +142,12 @@ pub struct RawLimits {
     pub topic_alias_maximum: Option<u16>,
     pub retain_available: Option<bool>,
     pub write_stall: Option<HumanDuration>,
+    // Defence (`defence.rs`); 0 is off.
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub connection_rate_per_ip: Option<u32>,
+    pub max_subscriptions: Option<usize>,
+    pub publish_rate: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

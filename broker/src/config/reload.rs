@@ -44,6 +44,10 @@ impl Config {
             "policy.superuser_bypass",
         );
         restart(new.metrics.bind != self.metrics.bind, "metrics.bind");
+        restart(
+            new.auth.verify.concurrency != self.auth.verify.concurrency,
+            "auth.verify.concurrency",
+        );
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -53,6 +57,7 @@ impl Config {
         config.policy.superuser_bypass = self.policy.superuser_bypass;
         config.listeners = listeners;
         config.metrics.bind = self.metrics.bind;
+        config.auth.verify.concurrency = self.auth.verify.concurrency;
         ReloadPlan {
             config,
             needs_restart,

@@ -496,3 +496,54 @@ fn ocsp_keys_are_read_and_checked() {
     let yaml = "listeners:\n  - bind: \"127.0.0.1:1\"\n    kind: tcp\n    ocsp: soft_fail\n";
     fails(yaml, "listeners[0].ocsp", 4);
 }
+
+#[test]
+fn defence_keys_are_read() {
+    let c = parse(
+        "auth:\n  bans: { failures_per_ip: 0, failures_per_user: 3, window: 10s, duration: 1m }\n  verify: { concurrency: 2, queue: 7, wait: 1s }\nlimits: { max_connections: 9, max_connections_per_ip: 0, connection_rate_per_ip: 4, max_subscriptions: 0, publish_rate: 100 }\n",
+    )
+    .unwrap();
+    let b = &c.auth.bans;
+    assert_eq!(b.failures_per_ip, None, "0 is off");
+    assert_eq!(b.failures_per_user.map(|n| n.get()), Some(3));
+    assert_eq!(b.window, std::time::Duration::from_secs(10));
+    assert_eq!(b.duration, std::time::Duration::from_secs(60));
+    assert_eq!(c.auth.verify.concurrency.get(), 2);
+    assert_eq!(c.auth.verify.queue, 7);
+    let g = &c.limits.guard;
+    assert_eq!(g.max_connections.map(|n| n.get()), Some(9));
+    assert_eq!(g.max_connections_per_ip, None);
+    assert_eq!(g.connection_rate_per_ip.map(|n| n.get()), Some(4));
+    assert_eq!(g.max_subscriptions, None, "0 is off");
+    assert_eq!(g.publish_rate.map(|n| n.get()), Some(100));
+    // Defaults: bans on, per-address connection limits off.
+    let d = parse("data_dir: d\n").unwrap();
+    assert_eq!(d.auth.bans, BanConfig::default());
+    assert_eq!(
+        d.limits.guard.max_subscriptions.map(|n| n.get()),
+        Some(10_000)
+    );
+    assert_eq!(d.limits.guard.max_connections_per_ip, None);
+}
+
+#[test]
+fn bad_defence_values_name_the_field_and_line() {
+    fails("auth:\n  bans:\n    window: 0s\n", "auth.bans.window", 3);
+    fails(
+        "auth:\n  bans:\n    duration: 0s\n",
+        "auth.bans.duration",
+        3,
+    );
+    fails("auth:\n  verify:\n    wait: 0s\n", "auth.verify.wait", 3);
+    fails(
+        "auth:\n  bans:\n    failures_per_ip: -1\n",
+        "auth.bans.failures_per_ip",
+        3,
+    );
+    fails("limits:\n  publish_rate: lots\n", "limits.publish_rate", 2);
+    fails(
+        "auth:\n  bans:\n    thresold: 3\n",
+        "auth.bans: unknown field `thresold`",
+        3,
+    );
+}

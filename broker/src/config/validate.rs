@@ -145,7 +145,10 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     };
     let store = build_store(raw.store, &data_dir, ctx)?;
     let raw_auth = raw.auth.unwrap_or_default();
+    let err_at = |at: &[Seg<'_>], field: &str, m: String| ctx.err(at, field, m);
     let auth = AuthConfig {
+        bans: super::defence::build_bans(raw_auth.bans, &err_at)?,
+        verify: super::defence::build_verify(raw_auth.verify, &err_at)?,
         allow_anonymous: raw_auth.allow_anonymous.unwrap_or(false),
         jwt: raw_auth
             .jwt
@@ -275,6 +278,7 @@ fn build_limits(raw: Option<super::raw::RawLimits>, ctx: &Ctx<'_>) -> Result<Lim
         ));
     }
     Ok(Limits {
+        guard: super::defence::build_guard(&raw),
         write_stall,
         max_packet_size: raw.max_packet_size.map_or(d.max_packet_size, |p| p.0),
         receive_maximum: raw.receive_maximum.unwrap_or(d.receive_maximum),

@@ -93,6 +93,32 @@ pub fn kick(broker: &Broker, client_id: &str, by: &str) -> KickResult {
     KickResult::Kicked
 }
 
+/// The bans in force (`defence::bans`).
+pub fn bans(broker: &Broker) -> Vec<crate::defence::bans::BanInfo> {
+    broker.defence.bans.list(std::time::Instant::now())
+}
+
+/// Lift a ban; false when there was none. Audited as a ban of 0 seconds.
+pub fn lift_ban(broker: &Broker, kind: crate::defence::BanKind, subject: &str, by: &str) -> bool {
+    if !broker
+        .defence
+        .bans
+        .lift(kind, subject, std::time::Instant::now())
+    {
+        return false;
+    }
+    broker
+        .audit
+        .ban(kind.as_str(), subject, std::time::Duration::ZERO, by);
+    tracing::info!(
+        kind = kind.as_str(),
+        subject,
+        by,
+        "ban lifted by an operator"
+    );
+    true
+}
+
 pub fn decisions(broker: &Broker, limit: usize) -> Vec<DenyRecord> {
     broker.audit.recent_denies(limit)
 }

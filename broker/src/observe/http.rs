@@ -6,7 +6,7 @@
 //! | `GET /health` | anyone | 200 while the process serves |
 //! | `GET /ready` | anyone | 200 when the MQTT listeners are bound and the store answers, else 503 |
 //! | `GET /` | anyone | the status page (its data comes from the API) |
-//! | `/api/...` | bearer token | the admin API (`docs/admin-api.yaml`) |
+//! | `/api/...` | bearer token | the admin API (`docs/admin-api.yaml`), bans included |
 //!
 //! The API answers 401 to a request without the token, and to every
 //! request when no token is configured: it is never open by default.
@@ -200,6 +200,8 @@ fn api_route(broker: &Broker, method: &Method, path: &str, query: Option<&str>) 
     match (method.as_str(), rest) {
         ("GET", "/status") => json(StatusCode::OK, &api::status(broker)),
         ("GET", "/clients") => json(StatusCode::OK, &api::clients(broker)),
+        ("GET", "/bans") => json(StatusCode::OK, &api::bans(broker)),
+        (m, p) if p.starts_with("/bans/") => lift_ban(broker, m, &p["/bans/".len()..]),
         ("GET", "/decisions") => {
             let limit = match query_param(query, "limit").map(str::parse::<usize>) {
                 None => 50,
@@ -228,6 +230,31 @@ fn api_route(broker: &Broker, method: &Method, path: &str, query: Option<&str>) 
             }
         }
         _ => error(StatusCode::NOT_FOUND, "no such path"),
+    }
+}
+
+/// `DELETE /api/bans/{kind}/{subject}`: kind `ip` or `username`; an IPv6
+/// subject's `/` of `/64` may be written `%2F`.
+fn lift_ban(broker: &Broker, method: &str, rest: &str) -> Reply {
+    if method != "DELETE" {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "DELETE");
+    }
+    let Some((kind, subject)) = rest.split_once('/') else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected /api/bans/{kind}/{subject}",
+        );
+    };
+    let Some(kind) = crate::defence::BanKind::parse(kind) else {
+        return error(StatusCode::BAD_REQUEST, "kind is ip or username");
+    };
+    let Some(subject) = decode(subject).filter(|s| !s.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "bad subject in the path");
+    };
+    if api::lift_ban(broker, kind, &subject, "admin api") {
+        reply(StatusCode::NO_CONTENT, "text/plain", "")
+    } else {
+        error(StatusCode::NOT_FOUND, "no such ban")
     }
 }
 

@@ -68,6 +68,70 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Bans, limits and the password verification queue.
+fn defence(r: &mut Registry, broker: &Broker) {
+    use crate::defence::BanKind;
+    let bans = &broker.defence.bans;
+    let kinds = [BanKind::Ip, BanKind::Username];
+    counters(
+        r,
+        "bans",
+        "Bans started after too many failed logins, by kind (ip, username)",
+        kinds.map(|k| (vec![("kind", k.as_str().to_owned())], bans.started(k))),
+    );
+    let (ips, users) = bans.active(std::time::Instant::now());
+    gauges(
+        r,
+        "bans_active",
+        "Bans in force, by kind",
+        [
+            (vec![("kind", "ip".to_owned())], i(ips as u64)),
+            (vec![("kind", "username".to_owned())], i(users as u64)),
+        ],
+    );
+    counters(
+        r,
+        "limit_refusals",
+        "Connections, subscriptions and clients refused by a limit, by limit",
+        broker
+            .defence
+            .refused
+            .snapshot()
+            .into_iter()
+            .map(|(limit, n)| (vec![("limit", limit.to_owned())], n)),
+    );
+    let v = &broker.verifier.counts;
+    counters(
+        r,
+        "password_verifications",
+        "Password verifications run, by kind (argon2; dummy: argon2 for an unknown user; device_secret: HMAC)",
+        [
+            ("argon2", &v.argon2),
+            ("dummy", &v.dummy),
+            ("device_secret", &v.device_secret),
+        ]
+        .map(|(kind, c)| (vec![("kind", kind.to_owned())], c.load(Ordering::Relaxed))),
+    );
+    counter(
+        r,
+        "password_verifications_shared",
+        "Logins that used a concurrent login's verification of the same credentials",
+        v.shared.load(Ordering::Relaxed),
+    );
+    counter(
+        r,
+        "password_verifications_busy",
+        "Logins refused as busy: the verification queue was full or the wait ran out",
+        v.busy.load(Ordering::Relaxed),
+    );
+    gauge(
+        r,
+        "password_verifications_waiting",
+        "Logins waiting for a turn to verify a password",
+        i(broker.verifier.waiting() as u64),
+    );
+}
+
 /// The whole exposition.
 pub fn render(broker: &Broker) -> String {
     let snap = Snapshot::take(broker);
@@ -266,6 +330,8 @@ pub fn render(broker: &Broker) -> String {
         "From noticing a new policy version to every session running it",
         stats.revocation_delay.clone(),
     );
+
+    defence(&mut r, broker);
 
     // Transport.
     counters(

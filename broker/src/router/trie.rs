@@ -263,6 +263,22 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         }
     }
 
+    /// Number of subscriptions `key` holds.
+    pub fn count_of(&self, key: &K) -> usize {
+        self.by_key.get(key).map_or(0, HashSet::len)
+    }
+
+    /// Whether `key` holds this exact subscription (a SUBSCRIBE of it
+    /// replaces it rather than adding one).
+    pub fn holds(&self, filter: &str, share_group: Option<&str>, key: &K) -> bool {
+        self.by_key.get(key).is_some_and(|subs| {
+            subs.contains(&SubKey {
+                filter: filter.into(),
+                group: share_group.map(Into::into),
+            })
+        })
+    }
+
     /// Number of subscriptions (one per key, filter and group).
     pub fn len(&self) -> usize {
         self.count

@@ -18,7 +18,7 @@ use warden_policy::{CompiledPolicy, PolicyVersion, Principal, QoS};
 use crate::auth::{authenticate, AuthError, Credentials, Users};
 use crate::authorize::{self, Who};
 use crate::broker::Broker;
-use crate::config::ListenerConfig;
+use crate::config::{Config, ListenerConfig};
 use crate::listener::PeerInfo;
 use crate::session::connection::{Connection, ConnectionError};
 use crate::session::lifecycle::{self, AttachRequest};
@@ -162,6 +162,25 @@ fn auth_refusal(err: &AuthError, version: ProtocolVersion) -> u8 {
         AuthError::BadCredentials => authorize::bad_credentials(version),
         AuthError::NotAuthorized => authorize::connack_not_authorized(version),
         AuthError::Unavailable => authorize::server_unavailable(version),
+        AuthError::Busy => server_busy(version),
+    }
+}
+
+/// CONNACK for a login refused because too many are being verified.
+fn server_busy(version: ProtocolVersion) -> u8 {
+    if version.is_v5() {
+        ReasonCode::SERVER_BUSY.value()
+    } else {
+        v3_return_code::SERVER_UNAVAILABLE
+    }
+}
+
+/// CONNACK for a banned address or username.
+fn banned(version: ProtocolVersion) -> u8 {
+    if version.is_v5() {
+        ReasonCode::BANNED.value()
+    } else {
+        v3_return_code::NOT_AUTHORIZED
     }
 }
 
@@ -171,6 +190,7 @@ fn auth_reason(err: &AuthError) -> &'static str {
         AuthError::BadCredentials => "bad_credentials",
         AuthError::NotAuthorized => "not_authorized",
         AuthError::Unavailable => "store_unavailable",
+        AuthError::Busy => "server_busy",
     }
 }
 
@@ -235,6 +255,20 @@ async fn admit(
             tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused")
         }
     };
+    // Banned: refused before any store or password work.
+    let now = std::time::Instant::now();
+    if let Some(kind) = broker
+        .defence
+        .bans
+        .banned(peer.addr.ip(), who_name.as_deref(), now)
+    {
+        refused(&format_args!("banned ({})", kind.as_str()));
+        broker.stats.auth.inc(("failure", "banned"));
+        broker
+            .audit
+            .auth_failure(peer.addr, &client_id, who_name.as_deref(), "banned");
+        return Err(banned(version));
+    }
     // The store must have answered just now, whatever the caches hold.
     let policy_version = broker.logins.version(&*broker.store).await.map_err(|err| {
         refused(&err);
@@ -278,9 +312,14 @@ async fn admit(
         }
     }
     let jwt = broker.jwt.load_full();
+    let passwords = crate::auth::Passwords {
+        cache: &broker.credentials,
+        verifier: &broker.verifier,
+        config: &config.auth.verify,
+    };
     let authed = authenticate(
         users,
-        &broker.credentials,
+        passwords,
         config.auth.allow_anonymous,
         jwt.as_deref(),
         creds,
@@ -293,8 +332,14 @@ async fn admit(
         broker
             .audit
             .auth_failure(peer.addr, &client_id, who_name.as_deref(), reason);
+        if refusal.error == AuthError::BadCredentials {
+            count_failure(broker, &config, peer, who_name.as_deref());
+        }
         auth_refusal(&refusal.error, version)
     })?;
+    if let Some(name) = &authed.username {
+        broker.defence.bans.succeeded(name);
+    }
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
     let principal = Principal {
         username: authed.username,
@@ -417,6 +462,28 @@ async fn admit(
         token,
     };
     Ok((accepted, props))
+}
+
+/// A login failed with bad credentials: count it against the address and
+/// the username, and audit and log the bans that starts.
+fn count_failure(broker: &Broker, config: &Config, peer: &PeerInfo, username: Option<&str>) {
+    let now = std::time::Instant::now();
+    let started = broker
+        .defence
+        .bans
+        .failed(&config.auth.bans, peer.addr.ip(), username, now);
+    for ban in started {
+        let kind = ban.kind.as_str();
+        tracing::warn!(
+            kind,
+            subject = %ban.subject,
+            seconds = ban.duration.as_secs(),
+            "too many failed logins; banned"
+        );
+        broker
+            .audit
+            .ban(kind, &ban.subject, ban.duration, "failed_logins");
+    }
 }
 
 /// The client id to use, and whether we assigned it.

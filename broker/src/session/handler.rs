@@ -138,6 +138,9 @@ pub struct Handler<S> {
     /// size is bounded (`server::tests`).
     /// (expiry, AUTH re-authentication allowed).
     pub(crate) token_deadline: Option<Box<(Instant, bool)>>,
+    /// `limits.publish_rate`: this client's token bucket, made at its first
+    /// PUBLISH when the limit is on. Boxed, as the token clock is.
+    pub(crate) publish_bucket: Option<Box<crate::defence::rate::Bucket>>,
     shutdown: Shutdown,
 }
 
@@ -179,6 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
             held: None,
+            publish_bucket: None,
             shutdown,
         }
     }

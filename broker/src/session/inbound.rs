@@ -47,7 +47,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         Ok(std::mem::take(&mut p.topic))
     }
 
+    /// `limits.publish_rate`: false when this PUBLISH is over the rate.
+    fn within_publish_rate(&mut self) -> bool {
+        let Some(rate) = self.config.limits.guard.publish_rate else {
+            return true;
+        };
+        let now = Instant::now();
+        let bucket = self
+            .publish_bucket
+            .get_or_insert_with(|| Box::new(crate::defence::rate::Bucket::full(rate.get(), now)));
+        if bucket.take(rate.get(), now) {
+            return true;
+        }
+        self.broker
+            .defence
+            .refused
+            .inc(crate::defence::limit::PUBLISH_RATE);
+        tracing::info!(client_id = %self.client_id, rate = rate.get(), "publish rate exceeded; disconnecting");
+        false
+    }
+
     pub(crate) fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
+        if !self.within_publish_rate() {
+            return Err(violation(ReasonCode::MESSAGE_RATE_TOO_HIGH));
+        }
         let topic: Arc<str> = Arc::from(self.resolve_topic(&mut p)?);
         if p.retain && !self.config.limits.retain_available {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
@@ -72,6 +95,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
                 let max = usize::from(self.config.limits.receive_maximum.get());
                 if st.incoming_qos2.len() >= max {
+                    drop(st);
+                    self.broker
+                        .defence
+                        .refused
+                        .inc(crate::defence::limit::RECEIVE_MAXIMUM);
                     return Err(violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
                 }
             }

@@ -29,6 +29,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
     }
 
+    /// SUBACK code for a subscription over `limits.max_subscriptions`.
+    fn quota_exceeded_code(&self) -> u8 {
+        if self.version.is_v5() {
+            ReasonCode::QUOTA_EXCEEDED.value()
+        } else {
+            0x80
+        }
+    }
+
     pub(crate) fn on_subscribe(&mut self, sub: Subscribe) -> Result<(), End> {
         let sub_id = sub.properties.subscription_identifiers.first().copied();
         let (policy, peer) = {
@@ -67,6 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                         retain_handling: f.retain_handling,
                         subscription_id: sub_id,
                     };
+                    let max = self.config.limits.guard.max_subscriptions;
                     let replaced = {
                         let mut router = self.broker.router.write();
                         // Under the router lock (lock order: router, then
@@ -77,7 +87,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                             return Err(self.lost_ownership(st.kicked));
                         }
                         drop(st);
-                        router.subscribe(filter, group, self.key.clone(), opts)
+                        let full = max.is_some_and(|max| {
+                            router.count_of(&self.key) >= max.get()
+                                && !router.holds(filter, group, &self.key)
+                        });
+                        if full {
+                            None
+                        } else {
+                            Some(router.subscribe(filter, group, self.key.clone(), opts))
+                        }
+                    };
+                    let Some(replaced) = replaced else {
+                        self.broker
+                            .defence
+                            .refused
+                            .inc(crate::defence::limit::SUBSCRIPTIONS);
+                        codes.push(self.quota_exceeded_code());
+                        continue;
                     };
                     codes.push(granted.as_u8());
                     // Shared subscriptions never get retained messages
