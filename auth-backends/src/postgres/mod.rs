@@ -48,7 +48,15 @@ impl PostgresStore {
     /// Connect (at most `pool` connections, each wait bounded by `timeout`)
     /// and migrate. A malformed URL is `Invalid`; a server that cannot be
     /// reached within `timeout` is `Unavailable`.
-    pub async fn open(
+    pub async fn open(url: &str, pool: u32, timeout: Duration) -> Result<PostgresStore, StoreError> {
+        let store = Self::connect(url, pool, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], without applying the schema: for `warden migrate`,
+    /// which applies it itself to report what it did.
+    pub async fn connect(
         url: &str,
         pool: u32,
         timeout: Duration,
@@ -62,7 +70,6 @@ impl PostgresStore {
             .acquire_timeout(timeout)
             .connect_lazy_with(options.clone());
         let store = SqlStore::new(pool, timeout, PostgresDialect { options });
-        store.migrate().await?;
         Ok(store)
     }
 }
