@@ -52,7 +52,10 @@ fn main() {
             git(&["rev-parse", "--git-common-dir"]),
             git(&["symbolic-ref", "-q", "HEAD"]),
         ) {
-            for path in [PathBuf::from(&common).join(branch), PathBuf::from(&common).join("packed-refs")] {
+            for path in [
+                PathBuf::from(&common).join(branch),
+                PathBuf::from(&common).join("packed-refs"),
+            ] {
                 if path.exists() {
                     println!("cargo:rerun-if-changed={}", path.display());
                 }

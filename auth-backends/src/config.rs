@@ -272,7 +272,8 @@ pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreE
         #[cfg(feature = "postgres")]
         StoreConfig::Postgres { ref url, pool, .. } => {
             let pool = pool.unwrap_or(8);
-            let store = crate::postgres::PostgresStore::connect(url, pool, config.timeout()).await?;
+            let store =
+                crate::postgres::PostgresStore::connect(url, pool, config.timeout()).await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "mysql")]

@@ -55,6 +55,6 @@ pub use config::{connect, open, ConfigError, StoreConfig, DEFAULT_TIMEOUT};
 pub use error::{StoreError, StoreErrorKind};
 pub use store::{
     normalize_fingerprint, validate_name, validate_snapshot, AdminChange, AdminStore, ChangeFeed,
-    ChangeQuery, Membership, Migrated, NewAdminChange, NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch,
-    UserRecord,
+    ChangeQuery, Membership, Migrated, NewAdminChange, NewUser, PolicySnapshot, PrincipalKey,
+    RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch, UserRecord,
 };

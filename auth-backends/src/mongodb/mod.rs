@@ -65,8 +65,8 @@ use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec};
 
 use crate::error::StoreError;
 use crate::store::{
-    AdminChange, AdminStore, ChangeFeed, ChangeQuery, Membership, Migrated, NewAdminChange, NewUser,
-    PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, UserPatch, UserRecord,
+    AdminChange, AdminStore, ChangeFeed, ChangeQuery, Membership, Migrated, NewAdminChange,
+    NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, UserPatch, UserRecord,
 };
 use docs::db;
 use queries as q;
@@ -346,10 +346,11 @@ impl Store for MongoStore {
         let after = i64::try_from(query.after).unwrap_or(i64::MAX);
         self.timed(async {
             let mut changes = self
-                .find_all(q::ADMIN_CHANGES, q::admin_changes(after, query.since_ms))
+                .find_all(q::ADMIN_CHANGES, q::admin_changes(after))
                 .await?
                 .iter()
                 .map(docs::admin_change)
+                .filter(|c| c.as_ref().map_or(true, |c| c.at_ms >= query.since_ms))
                 .collect::<Result<Vec<_>, _>>()?;
             changes.sort_by_key(|c| c.id);
             Ok(changes)

@@ -25,9 +25,11 @@ pub const VERSION_ID: &str = "policy_version";
 pub const RULE_COUNTER_ID: &str = "rule_id";
 pub const AUDIT_COUNTER_ID: &str = "audit_id";
 
-/// The admin changes with an id above `after` at or after `since_ms`.
-pub fn admin_changes(after: i64, since_ms: i64) -> Document {
-    doc! { "id": { "$gt": after }, "at_ms": { "$gte": since_ms } }
+/// The admin changes with an id above `after`. The caller filters by time:
+/// with the time bound in the filter too, the MongoDB-wire test server
+/// answered nothing, and admin changes are few.
+pub fn admin_changes(after: i64) -> Document {
+    doc! { "id": { "$gt": after } }
 }
 
 pub fn ping() -> Document {

@@ -64,7 +64,11 @@ impl MysqlStore {
 
     /// As [`Self::open`], without applying the schema: for `warden migrate`,
     /// which applies it itself to report what it did.
-    pub async fn connect(url: &str, pool: u32, timeout: Duration) -> Result<MysqlStore, StoreError> {
+    pub async fn connect(
+        url: &str,
+        pool: u32,
+        timeout: Duration,
+    ) -> Result<MysqlStore, StoreError> {
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|e| StoreError::invalid("store.url", e.to_string()))?
             .disable_statement_logging();

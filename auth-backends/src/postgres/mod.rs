@@ -48,7 +48,11 @@ impl PostgresStore {
     /// Connect (at most `pool` connections, each wait bounded by `timeout`)
     /// and migrate. A malformed URL is `Invalid`; a server that cannot be
     /// reached within `timeout` is `Unavailable`.
-    pub async fn open(url: &str, pool: u32, timeout: Duration) -> Result<PostgresStore, StoreError> {
+    pub async fn open(
+        url: &str,
+        pool: u32,
+        timeout: Duration,
+    ) -> Result<PostgresStore, StoreError> {
         let store = Self::connect(url, pool, timeout).await?;
         store.migrate().await?;
         Ok(store)

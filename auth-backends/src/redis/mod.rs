@@ -77,7 +77,11 @@ impl RedisStore {
     /// Connect to `url` (`redis://` or `rediss://`), check the key schema
     /// under `prefix`, and hand back the store. `timeout` bounds every
     /// later call; an unreachable server is `Unavailable`.
-    pub async fn open(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+    pub async fn open(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<RedisStore, StoreError> {
         let store = Self::connect(url, prefix, timeout).await?;
         store.migrate().await?;
         Ok(store)

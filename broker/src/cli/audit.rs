@@ -32,7 +32,9 @@ pub fn parse_since(text: &str) -> Result<i64, String> {
         return Ok(now_ms().saturating_sub(ago));
     }
     let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
-        format!("expected a duration (90m, 2h, 7d) or a UTC time (2026-12-03T10:00:00Z), not {text:?}")
+        format!(
+            "expected a duration (90m, 2h, 7d) or a UTC time (2026-12-03T10:00:00Z), not {text:?}"
+        )
     })?;
     let ms = time
         .duration_since(UNIX_EPOCH)
@@ -44,8 +46,9 @@ pub fn parse_since(text: &str) -> Result<i64, String> {
 /// Unix milliseconds as `2026-12-03T10:00:00Z`.
 pub fn format_ms(ms: i64) -> String {
     match u64::try_from(ms) {
-        Ok(ms) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms))
-            .to_string(),
+        Ok(ms) => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
         // Only a clock set before 1970 writes these.
         Err(_) => format!("{ms} ms"),
     }
@@ -90,7 +93,10 @@ mod tests {
         let two_hours = parse_since("2h").unwrap();
         assert!((now - 7_200_000 - 1000..=now - 7_200_000 + 1000).contains(&two_hours));
         assert_eq!(parse_since("1970-01-01T00:00:01Z").unwrap(), 1000);
-        assert_eq!(parse_since("2026-12-03 10:00:00").unwrap(), 1_796_292_000_000);
+        assert_eq!(
+            parse_since("2026-12-03 10:00:00").unwrap(),
+            1_796_292_000_000
+        );
         assert!(parse_since("yesterday").unwrap_err().contains("duration"));
     }
 

@@ -15,8 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use warden_auth::{
     AdminChange, AdminStore, ChangeFeed, ChangeQuery, Migrated, NewAdminChange, NewUser,
-    PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, StoreError, UserPatch,
-    UserRecord,
+    PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, StoreError, UserPatch, UserRecord,
 };
 use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec};
 
@@ -60,11 +59,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Records what was changed after a write; the error says the change stands.
-pub async fn record(
-    store: &dyn AdminStore,
-    actor: &Actor,
-    what: String,
-) -> Result<(), StoreError> {
+pub async fn record(store: &dyn AdminStore, actor: &Actor, what: String) -> Result<(), StoreError> {
     store.record_admin_change(actor.change(what)).await
 }
 

@@ -286,7 +286,13 @@ mod tests {
         assert_eq!(d.rules_removed[0].id, 1);
         assert_eq!(d.rules_added[0].id, 2);
         let text = d.render();
-        assert!(!text.contains("hash-of") && !text.contains("another"), "{text}");
-        assert!(text.contains("  ~ alice: superuser: false -> true"), "{text}");
+        assert!(
+            !text.contains("hash-of") && !text.contains("another"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ~ alice: superuser: false -> true"),
+            "{text}"
+        );
     }
 }

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use warden_auth::{PolicySnapshot, PrincipalKey, Store, UserRecord};
 use warden_policy::{
-    AclEngine, Action, CertInfo, Decision, EngineOptions, Explanation, PolicyEngine,
-    PolicyVersion, Principal, QoS, RuleSet, Subject, SubscriptionFilter,
+    AclEngine, Action, CertInfo, Decision, EngineOptions, Explanation, PolicyEngine, PolicyVersion,
+    Principal, QoS, RuleSet, Subject, SubscriptionFilter,
 };
 
 use crate::auth::pin_holds;
@@ -453,7 +453,10 @@ mod tests {
             .await
             .unwrap();
         assert!(!off.allowed);
-        assert_eq!(off.login_refused.as_deref(), Some("anonymous logins are off"));
+        assert_eq!(
+            off.login_refused.as_deref(),
+            Some("anonymous logins are off")
+        );
     }
 
     #[test]

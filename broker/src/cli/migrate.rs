@@ -86,6 +86,9 @@ mod tests {
             applied: vec![],
             version: Some(3),
         };
-        assert_eq!(render("postgres", &none), "postgres: already at version 3\n");
+        assert_eq!(
+            render("postgres", &none),
+            "postgres: already at version 3\n"
+        );
     }
 }

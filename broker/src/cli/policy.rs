@@ -167,8 +167,8 @@ async fn test(
 
 /// A policy file from `warden export` (YAML, or the JSON of `--json`).
 pub fn read_export(path: &Path) -> anyhow::Result<PolicySnapshot> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_yaml::from_str(&text)
         .with_context(|| format!("{} is not a policy export", path.display()))
 }
@@ -208,7 +208,10 @@ async fn run_diff(
         Some(path) if !args.live => (read_export(path)?, path.display().to_string()),
         Some(_) => bail!("give a second file or --live, not both"),
         None => (
-            store.export().await.context("cannot export the live policy")?,
+            store
+                .export()
+                .await
+                .context("cannot export the live policy")?,
             format!("the live {} store", store.backend()),
         ),
     };

@@ -149,8 +149,8 @@ impl Expectation {
 
 /// Reads and checks an expectations file (`tests:` and a list).
 pub fn load(path: &Path) -> anyhow::Result<Vec<Expectation>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file: File = serde_yaml::from_str(&text)
         .with_context(|| format!("invalid expectations file {}", path.display()))?;
     for (i, test) in file.tests.iter().enumerate() {
@@ -212,7 +212,8 @@ mod tests {
         assert!(both.check().is_err());
         let no_topic = parse("{user: a, action: publish, expect: deny}");
         assert!(no_topic.check().unwrap_err().contains("topic"));
-        assert!(serde_yaml::from_str::<Expectation>("{user: a, action: write, expect: deny}")
-            .is_err());
+        assert!(
+            serde_yaml::from_str::<Expectation>("{user: a, action: write, expect: deny}").is_err()
+        );
     }
 }
