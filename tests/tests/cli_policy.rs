@@ -254,7 +254,11 @@ async fn scenario(backend: Backend) {
     );
     let after = cli.path("after.yaml");
     cli.ok(&["export", "-o", &after]).await;
-    let files = cli.json(&["policy", "diff", &before, &after]).await;
+    let files = cli
+        .run(&["policy", "diff", &before, &after, "--json"])
+        .await;
+    assert_eq!(code(&files), Some(3), "{name}: {}", stdout(&files));
+    let files: Value = serde_json::from_slice(&files.stdout).expect("json");
     assert_eq!(files["same"], false);
     assert_eq!(files["rules_removed"][0]["id"], home);
     assert_eq!(files["users_added"], Value::Array(vec![]));

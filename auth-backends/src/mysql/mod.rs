@@ -82,8 +82,7 @@ impl MysqlStore {
                 })
             })
             .connect_lazy_with(options);
-        let store = SqlStore::new(pool, timeout, MysqlDialect);
-        Ok(store)
+        Ok(SqlStore::new(pool, timeout, MysqlDialect))
     }
 }
 

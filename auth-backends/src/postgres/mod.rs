@@ -73,8 +73,7 @@ impl PostgresStore {
             .max_connections(pool.max(1))
             .acquire_timeout(timeout)
             .connect_lazy_with(options.clone());
-        let store = SqlStore::new(pool, timeout, PostgresDialect { options });
-        Ok(store)
+        Ok(SqlStore::new(pool, timeout, PostgresDialect { options }))
     }
 }
 

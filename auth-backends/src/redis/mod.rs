@@ -117,13 +117,12 @@ impl RedisStore {
             after: timeout,
         })?
         .map_err(|e| classify(e, timeout))?;
-        let store = RedisStore {
+        Ok(RedisStore {
             client,
             conn,
             prefix: prefix.to_owned(),
             timeout,
-        };
-        Ok(store)
+        })
     }
 
     /// The key prefix this store writes under.

@@ -58,8 +58,7 @@ impl SqliteStore {
             .max_connections(4)
             .acquire_timeout(timeout)
             .connect_lazy_with(options);
-        let store = SqlStore::new(pool, timeout, SqliteDialect);
-        Ok(store)
+        Ok(SqlStore::new(pool, timeout, SqliteDialect))
     }
 }
 

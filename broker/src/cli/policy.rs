@@ -115,11 +115,13 @@ async fn test(
                 verdict.as_str()
             ));
         } else {
+            text.push_str(&format!("FAIL  {:>3}  {}\n", i + 1, test.title()));
+            // A named test also says what it checks; an unnamed one's title is that.
+            if test.name.is_some() {
+                text.push_str(&format!("            {}\n", test.describe()));
+            }
             text.push_str(&format!(
-                "FAIL  {:>3}  {}\n            {}\n            expected: {}\n            got:      {}\n            deciding rule: {}\n",
-                i + 1,
-                test.title(),
-                test.describe(),
+                "            expected: {}\n            got:      {}\n            deciding rule: {}\n",
                 test.expect.as_str(),
                 got(&report),
                 deciding_rule(&report),
