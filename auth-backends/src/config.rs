@@ -251,6 +251,14 @@ fn validate_timeout(timeout: Option<Duration>) -> Result<(), ConfigError> {
 /// A bad value is `Invalid`; a store that cannot be opened (missing
 /// directory, no permission, locked past the timeout) is `Unavailable`.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreError> {
+    let store = connect(config).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// As [`open`], without applying the schema (`warden migrate` applies it
+/// itself, to say what it applied).
+pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreError> {
     config.validate().map_err(|e| StoreError::Invalid {
         field: e.field.to_owned(),
         message: e.message,
@@ -258,24 +266,25 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreErro
     match *config {
         #[cfg(feature = "sqlite")]
         StoreConfig::Sqlite { ref path, .. } => {
-            let store = crate::sqlite::SqliteStore::open(path, config.timeout()).await?;
+            let store = crate::sqlite::SqliteStore::connect(path, config.timeout()).await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "postgres")]
         StoreConfig::Postgres { ref url, pool, .. } => {
             let pool = pool.unwrap_or(8);
-            let store = crate::postgres::PostgresStore::open(url, pool, config.timeout()).await?;
+            let store =
+                crate::postgres::PostgresStore::connect(url, pool, config.timeout()).await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "mysql")]
         StoreConfig::Mysql { ref url, pool, .. } => {
             let pool = pool.unwrap_or(8);
-            let store = crate::mysql::MysqlStore::open(url, pool, config.timeout()).await?;
+            let store = crate::mysql::MysqlStore::connect(url, pool, config.timeout()).await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "mongodb")]
         StoreConfig::Mongodb { ref url, .. } => {
-            let store = crate::mongodb::MongoStore::open(url, config.timeout()).await?;
+            let store = crate::mongodb::MongoStore::connect(url, config.timeout()).await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "redis")]
@@ -285,7 +294,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn AdminStore>, StoreErro
             ..
         } => {
             let prefix = prefix.as_deref().unwrap_or("warden:");
-            let store = crate::redis::RedisStore::open(url, prefix, config.timeout()).await?;
+            let store = crate::redis::RedisStore::connect(url, prefix, config.timeout()).await?;
             Ok(Arc::new(store))
         }
     }

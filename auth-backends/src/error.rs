@@ -74,6 +74,9 @@ pub enum StoreError {
         #[source]
         source: Option<BoxError>,
     },
+    /// A write succeeded, but recording it as an admin change failed.
+    #[error("the change was made, but recording it as an admin change failed ({0}); run `warden migrate`?")]
+    Unrecorded(Box<StoreError>),
 }
 
 // Without a backend feature the constructors below have no caller.
@@ -105,6 +108,7 @@ impl StoreError {
             StoreError::Invalid { .. } | StoreError::InvalidRule(_) => StoreErrorKind::Invalid,
             StoreError::Corrupt { .. } => StoreErrorKind::Internal,
             StoreError::Backend { kind, .. } => *kind,
+            StoreError::Unrecorded(inner) => inner.kind(),
         }
     }
 

@@ -53,10 +53,10 @@ mod sql;
 pub mod sqlite;
 pub mod store;
 
-pub use config::{open, ConfigError, StoreConfig, DEFAULT_TIMEOUT};
+pub use config::{connect, open, ConfigError, StoreConfig, DEFAULT_TIMEOUT};
 pub use error::{StoreError, StoreErrorKind};
 pub use store::{
-    normalize_fingerprint, validate_name, validate_snapshot, AdminStore, ChangeFeed, Membership,
-    NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch,
-    UserRecord,
+    normalize_fingerprint, validate_name, validate_snapshot, AdminChange, AdminStore, ChangeFeed,
+    ChangeQuery, Membership, Migrated, NewAdminChange, NewUser, PolicySnapshot, PrincipalKey,
+    RoleRecord, RuleFilter, SnapshotUser, Store, UserPatch, UserRecord,
 };

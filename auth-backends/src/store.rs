@@ -178,6 +178,55 @@ pub struct PolicySnapshot {
     pub rules: Vec<Rule>,
 }
 
+/// One admin change made with the CLI: who made it (the operating-system
+/// user and host the CLI ran as and on), when, and what. Recorded for every
+/// CLI write; `warden audit list` shows them and the broker logs each one
+/// it picks up. `what` never holds a password or a hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminChange {
+    /// Increasing in the order the changes were recorded.
+    pub id: u64,
+    /// Unix time in milliseconds, by the clock of the machine the CLI ran on.
+    pub at_ms: i64,
+    pub user: String,
+    pub host: String,
+    pub what: String,
+}
+
+/// An admin change to record; the store gives it its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAdminChange {
+    pub at_ms: i64,
+    pub user: String,
+    pub host: String,
+    pub what: String,
+}
+
+/// Which admin changes to read: those with an id above `after` and a time
+/// at or after `since_ms`, oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeQuery {
+    pub after: u64,
+    pub since_ms: i64,
+}
+
+impl ChangeQuery {
+    /// Every recorded change.
+    pub const ALL: ChangeQuery = ChangeQuery {
+        after: 0,
+        since_ms: i64::MIN,
+    };
+}
+
+/// What [`AdminStore::migrate`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Migrated {
+    /// The steps applied now, in order (`0003 admin changes`).
+    pub applied: Vec<String>,
+    /// The schema version after it, for stores that number their schema.
+    pub version: Option<u64>,
+}
+
 /// How a store tells the broker that the policy changed.
 #[derive(Debug)]
 pub enum ChangeFeed {
@@ -203,6 +252,8 @@ pub trait Store: Send + Sync {
     fn changes(&self) -> ChangeFeed;
     /// Health check: one round trip.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The recorded admin changes `query` selects, by id.
+    async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError>;
 }
 
 /// The write side, used by the CLI. Every write runs in one transaction that
@@ -219,11 +270,12 @@ pub trait Store: Send + Sync {
 /// - `grant` and `create_user` create roles that do not exist yet;
 /// - `add_rule` validates the spec (`Invalid`) and requires the user or role
 ///   it names to exist (`NotFound`); rule ids are never reused;
-/// - `import` replaces everything, keeps rule ids, and bumps the version.
+/// - `import` replaces everything, keeps rule ids, and bumps the version;
+///   it leaves the recorded admin changes alone.
 #[async_trait]
 pub trait AdminStore: Store {
     /// Apply pending schema migrations; a no-op when up to date.
-    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn migrate(&self) -> Result<Migrated, StoreError>;
     async fn create_user(&self, user: NewUser) -> Result<(), StoreError>;
     async fn update_user(&self, username: &str, patch: UserPatch) -> Result<(), StoreError>;
     async fn delete_user(&self, username: &str) -> Result<(), StoreError>;
@@ -241,6 +293,9 @@ pub trait AdminStore: Store {
     async fn list_rules(&self, filter: RuleFilter) -> Result<Vec<Rule>, StoreError>;
     async fn export(&self) -> Result<PolicySnapshot, StoreError>;
     async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError>;
+    /// Record an admin change. Like every write it bumps the policy version,
+    /// so a broker that sees the version move reads the record too.
+    async fn record_admin_change(&self, change: NewAdminChange) -> Result<(), StoreError>;
 }
 
 /// Longest accepted user or role name, in bytes (MQTT's string limit).

@@ -17,7 +17,8 @@ async fn conformance() {
     let store = open(&config_in(&dir)).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
     store.ping().await.unwrap();
-    store.migrate().await.unwrap(); // a second run is a no-op
+    let again = store.migrate().await.unwrap(); // a second run is a no-op
+    assert!(again.applied.is_empty(), "{again:?}");
     suite::run_all(store).await;
 }
 
@@ -106,4 +107,19 @@ async fn locked_database_times_out_as_unavailable() {
     );
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
     store.create_role("ops").await.unwrap();
+}
+
+#[tokio::test]
+async fn migrate_lists_each_migration_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = warden_auth::connect(&config_in(&dir)).await.unwrap();
+    let first = store.migrate().await.unwrap();
+    assert_eq!(
+        first.applied,
+        ["0001 init", "0002 cert fingerprint", "0003 admin changes"]
+    );
+    assert_eq!(first.version, Some(3));
+    let second = store.migrate().await.unwrap();
+    assert!(second.applied.is_empty(), "{second:?}");
+    assert_eq!(second.version, Some(3));
 }

@@ -9,6 +9,10 @@
 //! users are disconnected. Revoking a right therefore reaches live
 //! subscriptions within one poll interval, or at once with a push feed.
 //!
+//! After each change it logs the admin changes the CLI recorded since the
+//! last one it logged (who, from which host, what), starting with those
+//! recorded after the broker started.
+//!
 //! Every poll also confirms (or fails) the version for the login cache's
 //! gate. When the store cannot answer, sessions keep the policy they have and
 //! new logins are refused (`login_cache/gate.rs`, `auth`); the outage and
@@ -18,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use warden_auth::{ChangeFeed, PrincipalKey, StoreError, UserRecord};
+use warden_auth::{ChangeFeed, ChangeQuery, PrincipalKey, StoreError, UserRecord};
 use warden_policy::{PolicyVersion, QoS, RuleSet};
 
 use crate::broker::Broker;
@@ -35,6 +39,10 @@ use crate::shutdown::Shutdown;
 pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut feed = broker.store.changes();
     let mut healthy = true;
+    let mut seen = ChangeQuery {
+        after: 0,
+        since_ms: unix_ms_now(),
+    };
     loop {
         // Read on every round: a config reload may have changed it.
         let interval = broker.config().policy.poll_interval;
@@ -53,7 +61,39 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
             // as it stands after any reload.
             feed = ChangeFeed::Poll(std::time::Duration::MAX);
         }
-        check_version(&broker, &mut healthy).await;
+        if check_version(&broker, &mut healthy).await {
+            log_admin_changes(&broker, &mut seen).await;
+        }
+    }
+}
+
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Log the admin changes recorded since the last ones logged. A record is
+/// written after the change it describes, with its own version bump, so
+/// it is found at the latest on the change after that one's.
+async fn log_admin_changes(broker: &Arc<Broker>, seen: &mut ChangeQuery) {
+    match broker.store.admin_changes(*seen).await {
+        Ok(changes) => {
+            for change in changes {
+                tracing::info!(
+                    id = change.id,
+                    by = %change.user,
+                    host = %change.host,
+                    at_ms = change.at_ms,
+                    "admin change: {}",
+                    change.what
+                );
+                broker.audit.admin_change(&change);
+                seen.after = seen.after.max(change.id);
+            }
+        }
+        // The version has moved on already; the next change retries.
+        Err(err) => tracing::debug!(error = %err, "cannot read the admin changes"),
     }
 }
 
@@ -65,7 +105,8 @@ async fn next_push(feed: &mut ChangeFeed) -> Option<PolicyVersion> {
     }
 }
 
-async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
+/// True when a new policy version was applied.
+async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) -> bool {
     let asked_at = Instant::now();
     match broker.store.policy_version().await {
         Ok(version) => {
@@ -88,6 +129,7 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
                         .observe(started.elapsed().as_secs_f64());
                     let sessions = broker.sessions.lock().len();
                     broker.audit.policy_change(version.0, sessions);
+                    return true;
                 }
             }
         }
@@ -99,6 +141,7 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) {
             }
         }
     }
+    false
 }
 
 /// Why a refresh did not complete; the version is then not recorded, so

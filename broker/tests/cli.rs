@@ -323,12 +323,53 @@ fn role_grant_and_revoke_change_the_verdict() {
 #[test]
 fn migrate_is_idempotent_and_config_commands_work() {
     let env = Env::new();
-    assert_eq!(env.ok(&["migrate"]), "sqlite: schema up to date\n");
-    assert_eq!(env.ok(&["migrate"]), "sqlite: schema up to date\n");
+    assert_eq!(
+        env.ok(&["migrate"]),
+        "sqlite: applied 0001 init\nsqlite: applied 0002 cert fingerprint\n\
+         sqlite: applied 0003 admin changes\nsqlite: now at version 3\n"
+    );
+    assert_eq!(env.ok(&["migrate"]), "sqlite: already at version 3\n");
+    let json = env.json(&["migrate"]);
+    assert_eq!(
+        json,
+        serde_json::json!({"backend": "sqlite", "applied": [], "version": 3})
+    );
     assert_eq!(env.ok(&["config", "check"]), "ok\n");
     assert!(env.ok(&["config", "default"]).contains("data_dir"));
 
     std::fs::write(&env.config, "data_dir: data\nnot_a_key: 1\n").expect("write");
     let out = env.run(&["config", "check"]);
     assert_one_line_error(&out, "not_a_key");
+}
+
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let env = Env::new();
+    let text = env.ok(&["--version"]);
+    // warden 0.1.0 (commit 0123456789ab, built 2026-12-03)
+    let rest = text
+        .strip_prefix(&format!("warden {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = rest.split_once(", built ").expect("built");
+    assert!(
+        commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{text}"
+    );
+    let date = date.strip_suffix(")\n").expect(")");
+    assert_eq!(date.len(), 10, "{text}");
+    assert_eq!(&date[4..5], "-");
+}
+
+#[test]
+fn completions_for_three_shells() {
+    let env = Env::new();
+    assert!(env.ok(&["completions", "bash"]).contains("_warden()"));
+    assert!(env
+        .ok(&["completions", "zsh"])
+        .starts_with("#compdef warden"));
+    let fish = env.ok(&["completions", "fish"]);
+    assert!(fish.contains("complete -c warden"), "{fish}");
+    assert!(fish.contains("policy"), "the new subcommands are completed");
+    let out = env.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown shell");
 }

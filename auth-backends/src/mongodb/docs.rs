@@ -10,7 +10,7 @@ use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use warden_policy::{ActionKind, ActionSet, Effect, QoS, Rule, RuleId, Subject};
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::store::{SnapshotUser, UserRecord};
+use crate::store::{AdminChange, SnapshotUser, UserRecord};
 
 use super::BACKEND;
 
@@ -230,6 +230,17 @@ pub(super) fn rule_doc(rule: &Rule) -> Result<Document, StoreError> {
 }
 
 /// (role, username) of a membership document.
+pub(super) fn admin_change(doc: &Document) -> Result<AdminChange, StoreError> {
+    let id = int(doc, "admin_change", "id")?;
+    Ok(AdminChange {
+        id: u64::try_from(id).map_err(|_| StoreError::corrupt("admin_change", "negative id"))?,
+        at_ms: int(doc, "admin_change", "at_ms")?,
+        user: text(doc, "admin_change", "user")?,
+        host: text(doc, "admin_change", "host")?,
+        what: text(doc, "admin_change", "what")?,
+    })
+}
+
 pub(super) fn membership(doc: &Document) -> Result<(String, String), StoreError> {
     Ok((
         text(doc, "membership", "role")?,

@@ -1,5 +1,5 @@
 //! The schema, MongoDB style: the collections, their indexes and the two
-//! counter documents, created on start (and by `migrate`) when missing.
+//! counter documents (and the admin change counter), created on start (and by `migrate`) when missing.
 //! Every step is idempotent, so two brokers starting at once are harmless.
 //!
 //! Collections are created up front because real MongoDB refuses to create
@@ -18,17 +18,22 @@ use super::queries as q;
 /// MongoDB's NamespaceExists: another process created it first.
 const NAMESPACE_EXISTS: i32 = 48;
 
-pub(super) async fn ensure(database: &Database) -> Result<(), StoreError> {
+/// Returns the collections it created.
+pub(super) async fn ensure(database: &Database) -> Result<Vec<&'static str>, StoreError> {
     let existing = database.list_collection_names().await.map_err(db)?;
+    let mut created = Vec::new();
     for name in q::ALL_COLLECTIONS {
         if existing.iter().any(|e| e == name) {
             continue;
         }
-        if let Err(err) = database.create_collection(name).await {
-            let raced = matches!(err.kind.as_ref(),
-                mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_EXISTS);
-            if !raced {
-                return Err(db(err));
+        match database.create_collection(name).await {
+            Ok(()) => created.push(name),
+            Err(err) => {
+                let raced = matches!(err.kind.as_ref(),
+                    mongodb::error::ErrorKind::Command(c) if c.code == NAMESPACE_EXISTS);
+                if !raced {
+                    return Err(db(err));
+                }
             }
         }
     }
@@ -39,13 +44,13 @@ pub(super) async fn ensure(database: &Database) -> Result<(), StoreError> {
         create_index(database, collection, name, keys, false).await?;
     }
     let meta = database.collection::<Document>(q::META);
-    for name in [q::VERSION_ID, q::RULE_COUNTER_ID] {
-        let created = meta
+    for name in [q::VERSION_ID, q::RULE_COUNTER_ID, q::AUDIT_COUNTER_ID] {
+        let upserted = meta
             .update_one(q::counter(name), q::init_counter())
             .upsert(true)
             .await
             .map_err(db);
-        match created {
+        match upserted {
             // Another process created it between our upsert's match and insert.
             Err(e) if e.kind() == StoreErrorKind::Conflict => {}
             other => {
@@ -53,7 +58,7 @@ pub(super) async fn ensure(database: &Database) -> Result<(), StoreError> {
             }
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 async fn create_index(

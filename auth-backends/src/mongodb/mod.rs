@@ -16,7 +16,10 @@
 //! - `meta`: two counters, unique on `name`: `{name: "policy_version",
 //!   value}` (bumped with `$inc` by every write) and `{name: "rule_id",
 //!   value}` (the last rule id, `$inc` with `find_one_and_update` returning
-//!   the new value; import raises it with `$max`, so ids are never reused).
+//!   the new value; import raises it with `$max`, so ids are never reused),
+//!   and `{name: "audit_id", value}` (the last admin change id);
+//! - `admin_changes`: `{id: int64, at_ms: int64, user, host, what}`, unique
+//!   on `id`: one document per CLI write (`record_admin_change`).
 //!
 //! # Atomicity
 //! At open, `hello` tells whether the server is a replica set (`setName`)
@@ -62,8 +65,8 @@ use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec};
 
 use crate::error::StoreError;
 use crate::store::{
-    AdminStore, ChangeFeed, Membership, NewUser, PolicySnapshot, PrincipalKey, RoleRecord,
-    RuleFilter, Store, UserPatch, UserRecord,
+    AdminChange, AdminStore, ChangeFeed, ChangeQuery, Membership, Migrated, NewAdminChange,
+    NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, UserPatch, UserRecord,
 };
 use docs::db;
 use queries as q;
@@ -89,6 +92,14 @@ impl MongoStore {
     /// Connect, detect the deployment, create collections and indexes.
     /// `timeout` bounds server selection, connecting and every later call.
     pub async fn open(url: &str, timeout: Duration) -> Result<MongoStore, StoreError> {
+        let store = Self::connect(url, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], without applying the schema: for `warden migrate`,
+    /// which applies it itself to report what it did.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<MongoStore, StoreError> {
         let too_slow = StoreError::Timeout {
             backend: BACKEND,
             after: timeout,
@@ -104,7 +115,6 @@ impl MongoStore {
             replicated: false,
         };
         store.replicated = store.timed(store.detect_replication()).await?;
-        store.migrate().await?;
         Ok(store)
     }
 
@@ -331,6 +341,22 @@ impl Store for MongoStore {
         })
         .await
     }
+
+    async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError> {
+        let after = i64::try_from(query.after).unwrap_or(i64::MAX);
+        self.timed(async {
+            let mut changes = self
+                .find_all(q::ADMIN_CHANGES, q::admin_changes(after))
+                .await?
+                .iter()
+                .map(docs::admin_change)
+                .filter(|c| c.as_ref().map_or(true, |c| c.at_ms >= query.since_ms))
+                .collect::<Result<Vec<_>, _>>()?;
+            changes.sort_by_key(|c| c.id);
+            Ok(changes)
+        })
+        .await
+    }
 }
 
 /// One write: open a writer (a transaction when the server has them), run
@@ -364,8 +390,15 @@ macro_rules! write_op {
 
 #[async_trait]
 impl AdminStore for MongoStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        self.timed(indexes::ensure(&self.database)).await
+    async fn migrate(&self) -> Result<Migrated, StoreError> {
+        let created = self.timed(indexes::ensure(&self.database)).await?;
+        Ok(Migrated {
+            applied: created
+                .into_iter()
+                .map(|name| format!("collection {name} created"))
+                .collect(),
+            version: None,
+        })
     }
 
     async fn create_user(&self, user: NewUser) -> Result<(), StoreError> {
@@ -426,6 +459,10 @@ impl AdminStore for MongoStore {
 
     async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError> {
         write_op!(self, |w| writes::import(&mut w, &snapshot))
+    }
+
+    async fn record_admin_change(&self, change: NewAdminChange) -> Result<(), StoreError> {
+        write_op!(self, |w| writes::record_admin_change(&mut w, &change))
     }
 }
 

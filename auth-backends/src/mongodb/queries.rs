@@ -9,18 +9,28 @@ pub const USERS: &str = "users";
 pub const ROLES: &str = "roles";
 pub const MEMBERSHIPS: &str = "memberships";
 pub const RULES: &str = "rules";
+/// Admin changes recorded by the CLI: `{id, at_ms, user, host, what}`.
+pub const ADMIN_CHANGES: &str = "admin_changes";
 /// Counters: the policy version and the last rule id handed out, keyed by
 /// `name` (not `_id`: some wire-compatible servers accept only ObjectIds
 /// there).
 pub const META: &str = "meta";
 
-pub const ALL_COLLECTIONS: [&str; 5] = [USERS, ROLES, MEMBERSHIPS, RULES, META];
+pub const ALL_COLLECTIONS: [&str; 6] = [USERS, ROLES, MEMBERSHIPS, RULES, META, ADMIN_CHANGES];
 
 /// Import clears children first, as the SQL stores do.
 pub const CLEAR_ORDER: [&str; 4] = [RULES, MEMBERSHIPS, ROLES, USERS];
 
 pub const VERSION_ID: &str = "policy_version";
 pub const RULE_COUNTER_ID: &str = "rule_id";
+pub const AUDIT_COUNTER_ID: &str = "audit_id";
+
+/// The admin changes with an id above `after`. The caller filters by time:
+/// with the time bound in the filter too, the MongoDB-wire test server
+/// answered nothing, and admin changes are few.
+pub fn admin_changes(after: i64) -> Document {
+    doc! { "id": { "$gt": after } }
+}
 
 pub fn ping() -> Document {
     doc! { "ping": 1 }
@@ -107,7 +117,7 @@ pub fn set(fields: Document) -> Document {
 }
 
 /// The unique indexes: (collection, index name, keys).
-pub fn unique_indexes() -> [(&'static str, &'static str, Document); 5] {
+pub fn unique_indexes() -> [(&'static str, &'static str, Document); 6] {
     [
         (USERS, "username_unique", doc! { "username": 1 }),
         (ROLES, "name_unique", doc! { "name": 1 }),
@@ -118,6 +128,7 @@ pub fn unique_indexes() -> [(&'static str, &'static str, Document); 5] {
         ),
         (RULES, "id_unique", doc! { "id": 1 }),
         (META, "name_unique", doc! { "name": 1 }),
+        (ADMIN_CHANGES, "id_unique", doc! { "id": 1 }),
     ]
 }
 

@@ -11,7 +11,8 @@ use warden_policy::{RuleId, RuleSpec, Subject};
 
 use crate::error::StoreError;
 use crate::store::{
-    normalize_fingerprint, validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch,
+    normalize_fingerprint, validate_name, validate_snapshot, NewAdminChange, NewUser,
+    PolicySnapshot, UserPatch,
 };
 
 use super::docs::{rule_doc, user_fields};
@@ -266,4 +267,22 @@ pub(super) async fn import(
         w.raise_counter(q::RULE_COUNTER_ID, max).await?;
     }
     Ok(())
+}
+
+pub(super) async fn record_admin_change(
+    w: &mut Writer<'_>,
+    change: &NewAdminChange,
+) -> Result<(), StoreError> {
+    let id = w.increment(q::AUDIT_COUNTER_ID).await?;
+    w.insert_one(
+        q::ADMIN_CHANGES,
+        doc! {
+            "id": id,
+            "at_ms": change.at_ms,
+            "user": change.user.as_str(),
+            "host": change.host.as_str(),
+            "what": change.what.as_str(),
+        },
+    )
+    .await
 }

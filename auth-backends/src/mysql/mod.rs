@@ -57,6 +57,18 @@ impl MysqlStore {
     /// The database must exist. `pool` caps the connections; `timeout`
     /// bounds the opening and every later call.
     pub async fn open(url: &str, pool: u32, timeout: Duration) -> Result<MysqlStore, StoreError> {
+        let store = Self::connect(url, pool, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], without applying the schema: for `warden migrate`,
+    /// which applies it itself to report what it did.
+    pub async fn connect(
+        url: &str,
+        pool: u32,
+        timeout: Duration,
+    ) -> Result<MysqlStore, StoreError> {
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|e| StoreError::invalid("store.url", e.to_string()))?
             .disable_statement_logging();
@@ -70,9 +82,7 @@ impl MysqlStore {
                 })
             })
             .connect_lazy_with(options);
-        let store = SqlStore::new(pool, timeout, MysqlDialect);
-        store.migrate().await?;
-        Ok(store)
+        Ok(SqlStore::new(pool, timeout, MysqlDialect))
     }
 }
 

@@ -64,6 +64,10 @@ pub(super) const SQL: Sql = Sql {
          actions, pattern, max_qos, retain FROM rules \
          WHERE subject_kind = ? AND subject_name = ? ORDER BY id",
     after_import: None,
+    insert_admin_change: "INSERT INTO admin_changes (at_ms, os_user, host, what) \
+         VALUES (?, ?, ?, ?)",
+    select_admin_changes: "SELECT id, at_ms, os_user, host, what FROM admin_changes \
+         WHERE id > ? AND at_ms >= ? ORDER BY id",
 };
 
 /// The login path's user read in one round trip: one row per role (role

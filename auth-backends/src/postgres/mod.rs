@@ -53,6 +53,18 @@ impl PostgresStore {
         pool: u32,
         timeout: Duration,
     ) -> Result<PostgresStore, StoreError> {
+        let store = Self::connect(url, pool, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], without applying the schema: for `warden migrate`,
+    /// which applies it itself to report what it did.
+    pub async fn connect(
+        url: &str,
+        pool: u32,
+        timeout: Duration,
+    ) -> Result<PostgresStore, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(db)?
             .application_name("warden")
@@ -61,9 +73,7 @@ impl PostgresStore {
             .max_connections(pool.max(1))
             .acquire_timeout(timeout)
             .connect_lazy_with(options.clone());
-        let store = SqlStore::new(pool, timeout, PostgresDialect { options });
-        store.migrate().await?;
-        Ok(store)
+        Ok(SqlStore::new(pool, timeout, PostgresDialect { options }))
     }
 }
 

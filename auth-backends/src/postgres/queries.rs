@@ -68,6 +68,10 @@ pub(super) const SQL: Sql = Sql {
               FROM rules_id_seq) \
            ) + 1, false)",
     ),
+    insert_admin_change: "INSERT INTO admin_changes (at_ms, os_user, host, what) \
+         VALUES ($1, $2, $3, $4)",
+    select_admin_changes: "SELECT id, at_ms, os_user, host, what FROM admin_changes \
+         WHERE id > $1 AND at_ms >= $2 ORDER BY id",
 };
 
 /// The login path's user lookup: the user and its sorted roles in one

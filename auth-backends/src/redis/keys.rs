@@ -21,6 +21,8 @@
 //! | `P rules`                   | sorted set | every rule id, scored by id                     |
 //! | `P rule:{id}`               | hash       | `id`, `effect`, `kind`, `name`, `actions`, `pattern`, optional `max_qos`, `retain` |
 //! | `P changes`                 | channel    | pub/sub: each new policy version, as decimal    |
+//! | `P audit_id`                | string     | last admin change id handed out (INCR)          |
+//! | `P audit`                   | sorted set | admin changes scored by id; each member is `{id}:{JSON of at_ms, user, host, what}` |
 //!
 //! Rule fields use the SQL backends' column encodings (`crate::common`):
 //! `kind` is user/role/everyone (everyone's `name` is empty), `actions` is
@@ -93,6 +95,14 @@ pub fn changes(prefix: &str) -> String {
     format!("{prefix}changes")
 }
 
+pub fn audit(prefix: &str) -> String {
+    format!("{prefix}audit")
+}
+
+pub fn audit_counter(prefix: &str) -> String {
+    format!("{prefix}audit_id")
+}
+
 /// A SCAN/KEYS pattern matching every key under `prefix` (glob characters
 /// in the prefix are escaped).
 pub fn all_pattern(prefix: &str) -> String {
@@ -148,6 +158,8 @@ mod tests {
             schema("p:"),
             rule_counter("p:"),
             changes("p:"),
+            audit("p:"),
+            audit_counter("p:"),
             rule("p:", 1),
         ] {
             assert!(seen.insert(fixed.clone()), "{fixed:?} collides");

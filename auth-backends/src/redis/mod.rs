@@ -38,8 +38,8 @@ use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec, Subject};
 
 use crate::error::StoreError;
 use crate::store::{
-    validate_name, AdminStore, ChangeFeed, NewUser, PolicySnapshot, PrincipalKey, RoleRecord,
-    RuleFilter, Store, UserPatch, UserRecord,
+    validate_name, AdminChange, AdminStore, ChangeFeed, ChangeQuery, Migrated, NewAdminChange,
+    NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, UserPatch, UserRecord,
 };
 use queries as q;
 use reply::classify;
@@ -82,6 +82,18 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
     ) -> Result<RedisStore, StoreError> {
+        let store = Self::connect(url, prefix, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], without applying the schema: for `warden migrate`,
+    /// which applies it itself to report what it did.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<RedisStore, StoreError> {
         if prefix.is_empty() {
             return Err(StoreError::invalid("store.prefix", "must not be empty"));
         }
@@ -105,14 +117,12 @@ impl RedisStore {
             after: timeout,
         })?
         .map_err(|e| classify(e, timeout))?;
-        let store = RedisStore {
+        Ok(RedisStore {
             client,
             conn,
             prefix: prefix.to_owned(),
             timeout,
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     /// The key prefix this store writes under.
@@ -221,13 +231,37 @@ impl Store for RedisStore {
         })
         .await
     }
+
+    async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = self
+            .timed(async {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::audit(&self.prefix))
+                    .arg(format!("({}", query.after))
+                    .arg("+inf")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| classify(e, self.timeout))
+            })
+            .await?;
+        let mut changes = Vec::with_capacity(members.len());
+        for member in members {
+            let change = writes::parse_change(&member)?;
+            if change.at_ms >= query.since_ms {
+                changes.push(change);
+            }
+        }
+        Ok(changes)
+    }
 }
 
 #[async_trait]
 impl AdminStore for RedisStore {
     /// Records the key schema version on first use; refuses a store whose
     /// keys were written by a newer layout. Does not bump the version.
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<Migrated, StoreError> {
+        let had = self.get(keys::schema(&self.prefix)).await?;
         let schema = keys::SCHEMA.to_string();
         let stored = reply::text(self.eval(&q::MIGRATE, &[schema]).await?)?
             .ok_or_else(|| StoreError::corrupt("schema", "missing"))?;
@@ -241,7 +275,13 @@ impl AdminStore for RedisStore {
                 ),
             ));
         }
-        Ok(())
+        Ok(Migrated {
+            applied: match had {
+                None => vec![format!("key schema {stored} recorded")],
+                Some(_) => Vec::new(),
+            },
+            version: Some(stored),
+        })
     }
 
     async fn create_user(&self, user: NewUser) -> Result<(), StoreError> {
@@ -370,6 +410,13 @@ impl AdminStore for RedisStore {
     async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError> {
         let args = writes::import(&snapshot)?;
         self.write(&q::IMPORT, &args, |_| "import".to_owned())
+            .await
+            .map(drop)
+    }
+
+    async fn record_admin_change(&self, change: NewAdminChange) -> Result<(), StoreError> {
+        let body = writes::change_json(&change)?;
+        self.write(&q::RECORD_CHANGE, &[body], |_| "admin change".to_owned())
             .await
             .map(drop)
     }

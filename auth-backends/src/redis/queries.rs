@@ -98,6 +98,17 @@ return v
 "#
 );
 
+// ARGV[2] = the change as JSON (at_ms, user, host, what). Adds it to
+// `P audit` under the next id and bumps the version. Answers {'ok', version}.
+script!(
+    RECORD_CHANGE,
+    r#"
+local id = redis.call('INCR', P .. 'audit_id')
+redis.call('ZADD', P .. 'audit', id, id .. ':' .. ARGV[2])
+return {'ok', bump()}
+"#
+);
+
 // ARGV[2] = name. Answers {} or
 // {password_hash|nil, enabled, superuser, {roles}, cert_fingerprint|nil}.
 script!(

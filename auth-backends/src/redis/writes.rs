@@ -10,8 +10,43 @@ use warden_policy::{Rule, RuleSpec};
 use crate::common::{actions_text, effect_text, subject_columns};
 use crate::error::StoreError;
 use crate::store::{
-    normalize_fingerprint, validate_name, validate_snapshot, NewUser, PolicySnapshot, UserPatch,
+    normalize_fingerprint, validate_name, validate_snapshot, AdminChange, NewAdminChange, NewUser,
+    PolicySnapshot, UserPatch,
 };
+
+/// The stored form of an admin change, after its `{id}:` prefix.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChangeBody {
+    at_ms: i64,
+    user: String,
+    host: String,
+    what: String,
+}
+
+/// RECORD_CHANGE: the change as JSON.
+pub(super) fn change_json(change: &NewAdminChange) -> Result<String, StoreError> {
+    serde_json::to_string(&ChangeBody {
+        at_ms: change.at_ms,
+        user: change.user.clone(),
+        host: change.host.clone(),
+        what: change.what.clone(),
+    })
+    .map_err(|e| StoreError::invalid("admin change", e.to_string()))
+}
+
+/// A member of `P audit`: `{id}:{JSON}`.
+pub(super) fn parse_change(member: &str) -> Result<AdminChange, StoreError> {
+    let corrupt = || StoreError::corrupt("audit", "malformed admin change");
+    let (id, json) = member.split_once(':').ok_or_else(corrupt)?;
+    let body: ChangeBody = serde_json::from_str(json).map_err(|_| corrupt())?;
+    Ok(AdminChange {
+        id: id.parse().map_err(|_| corrupt())?,
+        at_ms: body.at_ms,
+        user: body.user,
+        host: body.host,
+        what: body.what,
+    })
+}
 
 fn bit(value: bool) -> String {
     if value { "1" } else { "0" }.to_owned()
@@ -131,6 +166,23 @@ mod tests {
 
     use super::*;
     use crate::store::SnapshotUser;
+
+    #[test]
+    fn an_admin_change_reads_back_as_written() {
+        let change = NewAdminChange {
+            at_ms: 1_700_000_000_123,
+            user: "ops".into(),
+            host: "h:1".into(),
+            what: "user add a:b".into(),
+        };
+        let member = format!("7:{}", change_json(&change).unwrap());
+        let back = parse_change(&member).unwrap();
+        assert_eq!(back.id, 7);
+        assert_eq!(back.at_ms, change.at_ms);
+        assert_eq!((back.user.as_str(), back.host.as_str()), ("ops", "h:1"));
+        assert_eq!(back.what, "user add a:b");
+        assert!(parse_change("x:{}").is_err());
+    }
 
     #[test]
     fn duplicate_roles_are_invalid() {

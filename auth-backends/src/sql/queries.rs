@@ -90,4 +90,9 @@ pub struct Sql {
     pub select_rules_by_subject: &'static str,
     /// Run at the end of an import, after the rules went in with their ids.
     pub after_import: Option<&'static str>,
+
+    /// at_ms, os_user, host, what
+    pub insert_admin_change: &'static str,
+    /// after (id), since (at_ms); the columns of an admin change, by id.
+    pub select_admin_changes: &'static str,
 }

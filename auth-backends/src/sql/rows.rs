@@ -11,7 +11,7 @@ use warden_policy::{Rule, RuleId};
 
 use crate::common::{parse_actions, parse_effect, parse_qos, parse_subject};
 use crate::error::StoreError;
-use crate::store::UserRecord;
+use crate::store::{AdminChange, UserRecord};
 
 use super::dialect::{Dialect, Row};
 
@@ -30,6 +30,24 @@ where
         superuser: row.try_get("superuser").map_err(D::db)?,
         roles: Vec::new(),
         cert_fingerprint: D::opt_text(row, "cert_fingerprint")?,
+    })
+}
+
+/// A row of `Sql::select_admin_changes`.
+pub(crate) fn admin_change<D>(row: &Row<D>) -> Result<AdminChange, StoreError>
+where
+    D: Dialect,
+    &'static str: ColumnIndex<Row<D>>,
+    for<'r> String: Decode<'r, D::Db> + Type<D::Db>,
+    for<'r> i64: Decode<'r, D::Db> + Type<D::Db>,
+{
+    let id: i64 = row.try_get("id").map_err(D::db)?;
+    Ok(AdminChange {
+        id: u64::try_from(id).map_err(|_| StoreError::corrupt("admin_changes.id", "negative"))?,
+        at_ms: row.try_get("at_ms").map_err(D::db)?,
+        user: D::text(row, "os_user")?,
+        host: D::text(row, "host")?,
+        what: D::text(row, "what")?,
     })
 }
 

@@ -17,12 +17,13 @@ use warden_policy::{PolicyVersion, Rule, RuleId, RuleSet, RuleSpec};
 
 use crate::error::StoreError;
 use crate::store::{
-    AdminStore, ChangeFeed, NewUser, PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store,
-    UserPatch, UserRecord,
+    AdminChange, AdminStore, ChangeFeed, ChangeQuery, Migrated, NewAdminChange, NewUser,
+    PolicySnapshot, PrincipalKey, RoleRecord, RuleFilter, Store, UserPatch, UserRecord,
 };
 
 use super::dialect::{Args, Conn, Dialect, Row};
 use super::queries as q;
+use super::rows;
 use super::writes::WriteTx;
 
 /// A policy store in an SQL database; `D` says which one.
@@ -62,7 +63,9 @@ where
     D: Dialect,
     for<'e> &'e mut Conn<D>: Executor<'e, Database = D::Db>,
     for<'q> Args<'q, D>: IntoArguments<'q, D::Db>,
-    for<'q> i64: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: ColumnIndex<Row<D>>,
     usize: ColumnIndex<Row<D>>,
 {
     fn backend(&self) -> &'static str {
@@ -110,6 +113,23 @@ where
         })
         .await
     }
+
+    async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError> {
+        // Ids are BIGINT: a cursor beyond i64 matches nothing anyway.
+        let after = i64::try_from(query.after).unwrap_or(i64::MAX);
+        self.timed(async {
+            sqlx::query(D::SQL.select_admin_changes)
+                .bind(after)
+                .bind(query.since_ms)
+                .fetch_all(&mut *self.conn().await?)
+                .await
+                .map_err(D::db)?
+                .iter()
+                .map(rows::admin_change::<D>)
+                .collect()
+        })
+        .await
+    }
 }
 
 /// One write transaction, within the timeout: begin (bumping the version),
@@ -147,17 +167,38 @@ where
     for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Reports as applied the migrations that were missing before the run
+    /// (another process migrating at the same moment may have applied some).
+    async fn migrate(&self) -> Result<Migrated, StoreError> {
         self.timed(async {
             let mut conn = self
                 .pool
                 .acquire()
                 .await
                 .map_err(D::migrate_acquire_error)?;
-            D::migrator()
-                .run_direct(&mut *conn)
+            let failed = |e| StoreError::from_migrate(D::BACKEND, e);
+            conn.ensure_migrations_table().await.map_err(failed)?;
+            let before: Vec<i64> = conn
+                .list_applied_migrations()
                 .await
-                .map_err(|e| StoreError::from_migrate(D::BACKEND, e))
+                .map_err(failed)?
+                .iter()
+                .map(|m| m.version)
+                .collect();
+            let migrator = D::migrator();
+            migrator.run_direct(&mut *conn).await.map_err(failed)?;
+            let ups = || {
+                migrator
+                    .iter()
+                    .filter(|m| m.migration_type.is_up_migration())
+            };
+            Ok(Migrated {
+                applied: ups()
+                    .filter(|m| !before.contains(&m.version))
+                    .map(|m| format!("{:04} {}", m.version, m.description))
+                    .collect(),
+                version: ups().filter_map(|m| u64::try_from(m.version).ok()).max(),
+            })
         })
         .await
     }
@@ -216,5 +257,9 @@ where
 
     async fn import(&self, snapshot: PolicySnapshot) -> Result<(), StoreError> {
         write_tx!(self, |tx| tx.import(&snapshot))
+    }
+
+    async fn record_admin_change(&self, change: NewAdminChange) -> Result<(), StoreError> {
+        write_tx!(self, |tx| tx.record_admin_change(&change))
     }
 }

@@ -11,7 +11,9 @@ use warden_policy::{Rule, RuleId, RuleSpec, Subject};
 
 use crate::common::{actions_text, effect_text, subject_columns};
 use crate::error::StoreError;
-use crate::store::{normalize_fingerprint, validate_snapshot, NewUser, PolicySnapshot, UserPatch};
+use crate::store::{
+    normalize_fingerprint, validate_snapshot, NewAdminChange, NewUser, PolicySnapshot, UserPatch,
+};
 
 use super::dialect::{Args, Conn, Dialect, Row};
 use super::queries::CLEAR_ALL;
@@ -328,6 +330,21 @@ where
         if D::rows_affected(&result) == 0 {
             return Err(StoreError::not_found("rule", id.to_string()));
         }
+        Ok(())
+    }
+
+    pub(super) async fn record_admin_change(
+        &mut self,
+        change: &NewAdminChange,
+    ) -> Result<(), StoreError> {
+        sqlx::query(D::SQL.insert_admin_change)
+            .bind(change.at_ms)
+            .bind(change.user.as_str())
+            .bind(change.host.as_str())
+            .bind(change.what.as_str())
+            .execute(self.conn())
+            .await
+            .map_err(D::db)?;
         Ok(())
     }
 

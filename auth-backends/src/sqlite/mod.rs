@@ -38,6 +38,14 @@ impl SqliteStore {
     /// Open (creating the file if missing) and migrate. The parent
     /// directory must exist. `timeout` bounds every later call.
     pub async fn open(path: &Path, timeout: Duration) -> Result<SqliteStore, StoreError> {
+        let store = Self::connect(path, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// As [`Self::open`], without applying the schema: for `warden migrate`,
+    /// which applies it itself to report what it did.
+    pub async fn connect(path: &Path, timeout: Duration) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -50,9 +58,7 @@ impl SqliteStore {
             .max_connections(4)
             .acquire_timeout(timeout)
             .connect_lazy_with(options);
-        let store = SqlStore::new(pool, timeout, SqliteDialect);
-        store.migrate().await?;
-        Ok(store)
+        Ok(SqlStore::new(pool, timeout, SqliteDialect))
     }
 }
 

@@ -49,6 +49,10 @@ pub(super) const SQL: Sql = Sql {
          actions, pattern, max_qos, retain FROM rules \
          WHERE subject_kind = ?1 AND subject_name = ?2 ORDER BY id",
     after_import: None,
+    insert_admin_change: "INSERT INTO admin_changes (at_ms, os_user, host, what) \
+         VALUES (?1, ?2, ?3, ?4)",
+    select_admin_changes: "SELECT id, at_ms, os_user, host, what FROM admin_changes \
+         WHERE id > ?1 AND at_ms >= ?2 ORDER BY id",
 };
 
 pub const SELECT_USER: &str =

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use warden_auth::{
-    AdminStore, NewUser, PolicySnapshot, PrincipalKey, RuleFilter, StoreError, StoreErrorKind,
-    UserPatch,
+    AdminStore, ChangeQuery, NewAdminChange, NewUser, PolicySnapshot, PrincipalKey, RuleFilter,
+    StoreError, StoreErrorKind, UserPatch,
 };
 mod transfer;
 
@@ -30,6 +30,7 @@ pub async fn run_all(store: Arc<dyn AdminStore>) {
     delete_cascades(s).await;
     export_import_round_trip(s).await;
     certificate_pins(s).await;
+    admin_changes_recorded(s).await;
 }
 
 pub(crate) async fn reset(store: &dyn AdminStore) {
@@ -589,4 +590,65 @@ pub async fn delete_cascades(store: &dyn AdminStore) {
         .map(|r| r.id)
         .collect();
     assert_eq!(left, [jack_rule], "a deleted role's rules go with it");
+}
+
+/// Admin changes: recorded with increasing ids, read back as written (any
+/// text), filtered by id and time, bumping the version, and kept by import.
+/// Relative to what the store already holds, since a store may be reused.
+pub async fn admin_changes_recorded(store: &dyn AdminStore) {
+    reset(store).await;
+    let before = store.admin_changes(ChangeQuery::ALL).await.expect("list");
+    let last = before.last().map_or(0, |c| c.id);
+    let base = before
+        .iter()
+        .map(|c| c.at_ms)
+        .max()
+        .unwrap_or(0)
+        .max(1_700_000_000_000);
+    let change = |at_ms: i64, what: &str| NewAdminChange {
+        at_ms,
+        user: "ops (sudo by ä)".to_owned(),
+        host: "host-1.example".to_owned(),
+        what: what.to_owned(),
+    };
+    let version = store.policy_version().await.unwrap();
+    store
+        .record_admin_change(change(base + 1_000, "user add alice roles=ops"))
+        .await
+        .expect("record");
+    let bumped = store.policy_version().await.unwrap();
+    assert!(bumped.0 > version.0, "recording bumps the version");
+    let tricky = "acl add 7: allow publish user:a \"x/${username}/#\" 'q' \\ ✓ {\"j\":1}";
+    store
+        .record_admin_change(change(base + 2_000, tricky))
+        .await
+        .expect("record");
+    // An import replaces the policy but not the record of who changed it.
+    store.import(PolicySnapshot::default()).await.unwrap();
+
+    let after = ChangeQuery {
+        after: last,
+        since_ms: i64::MIN,
+    };
+    let got = store.admin_changes(after).await.expect("list");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].id > last && got[1].id > got[0].id, "{got:?}");
+    assert_eq!(got[0].what, "user add alice roles=ops");
+    assert_eq!(got[0].user, "ops (sudo by ä)");
+    assert_eq!(got[0].host, "host-1.example");
+    assert_eq!(got[0].at_ms, base + 1_000);
+    assert_eq!(got[1].what, tricky);
+
+    let since = ChangeQuery {
+        after: last,
+        since_ms: base + 1_500,
+    };
+    let recent = store.admin_changes(since).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].id, got[1].id);
+    let newer = ChangeQuery {
+        after: got[1].id,
+        since_ms: i64::MIN,
+    };
+    assert!(store.admin_changes(newer).await.unwrap().is_empty());
 }

@@ -1,39 +1,59 @@
-//! `warden check USER ACTION TOPIC`: what the broker would decide for this
-//! user, and why. It loads the same user and rules from the same store and
-//! runs the same `AclEngine` compile and explain the broker runs, so there is
-//! no second rulebook to drift.
+//! `warden check [USER] ACTION [TOPIC]`: what the broker would decide for
+//! this client, and why. The client is a stored user, an anonymous client
+//! (`--anonymous`) or a certificate identity (`--cert-cn`, `--cert-san`),
+//! built as the broker builds it at CONNECT; the verdict comes from
+//! [`evaluate`], the same engine compile and decide the broker runs.
 
-use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
-use serde::Serialize;
-use warden_auth::{AdminStore, PrincipalKey, UserRecord};
-use warden_policy::{
-    AclEngine, Action, Decision, EngineOptions, Explanation, PolicyEngine, Principal, QoS,
-    RuleOutcome, SubscriptionFilter,
-};
+use anyhow::bail;
+use clap::Args;
+use warden_auth::AdminStore;
+use warden_policy::RuleOutcome;
 
 use super::acl::effect_str;
+use super::evaluate::{
+    evaluate, CertSpec, CheckAction, Identity, Query, Report, Settings, StoreSource,
+};
 use super::output::{print_json, print_text, Table};
 use super::Outcome;
-use crate::config::Config;
+use crate::config::{Config, UsernameFrom};
 
 /// Exit status: 0 when the check ran (whatever the verdict), 1 on an error,
 /// and with --exit-code, 3 when the action is denied.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Exit status: 0 when the check ran, whatever the verdict; \
-    1 on an error; with --exit-code, 3 when the action is denied."
-)]
+#[command(after_help = "Examples:\n  \
+    warden check alice publish home/alice/lamp\n  \
+    warden check --anonymous subscribe public/#\n  \
+    warden check --cert-cn dev1 --cert-san dev1.example publish d/dev1/t\n\n\
+    Exit status: 0 when the check ran, whatever the verdict; \
+    1 on an error; with --exit-code, 3 when the action is denied.")]
 pub struct CheckArgs {
-    /// The user (as stored; its roles and superuser flag are loaded).
-    pub user: String,
-    /// What the client would do.
-    #[arg(value_enum)]
-    pub action: CheckAction,
-    /// Topic (publish, receive) or filter (subscribe; a `$share/GROUP/`
-    /// prefix is stripped as the broker does). Not used for connect.
-    #[arg(required_if_eq_any = [("action", "publish"), ("action", "subscribe"), ("action", "receive")])]
-    pub topic: Option<String>,
+    /// `[USER] ACTION [TOPIC]`. USER is a stored user (its roles and
+    /// superuser flag are loaded); leave it out with --anonymous, or with a
+    /// certificate to take the user from it as the listener would. ACTION is
+    /// connect, publish, subscribe or receive. TOPIC is the topic (publish,
+    /// receive) or filter (subscribe; a `$share/GROUP/` prefix is stripped
+    /// as the broker does); not used for connect.
+    #[arg(value_name = "[USER] ACTION [TOPIC]", num_args = 1..=3, required = true)]
+    pub words: Vec<String>,
+    /// A client without credentials (allowed in only with
+    /// `auth.allow_anonymous`; it gets the `everyone` rules).
+    #[arg(long, conflicts_with_all = ["cert_cn", "cert_san"])]
+    pub anonymous: bool,
+    /// The client presents a certificate with this CN.
+    #[arg(long, value_name = "CN")]
+    pub cert_cn: Option<String>,
+    /// ... and this subject alternative name (repeatable; `a@b` is an
+    /// e-mail SAN, `scheme://...` a URI, anything else a DNS name).
+    #[arg(long, value_name = "SAN")]
+    pub cert_san: Vec<String>,
+    /// ... with this SHA-256 fingerprint (for users pinned to a certificate).
+    #[arg(long, value_name = "SHA256")]
+    pub cert_fingerprint: Option<String>,
+    /// Which part of the certificate names the user: cn, subject, san_dns,
+    /// san_email or san_uri (default: the first listener's `username_from`,
+    /// else cn).
+    #[arg(long, value_name = "FIELD", value_parser = parse_username_from)]
+    pub username_from: Option<UsernameFrom>,
     /// Client id of the imagined connection (default: the user name).
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
@@ -48,27 +68,55 @@ pub struct CheckArgs {
     pub exit_code: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CheckAction {
-    Connect,
-    Publish,
-    Subscribe,
-    Receive,
+pub fn parse_username_from(text: &str) -> Result<UsernameFrom, String> {
+    serde_yaml::from_str(text)
+        .map_err(|_| format!("expected cn, subject, san_dns, san_email or san_uri, not {text:?}"))
 }
 
-/// What `--json` prints.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub user: String,
-    pub client_id: String,
-    pub roles: Vec<String>,
-    pub superuser: bool,
-    pub enabled: bool,
-    pub allowed: bool,
-    /// The policy's verdict (`allow` or `deny`, with qos or reason and rule).
-    pub decision: Decision,
-    /// Every rule of this user that applies to the action, matched or not, and why.
-    pub explanation: Explanation,
+fn parse_action(word: &str) -> Option<CheckAction> {
+    clap::ValueEnum::from_str(word, false).ok()
+}
+
+impl CheckArgs {
+    fn cert(&self) -> Option<CertSpec> {
+        if self.cert_cn.is_none() && self.cert_san.is_empty() && self.cert_fingerprint.is_none() {
+            return None;
+        }
+        Some(CertSpec {
+            cn: self.cert_cn.clone(),
+            san: self.cert_san.clone(),
+            fingerprint: self.cert_fingerprint.clone(),
+            ..CertSpec::default()
+        })
+    }
+
+    /// Splits `[USER] ACTION [TOPIC]`: without a user only when the client
+    /// is anonymous or has a certificate and the first word is an action.
+    fn split(&self) -> anyhow::Result<(Option<String>, CheckAction, Option<String>)> {
+        let userless = self.anonymous || self.cert().is_some();
+        let words: Vec<&str> = self.words.iter().map(String::as_str).collect();
+        let (user, rest) = match words.as_slice() {
+            [first, rest @ ..] if userless && parse_action(first).is_some() && rest.len() <= 1 => {
+                (None, words.as_slice())
+            }
+            [user, rest @ ..] if !rest.is_empty() => (Some((*user).to_owned()), rest),
+            _ => bail!("expected USER ACTION [TOPIC] (or ACTION [TOPIC] with --anonymous or a certificate)"),
+        };
+        if self.anonymous && user.is_some() {
+            bail!("--anonymous takes no USER");
+        }
+        let Some(action) = parse_action(rest[0]) else {
+            bail!(
+                "unknown action {:?}; expected connect, publish, subscribe or receive",
+                rest[0]
+            );
+        };
+        let topic = rest.get(1).map(|t| (*t).to_owned());
+        if action != CheckAction::Connect && topic.is_none() {
+            bail!("a topic is needed for {}", rest[0]);
+        }
+        Ok((user, action, topic))
+    }
 }
 
 pub async fn run(
@@ -77,71 +125,24 @@ pub async fn run(
     store: &dyn AdminStore,
     json: bool,
 ) -> anyhow::Result<Outcome> {
-    let user = load_user(store, &args.user).await?;
-    let principal = Principal {
-        username: Some(user.username.clone()),
-        client_id: args
-            .client_id
-            .clone()
-            .unwrap_or_else(|| user.username.clone()),
-        peer: None,
-        listener: "check".to_owned(),
-        cert: None,
-        roles: user.roles.clone(),
-        superuser: user.superuser,
+    let (user, action, topic) = args.split()?;
+    let identity = Identity {
+        user,
+        client_id: args.client_id.clone(),
+        cert: args.cert(),
     };
-    let key = PrincipalKey {
-        username: principal.username.clone(),
-        roles: principal.roles.clone(),
+    let query = Query {
+        action,
+        topic,
+        qos: args.qos,
+        retain: args.retain,
     };
-    let rules = store.rules_for(&key).await.context("cannot load rules")?;
-    let version = store
-        .policy_version()
-        .await
-        .context("cannot read the policy version")?;
-    let engine = AclEngine::new(EngineOptions {
-        superuser_bypass: config.policy.superuser_bypass,
-    });
-    let policy = engine
-        .compile(&principal, &rules, version)
-        .context("cannot compile the policy")?;
-
-    let qos = QoS::from_u8(args.qos).unwrap_or(QoS::AtMostOnce);
-    let filter;
-    let action = match (args.action, args.topic.as_deref()) {
-        (CheckAction::Connect, _) => Action::Connect,
-        (CheckAction::Publish, Some(topic)) => Action::Publish {
-            topic,
-            qos,
-            retain: args.retain,
-        },
-        (CheckAction::Receive, Some(topic)) => Action::Receive {
-            topic,
-            qos,
-            retain: args.retain,
-        },
-        (CheckAction::Subscribe, Some(raw)) => {
-            filter = plain_filter(raw);
-            Action::Subscribe {
-                filter: &filter,
-                qos,
-            }
-        }
-        (_, None) => bail!("a topic is needed for {:?}", args.action),
-    };
-    let decision = policy.decide(&action);
-
-    let report = Report {
-        user: user.username.clone(),
-        client_id: principal.client_id.clone(),
-        roles: user.roles.clone(),
-        superuser: user.superuser,
-        enabled: user.enabled,
-        // A disabled user never gets past CONNECT, whatever the rules say.
-        allowed: decision.is_allow() && user.enabled,
-        decision,
-        explanation: policy.explain(&action),
-    };
+    let settings = Settings::from_config(config, args.username_from);
+    let report = evaluate(&StoreSource(store), settings, &identity, &query).await?;
+    // Naming a user who does not exist is a mistake in the command, not a verdict.
+    if let (Some(name), Some("unknown user")) = (&identity.user, report.login_refused.as_deref()) {
+        bail!("user {name:?} does not exist");
+    }
     if json {
         print_json(&report)?;
     } else {
@@ -154,43 +155,34 @@ pub async fn run(
     })
 }
 
-async fn load_user(store: &dyn AdminStore, name: &str) -> anyhow::Result<UserRecord> {
-    match store
-        .user(name)
-        .await
-        .with_context(|| format!("cannot read user {name:?}"))?
-    {
-        Some(user) => Ok(user),
-        None => bail!("user {name:?} does not exist"),
-    }
-}
-
-/// The filter without a `$share/GROUP/` prefix; an invalid one is passed on
-/// unchanged so the policy reports it as an invalid topic.
-fn plain_filter(raw: &str) -> String {
-    match SubscriptionFilter::parse(raw) {
-        Ok(sub) => sub.filter.as_str().to_owned(),
-        Err(_) => raw.to_owned(),
-    }
-}
-
 fn render(report: &Report) -> String {
-    let mut out = if report.enabled {
-        format!("{}\n", report.decision)
-    } else {
-        format!(
-            "deny: user is disabled (the rules alone: {})\n",
-            report.decision
-        )
+    let mut out = match &report.login_refused {
+        None => format!("{}\n", report.decision),
+        Some(why) => format!("deny: {why} (the rules alone: {})\n", report.decision),
     };
     let roles = if report.roles.is_empty() {
         "-".to_owned()
     } else {
         report.roles.join(",")
     };
+    let who = match &report.user {
+        Some(user) => format!("user {user}"),
+        None => "anonymous client".to_owned(),
+    };
+    let cert = match &report.cert {
+        Some(cert) => format!(
+            ", certificate CN {}{}",
+            cert.cn.as_deref().unwrap_or("-"),
+            if cert.san.is_empty() {
+                String::new()
+            } else {
+                format!(" SAN {}", cert.san.join(","))
+            }
+        ),
+        None => String::new(),
+    };
     out.push_str(&format!(
-        "user {} (client id {}, roles {roles}{})\n",
-        report.user,
+        "{who} (client id {}, roles {roles}{}{cert})\n",
         report.client_id,
         if report.superuser { ", superuser" } else { "" }
     ));

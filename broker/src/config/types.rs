@@ -81,7 +81,7 @@ impl OcspMode {
 }
 
 /// Which part of a verified client certificate becomes the MQTT username.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsernameFrom {
     /// The subject's common name.

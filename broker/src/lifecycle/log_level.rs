@@ -13,7 +13,10 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// rustls warns about every client that sends an IP address as SNI
 /// (mosquitto_pub -h 127.0.0.1 does); that is not the operator's problem.
-const QUIET: &str = ",rustls=error";
+/// Nor are PostgreSQL's NOTICEs, such as the `relation "_sqlx_migrations"
+/// already exists, skipping` that every opening of the store would print
+/// (and that would break the CLI's one-line errors).
+const QUIET: &str = ",rustls=error,sqlx::postgres::notice=warn";
 
 struct Control {
     handle: reload::Handle<EnvFilter, Registry>,

@@ -146,6 +146,12 @@ mod tests {
         async fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping().await
         }
+        async fn admin_changes(
+            &self,
+            query: warden_auth::ChangeQuery,
+        ) -> Result<Vec<warden_auth::AdminChange>, StoreError> {
+            self.inner.admin_changes(query).await
+        }
     }
 
     async fn store() -> (tempfile::TempDir, Arc<Watched>) {

@@ -68,6 +68,13 @@ enum Event<'a> {
         version: u64,
         sessions: usize,
     },
+    AdminChange {
+        id: u64,
+        at_ms: i64,
+        user: &'a str,
+        host: &'a str,
+        what: &'a str,
+    },
     Revocation {
         client_id: &'a str,
         username: Option<&'a str>,
@@ -377,6 +384,17 @@ impl Audit {
     /// A new policy version from the store was applied to the sessions.
     pub fn policy_change(&self, version: u64, sessions: usize) {
         self.emit(Event::PolicyChange { version, sessions });
+    }
+
+    /// An admin change the CLI recorded in the store, as the broker picked it up.
+    pub fn admin_change(&self, change: &warden_auth::AdminChange) {
+        self.emit(Event::AdminChange {
+            id: change.id,
+            at_ms: change.at_ms,
+            user: &change.user,
+            host: &change.host,
+            what: &change.what,
+        });
     }
 
     /// A session's user was removed or disabled: it was ended or kicked.

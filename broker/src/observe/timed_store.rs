@@ -9,7 +9,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use warden_auth::{ChangeFeed, PrincipalKey, Store, StoreError, UserRecord};
+use warden_auth::{
+    AdminChange, ChangeFeed, ChangeQuery, PrincipalKey, Store, StoreError, UserRecord,
+};
 use warden_policy::{PolicyVersion, RuleSet};
 
 /// Labels of the latency histogram: backend and operation.
@@ -93,6 +95,13 @@ impl Store for TimedStore {
         let t = Instant::now();
         let res = self.inner.ping().await;
         self.record("ping", t, &res);
+        res
+    }
+
+    async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError> {
+        let t = Instant::now();
+        let res = self.inner.admin_changes(query).await;
+        self.record("admin_changes", t, &res);
         res
     }
 }
