@@ -6,6 +6,8 @@
 //! - `error`: `StoreError` and its `kind()`; callers branch on the kind.
 //! - `config`: `StoreConfig` (`backend:` picks the variant), `validate`, `open`.
 //! - `password`: argon2id hashing and verifying, with blocking-pool wrappers.
+//! - `foreign_hash`: Mosquitto, go-auth and bcrypt hashes, verified as they
+//!   are, and which stored hashes a login should replace (`needs_rehash`).
 //! - `sql/` (features `sqlite`, `postgres`, `mysql`): what the three sqlx
 //!   stores share, generic over a `Dialect`: the store type `SqlStore` with
 //!   the trait impls, the write transactions, the listings and exports.
@@ -36,6 +38,7 @@
 mod common;
 pub mod config;
 pub mod error;
+pub mod foreign_hash;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 #[cfg(feature = "mysql")]

@@ -63,6 +63,7 @@ where
     for<'e> &'e mut Conn<D>: Executor<'e, Database = D::Db>,
     for<'q> Args<'q, D>: IntoArguments<'q, D::Db>,
     for<'q> i64: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
     fn backend(&self) -> &'static str {
@@ -107,6 +108,25 @@ where
                 .await
                 .map_err(D::db)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(async {
+            let result = sqlx::query(D::SQL.replace_password_hash)
+                .bind(new_hash)
+                .bind(username)
+                .bind(expected)
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(D::db)?;
+            Ok(D::rows_affected(&result) == 1)
         })
         .await
     }

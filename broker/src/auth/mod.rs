@@ -13,16 +13,20 @@
 //! dummy hash. Verification runs on the blocking pool, never on the async
 //! workers, so a login storm does not stall message traffic, at most one per
 //! CPU at a time; a login verified within the last minutes skips argon2
-//! (`cache.rs`).
+//! (`cache.rs`). A password that verified against a hash imported from
+//! another broker (or a weak argon2 one) is rehashed to argon2id in the
+//! background (`rehash.rs`).
 
 pub mod cache;
 pub mod jwt;
+pub mod rehash;
 
-use warden_auth::{password, Store, StoreError, UserRecord};
+use warden_auth::{foreign_hash, password, Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;
 
 pub use cache::CredentialCache;
 pub use jwt::{JwtVerifier, TokenGrant};
+pub use rehash::Rehash;
 
 use crate::login_cache::LoginCache;
 
@@ -94,6 +98,9 @@ pub struct Authenticated {
     pub superuser: bool,
     /// Set for a JWT login: what the token grants, and until when.
     pub token: Option<TokenGrant>,
+    /// Set when the password verified against a foreign or weak hash that
+    /// the caller should replace (`rehash::spawn`).
+    pub rehash: Option<Box<Rehash>>,
 }
 
 /// What the client presented.
@@ -154,6 +161,7 @@ fn accepted(user: UserRecord, fingerprint: Option<&str>) -> Result<Authenticated
         roles: user.roles,
         superuser: user.superuser,
         token: None,
+        rehash: None,
     })
 }
 
@@ -184,6 +192,7 @@ async fn token_login(
         roles,
         superuser,
         token: Some(grant),
+        rehash: None,
     })
 }
 
@@ -233,6 +242,7 @@ pub async fn authenticate(
                 roles: Vec::new(),
                 superuser: false,
                 token: None,
+                rehash: None,
             })
         } else {
             Err(Refusal::denied("no credentials (anonymous logins are off)"))
@@ -260,7 +270,15 @@ pub async fn authenticate(
     match verified {
         Ok(true) => {
             cache.insert(name, &supplied, &hash);
-            accepted(user, fingerprint)
+            let mut authed = accepted(user, fingerprint)?;
+            if foreign_hash::needs_rehash(&hash) {
+                authed.rehash = Some(Box::new(Rehash {
+                    username: name.to_owned(),
+                    old_hash: hash,
+                    password: supplied,
+                }));
+            }
+            Ok(authed)
         }
         Ok(false) => Err(Refusal::bad("wrong password")),
         Err(err) => {

@@ -146,6 +146,16 @@ mod tests {
         async fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping().await
         }
+        async fn replace_password_hash(
+            &self,
+            username: &str,
+            expected: &str,
+            new_hash: &str,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .replace_password_hash(username, expected, new_hash)
+                .await
+        }
     }
 
     async fn store() -> (tempfile::TempDir, Arc<Watched>) {

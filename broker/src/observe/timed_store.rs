@@ -95,4 +95,19 @@ impl Store for TimedStore {
         self.record("ping", t, &res);
         res
     }
+
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let t = Instant::now();
+        let res = self
+            .inner
+            .replace_password_hash(username, expected, new_hash)
+            .await;
+        self.record("replace_password_hash", t, &res);
+        res
+    }
 }

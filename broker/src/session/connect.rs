@@ -261,7 +261,7 @@ async fn admit(
         }
     }
     let jwt = broker.jwt.load_full();
-    let authed = authenticate(
+    let mut authed = authenticate(
         users,
         &broker.credentials,
         config.auth.allow_anonymous,
@@ -278,6 +278,9 @@ async fn admit(
             .auth_failure(peer.addr, &client_id, who_name.as_deref(), reason);
         auth_refusal(&refusal.error, version)
     })?;
+    if let Some(job) = authed.rehash.take() {
+        crate::auth::rehash::spawn(broker, job);
+    }
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
     let principal = Principal {
         username: authed.username,
