@@ -14,6 +14,7 @@ pub mod config_cmd;
 pub mod export;
 pub mod import;
 pub mod migrate;
+pub mod mosquitto;
 pub mod output;
 pub mod role;
 pub mod serve;
@@ -66,7 +67,9 @@ pub enum Command {
     /// rules). The output includes password hashes: keep it secret.
     Export(export::ExportArgs),
     /// Replace the store's policy with a file from `warden export`
-    /// (refused when the store is not empty unless --replace is given).
+    /// (refused when the store is not empty unless --replace is given), or
+    /// add a Mosquitto setup: `import mosquitto --passwd FILE [--acl FILE]`,
+    /// `import mosquitto-dynsec FILE.json`.
     Import(import::ImportArgs),
     /// Make development certificates (CA, server, client).
     #[command(subcommand)]
