@@ -135,11 +135,20 @@ pub async fn dispatch(cli: Cli, config: Option<Config>) -> anyhow::Result<Outcom
         Command::Check(args) => check::run(args, &config, &*open_store(&config).await?, json).await,
         Command::Migrate => migrate::run(&config, json).await,
         Command::Export(args) => export::run(args, &*open_store(&config).await?, json).await,
-        Command::Import(args) => import::run(args, &*open_store(&config).await?, json).await,
+        Command::Import(args) => import::run(args, &*open_store(&bulk(&config)).await?, json).await,
         Command::Cert(cmd) => cert::run(cmd, &config, json).await,
         Command::Config(cmd) => config_cmd::run(cmd, &config, cli.config.as_deref(), json),
         Command::Clients(cmd) => clients::run(cmd, &config, json).await,
     }
+}
+
+/// The config with the longest store-call timeout allowed: an import
+/// writes a whole policy (100,000 users) in one transaction, which takes
+/// longer than the timeout meant for logins.
+fn bulk(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.store = config.store.with_timeout(warden_auth::config::MAX_TIMEOUT);
+    config
 }
 
 /// Opens the configured store for an admin command.
