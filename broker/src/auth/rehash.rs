@@ -51,7 +51,7 @@ pub fn spawn(broker: &Arc<Broker>, job: Box<Rehash>) {
             Ok(false) => {
                 tracing::debug!(user = %name, "password hash changed meanwhile; rehash skipped")
             }
-            Err(reason) => tracing::warn!(user = %name, reason, "password rehash failed"),
+            Err(reason) => tracing::warn!(user = %name, reason = %reason, "password rehash failed"),
         }
     });
 }

@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn allow_before_overlapping_deny_is_refused() {
         let plan = plan_of(
-            r#"{ "clients": [{ "username": "bob", "roles": [{"rolename": "hi", "priority": 9}],
+            r##"{ "clients": [{ "username": "bob", "roles": [{"rolename": "hi", "priority": 9}],
                  "clientid": "bob-1" }],
                "groups": [{ "groupname": "g", "roles": [{"rolename": "lo"}],
                  "clients": [{"username": "bob"}] }],
@@ -480,7 +480,7 @@ mod tests {
                  { "rolename": "lo", "acls": [{"acltype": "subscribePattern", "topic": "a/b", "allow": false},
                                                {"acltype": "subscribeLiteral", "topic": "x/+", "allow": true},
                                                {"acltype": "unsubscribePattern", "topic": "#", "allow": false}] } ],
-               "defaultACLAccess": {"publishClientReceive": false} }"#,
+               "defaultACLAccess": {"publishClientReceive": false} }"##,
         );
         let refused: Vec<&str> = plan.refused.iter().map(|r| r.origin.as_str()).collect();
         assert_eq!(
