@@ -169,7 +169,10 @@ fn salted(salt: &str, key: &str) -> Result<Salted, PasswordError> {
 }
 
 fn parse_mosquitto_sha512(hash: &str) -> Result<Salted, PasswordError> {
-    let mut parts = hash.strip_prefix("$6$").ok_or(PasswordError::InvalidHash)?.split('$');
+    let mut parts = hash
+        .strip_prefix("$6$")
+        .ok_or(PasswordError::InvalidHash)?
+        .split('$');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(salt), Some(key), None) => salted(salt, key),
         _ => Err(PasswordError::InvalidHash),
@@ -177,7 +180,10 @@ fn parse_mosquitto_sha512(hash: &str) -> Result<Salted, PasswordError> {
 }
 
 fn parse_mosquitto_pbkdf2(hash: &str) -> Result<(u32, Salted), PasswordError> {
-    let mut parts = hash.strip_prefix("$7$").ok_or(PasswordError::InvalidHash)?.split('$');
+    let mut parts = hash
+        .strip_prefix("$7$")
+        .ok_or(PasswordError::InvalidHash)?
+        .split('$');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(iterations), Some(salt), Some(key), None) => {
             Ok((iterations_of(iterations)?, salted(salt, key)?))
@@ -278,8 +284,12 @@ fn parse_go_auth(hash: &str) -> Result<GoAuth<'_>, PasswordError> {
 fn go_auth_derive(password: &[u8], stored: &GoAuth<'_>, salt: &[u8]) -> bool {
     let mut out = vec![0u8; stored.key.len()];
     match stored.digest {
-        GoDigest::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, stored.iterations, &mut out),
-        GoDigest::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, stored.iterations, &mut out),
+        GoDigest::Sha256 => {
+            pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, stored.iterations, &mut out)
+        }
+        GoDigest::Sha512 => {
+            pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, stored.iterations, &mut out)
+        }
     }
     bool::from(out.as_slice().ct_eq(&stored.key))
 }
@@ -318,7 +328,11 @@ mod tests {
         let mut d = Sha512::new();
         d.update(password);
         d.update(salt);
-        format!("$6${}${}", STANDARD.encode(salt), STANDARD.encode(d.finalize()))
+        format!(
+            "$6${}${}",
+            STANDARD.encode(salt),
+            STANDARD.encode(d.finalize())
+        )
     }
 
     fn mosq7(password: &[u8], salt: &[u8], iterations: u32) -> String {
@@ -359,7 +373,11 @@ mod tests {
     #[test]
     fn bcrypt_variants() {
         let hash = bcrypt::hash_with_result("hunter2", 4).unwrap();
-        for version in [bcrypt::Version::TwoA, bcrypt::Version::TwoB, bcrypt::Version::TwoY] {
+        for version in [
+            bcrypt::Version::TwoA,
+            bcrypt::Version::TwoB,
+            bcrypt::Version::TwoY,
+        ] {
             let h = hash.format_for_version(version);
             assert_eq!(scheme_of(&h), Some(Scheme::Bcrypt), "{h}");
             assert_eq!(verify_password(b"hunter2", &h), Ok(true));
@@ -370,9 +388,14 @@ mod tests {
 
     #[test]
     fn bcrypt_cost_capped() {
-        let hash = bcrypt::hash_with_result("x", 4).unwrap().format_for_version(bcrypt::Version::TwoB);
+        let hash = bcrypt::hash_with_result("x", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
         let expensive = format!("$2b$31{}", &hash[6..]);
-        assert_eq!(verify_password(b"x", &expensive), Err(PasswordError::CostTooHigh));
+        assert_eq!(
+            verify_password(b"x", &expensive),
+            Err(PasswordError::CostTooHigh)
+        );
     }
 
     #[test]
@@ -406,10 +429,11 @@ mod tests {
         use argon2::password_hash::{PasswordHasher, SaltString};
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
         let params = argon2::Params::new(64, 1, 1, None).unwrap();
-        let argon2i = argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
-            .hash_password(b"pw", &salt)
-            .unwrap()
-            .to_string();
+        let argon2i =
+            argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+                .hash_password(b"pw", &salt)
+                .unwrap()
+                .to_string();
         assert!(argon2i.starts_with("$argon2i$"));
         assert_eq!(verify_password(b"pw", &argon2i), Ok(true));
         assert_eq!(verify_password(b"pX", &argon2i), Ok(false));
@@ -460,6 +484,9 @@ mod tests {
             assert!(!needs_rehash(hash) || scheme_of(hash).is_some());
         }
         let expensive = "$7$4000000000$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
-        assert_eq!(verify_password(b"x", expensive), Err(PasswordError::CostTooHigh));
+        assert_eq!(
+            verify_password(b"x", expensive),
+            Err(PasswordError::CostTooHigh)
+        );
     }
 }

@@ -292,7 +292,10 @@ async fn compare(mosquitto: &Side<'_>, warden: &Side<'_>, table: &[Ask]) {
             mismatches.push(format!("{ask:?}: mosquitto {m}, warden {w}"));
         }
     }
-    assert!(allowed > 0 && denied > 0, "the table must hold both answers");
+    assert!(
+        allowed > 0 && denied > 0,
+        "the table must hold both answers"
+    );
     assert!(
         mismatches.is_empty(),
         "Warden and Mosquitto disagree:\n{}",
@@ -360,20 +363,35 @@ async fn password_file_side_by_side(backend: Backend) {
         run("mosquitto_passwd", &args);
     }
     let text = std::fs::read_to_string(&passwd).expect("passwd");
-    assert!(text.contains("carol:$6$") && text.contains("alice:$7$"), "{text}");
+    assert!(
+        text.contains("carol:$6$") && text.contains("alice:$7$"),
+        "{text}"
+    );
     let acl = dir.path().join("acl");
     std::fs::write(&acl, ACL).expect("acl");
     let mosquitto = start_mosquitto(
         dir.path(),
         "mosquitto",
-        &format!("password_file {}\nacl_file {}\n", passwd.display(), acl.display()),
+        &format!(
+            "password_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ),
     );
 
     let store = TestStore::new(backend, None, "5s");
     let warden = warden_with(&store);
     let acl_s = acl.display().to_string();
     let dry = warden
-        .cli_ok(&["import", "mosquitto", "--passwd", &passwd_s, "--acl", &acl_s, "--dry-run"])
+        .cli_ok(&[
+            "import",
+            "mosquitto",
+            "--passwd",
+            &passwd_s,
+            "--acl",
+            &acl_s,
+            "--dry-run",
+        ])
         .await;
     assert!(dry.contains("would import 4 users"), "{dry}");
     assert!(!dry.contains("$7$"), "no hash in the plan output: {dry}");
@@ -382,7 +400,14 @@ async fn password_file_side_by_side(backend: Backend) {
         "a dry run writes nothing"
     );
     let out = warden
-        .cli_ok(&["import", "mosquitto", "--passwd", &passwd_s, "--acl", &acl_s])
+        .cli_ok(&[
+            "import",
+            "mosquitto",
+            "--passwd",
+            &passwd_s,
+            "--acl",
+            &acl_s,
+        ])
         .await;
     assert!(out.contains("imported 4 users"), "{out}");
 
@@ -405,12 +430,21 @@ async fn password_file_side_by_side(backend: Backend) {
     // replaced once, and the passwords still work.
     for (user, password, _) in PASSWD_USERS {
         let first = wait_rehashed(&warden, user).await;
-        login(warden.plain_addr(), user, password, &format!("again-{user}"))
-            .await
-            .disconnect()
-            .await;
+        login(
+            warden.plain_addr(),
+            user,
+            password,
+            &format!("again-{user}"),
+        )
+        .await
+        .disconnect()
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(stored_hash(&warden, user).await, first, "{user} rehashed twice");
+        assert_eq!(
+            stored_hash(&warden, user).await,
+            first,
+            "{user} rehashed twice"
+        );
     }
     let bad = RawClient::tcp(warden.plain_addr()).await;
     let mut bad = bad.expect("TCP");
@@ -476,7 +510,15 @@ async fn dynsec_side_by_side(backend: Backend) {
     let port = mosquitto.addr.port().to_string();
     let ctrl = |args: &[&str]| {
         let mut all = vec![
-            "-h", "127.0.0.1", "-p", &port, "-u", "admin", "-P", "admin-pw", "dynsec",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "admin",
+            "-P",
+            "admin-pw",
+            "dynsec",
         ];
         all.extend_from_slice(args);
         run("mosquitto_ctrl", &all);
@@ -487,13 +529,57 @@ async fn dynsec_side_by_side(backend: Backend) {
     for role in ["sensors", "readers", "probe", "feeder"] {
         ctrl(&["createRole", role]);
     }
-    ctrl(&["addRoleACL", "sensors", "publishClientSend", "sensors/#", "allow", "5"]);
-    ctrl(&["addRoleACL", "sensors", "publishClientSend", "sensors/secret/#", "deny", "10"]);
-    ctrl(&["addRoleACL", "sensors", "subscribePattern", "sensors/#", "allow"]);
-    ctrl(&["addRoleACL", "sensors", "publishClientReceive", "sensors/private/#", "deny"]);
-    ctrl(&["addRoleACL", "readers", "subscribePattern", "public/#", "allow"]);
-    ctrl(&["addRoleACL", "readers", "subscribeLiteral", "status", "allow"]);
-    ctrl(&["addRoleACL", "probe", "subscribePattern", "sentinel/#", "allow"]);
+    ctrl(&[
+        "addRoleACL",
+        "sensors",
+        "publishClientSend",
+        "sensors/#",
+        "allow",
+        "5",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "sensors",
+        "publishClientSend",
+        "sensors/secret/#",
+        "deny",
+        "10",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "sensors",
+        "subscribePattern",
+        "sensors/#",
+        "allow",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "sensors",
+        "publishClientReceive",
+        "sensors/private/#",
+        "deny",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "readers",
+        "subscribePattern",
+        "public/#",
+        "allow",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "readers",
+        "subscribeLiteral",
+        "status",
+        "allow",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "probe",
+        "subscribePattern",
+        "sentinel/#",
+        "allow",
+    ]);
     ctrl(&["addRoleACL", "feeder", "publishClientSend", "#", "allow"]);
     ctrl(&["createGroup", "fleet"]);
     ctrl(&["addGroupRole", "fleet", "readers", "3"]);
@@ -503,7 +589,10 @@ async fn dynsec_side_by_side(backend: Backend) {
     ctrl(&["addClientRole", "erin", "probe"]);
     ctrl(&["addClientRole", "feeder", "feeder"]);
     let saved = std::fs::read_to_string(&json).expect("dynsec json");
-    assert!(saved.contains("\"fleet\"") && saved.contains("sensors/secret/#"), "{saved}");
+    assert!(
+        saved.contains("\"fleet\"") && saved.contains("sensors/secret/#"),
+        "{saved}"
+    );
 
     let store = TestStore::new(backend, None, "5s");
     let warden = warden_with(&store);
@@ -552,7 +641,10 @@ async fn inexact_lines_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let passwd = dir.path().join("passwd");
     let passwd_s = passwd.display().to_string();
-    run("mosquitto_passwd", &["-c", "-b", &passwd_s, "zed", "zed-pw"]);
+    run(
+        "mosquitto_passwd",
+        &["-c", "-b", &passwd_s, "zed", "zed-pw"],
+    );
     let acl = dir.path().join("acl");
     std::fs::write(
         &acl,
@@ -561,14 +653,24 @@ async fn inexact_lines_are_refused_with_the_reason() {
     .expect("acl");
     let acl_s = acl.display().to_string();
     let warden = TestBroker::start_default();
-    let args = ["import", "mosquitto", "--passwd", &passwd_s, "--acl", &acl_s];
+    let args = [
+        "import",
+        "mosquitto",
+        "--passwd",
+        &passwd_s,
+        "--acl",
+        &acl_s,
+    ];
     let out = warden.cli(&args).await;
     assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("acl line 1: topic read anon/#"), "{text}");
     assert!(text.contains("anonymous clients only"), "{text}");
-    assert!(text.contains("acl line 3: topic readwrite devices/#"), "{text}");
+    assert!(
+        text.contains("acl line 3: topic readwrite devices/#"),
+        "{text}"
+    );
     assert!(text.contains("pattern deny devices/%u/locked"), "{text}");
     assert!(text.contains("nothing was written"), "{text}");
     assert!(!warden.cli_ok(&["user", "list"]).await.contains("zed"));

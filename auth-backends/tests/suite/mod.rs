@@ -621,7 +621,11 @@ pub async fn rehash_compare_and_set(store: &dyn AdminStore) {
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a ^ b, "exactly one swap must win: {a} {b}");
-    let winner = if a { "$argon2id$first" } else { "$argon2id$second" };
+    let winner = if a {
+        "$argon2id$first"
+    } else {
+        "$argon2id$second"
+    };
     assert_eq!(stored().await.as_deref(), Some(winner));
 
     // Once: the old hash no longer matches.
@@ -640,7 +644,10 @@ pub async fn rehash_compare_and_set(store: &dyn AdminStore) {
         .replace_password_hash("certonly", "", "$argon2id$x")
         .await
         .unwrap());
-    assert_eq!(store.user("certonly").await.unwrap().unwrap().password_hash, None);
+    assert_eq!(
+        store.user("certonly").await.unwrap().unwrap().password_hash,
+        None
+    );
     assert_eq!(store.user("ghost").await.unwrap(), None);
 
     // Not a policy change: the version did not move, the roles are intact.

@@ -294,7 +294,10 @@ mod tests {
         assert_eq!(got[0].access, Access::Read);
         assert_eq!(got[1].topic, "a/b c");
         assert_eq!(got[1].user.as_deref(), Some("alice"));
-        assert_eq!((got[2].access, got[2].topic.as_str()), (Access::ReadWrite, "x/y"));
+        assert_eq!(
+            (got[2].access, got[2].topic.as_str()),
+            (Access::ReadWrite, "x/y")
+        );
         assert!(got[3].pattern);
         assert_eq!(got[4].user.as_deref(), Some("bob"));
         assert_eq!(got[4].access, Access::Deny);
@@ -319,7 +322,8 @@ mod tests {
     #[test]
     fn mapping_and_refusals() {
         let mut plan = Plan::default();
-        plan.users.insert("alice".into(), super::super::PlanUser::default());
+        plan.users
+            .insert("alice".into(), super::super::PlanUser::default());
         let list = entries(
             "topic read anon/#\nuser alice\ntopic read a/#\ntopic deny a/secret\n\
              topic write own/${x}\ntopic readwrite p/alice/x\nuser carol\ntopic read c/1\n\

@@ -194,7 +194,11 @@ pub fn map(file: &DynsecFile, plan: &mut Plan) {
 fn client_order<'a>(own: &'a [RoleRef], groups: &[(i64, &'a Group)]) -> Vec<([i64; 3], &'a str)> {
     let sorted = |refs: &'a [RoleRef]| {
         let mut refs: Vec<&RoleRef> = refs.iter().collect();
-        refs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.rolename.cmp(&b.rolename)));
+        refs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.rolename.cmp(&b.rolename))
+        });
         refs
     };
     let mut out = Vec::new();
@@ -226,7 +230,13 @@ fn check_order(
             if !reached.insert(acl.rule) {
                 continue;
             }
-            let position = [key[0], key[1], key[2], i64::from(!acl.literal), -acl.priority];
+            let position = [
+                key[0],
+                key[1],
+                key[2],
+                i64::from(!acl.literal),
+                -acl.priority,
+            ];
             seen.push((position, acl, role));
         }
     }
@@ -349,14 +359,24 @@ fn map_role(role: &Role, plan: &mut Plan) -> Vec<Mapped> {
 fn map_defaults(defaults: &DefaultAccess, plan: &mut Plan) {
     use ActionKind::{Publish, Receive, Subscribe};
     for (on, action, name, patterns) in [
-        (defaults.publish_send, Publish, "publishClientSend", &["#"][..]),
+        (
+            defaults.publish_send,
+            Publish,
+            "publishClientSend",
+            &["#"][..],
+        ),
         (
             defaults.publish_receive,
             Receive,
             "publishClientReceive",
             &["#", "$SYS/#"][..],
         ),
-        (defaults.subscribe, Subscribe, "subscribe", &["#", "$SYS/#"][..]),
+        (
+            defaults.subscribe,
+            Subscribe,
+            "subscribe",
+            &["#", "$SYS/#"][..],
+        ),
     ] {
         if !on {
             continue;

@@ -256,8 +256,8 @@ pub async fn run_dynsec(
     store: &dyn AdminStore,
     json: bool,
 ) -> anyhow::Result<Outcome> {
-    let file = dynsec::parse(&read(&args.file)?)
-        .with_context(|| format!("{}", args.file.display()))?;
+    let file =
+        dynsec::parse(&read(&args.file)?).with_context(|| format!("{}", args.file.display()))?;
     let mut plan = Plan::default();
     dynsec::map(&file, &mut plan);
     finish(plan, &args.options, store, json, "mosquitto-dynsec").await
