@@ -199,6 +199,36 @@ impl StoreConfig {
             StoreConfig::Redis { timeout, .. } => timeout.unwrap_or(DEFAULT_TIMEOUT),
         }
     }
+
+    /// The same store with another per-call timeout: bulk admin writes
+    /// (imports) take longer than any login may.
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Duration) -> StoreConfig {
+        let mut config = self.clone();
+        match config {
+            #[cfg(feature = "sqlite")]
+            StoreConfig::Sqlite {
+                timeout: ref mut t, ..
+            } => *t = Some(timeout),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres {
+                timeout: ref mut t, ..
+            } => *t = Some(timeout),
+            #[cfg(feature = "mysql")]
+            StoreConfig::Mysql {
+                timeout: ref mut t, ..
+            } => *t = Some(timeout),
+            #[cfg(feature = "mongodb")]
+            StoreConfig::Mongodb {
+                timeout: ref mut t, ..
+            } => *t = Some(timeout),
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis {
+                timeout: ref mut t, ..
+            } => *t = Some(timeout),
+        }
+        config
+    }
 }
 
 /// The URL must show a scheme this backend speaks; the driver checks the rest

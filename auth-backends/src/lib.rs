@@ -7,6 +7,8 @@
 //! - `config`: `StoreConfig` (`backend:` picks the variant), `validate`, `open`.
 //! - `password`: argon2id hashing and verifying, with blocking-pool wrappers.
 //! - `device_secret`: generated 256-bit device secrets under a fast keyed hash.
+//! - `foreign_hash`: Mosquitto, go-auth and bcrypt hashes, verified as they
+//!   are, and which stored hashes a login should replace (`needs_rehash`).
 //! - `sql/` (features `sqlite`, `postgres`, `mysql`): what the three sqlx
 //!   stores share, generic over a `Dialect`: the store type `SqlStore` with
 //!   the trait impls, the write transactions, the listings and exports.
@@ -38,6 +40,7 @@ mod common;
 pub mod config;
 pub mod device_secret;
 pub mod error;
+pub mod foreign_hash;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 #[cfg(feature = "mysql")]

@@ -85,12 +85,17 @@ pub fn hash_password_with(
         .map_err(|_| PasswordError::Hashing)
 }
 
-/// Check `password` against a stored PHC string. The comparison of the
-/// derived key is constant-time (the argon2 crate's verifier).
+/// Check `password` against a stored PHC string (argon2id, argon2i) or a
+/// foreign hash (`foreign_hash.rs`). The comparison of the derived key is
+/// constant-time.
 pub fn verify_password(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
     // Device secrets (random, 256 bits) are stored under a fast keyed hash.
     if crate::device_secret::is_device_secret(phc) {
         return crate::device_secret::verify_secret(password, phc);
+    }
+    // Hashes imported from other brokers (Mosquitto, go-auth, bcrypt).
+    if let Some(verified) = crate::foreign_hash::verify(password, phc) {
+        return verified;
     }
     let hash = PasswordHash::new(phc).map_err(|_| PasswordError::InvalidHash)?;
     check_cost(&hash)?;

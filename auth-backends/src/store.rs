@@ -254,6 +254,24 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
     /// The recorded admin changes `query` selects, by id.
     async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError>;
+
+    /// Replace `username`'s password hash by `new_hash` only if the store
+    /// still holds `expected` (compare-and-set, one statement or script):
+    /// the broker's rehash of a foreign or weak hash after a successful
+    /// login. `Ok(true)` when replaced; `Ok(false)` when the user is gone or
+    /// its hash is no longer `expected` (another login rehashed it first, or
+    /// an admin set a new password), which is not an error.
+    ///
+    /// Unlike the admin writes this does not move the policy version: the
+    /// same passwords verify before and after, so no decision changes, and
+    /// a fleet logging in after a migration must not make every broker
+    /// recompile every client once per device.
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The write side, used by the CLI. Every write runs in one transaction that

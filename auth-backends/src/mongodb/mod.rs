@@ -357,6 +357,29 @@ impl Store for MongoStore {
         })
         .await
     }
+
+    /// One `update_one` with the old hash in its filter: MongoDB applies a
+    /// single-document update atomically, so of two logins racing here
+    /// only one matches. No transaction and no version bump (see the trait).
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(async {
+            let done = self
+                .coll(q::USERS)
+                .update_one(
+                    q::user_with_hash(username, expected),
+                    q::set_password_hash(new_hash),
+                )
+                .await
+                .map_err(db)?;
+            Ok(done.modified_count == 1)
+        })
+        .await
+    }
 }
 
 /// One write: open a writer (a transaction when the server has them), run

@@ -67,6 +67,16 @@ pub fn user(username: &str) -> Document {
     doc! { "username": username }
 }
 
+/// The user only while its hash is still `expected`: the login rehash's
+/// compare-and-set filter (a string compare; a null hash never matches).
+pub fn user_with_hash(username: &str, expected: &str) -> Document {
+    doc! { "username": username, "password_hash": expected }
+}
+
+pub fn set_password_hash(hash: &str) -> Document {
+    doc! { "$set": { "password_hash": hash } }
+}
+
 pub fn role(name: &str) -> Document {
     doc! { "name": name }
 }

@@ -35,6 +35,8 @@ pub(super) const SQL: Sql = Sql {
          superuser = COALESCE(?, superuser) \
          WHERE username = ?",
     set_cert_fingerprint: "UPDATE users SET cert_fingerprint = ? WHERE username = ?",
+    replace_password_hash:
+        "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?",
     delete_user: "DELETE FROM users WHERE username = ?",
     delete_user_rules: "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = ?",
 

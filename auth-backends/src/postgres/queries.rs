@@ -32,6 +32,8 @@ pub(super) const SQL: Sql = Sql {
          superuser = COALESCE($4, superuser) \
          WHERE username = $5",
     set_cert_fingerprint: "UPDATE users SET cert_fingerprint = $1 WHERE username = $2",
+    replace_password_hash:
+        "UPDATE users SET password_hash = $1 WHERE username = $2 AND password_hash = $3",
     delete_user: "DELETE FROM users WHERE username = $1",
     delete_user_rules: "DELETE FROM rules WHERE subject_kind = 'user' AND subject_name = $1",
 

@@ -254,6 +254,24 @@ impl Store for RedisStore {
         }
         Ok(changes)
     }
+
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        match self
+            .eval(&q::REPLACE_PASSWORD_HASH, &[username, expected, new_hash])
+            .await?
+        {
+            Value::Int(n) => Ok(n == 1),
+            _ => Err(StoreError::corrupt(
+                "password_hash",
+                "unexpected reply to the rehash script",
+            )),
+        }
+    }
 }
 
 #[async_trait]

@@ -122,6 +122,22 @@ return {h[1], h[2], h[3], redis.call('SMEMBERS', user_roles(name)), h[4]}
 "#
 );
 
+// ARGV[2] = name, ARGV[3] = the hash expected, ARGV[4] = the new hash.
+// The login rehash's compare-and-set: answers 1 if replaced, else 0. Not a
+// policy write: no version bump, nothing published (see
+// `Store::replace_password_hash`).
+script!(
+    REPLACE_PASSWORD_HASH,
+    r#"
+local name = ARGV[2]
+if redis.call('SISMEMBER', USERS, name) == 0 then return 0 end
+local key = user_key(name)
+if redis.call('HGET', key, 'password_hash') ~= ARGV[3] then return 0 end
+redis.call('HSET', key, 'password_hash', ARGV[4])
+return 1
+"#
+);
+
 // ARGV[2] = "1" if ARGV[3] is a username, ARGV[4..] = role names.
 // Answers the rules (fetch_rule rows), unordered.
 script!(

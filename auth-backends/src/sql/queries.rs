@@ -54,6 +54,9 @@ pub struct Sql {
     pub update_user: &'static str,
     /// cert_fingerprint (may be NULL), username.
     pub set_cert_fingerprint: &'static str,
+    /// new hash, username, expected hash: the login rehash's
+    /// compare-and-set, outside any write transaction (no version bump).
+    pub replace_password_hash: &'static str,
     /// username. Memberships go with the user through ON DELETE CASCADE.
     pub delete_user: &'static str,
     /// username

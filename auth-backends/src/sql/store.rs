@@ -65,7 +65,7 @@ where
     for<'q> Args<'q, D>: IntoArguments<'q, D::Db>,
     for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
     for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: ColumnIndex<Row<D>>,
+    for<'q> &'q str: ColumnIndex<Row<D>> + Encode<'q, D::Db> + Type<D::Db>,
     usize: ColumnIndex<Row<D>>,
 {
     fn backend(&self) -> &'static str {
@@ -127,6 +127,25 @@ where
                 .iter()
                 .map(rows::admin_change::<D>)
                 .collect()
+        })
+        .await
+    }
+
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.timed(async {
+            let result = sqlx::query(D::SQL.replace_password_hash)
+                .bind(new_hash)
+                .bind(username)
+                .bind(expected)
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(D::db)?;
+            Ok(D::rows_affected(&result) == 1)
         })
         .await
     }

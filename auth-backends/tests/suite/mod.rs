@@ -31,6 +31,7 @@ pub async fn run_all(store: Arc<dyn AdminStore>) {
     export_import_round_trip(s).await;
     certificate_pins(s).await;
     admin_changes_recorded(s).await;
+    rehash_compare_and_set(s).await;
 }
 
 pub(crate) async fn reset(store: &dyn AdminStore) {
@@ -651,4 +652,82 @@ pub async fn admin_changes_recorded(store: &dyn AdminStore) {
         since_ms: i64::MIN,
     };
     assert!(store.admin_changes(newer).await.unwrap().is_empty());
+}
+
+/// A hash `mosquitto_passwd` 2.0.11 wrote (password "secret").
+const MOSQUITTO_HASH: &str = "$7$101$MtvRmjAwWVjauHux$VLPZcLLOTCWKnqT0624OmOsrVFul32Bf0cGcYjmUagT8KVEC8BNYk/1zrp7zDH0VdtzGVVOpOjv4XFHWCLCr+w==";
+
+/// The login rehash: replaced once, only while the old hash is stored, and
+/// without moving the policy version.
+pub async fn rehash_compare_and_set(store: &dyn AdminStore) {
+    reset(store).await;
+    store
+        .create_user(user("mig", Some(MOSQUITTO_HASH)))
+        .await
+        .unwrap();
+    store.create_user(user("certonly", None)).await.unwrap();
+    let version = store.policy_version().await.unwrap();
+    let stored = || async { store.user("mig").await.unwrap().unwrap().password_hash };
+
+    // A stale expectation changes nothing.
+    assert!(!store
+        .replace_password_hash("mig", "$7$101$other$hash", "$argon2id$new")
+        .await
+        .unwrap());
+    assert_eq!(stored().await.as_deref(), Some(MOSQUITTO_HASH));
+
+    // Two logins race: exactly one swap wins.
+    let (a, b) = tokio::join!(
+        store.replace_password_hash("mig", MOSQUITTO_HASH, "$argon2id$first"),
+        store.replace_password_hash("mig", MOSQUITTO_HASH, "$argon2id$second"),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a ^ b, "exactly one swap must win: {a} {b}");
+    let winner = if a {
+        "$argon2id$first"
+    } else {
+        "$argon2id$second"
+    };
+    assert_eq!(stored().await.as_deref(), Some(winner));
+
+    // Once: the old hash no longer matches.
+    assert!(!store
+        .replace_password_hash("mig", MOSQUITTO_HASH, "$argon2id$third")
+        .await
+        .unwrap());
+    assert_eq!(stored().await.as_deref(), Some(winner));
+
+    // No user, or no password: nothing to swap, not an error.
+    assert!(!store
+        .replace_password_hash("ghost", MOSQUITTO_HASH, "$argon2id$x")
+        .await
+        .unwrap());
+    assert!(!store
+        .replace_password_hash("certonly", "", "$argon2id$x")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.user("certonly").await.unwrap().unwrap().password_hash,
+        None
+    );
+    assert_eq!(store.user("ghost").await.unwrap(), None);
+
+    // Not a policy change: the version did not move, the roles are intact.
+    assert_eq!(store.policy_version().await.unwrap(), version);
+    // An admin's password change after the swap still wins over a late swap.
+    store
+        .update_user(
+            "mig",
+            UserPatch {
+                password_hash: Some(Some("$argon2id$admin".into())),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!store
+        .replace_password_hash("mig", winner, "$argon2id$late")
+        .await
+        .unwrap());
+    assert_eq!(stored().await.as_deref(), Some("$argon2id$admin"));
 }

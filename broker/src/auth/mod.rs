@@ -15,17 +15,21 @@
 //! queue, with concurrent logins of the same credentials sharing one
 //! verification (`verify.rs`); a login verified within the last minutes
 //! skips argon2 (`cache.rs`). A device secret (`--generate-secret`) is
-//! checked with one HMAC instead.
+//! checked with one HMAC instead. A password that verified against a hash
+//! imported from another broker (or a weak argon2 one) is rehashed to
+//! argon2id in the background (`rehash.rs`).
 
 pub mod cache;
 pub mod jwt;
+pub mod rehash;
 pub mod verify;
 
-use warden_auth::{Store, StoreError, UserRecord};
+use warden_auth::{foreign_hash, Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;
 
 pub use cache::CredentialCache;
 pub use jwt::{JwtVerifier, TokenGrant};
+pub use rehash::Rehash;
 pub use verify::{Verdict, Verifier};
 
 use crate::login_cache::LoginCache;
@@ -101,6 +105,9 @@ pub struct Authenticated {
     pub superuser: bool,
     /// Set for a JWT login: what the token grants, and until when.
     pub token: Option<TokenGrant>,
+    /// Set when the password verified against a foreign or weak hash that
+    /// the caller should replace (`rehash::spawn`).
+    pub rehash: Option<Box<Rehash>>,
 }
 
 /// How passwords are checked: the cache of verified logins, the shared
@@ -177,6 +184,7 @@ fn accepted(user: UserRecord, fingerprint: Option<&str>) -> Result<Authenticated
         roles: user.roles,
         superuser: user.superuser,
         token: None,
+        rehash: None,
     })
 }
 
@@ -207,6 +215,7 @@ async fn token_login(
         roles,
         superuser,
         token: Some(grant),
+        rehash: None,
     })
 }
 
@@ -256,6 +265,7 @@ pub async fn authenticate(
                 roles: Vec::new(),
                 superuser: false,
                 token: None,
+                rehash: None,
             })
         } else {
             Err(Refusal::denied("no credentials (anonymous logins are off)"))
@@ -284,7 +294,17 @@ pub async fn authenticate(
         .verify(passwords.config, passwords.cache, name, supplied, &hash)
         .await;
     match verdict {
-        Verdict::Match => accepted(user, fingerprint),
+        Verdict::Match => {
+            let mut authed = accepted(user, fingerprint)?;
+            if foreign_hash::needs_rehash(&hash) {
+                authed.rehash = Some(Box::new(Rehash {
+                    username: name.to_owned(),
+                    old_hash: hash,
+                    password: supplied.to_vec(),
+                }));
+            }
+            Ok(authed)
+        }
         Verdict::Mismatch => Err(Refusal::bad("wrong password")),
         Verdict::Unusable => Err(Refusal::bad("stored password hash unusable")),
         Verdict::Busy => Err(busy()),

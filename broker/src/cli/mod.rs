@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod export;
 pub mod import;
 pub mod migrate;
+pub mod mosquitto;
 pub mod output;
 pub mod policy;
 pub mod policy_tests;
@@ -90,7 +91,9 @@ pub enum Command {
     /// rules). The output includes password hashes: keep it secret.
     Export(export::ExportArgs),
     /// Replace the store's policy with a file from `warden export`
-    /// (refused when the store is not empty unless --replace is given).
+    /// (refused when the store is not empty unless --replace is given), or
+    /// add a Mosquitto setup: `import mosquitto --passwd FILE [--acl FILE]`,
+    /// `import mosquitto-dynsec FILE.json`.
     Import(import::ImportArgs),
     /// Make development certificates (CA, server, client).
     #[command(subcommand)]
@@ -176,7 +179,7 @@ pub async fn dispatch(cli: Cli, config: Option<Config>) -> anyhow::Result<Outcom
         Command::Import(args) => {
             // One record for the whole import, made here: the import may
             // write in many batches, and each would otherwise be its own.
-            let store = open_store(&config).await?;
+            let store = open_store(&bulk(&config)).await?;
             let outcome = import::run(args, &*store, json).await?;
             let what = std::env::args()
                 .skip_while(|a| a != "import")
@@ -201,6 +204,15 @@ pub async fn audited_store(config: &Config) -> anyhow::Result<Arc<dyn AdminStore
         store,
         audited::Actor::current(),
     )))
+}
+
+/// The config with the longest store-call timeout allowed: an import
+/// writes a whole policy (100,000 users) in one transaction, which takes
+/// longer than the timeout meant for logins.
+fn bulk(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.store = config.store.with_timeout(warden_auth::config::MAX_TIMEOUT);
+    config
 }
 
 /// Opens the configured store for an admin command.

@@ -152,6 +152,17 @@ mod tests {
         ) -> Result<Vec<warden_auth::AdminChange>, StoreError> {
             self.inner.admin_changes(query).await
         }
+
+        async fn replace_password_hash(
+            &self,
+            username: &str,
+            expected: &str,
+            new_hash: &str,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .replace_password_hash(username, expected, new_hash)
+                .await
+        }
     }
 
     async fn store() -> (tempfile::TempDir, Arc<Watched>) {

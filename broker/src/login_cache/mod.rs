@@ -132,6 +132,14 @@ impl LoginCache {
         Ok(user)
     }
 
+    /// Drop the cached record of `name`: its password hash was replaced
+    /// without a policy change (a login rehash), so the cached record is
+    /// stale in its hash alone.
+    pub fn forget_user(&self, name: &str) {
+        let version = self.holds.load(Ordering::Acquire);
+        self.users.invalidate(&(version, name.to_owned()));
+    }
+
     /// The rules of `key` at `version`.
     pub async fn rules(
         &self,

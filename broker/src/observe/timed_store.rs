@@ -104,4 +104,72 @@ impl Store for TimedStore {
         self.record("admin_changes", t, &res);
         res
     }
+
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let t = Instant::now();
+        let res = self
+            .inner
+            .replace_password_hash(username, expected, new_hash)
+            .await;
+        self.record("replace_password_hash", t, &res);
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use warden_auth::sqlite::SqliteStore;
+    use warden_auth::{AdminStore, NewUser};
+
+    use super::*;
+
+    /// The rehash goes through the wrapper to the real store (a wrapper
+    /// that forgot it would leave every imported hash in place) and is timed.
+    #[tokio::test]
+    async fn rehash_passes_through_and_is_timed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = SqliteStore::open(&dir.path().join("w.db"), Duration::from_secs(5))
+            .await
+            .expect("open sqlite");
+        inner.migrate().await.expect("migrate");
+        inner
+            .create_user(NewUser {
+                username: "mig".into(),
+                password_hash: Some("$7$101$old$hash".into()),
+                superuser: false,
+                enabled: true,
+                roles: Vec::new(),
+                cert_fingerprint: None,
+            })
+            .await
+            .expect("create user");
+        let inner: Arc<dyn Store> = Arc::new(inner);
+        let stats = Arc::new(StoreStats::default());
+        let timed = TimedStore::new(Arc::clone(&inner), Arc::clone(&stats));
+        assert!(timed
+            .replace_password_hash("mig", "$7$101$old$hash", "$argon2id$new")
+            .await
+            .expect("rehash"));
+        let user = inner.user("mig").await.expect("read").expect("user");
+        assert_eq!(user.password_hash.as_deref(), Some("$argon2id$new"));
+        assert!(!timed
+            .replace_password_hash("mig", "$7$101$old$hash", "$argon2id$again")
+            .await
+            .expect("second rehash"));
+        let mut encoded = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("store_latency", "test", stats.latency.clone());
+        prometheus_client::encoding::text::encode(&mut encoded, &registry).expect("encode");
+        assert!(
+            encoded.contains("operation=\"replace_password_hash\""),
+            "{encoded}"
+        );
+    }
 }

@@ -317,7 +317,7 @@ async fn admit(
         verifier: &broker.verifier,
         config: &config.auth.verify,
     };
-    let authed = authenticate(
+    let mut authed = authenticate(
         users,
         passwords,
         config.auth.allow_anonymous,
@@ -339,6 +339,9 @@ async fn admit(
     })?;
     if let Some(name) = &authed.username {
         broker.defence.bans.succeeded(name);
+    }
+    if let Some(job) = authed.rehash.take() {
+        crate::auth::rehash::spawn(broker, job);
     }
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
     let principal = Principal {
