@@ -58,7 +58,7 @@ pub fn spawn(broker: &Arc<Broker>, job: Box<Rehash>) {
 
 async fn run(broker: &Broker, job: Rehash) -> Result<bool, String> {
     let new_hash = {
-        let _slot = broker.credentials.verify_slots.acquire().await.ok();
+        let _slot = broker.verifier.background_turn().await;
         let password = job.password;
         tokio::task::spawn_blocking(move || {
             hash_password_with(&password, &PasswordParams::default())

@@ -92,6 +92,15 @@ impl Verifier {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// A turn for background password work (the rehash after a login
+    /// against an imported hash): it waits as long as it takes, outside
+    /// the login queue's bounds, but still shares the slots, so a fleet
+    /// logging in after a migration never runs more argon2 at once than
+    /// the slots allow.
+    pub async fn background_turn(&self) -> Option<SemaphorePermit<'_>> {
+        self.slots.acquire().await.ok()
+    }
+
     /// A turn on the blocking pool, within the queue's bounds. `Ok(None)`
     /// only when the semaphore is closed (never, in practice): the work
     /// then runs without a turn rather than not at all.

@@ -173,6 +173,16 @@ impl Store for AuditedStore {
     async fn admin_changes(&self, query: ChangeQuery) -> Result<Vec<AdminChange>, StoreError> {
         self.inner.admin_changes(query).await
     }
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .replace_password_hash(username, expected, new_hash)
+            .await
+    }
 }
 
 #[async_trait]

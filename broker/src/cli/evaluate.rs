@@ -236,6 +236,7 @@ pub async fn evaluate(
                 listener: "check".into(),
                 tls: true,
                 cert: Some(info.clone()),
+                ocsp: None,
             };
             Some(
                 peer.mapped_username(settings.username_from)

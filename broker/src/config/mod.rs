@@ -125,6 +125,8 @@ pub struct WsSettings {
 /// Default for [`WsSettings::path`].
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
+// One per listener, built once per (re)load: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// Plain TCP: only when configured, and logged as a warning.

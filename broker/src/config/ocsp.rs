@@ -87,7 +87,7 @@ pub fn responder_url(url: &str) -> Result<String, String> {
         Some("https") => return Err(bad("only http:// is supported (OCSP answers are signed)")),
         _ => return Err(bad("expected http://host[:port][/path]")),
     }
-    if uri.host().map_or(true, str::is_empty) {
+    if uri.host().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
     Ok(uri.to_string())
