@@ -446,3 +446,46 @@ async fn flush_and_close_write_what_is_held_back() {
     let loaded = store.load().expect("load");
     assert_eq!(loaded.sessions[0].deliveries.len(), 2);
 }
+
+/// Ops nobody waits on (`Op::is_lazy`) do not wake the writer, but it still
+/// takes them on its own, alone or behind an op someone waits on, and in
+/// submit order.
+#[tokio::test]
+async fn lazy_ops_are_written_without_a_wake_up_and_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Recording::new(dir.path());
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
+    durable_within(&p, t).await;
+    // A put for an offline session (someone waits), then lazy ops only.
+    let t_put = p.submit(put_delivery("c", 1, delivery("t", None)));
+    assert!(!put_delivery("c", 1, delivery("t", None)).is_lazy());
+    durable_within(&p, t_put).await;
+    let set = Op::SetInflight {
+        client_id: "c".into(),
+        seq: 1,
+        packet_id: 7,
+        phase: Phase::AwaitAck,
+    };
+    assert!(set.is_lazy());
+    let t_set = p.submit(set);
+    durable_within(&p, t_set).await;
+    let loaded = store.load().expect("load");
+    let c = &loaded.sessions[0];
+    assert_eq!(c.deliveries[0].1.inflight, Some((7, Phase::AwaitAck)));
+    // A removal alone, with nothing else queued, still reaches the engine.
+    let t_rm = p.submit(remove_delivery("c", 1));
+    durable_within(&p, t_rm).await;
+    assert!(store.load().expect("load").sessions[0]
+        .deliveries
+        .is_empty());
+    // QoS 2's move to AwaitComp is waited on by its PUBREL: not lazy.
+    assert!(!Op::SetInflight {
+        client_id: "c".into(),
+        seq: 2,
+        packet_id: 8,
+        phase: Phase::AwaitComp,
+    }
+    .is_lazy());
+}
