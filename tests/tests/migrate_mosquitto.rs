@@ -276,6 +276,29 @@ impl Side<'_> {
 }
 
 /// Ask both; compare; return the table as text for the failure message.
+/// Both brokers, the same users and passwords (the feeder publishes), one
+/// table of questions.
+async fn side_by_side(
+    mosquitto_name: &'static str,
+    mosquitto: SocketAddr,
+    warden: SocketAddr,
+    passwords: &[(&'static str, &'static str)],
+    table: &[Ask],
+) {
+    let side = |name, addr| Side {
+        name,
+        addr,
+        passwords,
+        feeder: "feeder",
+    };
+    compare(
+        &side(mosquitto_name, mosquitto),
+        &side("warden", warden),
+        table,
+    )
+    .await;
+}
+
 async fn compare(mosquitto: &Side<'_>, warden: &Side<'_>, table: &[Ask]) {
     let mut mismatches = Vec::new();
     let (mut allowed, mut denied) = (0, 0);
@@ -412,19 +435,14 @@ async fn password_file_side_by_side(backend: Backend) {
     assert!(out.contains("imported 4 users"), "{out}");
 
     let passwords: Vec<(&str, &str)> = PASSWD_USERS.iter().map(|(u, p, _)| (*u, *p)).collect();
-    let m = Side {
-        name: "mosquitto",
-        addr: mosquitto.addr,
-        passwords: &passwords,
-        feeder: "feeder",
-    };
-    let w = Side {
-        name: "warden",
-        addr: warden.plain_addr(),
-        passwords: &passwords,
-        feeder: "feeder",
-    };
-    compare(&m, &w, PASSWD_TABLE).await;
+    side_by_side(
+        "mosquitto",
+        mosquitto.addr,
+        warden.plain_addr(),
+        &passwords,
+        PASSWD_TABLE,
+    )
+    .await;
 
     // Every user has logged in: their Mosquitto hashes are now argon2id,
     // replaced once, and the passwords still work.
@@ -602,19 +620,14 @@ async fn dynsec_side_by_side(backend: Backend) {
     // admin, dave, erin, feeder.
     assert!(out.contains("imported 4 users"), "{out}");
     let passwords: Vec<(&str, &str)> = DYNSEC_USERS.to_vec();
-    let m = Side {
-        name: "mosquitto-dynsec",
-        addr: mosquitto.addr,
-        passwords: &passwords,
-        feeder: "feeder",
-    };
-    let w = Side {
-        name: "warden",
-        addr: warden.plain_addr(),
-        passwords: &passwords,
-        feeder: "feeder",
-    };
-    compare(&m, &w, DYNSEC_TABLE).await;
+    side_by_side(
+        "mosquitto-dynsec",
+        mosquitto.addr,
+        warden.plain_addr(),
+        &passwords,
+        DYNSEC_TABLE,
+    )
+    .await;
     wait_rehashed(&warden, "dave").await;
 }
 

@@ -52,10 +52,26 @@ struct Queue {
     urgent: bool,
     /// When the oldest queued op arrived.
     since: Option<Instant>,
-    /// When the waiting writer wakes on its own (`None`: it is working, or
-    /// waits for a wake-up with no deadline).
-    writer_wakes: Option<Instant>,
-    writer_sleeps: bool,
+    writer: WriterState,
+}
+
+/// What the writer thread is doing, as submitters need to know it.
+#[derive(Clone, Copy, Debug, Default)]
+enum WriterState {
+    #[default]
+    Working,
+    /// Waiting, until the instant if any (else until woken).
+    Asleep(Option<Instant>),
+}
+
+impl WriterState {
+    /// Whether the writer, left alone, would take the queue only after `by`.
+    fn sleeps_past(self, by: Instant) -> bool {
+        match self {
+            WriterState::Working => false,
+            WriterState::Asleep(until) => until.is_none_or(|at| at > by),
+        }
+    }
 }
 
 impl Queue {
@@ -182,19 +198,14 @@ impl Persister {
         // late. At high rates nearly every op is lazy, and the writer then
         // wakes on its own timer once per batch instead of being woken (a
         // futex call and a context switch) for nearly every op.
-        let wake = if lazy {
-            if q.ops.is_empty() {
-                let now = Instant::now();
-                q.since = Some(now);
-                q.writer_sleeps && q.writer_wakes.is_none_or(|at| at > now + LAZY_FOR)
-            } else {
-                q.ops.len() + 1 == LAZY_BATCH
-            }
-        } else {
-            if q.ops.is_empty() {
-                q.since = Some(Instant::now());
-            }
+        let first = q.ops.is_empty();
+        let since = *q.since.get_or_insert_with(Instant::now);
+        let wake = if !lazy {
             !std::mem::replace(&mut q.urgent, true)
+        } else if first {
+            q.writer.sleeps_past(since + LAZY_FOR)
+        } else {
+            q.ops.len() + 1 == LAZY_BATCH
         };
         q.ops.push(op);
         q.last_ticket += 1;
@@ -393,8 +404,7 @@ fn run<S: SessionStore>(
                 .into_iter()
                 .flatten()
                 .min();
-                q.writer_wakes = until;
-                q.writer_sleeps = true;
+                q.writer = WriterState::Asleep(until);
                 let timed_out = match until {
                     Some(at) => shared.wake.wait_until(&mut q, at).timed_out(),
                     None => {
@@ -402,8 +412,7 @@ fn run<S: SessionStore>(
                         false
                     }
                 };
-                q.writer_sleeps = false;
-                q.writer_wakes = None;
+                q.writer = WriterState::Working;
                 if timed_out {
                     break;
                 }

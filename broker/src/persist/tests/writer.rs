@@ -343,6 +343,16 @@ impl SessionStore for Recording {
     }
 }
 
+/// A recording writer (periodic) whose session `c` is already durable.
+async fn recording_with_session(dir: &std::path::Path) -> (Arc<Recording>, Persister) {
+    let store = Recording::new(dir);
+    let (p, _) =
+        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
+    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
+    durable_within(&p, t).await;
+    (store, p)
+}
+
 /// A delivery stored for an online subscriber and sent at once.
 fn sent(client: &str, seq: u64) -> Op {
     put_online(
@@ -355,11 +365,7 @@ fn sent(client: &str, seq: u64) -> Op {
 #[tokio::test]
 async fn a_delivery_acknowledged_by_the_next_batch_never_reaches_the_engine() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Recording::new(dir.path());
-    let (p, _) =
-        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
-    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
-    durable_within(&p, t).await;
+    let (store, p) = recording_with_session(dir.path()).await;
     // Batch: a delivery sent to its subscriber (held back) beside a record
     // (written). While that batch is written, the subscriber acknowledges:
     // the removal lands in the next batch, where the two cancel.
@@ -400,11 +406,7 @@ async fn a_delivery_acknowledged_by_the_next_batch_never_reaches_the_engine() {
 #[tokio::test]
 async fn durable_stays_behind_a_held_back_delivery_until_it_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Recording::new(dir.path());
-    let (p, _) =
-        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
-    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
-    durable_within(&p, t).await;
+    let (store, p) = recording_with_session(dir.path()).await;
     // Inside the batch that holds the delivery back, the record after it
     // is written, but neither may be reported durable yet.
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -453,11 +455,7 @@ async fn flush_and_close_write_what_is_held_back() {
 #[tokio::test]
 async fn lazy_ops_are_written_without_a_wake_up_and_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Recording::new(dir.path());
-    let (p, _) =
-        Persister::with_store(Arc::clone(&store), PersistenceMode::Periodic, LONG).expect("open");
-    let t = p.submit(Op::PutSession(Box::new(session("c", None, 60))));
-    durable_within(&p, t).await;
+    let (store, p) = recording_with_session(dir.path()).await;
     // A put for an offline session (someone waits), then lazy ops only.
     let t_put = p.submit(put_delivery("c", 1, delivery("t", None)));
     assert!(!put_delivery("c", 1, delivery("t", None)).is_lazy());
