@@ -27,6 +27,8 @@ pub(super) const SQL: Sql = Sql {
     insert_user: "INSERT INTO users \
          (username, password_hash, enabled, superuser, created_at) \
          VALUES (?, ?, ?, ?, UNIX_TIMESTAMP())",
+    now_seconds: "UNIX_TIMESTAMP()",
+    numbered_params: false,
     // sqlx connects with CLIENT_FOUND_ROWS, so rows_affected counts matched
     // rows, not changed ones.
     update_user: "UPDATE users SET \

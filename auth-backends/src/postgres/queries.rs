@@ -26,6 +26,8 @@ pub(super) const SQL: Sql = Sql {
     insert_user: "INSERT INTO users \
          (username, password_hash, enabled, superuser, created_at) \
          VALUES ($1, $2, $3, $4, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
+    now_seconds: "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+    numbered_params: true,
     update_user: "UPDATE users SET \
          password_hash = CASE WHEN $1 THEN $2 ELSE password_hash END, \
          enabled = COALESCE($3, enabled), \

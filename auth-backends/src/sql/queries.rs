@@ -49,6 +49,12 @@ pub struct Sql {
     /// username, password_hash, enabled, superuser; created_at is the
     /// server's clock.
     pub insert_user: &'static str,
+    /// The server's clock in Unix seconds, as `insert_user` writes it into
+    /// `created_at`; the import's multi-row inserts use it too.
+    pub now_seconds: &'static str,
+    /// Parameters are written `$1, $2, …` (PostgreSQL), not `?`: for the
+    /// statements built at run time, the import's multi-row inserts.
+    pub numbered_params: bool,
     /// whether to set the hash, the new hash (may be NULL), enabled and
     /// superuser (NULL keeps each), username.
     pub update_user: &'static str,

@@ -7,7 +7,7 @@
 //! [`WriteTx::finish`] commits, or rolls back on an error, bump included.
 
 use sqlx::{ColumnIndex, Connection, Decode, Encode, Executor, IntoArguments, Row as _, Type};
-use warden_policy::{Rule, RuleId, RuleSpec, Subject};
+use warden_policy::{RuleId, RuleSpec, Subject};
 
 use crate::common::{actions_text, effect_text, subject_columns};
 use crate::error::StoreError;
@@ -18,6 +18,10 @@ use crate::store::{
 use super::dialect::{Args, Conn, Dialect, Row};
 use super::queries::CLEAR_ALL;
 use super::rows::rule_id;
+
+/// Rows per INSERT in an import: 8 parameters a rule row, so 8,000 a
+/// statement, under every dialect's limit (SQLite's is 32,766).
+const IMPORT_ROWS: usize = 1000;
 
 /// An open write transaction.
 pub(super) struct WriteTx<'c, D: Dialect> {
@@ -360,26 +364,121 @@ where
         for sql in CLEAR_ALL {
             sqlx::query(sql).execute(self.conn()).await.map_err(D::db)?;
         }
-        for user in &snapshot.users {
-            let hash = user.password_hash.as_deref();
-            self.insert_user(&user.username, hash, user.enabled, user.superuser)
-                .await?;
-            if let Some(pin) = &user.cert_fingerprint {
-                self.set_cert_fingerprint(&user.username, Some(pin)).await?;
+        // A fleet's import is 100,000 users: one statement per row would
+        // spend it in round trips (a minute on PostgreSQL), so rows go in
+        // multi-row INSERTs of IMPORT_ROWS each.
+        let fingerprints = snapshot
+            .users
+            .iter()
+            .map(|u| {
+                u.cert_fingerprint
+                    .as_deref()
+                    .map(normalize_fingerprint)
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let users: Vec<_> = snapshot.users.iter().zip(&fingerprints).collect();
+        for chunk in users.chunks(IMPORT_ROWS) {
+            let sql = multi_row_insert::<D>(
+                "users (username, password_hash, enabled, superuser, cert_fingerprint, created_at)",
+                5,
+                Some(D::SQL.now_seconds),
+                chunk.len(),
+            );
+            let mut insert = sqlx::query(&sql);
+            for (user, fingerprint) in chunk {
+                insert = insert
+                    .bind(user.username.as_str())
+                    .bind(user.password_hash.as_deref())
+                    .bind(user.enabled)
+                    .bind(user.superuser)
+                    .bind(fingerprint.as_deref());
             }
+            insert.execute(self.conn()).await.map_err(D::db)?;
         }
-        for role in &snapshot.roles {
-            self.execute(D::SQL.insert_role, role).await?;
+        for chunk in snapshot.roles.chunks(IMPORT_ROWS) {
+            let sql = multi_row_insert::<D>("roles (name)", 1, None, chunk.len());
+            let mut insert = sqlx::query(&sql);
+            for role in chunk {
+                insert = insert.bind(role.as_str());
+            }
+            insert.execute(self.conn()).await.map_err(D::db)?;
         }
-        for m in &snapshot.memberships {
-            self.insert_membership(&m.role, &m.username).await?;
+        for chunk in snapshot.memberships.chunks(IMPORT_ROWS) {
+            let sql = multi_row_insert::<D>("memberships (role, username)", 2, None, chunk.len());
+            let mut insert = sqlx::query(&sql);
+            for m in chunk {
+                insert = insert.bind(m.role.as_str()).bind(m.username.as_str());
+            }
+            insert.execute(self.conn()).await.map_err(D::db)?;
         }
-        for rule in &snapshot.rules {
-            self.insert_rule(&Rule::spec(rule), Some(rule.id)).await?;
+        let rules = snapshot
+            .rules
+            .iter()
+            .map(|rule| {
+                let id = i64::try_from(rule.id.0)
+                    .map_err(|_| StoreError::invalid("rule id", "out of range"))?;
+                Ok((rule, actions_text(rule.actions), id))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for chunk in rules.chunks(IMPORT_ROWS) {
+            let sql = multi_row_insert::<D>(
+                "rules (effect, subject_kind, subject_name, actions, pattern, max_qos, retain, id)",
+                8,
+                None,
+                chunk.len(),
+            );
+            let mut insert = sqlx::query(&sql);
+            for (rule, actions, id) in chunk {
+                let (kind, name) = subject_columns(&rule.subject);
+                insert = insert
+                    .bind(effect_text(rule.effect))
+                    .bind(kind)
+                    .bind(name)
+                    .bind(actions.as_str())
+                    .bind(rule.pattern.as_str())
+                    .bind(rule.max_qos.map(|qos| i16::from(qos.as_u8())))
+                    .bind(rule.retain)
+                    .bind(*id);
+            }
+            insert.execute(self.conn()).await.map_err(D::db)?;
         }
         if let Some(sql) = D::SQL.after_import {
             sqlx::query(sql).execute(self.conn()).await.map_err(D::db)?;
         }
         Ok(())
     }
+}
+
+/// `INSERT INTO {table_columns} VALUES (…), (…)` for `rows` rows of `params`
+/// bound parameters each, plus `tail` (an SQL expression) as each row's last
+/// value when given.
+fn multi_row_insert<D: Dialect>(
+    table_columns: &str,
+    params: usize,
+    tail: Option<&str>,
+    rows: usize,
+) -> String {
+    use std::fmt::Write as _;
+    let mut sql = format!("INSERT INTO {table_columns} VALUES ");
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for p in 0..params {
+            if p > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            if D::SQL.numbered_params {
+                let _ = write!(sql, "${n}");
+            } else {
+                sql.push('?');
+            }
+        }
+        if let Some(tail) = tail {
+            let _ = write!(sql, ", {tail}");
+        }
+        sql.push(')');
+    }
+    sql
 }

@@ -14,7 +14,7 @@ use warden_auth::{
 };
 mod transfer;
 
-pub use transfer::export_import_round_trip;
+pub use transfer::{export_import_round_trip, import_spans_many_statements};
 
 use warden_policy::{ActionKind, ActionSet, Effect, QoS, RuleId, RuleSpec, Subject};
 
@@ -29,6 +29,7 @@ pub async fn run_all(store: Arc<dyn AdminStore>) {
     invalid_input(s).await;
     delete_cascades(s).await;
     export_import_round_trip(s).await;
+    import_spans_many_statements(s).await;
     certificate_pins(s).await;
     admin_changes_recorded(s).await;
     rehash_compare_and_set(s).await;

@@ -115,3 +115,65 @@ pub async fn export_import_round_trip(store: &dyn AdminStore) {
         "a refused import changes nothing"
     );
 }
+
+/// An import larger than one multi-row INSERT (the store writes rows in
+/// statements of a thousand): every row lands, in every table, with its
+/// hash, pin, flags and rule id.
+pub async fn import_spans_many_statements(store: &dyn AdminStore) {
+    reset(store).await;
+    const N: usize = 2_345;
+    let name = |i: usize| format!("dev{i:05}");
+    let users = (0..N)
+        .map(|i| SnapshotUser {
+            username: name(i),
+            password_hash: (i % 3 != 0).then(|| format!("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$h{i}")),
+            enabled: i % 7 != 0,
+            superuser: i % 11 == 0,
+            cert_fingerprint: (i % 5 == 0).then(|| format!("{i:064x}")),
+        })
+        .collect();
+    let roles: Vec<String> = (0..1_201).map(|i| format!("group{i:05}")).collect();
+    let memberships = (0..N)
+        .map(|i| Membership {
+            role: roles[i % roles.len()].clone(),
+            username: name(i),
+        })
+        .collect();
+    let rules = (0..N)
+        .map(|i| {
+            let mut rule = spec(
+                if i % 4 == 0 {
+                    Effect::Deny
+                } else {
+                    Effect::Allow
+                },
+                Subject::User(name(i)),
+                &[ActionKind::Publish, ActionKind::Subscribe],
+                &format!("fleet/{}/#", name(i)),
+            );
+            // Limits belong to allow rules only.
+            if i % 4 != 0 {
+                rule.max_qos = (i % 2 == 0).then_some(QoS::AtLeastOnce);
+                rule.retain = (i % 3 == 0).then_some(false);
+            }
+            rule.with_id(RuleId(10 + 2 * i as u64))
+        })
+        .collect();
+    let snapshot = PolicySnapshot {
+        users,
+        roles,
+        memberships,
+        rules,
+    };
+    store.import(snapshot.clone()).await.unwrap();
+    let mut exported = store.export().await.unwrap();
+    // Exports list memberships by role; compare as sets.
+    let key = |m: &Membership| (m.role.clone(), m.username.clone());
+    exported.memberships.sort_by_key(key);
+    let mut expected = snapshot;
+    expected.memberships.sort_by_key(key);
+    assert_eq!(
+        exported, expected,
+        "every row of a large import lands as given"
+    );
+}
