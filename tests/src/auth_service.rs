@@ -145,7 +145,10 @@ impl AuthService {
                 tasks.lock().expect("tasks").push(conn.abort_handle());
             }
         });
-        self.tasks.lock().expect("tasks").push(accept.abort_handle());
+        self.tasks
+            .lock()
+            .expect("tasks")
+            .push(accept.abort_handle());
     }
 }
 
@@ -282,17 +285,20 @@ pub fn mtls_config(pki: &crate::certs::TestPki) -> Arc<rustls::ServerConfig> {
     for cert in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("add CA");
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .build()
-            .expect("client verifier");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .expect("client verifier");
     let certs: Vec<CertificateDer<'static>> =
         rustls_pemfile::certs(&mut pki.server.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .expect("server cert PEM");
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.server.key_pem.as_bytes())
-        .expect("server key PEM")
-        .expect("a server key");
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut pki.server.key_pem.as_bytes())
+            .expect("server key PEM")
+            .expect("a server key");
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")

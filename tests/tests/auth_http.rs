@@ -49,8 +49,18 @@ async fn setup(extra: &str) -> (AuthService, TestBroker) {
 }
 
 async fn connack(broker: &TestBroker, version: Version, user: &str, password: &str) -> u8 {
+    connack_as(broker, version, &client_id("h"), user, password).await
+}
+
+async fn connack_as(
+    broker: &TestBroker,
+    version: Version,
+    id: &str,
+    user: &str,
+    password: &str,
+) -> u8 {
     let mut raw = broker.raw().await;
-    let c = Connect::new(version, &client_id("h")).login(user, password);
+    let c = Connect::new(version, id).login(user, password);
     raw.connect(&c).await.expect("CONNACK").1
 }
 
@@ -74,7 +84,11 @@ async fn subscriptions(broker: &TestBroker, client: &str) -> Vec<String> {
 /// Poll until `client` no longer holds `filter`; how long it took.
 async fn wait_removed(broker: &TestBroker, client: &str, filter: &str) -> Duration {
     let start = Instant::now();
-    while subscriptions(broker, client).await.iter().any(|f| f == filter) {
+    while subscriptions(broker, client)
+        .await
+        .iter()
+        .any(|f| f == filter)
+    {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "{filter} still held; log:\n{}",
@@ -99,8 +113,12 @@ async fn the_service_allows_and_refuses_logins() {
     let last = service.with(|s| s.last_login.clone()).expect("asked");
     assert_eq!(last["username"], "alice");
     assert_eq!(last["listener"], "tls");
-    assert!(last["client_id"].as_str().is_some_and(|c| c.starts_with("h-")));
-    assert!(last["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")));
+    assert!(last["client_id"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("h-")));
+    assert!(last["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
     assert!(broker.wait_log("refused by the auth service", WAIT).await);
     // A store user the service does not know: the default chain (the
     // service, then the store; first_match) lets the store accept him.
@@ -154,16 +172,29 @@ async fn cached_answers_spare_the_service() {
         s.login_ttl = Some(60);
         s.rules_ttl = Some(60);
     });
+    // The same client reconnecting: answered from the caches.
+    let id = client_id("alice");
     for _ in 0..3 {
-        assert_eq!(connack(&broker, Version::V5, "alice", "pw").await, 0);
+        assert_eq!(
+            connack_as(&broker, Version::V5, &id, "alice", "pw").await,
+            0
+        );
     }
     assert_eq!(
         service.with(|s| (s.authenticate_calls, s.rules_calls)),
         (1, 1)
     );
-    // The cache is per credentials: a wrong password still asks.
-    assert_eq!(connack(&broker, Version::V5, "alice", "nope").await, 0x86);
-    assert_eq!(service.with(|s| s.authenticate_calls), 2);
+    // The login cache is per credentials and client: a wrong password or
+    // another client id asks again; the rules are per user.
+    assert_eq!(
+        connack_as(&broker, Version::V5, &id, "alice", "nope").await,
+        0x86
+    );
+    assert_eq!(connack(&broker, Version::V5, "alice", "pw").await, 0);
+    assert_eq!(
+        service.with(|s| (s.authenticate_calls, s.rules_calls)),
+        (3, 1)
+    );
 }
 
 #[tokio::test]
@@ -234,7 +265,11 @@ async fn pushed_invalidation_revokes_within_a_second() {
     // Measured, with a generous bound for a loaded machine; the log has it.
     eprintln!("invalidation reached the subscription in {took:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert!(broker.wait_log("subscription no longer allowed", WAIT).await);
+    assert!(
+        broker
+            .wait_log("subscription no longer allowed", WAIT)
+            .await
+    );
 }
 
 #[tokio::test]
@@ -363,8 +398,16 @@ async fn chain_setup(compose: &str) -> (AuthService, TestBroker) {
 #[tokio::test]
 async fn a_chain_with_first_match_takes_the_first_that_accepts() {
     let (_service, broker) = chain_setup("first_match").await;
-    assert_eq!(connack(&broker, Version::V5, "dev1", &token("dev1", 600)).await, 0, "jwt");
-    assert_eq!(connack(&broker, Version::V5, "alice", "pw").await, 0, "http");
+    assert_eq!(
+        connack(&broker, Version::V5, "dev1", &token("dev1", 600)).await,
+        0,
+        "jwt"
+    );
+    assert_eq!(
+        connack(&broker, Version::V5, "alice", "pw").await,
+        0,
+        "http"
+    );
     assert_eq!(
         connack(&broker, Version::V5, "bob", "pw").await,
         0,
@@ -429,8 +472,7 @@ async fn a_chain_with_all_must_allow_needs_every_applicable_yes() {
 async fn mutual_tls_to_the_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = warden_e2e::certs::TestPki::new(dir.path());
-    let service =
-        AuthService::start_with(Some(warden_e2e::auth_service::mtls_config(&pki))).await;
+    let service = AuthService::start_with(Some(warden_e2e::auth_service::mtls_config(&pki))).await;
     service.add_user("alice", "pw", &[], alice_rules());
     let with_cert = pki.client("warden");
     let http = |client: &str| {

@@ -145,7 +145,11 @@ async fn first_match(
         match step.authenticate(login).await {
             Outcome::Allow(authed) => return Ok(authed),
             Outcome::Refuse(r) => {
-                tracing::debug!(authenticator = step.name(), reason = r.reason, "authenticator refused; asking the next");
+                tracing::debug!(
+                    authenticator = step.name(),
+                    reason = r.reason,
+                    "authenticator refused; asking the next"
+                );
                 let slot = if matches!(
                     r.error,
                     super::AuthError::Unavailable | super::AuthError::Busy

@@ -139,10 +139,9 @@ impl PolicySource for super::http::HttpAuth {
     }
 
     async fn rules(&self, principal: &PrincipalKey) -> Result<SourceRules, SourceUnavailable> {
-        let username = principal
-            .username
-            .clone()
-            .ok_or_else(|| SourceUnavailable("the service has no rules for anonymous clients".into()))?;
+        let username = principal.username.clone().ok_or_else(|| {
+            SourceUnavailable("the service has no rules for anonymous clients".into())
+        })?;
         let who = Arc::new(super::http::HttpPrincipal {
             username,
             roles: principal.roles.clone(),

@@ -264,7 +264,10 @@ impl Breaker {
     fn succeeded(&self, url: &str) {
         let mut st = self.state.lock();
         if st.down {
-            tracing::info!(url, "auth service reachable again; logins it answers for resume");
+            tracing::info!(
+                url,
+                "auth service reachable again; logins it answers for resume"
+            );
         }
         *st = BreakerState::default();
     }
@@ -374,12 +377,11 @@ impl HttpAuth {
             .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &config.ca_file {
             let pem = read_file("ca_file", ca)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                HttpSetupError::File {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpSetupError::File {
                     field: "ca_file",
                     message: format!("{}: not a PEM CA bundle: {e}", ca.display()),
-                }
-            })?;
+                })?;
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
@@ -388,11 +390,10 @@ impl HttpAuth {
             let mut pem = read_file("client_cert", cert)?;
             pem.push(b'\n');
             pem.extend(read_file("client_key", key)?);
-            let identity =
-                reqwest::Identity::from_pem(&pem).map_err(|e| HttpSetupError::File {
-                    field: "client_cert",
-                    message: format!("certificate and key unusable: {e}"),
-                })?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| HttpSetupError::File {
+                field: "client_cert",
+                message: format!("certificate and key unusable: {e}"),
+            })?;
             builder = builder.identity(identity);
         }
         let client = builder
@@ -516,14 +517,20 @@ impl HttpAuth {
 
     /// Ask the service who this is. Err: refused (the service said deny:
     /// bad credentials) or unavailable (anything else).
-    pub async fn authenticate(&self, req: &LoginRequest<'_>) -> Result<Arc<HttpPrincipal>, Refusal> {
+    pub async fn authenticate(
+        &self,
+        req: &LoginRequest<'_>,
+    ) -> Result<Arc<HttpPrincipal>, Refusal> {
         let (password, password_base64) = match req.password {
             None => (None, None),
             Some(p) => match std::str::from_utf8(p) {
                 Ok(s) => (Some(s.to_owned()), None),
                 Err(_) => {
                     use base64::Engine as _;
-                    (None, Some(base64::engine::general_purpose::STANDARD.encode(p)))
+                    (
+                        None,
+                        Some(base64::engine::general_purpose::STANDARD.encode(p)),
+                    )
                 }
             },
         };
@@ -550,7 +557,8 @@ impl HttpAuth {
             self.counts.login_cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(&hit.principal));
         }
-        let bytes = serde_json::to_vec(&body).map_err(|_| Failure::Malformed("request").refusal())?;
+        let bytes =
+            serde_json::to_vec(&body).map_err(|_| Failure::Malformed("request").refusal())?;
         let answer = self
             .post("/authenticate", bytes)
             .await
@@ -676,7 +684,9 @@ impl HttpAuth {
         match username {
             Some(name) => {
                 self.rules.lock().remove(name);
-                self.logins.lock().retain(|_, c| c.principal.username != name);
+                self.logins
+                    .lock()
+                    .retain(|_, c| c.principal.username != name);
             }
             None => {
                 self.rules.lock().clear();
@@ -735,8 +745,7 @@ impl HttpAuth {
             }
         }
         // Nobody to keep them for.
-        let live: std::collections::HashSet<String> =
-            http_sessions(broker).into_keys().collect();
+        let live: std::collections::HashSet<String> = http_sessions(broker).into_keys().collect();
         self.rules
             .lock()
             .retain(|name, c| c.until > now || live.contains(name));

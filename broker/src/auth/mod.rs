@@ -282,8 +282,12 @@ pub async fn authenticate(
     let steps: Vec<&dyn extension::Authenticator> = order
         .iter()
         .filter_map(|step| match step {
-            ChainStep::Jwt => jwt_step.as_ref().map(|s| s as &dyn extension::Authenticator),
-            ChainStep::Http => http_step.as_ref().map(|s| s as &dyn extension::Authenticator),
+            ChainStep::Jwt => jwt_step
+                .as_ref()
+                .map(|s| s as &dyn extension::Authenticator),
+            ChainStep::Http => http_step
+                .as_ref()
+                .map(|s| s as &dyn extension::Authenticator),
             ChainStep::Store => Some(&store_step as &dyn extension::Authenticator),
         })
         .collect();

@@ -163,21 +163,19 @@ pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, Confi
     if token.as_deref().is_some_and(str::is_empty) {
         return Err(err("token", "must not be empty".to_owned()));
     }
-    let ca_file = raw.ca_file.as_deref().map(|p| file("ca_file", p)).transpose()?;
+    let ca_file = raw
+        .ca_file
+        .as_deref()
+        .map(|p| file("ca_file", p))
+        .transpose()?;
     let (client_cert, client_key) = match (&raw.client_cert, &raw.client_key) {
         (Some(c), Some(k)) => (Some(file("client_cert", c)?), Some(file("client_key", k)?)),
         (None, None) => (None, None),
         (Some(_), None) => {
-            return Err(err(
-                "client_key",
-                "client_cert needs client_key".to_owned(),
-            ))
+            return Err(err("client_key", "client_cert needs client_key".to_owned()))
         }
         (None, Some(_)) => {
-            return Err(err(
-                "client_key",
-                "client_key needs client_cert".to_owned(),
-            ))
+            return Err(err("client_key", "client_key needs client_cert".to_owned()))
         }
     };
     if client_cert.is_some() && !url.starts_with("https://") {
@@ -194,8 +192,13 @@ pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, Confi
             Ok(d)
         }
     };
-    let connect_timeout = positive("connect_timeout", raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?;
     let timeout = positive("timeout", raw.timeout, DEFAULT_TIMEOUT)?;
+    // Unset, it never exceeds the whole request's bound.
+    let connect_timeout = positive(
+        "connect_timeout",
+        raw.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT.min(timeout),
+    )?;
     if connect_timeout > timeout {
         return Err(err(
             "connect_timeout",
@@ -209,8 +212,11 @@ pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, Confi
         return Err(err("breaker_failures", "must be at least 1".to_owned()));
     }
     let breaker_open = positive("breaker_open", raw.breaker_open, DEFAULT_BREAKER_OPEN)?;
-    let breaker_max_open =
-        positive("breaker_max_open", raw.breaker_max_open, DEFAULT_BREAKER_MAX_OPEN)?;
+    let breaker_max_open = positive(
+        "breaker_max_open",
+        raw.breaker_max_open,
+        DEFAULT_BREAKER_MAX_OPEN,
+    )?;
     if breaker_max_open < breaker_open {
         return Err(err(
             "breaker_max_open",
@@ -251,10 +257,14 @@ pub(super) fn build_chain(
     for name in &names {
         let step = match name.as_str() {
             "jwt" if auth.jwt.is_none() => {
-                return Err(err("jwt is listed but auth.jwt is not configured".to_owned()))
+                return Err(err(
+                    "jwt is listed but auth.jwt is not configured".to_owned()
+                ))
             }
             "http" if auth.http.is_none() => {
-                return Err(err("http is listed but auth.http is not configured".to_owned()))
+                return Err(err(
+                    "http is listed but auth.http is not configured".to_owned()
+                ))
             }
             "jwt" => ChainStep::Jwt,
             "http" => ChainStep::Http,

@@ -203,15 +203,18 @@ pub fn invalidate_policy(
     };
     let sessions = http.invalidate(broker, username.as_deref());
     let who = username.as_deref().unwrap_or("*");
-    tracing::info!(username = who, sessions, by, "policy invalidated by an operator");
-    broker
-        .audit
-        .admin_change(&warden_auth::AdminChange {
-            id: 0,
-            at_ms: i64::try_from(super::audit::timestamp_ms()).unwrap_or(i64::MAX),
-            user: by.to_owned(),
-            host: String::new(),
-            what: format!("policy invalidate {who}"),
-        });
+    tracing::info!(
+        username = who,
+        sessions,
+        by,
+        "policy invalidated by an operator"
+    );
+    broker.audit.admin_change(&warden_auth::AdminChange {
+        id: 0,
+        at_ms: i64::try_from(super::audit::timestamp_ms()).unwrap_or(i64::MAX),
+        user: by.to_owned(),
+        host: String::new(),
+        what: format!("policy invalidate {who}"),
+    });
     Ok(Invalidated { username, sessions })
 }

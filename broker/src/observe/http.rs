@@ -245,7 +245,10 @@ async fn invalidate(broker: &Broker, method: &Method, req: Request<Incoming>) ->
     }
     let body = http_body_util::Limited::new(req.into_body(), 64 << 10);
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        return error(StatusCode::BAD_REQUEST, "cannot read the body (at most 64 KiB)");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "cannot read the body (at most 64 KiB)",
+        );
     };
     match api::invalidate_policy(broker, &body, "admin api") {
         Ok(done) => json(StatusCode::OK, &done),
