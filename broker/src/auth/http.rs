@@ -696,7 +696,7 @@ impl HttpAuth {
         self.wake.notify_one();
         http_sessions(broker)
             .into_iter()
-            .filter(|(name, _)| !username.is_some_and(|u| u != name))
+            .filter(|(name, _)| username.is_none_or(|u| u == name))
             .map(|(_, sessions)| sessions.len())
             .sum()
     }
