@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use warden_e2e::auth_service::{AuthService, Mode};
 use warden_e2e::broker::ADMIN_TOKEN;
-use warden_e2e::http::{get, request_with_body};
+use warden_e2e::http::{get, request_with_body, scrape, value};
 use warden_e2e::*;
 
 const SERVICE_TOKEN: &str = "svc-token-0123456789";
@@ -195,6 +195,15 @@ async fn cached_answers_spare_the_service() {
         service.with(|s| (s.authenticate_calls, s.rules_calls)),
         (3, 1)
     );
+    let m = scrape(broker.addr("metrics")).await;
+    assert_eq!(
+        value(&m, "warden_auth_http_cache_hits_total{kind=\"login\"}"),
+        2.0
+    );
+    assert_eq!(
+        value(&m, "warden_auth_http_cache_hits_total{kind=\"rules\"}"),
+        3.0
+    );
 }
 
 #[tokio::test]
@@ -291,6 +300,8 @@ async fn the_service_down_refuses_new_logins_and_spares_connected_clients() {
     }
     assert_eq!(connack(&broker, Version::V311, "alice", "pw").await, 0x03);
     assert!(broker.wait_log("auth service unavailable", WAIT).await);
+    let m = scrape(broker.addr("metrics")).await;
+    assert_eq!(value(&m, "warden_auth_http_down"), 1.0);
     // The connected client keeps its compiled policy.
     root.publish_acked(Publish::new("in/1", b"still", 1)).await;
     assert_eq!(
@@ -315,6 +326,8 @@ async fn the_service_down_refuses_new_logins_and_spares_connected_clients() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(broker.wait_log("auth service reachable again", WAIT).await);
+    let m = scrape(broker.addr("metrics")).await;
+    assert_eq!(value(&m, "warden_auth_http_down"), 0.0);
     let log = broker.log();
     assert_eq!(log.matches("auth service unavailable;").count(), 1, "{log}");
     assert_eq!(log.matches("auth service reachable again").count(), 1);

@@ -233,8 +233,10 @@ struct BreakerState {
     open_until: Option<Instant>,
     /// How many times in a row it opened (the wait doubles).
     opened: u32,
-    /// A probe is under way: the others stay refused.
-    probing: bool,
+    /// A probe is under way since then: the others stay refused. A probe
+    /// whose login was dropped never reports, so after `probe_wait` another
+    /// may go.
+    probing: Option<Instant>,
     /// The outage was logged (and the recovery must be).
     down: bool,
 }
@@ -245,20 +247,28 @@ struct Breaker {
     threshold: u32,
     base: Duration,
     max: Duration,
+    probe_wait: Duration,
 }
 
 impl Breaker {
     /// Whether a request may be made now.
     fn admit(&self) -> bool {
         let mut st = self.state.lock();
+        let now = Instant::now();
+        let probing = st.probing.is_some_and(|t| now < t + self.probe_wait);
         match st.open_until {
             None => true,
-            Some(until) if Instant::now() < until || st.probing => false,
+            Some(until) if now < until || probing => false,
             Some(_) => {
-                st.probing = true;
+                st.probing = Some(now);
                 true
             }
         }
+    }
+
+    /// A request that never reached the service (no slot).
+    fn not_tried(&self) {
+        self.state.lock().probing = None;
     }
 
     fn succeeded(&self, url: &str) {
@@ -275,7 +285,7 @@ impl Breaker {
     fn failed(&self, url: &str, failure: &Failure) {
         let mut st = self.state.lock();
         st.failures = st.failures.saturating_add(1);
-        st.probing = false;
+        st.probing = None;
         if st.failures < self.threshold {
             return;
         }
@@ -407,6 +417,7 @@ impl HttpAuth {
                 threshold: config.breaker_failures,
                 base: config.breaker_open,
                 max: config.breaker_max_open,
+                probe_wait: config.timeout.saturating_mul(2),
             },
             key: rand::random(),
             logins: Mutex::new(HashMap::new()),
@@ -448,7 +459,7 @@ impl HttpAuth {
                 } else {
                     // Our own bound, not the service: a probe that never
                     // ran must not keep the breaker shut.
-                    self.breaker.state.lock().probing = false;
+                    self.breaker.not_tried();
                 }
             }
         }
@@ -883,6 +894,7 @@ mod tests {
             threshold: 2,
             base: Duration::from_secs(60),
             max: Duration::from_secs(60),
+            probe_wait: Duration::from_secs(60),
         };
         let f = Failure::Status(500);
         assert!(b.admit());
@@ -894,6 +906,10 @@ mod tests {
         b.state.lock().open_until = Some(Instant::now());
         assert!(b.admit(), "one probe after the wait");
         assert!(!b.admit(), "only one");
+        // A probe that never reported (its login was dropped) does not
+        // keep the breaker shut for good.
+        b.state.lock().probing = Instant::now().checked_sub(Duration::from_secs(61));
+        assert!(b.admit(), "a new probe once the old one is overdue");
         b.succeeded("u");
         assert!(b.admit() && !b.is_open());
     }
