@@ -513,3 +513,52 @@ async fn mutual_tls_to_the_service() {
     });
     assert_eq!(connack(&broker, Version::V5, "alice", "pw").await, 0x88);
 }
+
+/// The README's example service (`examples/auth_service.py`) behind a
+/// broker, as the README shows it.
+#[tokio::test]
+async fn the_python_example_service_works_as_documented() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/auth_service.py");
+    let mut child = tokio::process::Command::new("python3")
+        .args([script, "--port", &port.to_string(), "--token", "s3cret"])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "service did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let broker = TestBroker::start(BrokerOptions {
+        auth_extra: format!(", http: {{ url: \"http://127.0.0.1:{port}\", token: s3cret }}"),
+        ..BrokerOptions::default()
+    });
+    assert_eq!(connack(&broker, Version::V5, "alice", "nope").await, 0x86);
+    let mut alice = broker
+        .login(Version::V5, &client_id("alice"), "alice", "pw")
+        .await;
+    assert_eq!(
+        alice
+            .publish_acked(Publish::new("devices/alice/t", b"x", 1))
+            .await,
+        0
+    );
+    assert_eq!(
+        alice
+            .publish_acked(Publish::new("devices/bob/t", b"x", 1))
+            .await,
+        0x87
+    );
+    assert_eq!(alice.subscribe("devices/#", 1).await, 1, "staff rule");
+    child.kill().await.ok();
+}
