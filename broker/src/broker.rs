@@ -71,6 +71,8 @@ pub struct Broker {
     /// The token verifier of `auth.jwt`; empty when JWT is off. Built at
     /// start and on a config reload.
     pub jwt: arc_swap::ArcSwapOption<crate::auth::JwtVerifier>,
+    /// The HTTP auth service of `auth.http`; empty when off. Built at start.
+    pub http: arc_swap::ArcSwapOption<crate::auth::HttpAuth>,
     /// What metrics, `$SYS` and the admin API read (`observe`).
     pub stats: crate::observe::Stats,
     /// The audit log (also held by `authz`, which writes the denies).
@@ -126,6 +128,7 @@ impl Broker {
             revoked: crate::revocation::Revocations::default(),
             ocsp: crate::ocsp::OcspChecker::default(),
             jwt: arc_swap::ArcSwapOption::empty(),
+            http: arc_swap::ArcSwapOption::empty(),
             stats,
             audit,
         }

@@ -44,6 +44,8 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Jwt(#[from] crate::auth::jwt::JwtSetupError),
+    #[error(transparent)]
+    Http(#[from] crate::auth::http::HttpSetupError),
     #[error("metrics listener {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -82,6 +84,7 @@ pub async fn run(
     let (persist, loaded) = open_session_store(&config)?;
     let broker = Arc::new(Broker::new(Arc::clone(&config), store, persist));
     crate::auth::jwt::install(&broker, &config)?;
+    let http_auth = crate::auth::http::install(&broker, &config)?;
     broker
         .audit
         .open(&config.audit)
@@ -99,6 +102,13 @@ pub async fn run(
         Arc::clone(&broker),
         controller.subscribe(),
     ));
+    if let Some(http) = http_auth {
+        tokio::spawn(crate::auth::http::refresher(
+            Arc::clone(&broker),
+            http,
+            controller.subscribe(),
+        ));
+    }
     tokio::spawn(crate::session::sweep::run(
         Arc::clone(&broker),
         controller.subscribe(),

@@ -23,6 +23,17 @@ impl Reply {
 
 /// `METHOD path` with an optional bearer token.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
+    request_with_body(addr, method, path, token, "").await
+}
+
+/// `METHOD path` with a JSON body and an optional bearer token.
+pub async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Reply {
     let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
@@ -30,7 +41,8 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     tcp.write_all(req.as_bytes()).await.expect("write request");
     let mut raw = Vec::new();

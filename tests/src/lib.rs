@@ -4,6 +4,7 @@
 //! assertions (`raw`, with the spec-based packet code in `wire`). The tests
 //! themselves live in `tests/`, one area per file.
 
+pub mod auth_service;
 pub mod broker;
 pub mod certs;
 pub mod cli;

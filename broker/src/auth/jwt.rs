@@ -64,6 +64,9 @@ pub struct TokenGrant {
     pub via_method: bool,
     /// Whether the store must hold the user (`require_store_user`).
     pub require_store_user: bool,
+    /// Set when the HTTP service vouched for this login (alone, or with a
+    /// token under `all_must_allow`): its rules are the tail of `rules`.
+    pub http: Option<Arc<super::http::HttpGrant>>,
 }
 
 impl TokenGrant {
@@ -293,7 +296,7 @@ impl JwtVerifier {
         let rules = match &self.config.acl_claim {
             Some(claim) => match claims.get(claim) {
                 None | Some(Value::Null) => Vec::new(),
-                Some(value) => claim_rules(value, name)?,
+                Some(value) => claim_rules(value, name, u64::MAX)?,
             },
             None => Vec::new(),
         };
@@ -308,17 +311,24 @@ impl JwtVerifier {
             expires_at,
             via_method,
             require_store_user: self.config.require_store_user,
+            http: None,
         })
     }
 }
 
-fn claim_rules(value: &Value, username: &str) -> Result<Vec<Rule>, &'static str> {
+/// Rules in the store's schema, `subject` optional (the user's then), as a
+/// token or the HTTP service carries them; ids count down from `first_id`.
+pub(crate) fn claim_rules(
+    value: &Value,
+    username: &str,
+    first_id: u64,
+) -> Result<Vec<Rule>, &'static str> {
     let list: Vec<ClaimRule> =
         serde_json::from_value(value.clone()).map_err(|_| "acl claim is not a list of rules")?;
     let mut rules = Vec::with_capacity(list.len());
     for (i, r) in list.into_iter().enumerate() {
         let rule = Rule {
-            id: RuleId(u64::MAX - i as u64),
+            id: RuleId(first_id.saturating_sub(i as u64)),
             effect: r.effect,
             subject: r
                 .subject

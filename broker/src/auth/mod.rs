@@ -18,8 +18,16 @@
 //! checked with one HMAC instead. A password that verified against a hash
 //! imported from another broker (or a weak argon2 one) is rehashed to
 //! argon2id in the background (`rehash.rs`).
+//!
+//! With `auth.http` or `auth.chain` the login goes through the chain of
+//! authenticators (`chain.rs`, the traits in `extension.rs`): the JWT
+//! verifier, the HTTP service (`http.rs`) and the store, composed by
+//! `auth.compose`.
 
 pub mod cache;
+pub mod chain;
+pub mod extension;
+pub mod http;
 pub mod jwt;
 pub mod rehash;
 pub mod verify;
@@ -28,6 +36,7 @@ use warden_auth::{foreign_hash, Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;
 
 pub use cache::CredentialCache;
+pub use http::HttpAuth;
 pub use jwt::{JwtVerifier, TokenGrant};
 pub use rehash::Rehash;
 pub use verify::{Verdict, Verifier};
@@ -139,6 +148,13 @@ pub struct Credentials<'a> {
     /// MQTT 5 authentication method `jwt`: the token in the CONNECT's
     /// authentication data.
     pub method_token: Option<&'a [u8]>,
+    /// Where the login comes from, for authenticators that ask about it
+    /// (the HTTP service).
+    pub client_id: &'a str,
+    pub peer: Option<std::net::SocketAddr>,
+    pub listener: &'a str,
+    /// The verified client certificate, if any.
+    pub cert: Option<&'a warden_policy::CertInfo>,
 }
 
 fn unavailable(err: StoreError) -> Refusal {
@@ -190,7 +206,7 @@ fn accepted(user: UserRecord, fingerprint: Option<&str>) -> Result<Authenticated
 
 /// A token login: the token decides who it is; the store, if it knows the
 /// user, still decides whether it is enabled and pinned, and adds its roles.
-async fn token_login(
+pub(crate) async fn token_login(
     users: Users<'_>,
     verifier: &JwtVerifier,
     token: &[u8],
@@ -227,26 +243,73 @@ pub fn merge_roles(store: &[String], token: &[String]) -> Vec<String> {
     all
 }
 
-/// Decide who the client is.
+/// Decide who the client is: through the chain of authenticators when
+/// `auth.http` or `auth.chain` is configured, else as the built-in order
+/// always did (a token to the JWT verifier, anything else to the store).
 pub async fn authenticate(
     users: Users<'_>,
     passwords: Passwords<'_>,
-    allow_anonymous: bool,
+    auth: &crate::config::AuthConfig,
     jwt: Option<&JwtVerifier>,
+    http: Option<&HttpAuth>,
     creds: Credentials<'_>,
 ) -> Result<Authenticated, Refusal> {
-    let fingerprint = creds.cert_fingerprint;
-    if let Some(verifier) = jwt {
-        let token = creds.method_token.or(creds
-            .password
-            .filter(|p| creds.cert_username.is_none() && jwt::looks_like_jwt(p)));
-        if let Some(token) = token {
-            return token_login(users, verifier, token, &creds).await;
+    let allow_anonymous = auth.allow_anonymous;
+    if auth.chain.is_empty() && http.is_none() {
+        if let Some(verifier) = jwt {
+            let token = creds.method_token.or(creds
+                .password
+                .filter(|p| creds.cert_username.is_none() && jwt::looks_like_jwt(p)));
+            if let Some(token) = token {
+                return token_login(users, verifier, token, &creds).await;
+            }
+        } else if creds.method_token.is_some() {
+            return Err(Refusal::bad("JWT authentication is not configured"));
         }
-    } else if creds.method_token.is_some() {
-        return Err(Refusal::bad("JWT authentication is not configured"));
+        return store_login(users, passwords, allow_anonymous, &creds).await;
     }
-    if let Some(name) = creds.cert_username {
+    use crate::config::ChainStep;
+    let jwt_step = jwt.map(chain::JwtStep);
+    let http_step = http.map(chain::HttpStep);
+    let store_step = chain::StoreStep { jwt: jwt.is_some() };
+    let order: Vec<ChainStep> = if auth.chain.is_empty() {
+        [ChainStep::Jwt, ChainStep::Http, ChainStep::Store].to_vec()
+    } else {
+        auth.chain.clone()
+    };
+    // A step whose backend is not running (not configured) has nothing
+    // to say: the config check makes that the unlisted default only.
+    let steps: Vec<&dyn extension::Authenticator> = order
+        .iter()
+        .filter_map(|step| match step {
+            ChainStep::Jwt => jwt_step
+                .as_ref()
+                .map(|s| s as &dyn extension::Authenticator),
+            ChainStep::Http => http_step
+                .as_ref()
+                .map(|s| s as &dyn extension::Authenticator),
+            ChainStep::Store => Some(&store_step as &dyn extension::Authenticator),
+        })
+        .collect();
+    let login = extension::Login {
+        creds: &creds,
+        users,
+        passwords,
+        allow_anonymous,
+    };
+    chain::run(&steps, auth.compose, &login).await
+}
+
+/// The store's own login: a certificate's user, a username and password,
+/// or anonymous.
+pub(crate) async fn store_login(
+    users: Users<'_>,
+    passwords: Passwords<'_>,
+    allow_anonymous: bool,
+    creds: &Credentials<'_>,
+) -> Result<Authenticated, Refusal> {
+    let fingerprint = creds.cert_fingerprint;
+    if let Some(name) = creds.cert_username.clone() {
         // The certificate was verified by the TLS layer; the store still
         // decides whether that user exists and is enabled.
         let user = users.get(&name).await.map_err(unavailable)?;

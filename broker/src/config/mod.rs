@@ -8,6 +8,7 @@
 //! change in a running broker. Nothing here opens sockets or creates files.
 
 mod defence;
+mod http;
 mod jwt;
 mod locate;
 mod observe;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use defence::{BanConfig, GuardLimits, VerifyConfig};
+pub use http::{ChainStep, Compose, HttpAuthConfig};
 pub use observe::{AuditConfig, MetricsConfig};
 pub use ocsp::{responder_url as ocsp_responder_url, DEFAULT_OCSP_TIMEOUT};
 pub use reload::ReloadPlan;
@@ -283,6 +285,13 @@ pub struct AuthConfig {
     /// JSON Web Tokens as the MQTT password (or v5 authentication method
     /// `jwt`); `None`: off.
     pub jwt: Option<JwtConfig>,
+    /// An external HTTP(S) authenticator and policy source; `None`: off.
+    pub http: Option<HttpAuthConfig>,
+    /// The authenticators tried, in order; empty: the built-in order (JWT
+    /// for a token, else the store), as before `auth.chain` existed.
+    pub chain: Vec<ChainStep>,
+    /// How the results of the chain combine.
+    pub compose: Compose,
     /// Failed-login throttling (temporary bans).
     pub bans: BanConfig,
     /// The password verification queue.

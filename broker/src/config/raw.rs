@@ -102,6 +102,10 @@ impl<T> OneOrMany<T> {
 pub struct RawAuth {
     pub allow_anonymous: Option<bool>,
     pub jwt: Option<RawJwt>,
+    pub http: Option<super::http::RawHttp>,
+    /// The authenticators tried, in order (`jwt`, `http`, `store`).
+    pub chain: Option<Vec<String>>,
+    pub compose: Option<super::http::Compose>,
     pub bans: Option<super::defence::RawBans>,
     pub verify: Option<super::defence::RawVerify>,
 }

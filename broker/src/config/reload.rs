@@ -48,6 +48,8 @@ impl Config {
             new.auth.verify.concurrency != self.auth.verify.concurrency,
             "auth.verify.concurrency",
         );
+        // The service's client, caches and breaker are built once.
+        restart(new.auth.http != self.auth.http, "auth.http");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -58,6 +60,7 @@ impl Config {
         config.listeners = listeners;
         config.metrics.bind = self.metrics.bind;
         config.auth.verify.concurrency = self.auth.verify.concurrency;
+        config.auth.http.clone_from(&self.auth.http);
         ReloadPlan {
             config,
             needs_restart,

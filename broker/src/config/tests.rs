@@ -547,3 +547,50 @@ fn bad_defence_values_name_the_field_and_line() {
         3,
     );
 }
+
+#[test]
+fn http_auth_and_chain_are_read() {
+    let c = parse(
+        "auth:\n  http:\n    url: https://id.example/w/\n    token: t\n    timeout: 3s\n  chain: [http, store]\n  compose: all_must_allow\n",
+    )
+    .unwrap();
+    let http = c.auth.http.as_ref().expect("http");
+    assert_eq!(http.url, "https://id.example/w", "trailing slash dropped");
+    assert_eq!(http.token.as_deref(), Some("t"));
+    assert_eq!(http.timeout, Duration::from_secs(3));
+    assert_eq!(http.connect_timeout, Duration::from_secs(1));
+    assert_eq!(c.auth.chain, [ChainStep::Http, ChainStep::Store]);
+    assert_eq!(c.auth.compose, Compose::AllMustAllow);
+    assert!(!format!("{http:?}").contains("\"t\""), "token redacted");
+    let d = parse("").unwrap();
+    assert!(d.auth.http.is_none() && d.auth.chain.is_empty());
+    assert_eq!(d.auth.compose, Compose::FirstMatch);
+}
+
+#[test]
+fn bad_http_auth_values_name_the_field_and_line() {
+    fails("auth:\n  http:\n    url: ftp://x\n", "auth.http.url", 3);
+    fails("auth:\n  http:\n    token: t\n", "auth.http.url", 2);
+    fails(
+        "auth:\n  http:\n    url: http://x\n    timeout: 0s\n",
+        "auth.http.timeout",
+        4,
+    );
+    fails(
+        "auth:\n  http:\n    url: http://x\n    client_key: /etc/hostname\n",
+        "auth.http.client_key",
+        4,
+    );
+    fails(
+        "auth:\n  http:\n    url: http://x\n    token: a\n    token_file: /etc/hostname\n",
+        "auth.http.token_file",
+        5,
+    );
+    fails("auth:\n  chain: [http]\n", "auth.chain", 2);
+    fails(
+        "auth:\n  http: { url: \"http://x\" }\n  chain: [http, ldap]\n",
+        "auth.chain",
+        3,
+    );
+    fails("auth:\n  compose: any\n", "compose", 2);
+}

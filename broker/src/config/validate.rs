@@ -146,7 +146,7 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     let store = build_store(raw.store, &data_dir, ctx)?;
     let raw_auth = raw.auth.unwrap_or_default();
     let err_at = |at: &[Seg<'_>], field: &str, m: String| ctx.err(at, field, m);
-    let auth = AuthConfig {
+    let mut auth = AuthConfig {
         bans: super::defence::build_bans(raw_auth.bans, &err_at)?,
         verify: super::defence::build_verify(raw_auth.verify, &err_at)?,
         allow_anonymous: raw_auth.allow_anonymous.unwrap_or(false),
@@ -154,7 +154,14 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
             .jwt
             .map(|j| super::jwt::build(j, ctx))
             .transpose()?,
+        http: raw_auth
+            .http
+            .map(|h| super::http::build(h, ctx))
+            .transpose()?,
+        chain: Vec::new(),
+        compose: raw_auth.compose.unwrap_or_default(),
     };
+    auth.chain = super::http::build_chain(raw_auth.chain, &auth, ctx)?;
     let policy = build_policy(raw.policy, ctx)?;
     let limits = build_limits(raw.limits, ctx)?;
     for ws in listeners.iter_mut().filter_map(|l| l.websocket.as_mut()) {

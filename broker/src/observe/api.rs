@@ -152,3 +152,69 @@ pub fn status(broker: &Broker) -> Status {
         denies: broker.audit.recent_denies(10),
     }
 }
+
+/// What `POST /api/policy/invalidate` asks for.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateRequest {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// What an invalidation reached.
+#[derive(Debug, Serialize)]
+pub struct Invalidated {
+    /// The user named, or None for all.
+    pub username: Option<String>,
+    /// Sessions holding rules from the service for them: each is fetched
+    /// again and recompiled within a second when its rules changed.
+    pub sessions: usize,
+}
+
+#[derive(Debug)]
+pub enum InvalidateError {
+    BadRequest(&'static str),
+    NoSource,
+}
+
+/// Drop the cached answers of the external policy source for one user or
+/// for all, and have their live sessions fetch and recompile; audited.
+pub fn invalidate_policy(
+    broker: &Broker,
+    body: &[u8],
+    by: &str,
+) -> Result<Invalidated, InvalidateError> {
+    let req: InvalidateRequest = serde_json::from_slice(body).map_err(|_| {
+        InvalidateError::BadRequest(r#"expected {"username": NAME} or {"all": true}"#)
+    })?;
+    let username = match (req.username, req.all) {
+        (Some(name), false) if !name.is_empty() => Some(name),
+        (None, true) => None,
+        _ => {
+            return Err(InvalidateError::BadRequest(
+                r#"name a user or say {"all": true}, not both"#,
+            ))
+        }
+    };
+    let Some(http) = broker.http.load_full() else {
+        return Err(InvalidateError::NoSource);
+    };
+    let sessions = http.invalidate(broker, username.as_deref());
+    let who = username.as_deref().unwrap_or("*");
+    tracing::info!(
+        username = who,
+        sessions,
+        by,
+        "policy invalidated by an operator"
+    );
+    broker.audit.admin_change(&warden_auth::AdminChange {
+        id: 0,
+        at_ms: i64::try_from(super::audit::timestamp_ms()).unwrap_or(i64::MAX),
+        user: by.to_owned(),
+        host: String::new(),
+        what: format!("policy invalidate {who}"),
+    });
+    Ok(Invalidated { username, sessions })
+}

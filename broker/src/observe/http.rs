@@ -6,7 +6,7 @@
 //! | `GET /health` | anyone | 200 while the process serves |
 //! | `GET /ready` | anyone | 200 when the MQTT listeners are bound and the store answers, else 503 |
 //! | `GET /` | anyone | the status page (its data comes from the API) |
-//! | `/api/...` | bearer token | the admin API (`docs/admin-api.yaml`), bans included |
+//! | `/api/...` | bearer token | the admin API (`docs/admin-api.yaml`), bans and `POST /api/policy/invalidate` included |
 //!
 //! The API answers 401 to a request without the token, and to every
 //! request when no token is configured: it is never open by default.
@@ -124,6 +124,9 @@ async fn handle(broker: &Arc<Broker>, req: Request<Incoming>) -> Reply {
                     .insert("www-authenticate", HeaderValue::from_static("Bearer"));
                 return r;
             }
+            if p == "/api/policy/invalidate" {
+                return invalidate(broker, &method, req).await;
+            }
             api_route(broker, &method, p, req.uri().query())
         }
         _ => error(StatusCode::NOT_FOUND, "no such path"),
@@ -230,6 +233,30 @@ fn api_route(broker: &Broker, method: &Method, path: &str, query: Option<&str>) 
             }
         }
         _ => error(StatusCode::NOT_FOUND, "no such path"),
+    }
+}
+
+/// `POST /api/policy/invalidate`: body `{"username": NAME}` or
+/// `{"all": true}` (at most 64 KiB).
+async fn invalidate(broker: &Broker, method: &Method, req: Request<Incoming>) -> Reply {
+    use http_body_util::BodyExt;
+    if *method != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "POST");
+    }
+    let body = http_body_util::Limited::new(req.into_body(), 64 << 10);
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "cannot read the body (at most 64 KiB)",
+        );
+    };
+    match api::invalidate_policy(broker, &body, "admin api") {
+        Ok(done) => json(StatusCode::OK, &done),
+        Err(api::InvalidateError::BadRequest(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(api::InvalidateError::NoSource) => error(
+            StatusCode::CONFLICT,
+            "no external policy source (auth.http) is configured",
+        ),
     }
 }
 

@@ -130,6 +130,37 @@ fn defence(r: &mut Registry, broker: &Broker) {
         "Logins waiting for a turn to verify a password",
         i(broker.verifier.waiting() as u64),
     );
+    if let Some(http) = broker.http.load_full() {
+        let c = &http.counts;
+        let requests = c.requests.load(Ordering::Relaxed);
+        let failures = c.failures.load(Ordering::Relaxed);
+        counters(
+            r,
+            "auth_http_requests",
+            "Requests to the HTTP auth service (auth.http), by outcome",
+            [
+                ("ok", requests.saturating_sub(failures)),
+                ("failed", failures),
+            ]
+            .map(|(outcome, n)| (vec![("outcome", outcome.to_owned())], n)),
+        );
+        counters(
+            r,
+            "auth_http_cache_hits",
+            "Answers of the HTTP auth service taken from the cache, by kind",
+            [
+                ("login", &c.login_cache_hits),
+                ("rules", &c.rules_cache_hits),
+            ]
+            .map(|(kind, n)| (vec![("kind", kind.to_owned())], n.load(Ordering::Relaxed))),
+        );
+        gauge(
+            r,
+            "auth_http_down",
+            "1 while the HTTP auth service's circuit breaker is open",
+            i64::from(http.is_down()),
+        );
+    }
 }
 
 /// The whole exposition.

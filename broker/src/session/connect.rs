@@ -235,6 +235,10 @@ async fn admit(
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
         method_token,
+        client_id: &client_id,
+        peer: Some(peer.addr),
+        listener: &peer.listener,
+        cert: peer.cert.as_ref(),
     };
     let config = broker.config();
     let limits = &config.limits;
@@ -317,11 +321,13 @@ async fn admit(
         verifier: &broker.verifier,
         config: &config.auth.verify,
     };
+    let http = broker.http.load_full();
     let mut authed = authenticate(
         users,
         passwords,
-        config.auth.allow_anonymous,
+        &config.auth,
         jwt.as_deref(),
+        http.as_deref(),
         creds,
     )
     .await

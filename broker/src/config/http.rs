@@ -1,0 +1,284 @@
+//! `auth.http` (an external authenticator and policy source over HTTP(S)),
+//! `auth.chain` and `auth.compose` from the file as written: a base URL
+//! that is http or https, at most one bearer token source, client
+//! certificate and key together, files that exist, timeouts that leave a
+//! login time to be answered. The client itself is built by `auth::http`.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::locate::Seg;
+use super::types::HumanDuration;
+use super::validate::Ctx;
+use super::{AuthConfig, ConfigError};
+
+/// Defaults: a login waits at most about `DEFAULT_TIMEOUT` for the service.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
+/// How long an answer is kept when the service names no TTL.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+pub const DEFAULT_BREAKER_FAILURES: u32 = 3;
+pub const DEFAULT_BREAKER_OPEN: Duration = Duration::from_secs(1);
+pub const DEFAULT_BREAKER_MAX_OPEN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub connect_timeout: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub max_connections: Option<usize>,
+    pub cache_ttl: Option<HumanDuration>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_open: Option<HumanDuration>,
+    pub breaker_max_open: Option<HumanDuration>,
+}
+
+/// `auth.http`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpAuthConfig {
+    /// The service's base URL without a trailing `/`; requests go to
+    /// `{url}/authenticate` and `{url}/rules`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer …`.
+    pub token: Option<String>,
+    /// PEM CA bundle the service's certificate must chain to (in addition
+    /// to the public web roots); absolute.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS to the service; absolute.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// The whole request, connecting included.
+    pub timeout: Duration,
+    /// Requests in flight at once (and idle connections kept).
+    pub max_connections: NonZeroUsize,
+    /// How long answers are kept when the service names no TTL.
+    pub cache_ttl: Duration,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker first stays open (jittered, doubling per
+    /// failed probe up to `breaker_max_open`).
+    pub breaker_open: Duration,
+    pub breaker_max_open: Duration,
+}
+
+// The bearer token never reaches a log line.
+impl std::fmt::Debug for HttpAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpAuthConfig")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One authenticator of `auth.chain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainStep {
+    Jwt,
+    Http,
+    Store,
+}
+
+impl ChainStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainStep::Jwt => "jwt",
+            ChainStep::Http => "http",
+            ChainStep::Store => "store",
+        }
+    }
+}
+
+/// `auth.compose`: how the chain's answers combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compose {
+    /// The first authenticator that accepts the login decides.
+    #[default]
+    FirstMatch,
+    /// Every authenticator that applies must accept it.
+    AllMustAllow,
+}
+
+pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, ConfigError> {
+    let at = |key| [Seg::Key("auth"), Seg::Key("http"), Seg::Key(key)];
+    let err = |key: &'static str, message: String| {
+        ctx.err(&at(key), &format!("auth.http.{key}"), message)
+    };
+    let file = |key: &'static str, p: &std::path::Path| {
+        let resolved = ctx.resolve(p);
+        if resolved.is_file() {
+            Ok(resolved)
+        } else {
+            Err(err(key, format!("file not found: {}", resolved.display())))
+        }
+    };
+    let Some(url) = raw.url else {
+        return Err(ctx.err(
+            &[Seg::Key("auth"), Seg::Key("http")],
+            "auth.http.url",
+            "the service's base URL is required",
+        ));
+    };
+    let url = url.trim_end_matches('/').to_owned();
+    let scheme_ok = url
+        .split_once("://")
+        .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty());
+    if !scheme_ok {
+        return Err(err(
+            "url",
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    if raw.token.is_some() && raw.token_file.is_some() {
+        return Err(err(
+            "token_file",
+            "set token or token_file, not both".to_owned(),
+        ));
+    }
+    let token = match (raw.token, &raw.token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(p)) => {
+            let path = file("token_file", p)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| err("token_file", format!("cannot read {}: {e}", path.display())))?;
+            Some(text.trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    if token.as_deref().is_some_and(str::is_empty) {
+        return Err(err("token", "must not be empty".to_owned()));
+    }
+    let ca_file = raw
+        .ca_file
+        .as_deref()
+        .map(|p| file("ca_file", p))
+        .transpose()?;
+    let (client_cert, client_key) = match (&raw.client_cert, &raw.client_key) {
+        (Some(c), Some(k)) => (Some(file("client_cert", c)?), Some(file("client_key", k)?)),
+        (None, None) => (None, None),
+        (Some(_), None) => {
+            return Err(err("client_key", "client_cert needs client_key".to_owned()))
+        }
+        (None, Some(_)) => {
+            return Err(err("client_key", "client_key needs client_cert".to_owned()))
+        }
+    };
+    if client_cert.is_some() && !url.starts_with("https://") {
+        return Err(err(
+            "client_cert",
+            "a client certificate needs an https:// url".to_owned(),
+        ));
+    }
+    let positive = |key: &'static str, value: Option<HumanDuration>, default: Duration| {
+        let d = value.map_or(default, |h| h.0);
+        if d.is_zero() {
+            Err(err(key, "must be more than zero".to_owned()))
+        } else {
+            Ok(d)
+        }
+    };
+    let timeout = positive("timeout", raw.timeout, DEFAULT_TIMEOUT)?;
+    // Unset, it never exceeds the whole request's bound.
+    let connect_timeout = positive(
+        "connect_timeout",
+        raw.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT.min(timeout),
+    )?;
+    if connect_timeout > timeout {
+        return Err(err(
+            "connect_timeout",
+            "longer than timeout, which includes connecting".to_owned(),
+        ));
+    }
+    let max_connections = NonZeroUsize::new(raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
+        .ok_or_else(|| err("max_connections", "must be at least 1".to_owned()))?;
+    let breaker_failures = raw.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
+    if breaker_failures == 0 {
+        return Err(err("breaker_failures", "must be at least 1".to_owned()));
+    }
+    let breaker_open = positive("breaker_open", raw.breaker_open, DEFAULT_BREAKER_OPEN)?;
+    let breaker_max_open = positive(
+        "breaker_max_open",
+        raw.breaker_max_open,
+        DEFAULT_BREAKER_MAX_OPEN,
+    )?;
+    if breaker_max_open < breaker_open {
+        return Err(err(
+            "breaker_max_open",
+            "shorter than breaker_open".to_owned(),
+        ));
+    }
+    Ok(HttpAuthConfig {
+        url,
+        token,
+        ca_file,
+        client_cert,
+        client_key,
+        connect_timeout,
+        timeout,
+        max_connections,
+        cache_ttl: raw.cache_ttl.map_or(DEFAULT_CACHE_TTL, |h| h.0),
+        breaker_failures,
+        breaker_open,
+        breaker_max_open,
+    })
+}
+
+/// `auth.chain`: known names, each once, each configured.
+pub(super) fn build_chain(
+    raw: Option<Vec<String>>,
+    auth: &AuthConfig,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<ChainStep>, ConfigError> {
+    let Some(names) = raw else {
+        return Ok(Vec::new());
+    };
+    let at = [Seg::Key("auth"), Seg::Key("chain")];
+    let err = |message: String| ctx.err(&at, "auth.chain", message);
+    if names.is_empty() {
+        return Err(err("must name at least one of jwt, http, store".to_owned()));
+    }
+    let mut chain = Vec::with_capacity(names.len());
+    for name in &names {
+        let step = match name.as_str() {
+            "jwt" if auth.jwt.is_none() => {
+                return Err(err(
+                    "jwt is listed but auth.jwt is not configured".to_owned()
+                ))
+            }
+            "http" if auth.http.is_none() => {
+                return Err(err(
+                    "http is listed but auth.http is not configured".to_owned()
+                ))
+            }
+            "jwt" => ChainStep::Jwt,
+            "http" => ChainStep::Http,
+            "store" => ChainStep::Store,
+            other => {
+                return Err(err(format!(
+                    "unknown authenticator {other:?} (expected jwt, http or store)"
+                )))
+            }
+        };
+        if chain.contains(&step) {
+            return Err(err(format!("{name} is listed twice")));
+        }
+        chain.push(step);
+    }
+    Ok(chain)
+}
