@@ -11,6 +11,7 @@ pub mod handler;
 pub mod held_acks;
 pub mod inbound;
 pub mod lifecycle;
+pub mod linger;
 pub mod message;
 pub mod outbound;
 pub mod reauth;
@@ -18,6 +19,7 @@ pub mod restore;
 pub mod state;
 pub mod subscribe;
 pub mod sweep;
+pub mod topic_alias;
 pub mod will;
 
 use std::sync::Arc;
