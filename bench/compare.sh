@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: Warden (ACL on), Warden with one allow-all rule,
-# Mosquitto (password file + ACL file) and rumqttd (no auth, no ACL; built
-# from bench/rumqttd on first use, RUMQTTD= leaves it out). Runs the
-# warden-bench scenarios interleaved (A B A B …) for $ROUNDS rounds and
-# writes medians with min–max to docs/benchmarks.md. PERSIST=1 then runs
-# bench/persist.sh (durability: persistence modes beside Mosquitto's).
+# Mosquitto (password file + ACL file), FlashMQ when FLASHMQ_BIN names its
+# binary (Mosquitto's password and ACL files, read as they are; built from
+# its public source by whoever runs this, never here) and rumqttd (no auth,
+# no ACL; built from bench/rumqttd on first use, RUMQTTD= leaves it out).
+# Runs the warden-bench scenarios interleaved (A B A B …) for $ROUNDS rounds
+# and writes medians with min–max to docs/benchmarks.md. Every message run
+# lasts SECS seconds and every connect run CONNECT_SECS (a sample of several
+# seconds on every broker, not a fixed count that a fast broker finishes in
+# a fraction of one). PERSIST=1 then runs bench/persist.sh (durability:
+# persistence modes beside Mosquitto's).
 #
-# usage: bench/compare.sh            (env: SECS ROUNDS CONNS IDLE IDLE_MTLS NO_BUILD KEEP RUMQTTD PERSIST)
+# usage: bench/compare.sh            (env: SECS CONNECT_SECS ROUNDS IDLE IDLE_MTLS NO_BUILD KEEP
+#                                     RUMQTTD FLASHMQ_BIN PERSIST)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SECS=${SECS:-5}
+SECS=${SECS:-10}
+CONNECT_SECS=${CONNECT_SECS:-5}
 ROUNDS=${ROUNDS:-3}
-CONNS=${CONNS:-2000}
-# Password logins on Warden cost one argon2id verify (~50 ms CPU) each.
+# Connects per connect run at most (the run ends after CONNECT_SECS).
+CONNS=${CONNS:-1000000}
+# Idle connections logging in with a password on Warden: each first login
+# of a user costs one argon2id verify (~50 ms CPU).
 CONNS_PW=${CONNS_PW:-200}
 IDLE=${IDLE:-5000}
 IDLE_MTLS=${IDLE_MTLS:-2000}
@@ -69,6 +78,10 @@ HAVE_RUMQTTD=$RUMQTTD
 [[ -z $HAVE_RUMQTTD ]] || rumqttd_config "$RQ" 41883
 # Anonymous; keep-alive longer than any run, since the tool sends no PINGREQ.
 RQ_ARGS=(--user-prefix '' --keep-alive 600)
+# --- FlashMQ (FLASHMQ_BIN): 51883 58883 58884, Mosquitto's files -----------
+FQ=$WORK/flashmq
+HAVE_FLASHMQ=${FLASHMQ_BIN:-}
+[[ -z $HAVE_FLASHMQ ]] || flashmq_config "$FQ" 51883 58883 58884 "$CERTS" "$MQ"
 
 CLIENT_CERT=$(ls "$CERTS"/bench0*.pem | grep -v key | head -1)
 CLIENT_KEY=$(ls "$CERTS"/bench0*key* | head -1)
@@ -85,8 +98,14 @@ if [[ -n $HAVE_RUMQTTD ]]; then
     PIDS+=($!)
     PID_RQ=$!
 fi
+if [[ -n $HAVE_FLASHMQ ]]; then
+    "$FLASHMQ_BIN" --config-file "$FQ/f.conf" >"$FQ/log" 2>&1 &
+    PIDS+=($!)
+    PID_FQ=$!
+fi
 for p in 21883 28883 28884 22883 31883 38883 38884; do wait_port $p; done
 [[ -z $HAVE_RUMQTTD ]] || wait_port 41883
+[[ -z $HAVE_FLASHMQ ]] || for p in 51883 58883 58884; do wait_port $p; done
 RUN=0
 bench() { # label pid port scenario args...
     local label=$1 pid=$2 port=$3
@@ -104,6 +123,7 @@ each_broker() { # scenario args... (tcp, all brokers)
     bench warden "$PID_WA" 21883 "$@"
     bench warden-allowall "$PID_WB" 22883 "$@"
     bench mosquitto "$PID_MQ" 31883 "$@"
+    [[ -z $HAVE_FLASHMQ ]] || bench flashmq "$PID_FQ" 51883 "$@"
     [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 "$@" "${RQ_ARGS[@]}"
 }
 
@@ -115,8 +135,10 @@ log "idle connections (once per broker, fresh processes)"
 # argon2 logins go last because they leave ~20 MiB per concurrent verify behind.
 bench warden "$PID_WA" 28884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
 bench mosquitto "$PID_MQ" 38884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
+[[ -z $HAVE_FLASHMQ ]] || bench flashmq "$PID_FQ" 58884 idle --conns "$IDLE_MTLS" "${MTLS[@]}"
 bench warden-anonymous "$PID_WB" 22883 idle --conns "$IDLE" --user-prefix ''
 bench mosquitto "$PID_MQ" 31883 idle --conns "$IDLE"
+[[ -z $HAVE_FLASHMQ ]] || bench flashmq "$PID_FQ" 51883 idle --conns "$IDLE"
 [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 idle --conns "$IDLE" "${RQ_ARGS[@]}"
 bench warden "$PID_WA" 21883 idle --conns "$CONNS_PW"
 
@@ -127,13 +149,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
         each_broker fanout --qos $q --secs "$SECS"
     done
     each_broker latency --qos 0 --secs "$SECS"
-    bench warden "$PID_WA" 21883 connect --conns "$CONNS_PW"
-    bench mosquitto "$PID_MQ" 31883 connect --conns "$CONNS"
-    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 connect --conns "$CONNS" "${RQ_ARGS[@]}"
-    bench warden "$PID_WA" 28883 connect --conns "$CONNS_PW" "${TLS[@]}"
-    bench mosquitto "$PID_MQ" 38883 connect --conns "$CONNS" "${TLS[@]}"
-    bench warden "$PID_WA" 28884 connect --conns "$CONNS" "${MTLS[@]}"
-    bench mosquitto "$PID_MQ" 38884 connect --conns "$CONNS" "${MTLS[@]}"
+    for tr in tcp tls mtls; do
+        case $tr in
+        tcp) ports=(21883 31883 51883) extra=() ;;
+        tls) ports=(28883 38883 58883) extra=("${TLS[@]}") ;;
+        mtls) ports=(28884 38884 58884) extra=("${MTLS[@]}") ;;
+        esac
+        C=(connect --conns "$CONNS" --connect-secs "$CONNECT_SECS" "${extra[@]}")
+        bench warden "$PID_WA" "${ports[0]}" "${C[@]}"
+        bench mosquitto "$PID_MQ" "${ports[1]}" "${C[@]}"
+        [[ -z $HAVE_FLASHMQ ]] || bench flashmq "$PID_FQ" "${ports[2]}" "${C[@]}"
+    done
+    [[ -z $HAVE_RUMQTTD ]] || bench rumqttd "$PID_RQ" 41883 connect --conns "$CONNS" \
+        --connect-secs "$CONNECT_SECS" "${RQ_ARGS[@]}"
 done
 
 {
@@ -143,9 +171,10 @@ done
     echo "kernel: $(uname -sr)"
     echo "warden: $("$WARDEN" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), release build)"
     echo "mosquitto: $(mosquitto -h 2>&1 | head -1)"
+    echo "flashmq: ${HAVE_FLASHMQ:+$("$FLASHMQ_BIN" --version 2>&1 | head -1) (built from its public source; the Mosquitto password and ACL files)}${HAVE_FLASHMQ:-not run}"
     echo "rumqttd: ${HAVE_RUMQTTD:+$("$RUMQTTD" --version 2>&1 | head -1) (library in bench/rumqttd, MQTT 3.1.1 listener)}${HAVE_RUMQTTD:-not run}"
     echo "rustc: $(rustc --version)"
-    echo "run: $(date -u +%FT%TZ), $ROUNDS rounds interleaved, ${SECS}s per message run, $CONNS connects ($CONNS_PW with a password on Warden), $IDLE idle tcp, $IDLE_MTLS idle mtls"
+    echo "run: $(date -u +%FT%TZ), $ROUNDS rounds interleaved, ${SECS}s per message run, ${CONNECT_SECS}s per connect run, $IDLE idle tcp, $IDLE_MTLS idle mtls"
 } >"$WORK/machine.txt"
 cp "$RESULTS" "$ROOT/bench/last-results.jsonl"
 python3 "$ROOT/bench/summarize.py" "$RESULTS" "$WORK/machine.txt" "$ROOT/docs/benchmarks.md"

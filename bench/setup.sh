@@ -119,6 +119,62 @@ use_identity_as_username true
 EOF
 }
 
+# FlashMQ reads Mosquitto's password and ACL files as they are (the same
+# users, hashes and rules as Mosquitto). Its own defaults would make the
+# comparison unfair or lossy, so:
+# - tcp_nodelay on every listener (Warden and Mosquitto set TCP_NODELAY);
+# - client_max_write_buffer_size 1 GiB: a QoS 0 packet that does not fit a
+#   subscriber's write buffer (1 MiB by default) is dropped, and FlashMQ does
+#   not slow publishers down for a subscriber that is behind, so the fan-in
+#   subscriber's backlog (8 publishers; several hundred MB in a 10 s run)
+#   must fit (64 MiB still dropped 79% in a 2 s run; 1 GiB dropped none);
+# - max_qos_msg/bytes_pending_per_client: QoS 1 queued beyond the window is
+#   kept up to 65,535 messages (its most; Warden and Mosquitto keep 100,000), not
+#   512 messages / 64 KiB;
+# - rlimit_nofile: the hard limit it can actually get (it asks 1,000,000).
+# mTLS takes the username from the certificate's CN without a password, as
+# Mosquitto's use_identity_as_username does. No storage_dir: no persistence.
+flashmq_config() { # dir plain tls mtls certs mosquitto_dir
+    local dir=$1 certs=$5 mq=$6
+    mkdir -p "$dir"
+    local tls="  fullchain $certs/server.pem
+  privkey $certs/server.key"
+    cat >"$dir/f.conf" <<EOF
+allow_anonymous false
+mosquitto_password_file $mq/pw
+mosquitto_acl_file $mq/acl
+log_level error
+rlimit_nofile $(ulimit -Hn)
+client_max_write_buffer_size 1073741824
+max_qos_msg_pending_per_client 65535
+max_qos_bytes_pending_per_client 67108864
+listen {
+  protocol mqtt
+  inet_protocol ip4
+  inet4_bind_address 127.0.0.1
+  port $2
+  tcp_nodelay true
+}
+listen {
+  protocol mqtt
+  inet_protocol ip4
+  inet4_bind_address 127.0.0.1
+  port $3
+$tls
+  tcp_nodelay true
+}
+listen {
+  protocol mqtt
+  inet_protocol ip4
+  inet4_bind_address 127.0.0.1
+  port $4
+$tls
+  client_verification_ca_file $certs/ca.pem
+  tcp_nodelay true
+}
+EOF
+}
+
 # rumqttd is built from bench/rumqttd (its library behind a small main, with
 # a lockfile that compiles on current rustc) into target/rumqttd on first use.
 # Sets RUMQTTD to the binary, or to nothing when it cannot be built; RUMQTTD

@@ -18,7 +18,7 @@ from collections import defaultdict
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
-BROKERS = ["warden", "warden-allowall", "warden-anonymous", "mosquitto", "rumqttd"]
+BROKERS = ["warden", "warden-allowall", "warden-anonymous", "mosquitto", "flashmq", "rumqttd"]
 
 
 def load(path):
@@ -144,6 +144,18 @@ def target_rows(runs):
     check("idle plain ≤ 4 KB RSS/conn", v, v is not None and v <= 4, f"{v:.2f} KB" if v is not None else "")
     r = ratio(runs, ("idle", "mtls", None, "warden"), ("idle", "mtls", None, "mosquitto"), "rss_kb_per_conn")
     check("idle mTLS RSS/conn < Mosquitto", r, r is not None and r < 1, f"{r:.2f}× Mosquitto's" if r else "")
+    # Issue 14: against FlashMQ, when compare.sh ran it (FLASHMQ_BIN).
+    if any(k[3] == "flashmq" for k in runs):
+        for sc, qos, need in (("fanin", 1, 1.2), ("fanin", 0, 1.5), ("fanout", 0, 1.5), ("fanout", 1, 1.5)):
+            r = ratio(runs, (sc, "tcp", qos, "warden"), (sc, "tcp", qos, "flashmq"), "msg_per_s")
+            check(f"{sc} QoS {qos} ≥ {need}× FlashMQ", r, r is not None and r >= need,
+                  f"{r:.2f}×" if r else "")
+        r = ratio(runs, ("fanin", "tcp", 1, "warden"), ("fanin", "tcp", 1, "flashmq"),
+                  "broker_cpu_us_per_msg")
+        check("fan-in QoS 1 broker CPU/msg ≤ FlashMQ", r, r is not None and r <= 1,
+              f"{r:.2f}× FlashMQ's" if r else "")
+        r = ratio(runs, ("idle", "mtls", None, "warden"), ("idle", "mtls", None, "flashmq"), "rss_kb_per_conn")
+        check("idle mTLS RSS/conn ≤ FlashMQ", r, r is not None and r <= 1, f"{r:.2f}× FlashMQ's" if r else "")
     # The ACL's cost is judged on instruction counts (bench/acl-cost.sh):
     # msg/s of two runs on a shared 2-core machine spread by ±20-30%, far
     # more than the 5% asked about. The msg/s ratio is shown beside it.

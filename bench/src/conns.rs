@@ -17,15 +17,17 @@ use crate::report::{proc_rss_kb, CpuMark, Report};
 /// Makes the login of connection `i`.
 pub type LoginFn = Arc<dyn Fn(usize) -> Login + Send + Sync>;
 
-/// Runs `total` connects with `concurrency` workers; `keep` holds the
-/// streams open instead of disconnecting. Returns CONNACK latencies (µs),
-/// failures (with the first error) and the kept streams.
+/// Runs `total` connects with `concurrency` workers, starting none after
+/// `until`; `keep` holds the streams open instead of disconnecting. Returns
+/// CONNACK latencies (µs), failures (with the first error) and the kept
+/// streams.
 async fn connect_many(
     target: &Target,
     range: std::ops::Range<usize>,
     concurrency: usize,
     login: LoginFn,
     keep: bool,
+    until: Option<Instant>,
 ) -> (Vec<u64>, usize, Option<String>, Vec<BoxStream>) {
     let (first, total) = (range.start, range.end);
     let next = Arc::new(AtomicUsize::new(first));
@@ -40,7 +42,7 @@ async fn connect_many(
             let mut first_err = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
+                if i >= total || until.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
                 let t0 = Instant::now();
@@ -84,17 +86,21 @@ pub async fn disconnect(stream: &mut BoxStream) {
     }
 }
 
-/// `connect`: `total` full handshakes, `concurrency` in flight.
+/// `connect`: `total` full handshakes, `concurrency` in flight; with
+/// `secs`, none started after that long (a run of a fixed length).
 pub async fn connect_scenario(
     target: &Target,
     total: usize,
     concurrency: usize,
     login: LoginFn,
     broker_pid: Option<u32>,
+    secs: Option<f64>,
 ) -> Result<Report> {
     let cpu = CpuMark::now(broker_pid);
     let t0 = Instant::now();
-    let (mut lat, failed, err, _) = connect_many(target, 0..total, concurrency, login, false).await;
+    let until = secs.map(|s| t0 + Duration::from_secs_f64(s));
+    let (mut lat, failed, err, _) =
+        connect_many(target, 0..total, concurrency, login, false, until).await;
     let secs = t0.elapsed().as_secs_f64();
     let mut report = Report {
         scenario: "connect".into(),
@@ -127,13 +133,13 @@ pub async fn idle_scenario(
     // allocator (per-thread arenas, handshake buffers) before the baseline.
     let warm = concurrency.min(total / 10);
     let (_, _, _, warm_kept) =
-        connect_many(target, 0..warm, concurrency, login.clone(), true).await;
+        connect_many(target, 0..warm, concurrency, login.clone(), true, None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = proc_rss_kb(pid)?;
     let cpu = CpuMark::now(broker_pid);
     let t0 = Instant::now();
     let (mut lat, failed, err, kept) =
-        connect_many(target, warm..total, concurrency, login, true).await;
+        connect_many(target, warm..total, concurrency, login, true, None).await;
     let secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(hold).await;
     let after = proc_rss_kb(pid)?;

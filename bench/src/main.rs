@@ -116,6 +116,10 @@ struct Args {
     /// Connections (connect, idle).
     #[arg(long, default_value_t = 2000)]
     conns: usize,
+    /// Connect: start no connect after this many seconds (then --conns is
+    /// only an upper bound), so a sample lasts the same time on every broker.
+    #[arg(long)]
+    connect_secs: Option<f64>,
     /// Connects in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -332,7 +336,9 @@ async fn run(args: Args) -> Result<Report> {
             throughput::run(&name, &target, args.plan(), pid).await?
         }
         Scenario::Connect => {
-            conns::connect_scenario(&target, args.conns, args.concurrency, logins, pid).await?
+            let secs = args.connect_secs;
+            conns::connect_scenario(&target, args.conns, args.concurrency, logins, pid, secs)
+                .await?
         }
         Scenario::Idle => {
             let hold = Duration::from_secs_f64(args.hold);

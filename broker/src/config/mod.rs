@@ -373,7 +373,12 @@ pub struct Limits {
     pub max_session_expiry: Duration,
     /// `None`: accept the client's keep alive; else the v5 Server Keep Alive cap.
     pub max_keepalive: Option<NonZeroU16>,
+    /// The Topic Alias Maximum we announce: aliases a v5 client may use
+    /// toward us.
     pub topic_alias_maximum: u16,
+    /// Most aliases we assign to the topics we send one v5 client (never
+    /// more than its own Topic Alias Maximum); 0: none.
+    pub outbound_topic_aliases: u16,
     pub retain_available: bool,
     /// A client whose outbound queue stays full (it stopped reading) for
     /// this long is disconnected; never zero.
@@ -398,6 +403,7 @@ impl Default for Limits {
             max_session_expiry: Duration::from_secs(86_400),
             max_keepalive: None,
             topic_alias_maximum: 16,
+            outbound_topic_aliases: 16,
             retain_available: true,
             write_stall: Duration::from_secs(30),
             guard: GuardLimits::default(),

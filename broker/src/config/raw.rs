@@ -144,6 +144,7 @@ pub struct RawLimits {
     pub max_session_expiry: Option<HumanDuration>,
     pub max_keepalive: Option<u16>,
     pub topic_alias_maximum: Option<u16>,
+    pub outbound_topic_aliases: Option<u16>,
     pub retain_available: Option<bool>,
     pub write_stall: Option<HumanDuration>,
     // Defence (`defence.rs`); 0 is off.

@@ -250,6 +250,7 @@ limits:
   max_session_expiry: 1h
   max_keepalive: 60
   topic_alias_maximum: 0
+  outbound_topic_aliases: 3
   retain_available: false
 log: { level: "warden=debug,info" }
 "#;
@@ -290,6 +291,7 @@ log: { level: "warden=debug,info" }
     assert_eq!(c.limits.max_session_expiry_secs(), 3600);
     assert_eq!(c.limits.max_keepalive.map(|k| k.get()), Some(60));
     assert_eq!(c.limits.topic_alias_maximum, 0);
+    assert_eq!(c.limits.outbound_topic_aliases, 3);
     assert!(!c.limits.retain_available);
     assert_eq!(c.log.level, "warden=debug,info");
 }

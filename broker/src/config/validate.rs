@@ -293,6 +293,9 @@ fn build_limits(raw: Option<super::raw::RawLimits>, ctx: &Ctx<'_>) -> Result<Lim
         max_session_expiry,
         max_keepalive: raw.max_keepalive.and_then(std::num::NonZeroU16::new),
         topic_alias_maximum: raw.topic_alias_maximum.unwrap_or(d.topic_alias_maximum),
+        outbound_topic_aliases: raw
+            .outbound_topic_aliases
+            .unwrap_or(d.outbound_topic_aliases),
         retain_available: raw.retain_available.unwrap_or(d.retain_available),
     })
 }

@@ -48,6 +48,9 @@ pub struct Accepted {
     pub session_present: bool,
     /// The Topic Alias Maximum we announced (inbound aliases).
     pub topic_alias_max: u16,
+    /// How many aliases we may assign to the topics we send (outbound):
+    /// the client's Topic Alias Maximum, capped by our configuration.
+    pub topic_alias_out: u16,
     pub version: ProtocolVersion,
     /// A JWT login: the session ends when the token expires.
     pub token: Option<Arc<crate::auth::TokenGrant>>,
@@ -464,6 +467,15 @@ async fn admit(
         session_present,
         topic_alias_max: if version.is_v5() {
             limits.topic_alias_maximum
+        } else {
+            0
+        },
+        topic_alias_out: if version.is_v5() {
+            connect
+                .properties
+                .topic_alias_maximum
+                .unwrap_or(0)
+                .min(limits.outbound_topic_aliases)
         } else {
             0
         },

@@ -291,6 +291,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let _ = self.stream.shutdown().await;
     }
 
+    /// Read and drop input until the peer closes, fails, or `max_bytes`
+    /// were read (the linger after an error DISCONNECT, `linger.rs`; the
+    /// caller bounds the time). Holds no buffer: each read lands on the
+    /// stack while it is polled.
+    pub async fn discard_input(&mut self, max_bytes: usize) {
+        self.read_buf = BytesMut::new();
+        let mut left = max_bytes;
+        poll_fn(|cx| loop {
+            let mut stack = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            match ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf)) {
+                Ok(()) if !buf.filled().is_empty() => {
+                    left = left.saturating_sub(buf.filled().len());
+                    if left == 0 {
+                        return Poll::Ready(());
+                    }
+                }
+                _ => return Poll::Ready(()),
+            }
+        })
+        .await;
+    }
+
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;

@@ -89,6 +89,13 @@ impl End {
         }
     }
 
+    /// After our DISCONNECT with an error reason the client's input is read
+    /// and dropped for a while, so that it reads the reason (`linger.rs`).
+    /// Not on shutdown, which must not wait on clients.
+    fn lingers(self) -> bool {
+        self != End::Shutdown && self.reason().is_some_and(|r| r >= 0x80)
+    }
+
     /// The will is published on every end except a normal DISCONNECT, a
     /// server shutdown and a revocation (the user no longer exists, or may
     /// no longer act).
@@ -119,6 +126,10 @@ pub struct Handler<S> {
     /// Inbound topic aliases (v5).
     pub(crate) aliases: HashMap<u16, String>,
     pub(crate) topic_alias_max: u16,
+    /// Outbound topic aliases (v5): how many the client allows us (0: none),
+    /// and the table, made at the first delivery (`topic_alias.rs`).
+    pub(crate) alias_out_max: u16,
+    pub(crate) aliases_out: Option<Box<crate::session::topic_alias::TopicAliases>>,
     pub(crate) client_id: Arc<str>,
     pub(crate) username: Option<Arc<str>>,
     /// Reused between drains so sending does not allocate a Vec each time.
@@ -176,6 +187,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             will: accepted.will.map(Box::new),
             aliases: HashMap::new(),
             topic_alias_max: accepted.topic_alias_max,
+            alias_out_max: accepted.topic_alias_out,
+            aliases_out: None,
             client_id,
             username,
             out: Vec::new(),
@@ -390,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Say goodbye, release the session, publish the will, schedule expiry.
     async fn finish(&mut self, end: End) {
         let mut end = end;
-        self.goodbye(end).await;
+        let linger = self.goodbye(end).await;
         let released = crate::session::lifecycle::detach(&self.session, self.conn_id);
         if released.is_none() && !matches!(end, End::Shutdown | End::Revoked | End::CertRevoked) {
             // Someone else is attached now (a takeover), or the session
@@ -416,11 +429,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if let Some((expiry, generation)) = released {
             will::schedule_expiry(&self.broker, &self.session, expiry, generation);
         }
+        if linger {
+            // Last: the session is released and the will settled already.
+            self.linger().await;
+        }
     }
 
     /// The DISCONNECT (v5) and the close, bounded: a peer that stopped
-    /// reading cannot hold the task.
-    async fn goodbye(&mut self, end: End) {
+    /// reading cannot hold the task. True when the connection should then
+    /// linger (an error DISCONNECT went out).
+    async fn goodbye(&mut self, end: End) -> bool {
         if end == End::WriteStall {
             self.conn.discard_output();
         }
@@ -439,6 +457,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         };
         if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
             tracing::debug!(client_id = %self.client_id, "peer did not take the goodbye; dropped");
+            return false;
+        }
+        packet.is_some() && end.lingers()
+    }
+
+    /// Read and drop the client's input for a bounded while (`linger.rs`).
+    async fn linger(&mut self) {
+        let Some(_permit) = crate::session::linger::permit() else {
+            return;
+        };
+        let discard = self
+            .conn
+            .discard_input(crate::session::linger::LINGER_BYTES);
+        tokio::select! {
+            _ = tokio::time::timeout(crate::session::linger::LINGER, discard) => {}
+            _ = self.shutdown.recv() => {}
         }
     }
 

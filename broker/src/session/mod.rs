@@ -1,8 +1,10 @@
 //! One task per connection: CONNECT (`connect.rs`), then the packet loop
 //! (`handler.rs`) with inbound messages (`inbound.rs`), subscriptions
-//! (`subscribe.rs`) and outbound delivery (`outbound.rs`); what outlives the
+//! (`subscribe.rs`) and outbound delivery (`outbound.rs`, with the
+//! connection's topic aliases in `topic_alias.rs`); what outlives the
 //! connection is the [`state::Session`], whose states and owner are kept by
-//! `lifecycle.rs`, and what happens after it ends is `will.rs`.
+//! `lifecycle.rs`, and what happens after it ends is `will.rs` (and, after an
+//! error DISCONNECT, the bounded read-and-drop of `linger.rs`).
 
 pub mod connect;
 pub mod connection;
@@ -11,6 +13,7 @@ pub mod handler;
 pub mod held_acks;
 pub mod inbound;
 pub mod lifecycle;
+pub mod linger;
 pub mod message;
 pub mod outbound;
 pub mod reauth;
@@ -18,6 +21,7 @@ pub mod restore;
 pub mod state;
 pub mod subscribe;
 pub mod sweep;
+pub mod topic_alias;
 pub mod will;
 
 use std::sync::Arc;

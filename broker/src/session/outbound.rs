@@ -3,7 +3,9 @@
 //! the QoS 1/2 acknowledgements that free the window, and retransmission on
 //! resume. Fresh, queued and retransmitted deliveries are written by one
 //! encoder (`Outbound`), and each was authorized under the session's
-//! current policy (`SessionState::authorize_delivery`).
+//! current policy (`SessionState::authorize_delivery`). Fresh and queued
+//! deliveries to a v5 client that allows topic aliases are sent by alias
+//! (`topic_alias.rs`); retransmissions on resume carry their whole topic.
 
 use std::time::Instant;
 
@@ -19,6 +21,7 @@ use crate::session::connection::Connection;
 use crate::session::handler::{End, Handler, WRITE_CAP};
 use crate::session::message::Delivery;
 use crate::session::state::{Outgoing, Phase, SessionState};
+use crate::session::topic_alias::{Alias, TopicAliases};
 
 /// Most packets moved per drain, so one busy subscriber cannot hold its
 /// session lock for long; the rest go on the next turn.
@@ -32,6 +35,8 @@ pub struct Outbound {
     packet_id: Option<u16>,
     /// A retransmission on resume.
     dup: bool,
+    /// Sent by its topic alias alone, with an empty topic.
+    bare: bool,
     /// v5 only: the properties this delivery carries (expiry left,
     /// subscription identifiers); `None` for 3.x.
     properties: Option<Properties>,
@@ -48,7 +53,44 @@ impl Outbound {
             delivery: d,
             packet_id,
             dup: false,
+            bare: false,
             properties,
+        }
+    }
+
+    /// Send by topic alias: the alias alone when the client knows it for
+    /// this topic, else the topic with a new alias (the least recently used
+    /// one when all are taken), unless the alias would take the packet past
+    /// the client's Maximum Packet Size.
+    fn use_alias(
+        &mut self,
+        table: &mut TopicAliases,
+        max_packet: Option<u32>,
+        version: ProtocolVersion,
+    ) {
+        if self.properties.is_none() {
+            return;
+        }
+        if let Alias::Known(alias) = table.lookup(&self.delivery.msg.topic) {
+            self.set_alias(Some(alias));
+            self.bare = true;
+            return;
+        }
+        if let Some(max) = max_packet {
+            // Any alias adds the same three bytes.
+            self.set_alias(Some(1));
+            if warden_codec::publish_encoded_len(&self.view(), version) > max as usize {
+                self.set_alias(None);
+                return;
+            }
+        }
+        let alias = table.assign(&self.delivery.msg.topic);
+        self.set_alias(Some(alias));
+    }
+
+    fn set_alias(&mut self, alias: Option<u16>) {
+        if let Some(p) = self.properties.as_mut() {
+            p.topic_alias = alias;
         }
     }
 
@@ -58,7 +100,7 @@ impl Outbound {
             dup: self.dup,
             qos: d.qos.as_u8(),
             retain: d.retain,
-            topic: &d.msg.topic,
+            topic: if self.bare { "" } else { &d.msg.topic },
             packet_id: self.packet_id,
             properties: self.properties.as_ref().unwrap_or(&NO_PROPERTIES),
             payload: &d.msg.payload,
@@ -118,6 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Move what may be sent now from the session queue to the write buffer.
     pub(crate) fn drain_outbound(&mut self) -> Result<(), End> {
         let mut out = std::mem::take(&mut self.out);
+        let max_packet;
         let more = {
             let mut st = self.session.state.lock();
             let kicked = st.kicked.is_some_and(|(id, _)| id == self.conn_id);
@@ -129,6 +172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 // rest waits in the session queue (bounded, counted).
                 return Ok(());
             }
+            max_packet = st.client_max_packet;
             fill_batch(
                 &mut st,
                 &mut out,
@@ -140,7 +184,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let mut result = Ok(());
         // Counted per batch and QoS: one shared add per batch, not per message.
         let mut sent = [(0u64, 0u64); 3];
-        for o in out.drain(..) {
+        // One branch per batch for a client without aliases.
+        let max = self.alias_out_max;
+        let mut aliases = (max > 0 && !out.is_empty()).then(|| {
+            &mut **self
+                .aliases_out
+                .get_or_insert_with(|| Box::new(TopicAliases::new(max)))
+        });
+        for mut o in out.drain(..) {
+            if let Some(table) = aliases.as_deref_mut() {
+                o.use_alias(table, max_packet, self.version);
+            }
             if self.conn.queue_publish(&o.view()).is_err() {
                 result = Err(End::Violation(
                     ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR.value(),
