@@ -20,6 +20,7 @@
 //! - [`persist`]: persistent sessions and retained messages on disk.
 //! - [`observe`]: metrics, `$SYS`, the audit log, the admin API and page.
 //! - [`defence`]: bans after failed logins and connection limits.
+//! - [`wake`]: a connection's wake-up (deliveries, durable acks, kicks, shutdown).
 //! - [`cli`]: the `warden` subcommands (serve and the admin CLI).
 //!
 //! The MQTT codec is its own crate, re-exported as [`codec`].
@@ -45,3 +46,4 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod wake;

@@ -20,14 +20,27 @@ pub struct Shutdown {
 
 impl Shutdown {
     pub fn new(notify: watch::Receiver<bool>, done: mpsc::Sender<()>) -> Shutdown {
+        // Subscribed after the flag was raised: no change would ever show.
+        let is_shutdown = *notify.borrow();
         Shutdown {
-            is_shutdown: false,
+            is_shutdown,
             notify,
             _done: done,
         }
     }
 
     pub fn is_shutdown(&self) -> bool {
+        self.is_shutdown
+    }
+
+    /// Whether the signal came, without waiting: one atomic load (the
+    /// flag only ever goes up, so any change is the signal). For a task
+    /// that is woken some other way when it comes (a connection's packet
+    /// loop: `session::lifecycle::wake_all`), and keeps no waiting future.
+    pub fn triggered(&mut self) -> bool {
+        if !self.is_shutdown {
+            self.is_shutdown = self.notify.has_changed().unwrap_or(true);
+        }
         self.is_shutdown
     }
 

@@ -1,6 +1,7 @@
 //! Who is asking: the identity the broker established at CONNECT. Read-only data.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Facts from a verified client certificate.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -31,7 +32,10 @@ pub struct Principal {
     pub client_id: String,
     pub peer: Option<SocketAddr>,
     pub listener: String,
-    pub cert: Option<CertInfo>,
+    /// Shared, not copied: the listener's peer record and the session hold
+    /// the same one for as long as the connection lives, and a session
+    /// without a certificate carries only a pointer.
+    pub cert: Option<Arc<CertInfo>>,
     pub roles: Vec<String>,
     pub superuser: bool,
 }

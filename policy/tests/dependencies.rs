@@ -115,12 +115,12 @@ fn arb_rule() -> impl Strategy<Value = warden_policy::Rule> {
 }
 
 fn with_cert(mut p: Principal, cn: &str, sans: &[&str]) -> Principal {
-    p.cert = Some(CertInfo {
+    p.cert = Some(std::sync::Arc::new(CertInfo {
         subject: format!("CN={cn}"),
         cn: Some(cn.to_owned()),
         sans: sans.iter().map(|s| (*s).to_owned()).collect(),
         ..CertInfo::default()
-    });
+    }));
     p
 }
 

@@ -22,7 +22,7 @@ fn clientid_and_cert_placeholders_substituted() {
         ..CertInfo::default()
     };
     let who = Principal {
-        cert: Some(cert),
+        cert: Some(std::sync::Arc::new(cert)),
         ..alice()
     };
     let rules = vec![

@@ -376,10 +376,12 @@ fn principal() -> impl Strategy<Value = Principal> {
         Principal {
             username: name.map(str::to_owned),
             client_id: cid.to_owned(),
-            cert: cert.map(|(cn, sans)| CertInfo {
-                cn: cn.map(str::to_owned),
-                sans: sans.into_iter().map(str::to_owned).collect(),
-                ..CertInfo::default()
+            cert: cert.map(|(cn, sans)| {
+                std::sync::Arc::new(CertInfo {
+                    cn: cn.map(str::to_owned),
+                    sans: sans.into_iter().map(str::to_owned).collect(),
+                    ..CertInfo::default()
+                })
             }),
             roles: roles.into_iter().map(str::to_owned).collect(),
             superuser: su,

@@ -6,10 +6,11 @@
 //! topics in turn. Deciding a topic again under the same compiled policy then
 //! costs a hash and a string comparison instead of a trie walk.
 //!
-//! Memory is paid only by clients that need it: one decision is kept inline;
-//! the first time a second topic is seen under the same policy the memo grows
-//! into a small direct-mapped table on the heap. An idle client holds
-//! nothing. A recompiled policy (revocation) is a different allocation, so
+//! Memory is paid only by clients that need it: the memo is one pointer
+//! until the first decision, then holds one decision on the heap; the first
+//! time a second topic is seen under the same policy it grows into a small
+//! direct-mapped table. An idle client holds nothing (a session and a
+//! connection each carry a memo, for the whole connection). A recompiled policy (revocation) is a different allocation, so
 //! every remembered decision is dropped the moment the policy changes: the
 //! memo can never answer with a decision of an older policy.
 
@@ -45,7 +46,7 @@ enum Held {
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct DecisionMemo {
-    held: Option<(Arc<dyn CompiledPolicy>, Held)>,
+    held: Option<Box<(Arc<dyn CompiledPolicy>, Held)>>,
 }
 
 /// The two slots a topic may sit in (two choices: a handful of topics
@@ -82,7 +83,8 @@ impl DecisionMemo {
         retain: bool,
         action: Action<'_>,
     ) -> Decision {
-        if let Some((held_policy, held)) = &self.held {
+        if let Some(held) = &self.held {
+            let (held_policy, held) = &**held;
             if Arc::ptr_eq(held_policy, policy) {
                 let hit = match held {
                     Held::One(e) => e.answers(topic, qos, retain).then_some(e),
@@ -117,25 +119,28 @@ impl DecisionMemo {
             retain,
             decision,
         };
-        match self.held.take() {
-            None => self.held = Some((Arc::clone(policy), Held::One(entry))),
-            Some((p, Held::One(first))) => {
-                let mut table: Box<[Option<Entry>; SLOTS]> = Box::default();
-                place(&mut table, first);
-                place(&mut table, entry);
-                self.held = Some((p, Held::Table(table)));
+        let Some(held) = self.held.as_deref_mut() else {
+            self.held = Some(Box::new((Arc::clone(policy), Held::One(entry))));
+            return;
+        };
+        // `decide` dropped a memo of another policy: this one is the same.
+        if matches!(held.1, Held::One(_)) {
+            let grown = Held::Table(Box::default());
+            if let Held::One(first) = std::mem::replace(&mut held.1, grown) {
+                if let Held::Table(table) = &mut held.1 {
+                    place(table, first);
+                }
             }
-            Some((p, Held::Table(mut table))) => {
-                place(&mut table, entry);
-                self.held = Some((p, Held::Table(table)));
-            }
+        }
+        if let Held::Table(table) = &mut held.1 {
+            place(table, entry);
         }
     }
 
     /// Whether the memo has grown into its table (for tests).
     #[cfg(test)]
     fn is_table(&self) -> bool {
-        matches!(self.held, Some((_, Held::Table(_))))
+        matches!(self.held.as_deref(), Some((_, Held::Table(_))))
     }
 }
 

@@ -8,6 +8,8 @@
 //! The policy comes from a [`Source`]: the configured store, or a file made
 //! by `warden export` (for `policy diff`).
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -235,7 +237,7 @@ pub async fn evaluate(
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 listener: "check".into(),
                 tls: true,
-                cert: Some(info.clone()),
+                cert: Some(Arc::new(info.clone())),
                 ocsp: None,
             };
             Some(
@@ -289,7 +291,7 @@ pub async fn evaluate(
             .unwrap_or_else(|| "check".to_owned()),
         peer: None,
         listener: "check".to_owned(),
-        cert,
+        cert: cert.map(Arc::new),
         roles: roles.clone(),
         superuser,
     };

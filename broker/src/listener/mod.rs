@@ -307,10 +307,12 @@ impl Handshaker {
         let cert = match chain {
             Some([leaf, ..]) => {
                 let info = acceptors.cert_info(leaf.as_ref());
-                Some(info.map_err(|message| ListenerError::PeerCert {
-                    peer: addr,
-                    message,
-                })?)
+                Some(Arc::new(info.map_err(|message| {
+                    ListenerError::PeerCert {
+                        peer: addr,
+                        message,
+                    }
+                })?))
             }
             _ => None,
         };

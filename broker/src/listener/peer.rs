@@ -20,8 +20,9 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     pub listener: Arc<str>,
     pub tls: bool,
-    /// Only a certificate that the listener's CA bundle verified.
-    pub cert: Option<CertInfo>,
+    /// Only a certificate that the listener's CA bundle verified; the
+    /// session's principal shares it.
+    pub cert: Option<Arc<CertInfo>>,
     /// On a listener with OCSP checking: the certificate and its issuer,
     /// or why they could not be told apart from the chain.
     pub ocsp: Option<Arc<Result<crate::ocsp::Subject, String>>>,
@@ -222,7 +223,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             listener: Arc::from("tls"),
             tls: true,
-            cert,
+            cert: cert.map(Arc::new),
             ocsp: None,
         }
     }

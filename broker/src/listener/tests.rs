@@ -210,7 +210,7 @@ async fn issued_client_cert_works_over_tls12() {
     let cfg = tls_listener(&p, ClientAuth::Optional { ca: p.ca.clone() });
     let (server, _) = run(&cfg, client(&p.ca, Some((&cert, &key)), &[], true)).await;
     let (_, peer) = server.unwrap();
-    assert_eq!(peer.cert.and_then(|c| c.cn).as_deref(), Some("bob"));
+    assert_eq!(peer.cert.and_then(|c| c.cn.clone()).as_deref(), Some("bob"));
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ struct PolicyKey {
     client_id: Option<String>,
     /// Only when the rules depend on it (any `${cert.*}`): the whole
     /// certificate's facts, `None` inside without a certificate.
-    cert: Option<Option<warden_policy::CertInfo>>,
+    cert: Option<Option<Arc<warden_policy::CertInfo>>>,
 }
 
 /// See the module docs.

@@ -92,9 +92,9 @@ struct Shared {
     /// The highest durable ticket: read on every acknowledgement, so a
     /// plain atomic (waiters are woken through `waiters`).
     durable: AtomicU64,
-    /// Connections waiting for a ticket, woken through their own `Notify`
+    /// Connections waiting for a ticket, woken through their own `Wake`
     /// (no extra future per connection).
-    waiters: Mutex<Vec<(Ticket, Arc<tokio::sync::Notify>)>>,
+    waiters: Mutex<Vec<(Ticket, Arc<crate::wake::Wake>)>>,
 }
 
 /// Closes the queue when the last [`Persister`] clone goes: the thread then
@@ -231,7 +231,7 @@ impl Persister {
     }
 
     /// Wake `wake` (once) when `t` is durable, or now if it already is.
-    pub fn notify_when_durable(&self, t: Ticket, wake: &Arc<tokio::sync::Notify>) {
+    pub fn notify_when_durable(&self, t: Ticket, wake: &Arc<crate::wake::Wake>) {
         if self.durable() < t {
             self.shared.waiters.lock().push((t, Arc::clone(wake)));
             // The writer may have moved on between the look and the push.
@@ -249,7 +249,7 @@ impl Persister {
         if self.durable() >= t {
             return;
         }
-        let wake = Arc::new(tokio::sync::Notify::new());
+        let wake = Arc::new(crate::wake::Wake::new());
         while self.durable() < t {
             self.notify_when_durable(t, &wake);
             wake.notified().await;

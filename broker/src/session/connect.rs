@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
 use warden_auth::PrincipalKey;
 use warden_codec::{
     v3_return_code, ConnAck, Connect, LastWill, Packet, Properties, ProtocolVersion, ReasonCode,
@@ -23,6 +22,7 @@ use crate::listener::PeerInfo;
 use crate::session::connection::{Connection, ConnectionError};
 use crate::session::lifecycle::{self, AttachRequest};
 use crate::session::state::{Attachment, ConnId, Session};
+use crate::wake::Wake;
 
 /// A will message held by the connection until it ends.
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ pub struct Will {
 pub struct Accepted {
     pub session: Arc<Session>,
     pub conn_id: ConnId,
-    pub wake: Arc<Notify>,
+    pub wake: Arc<Wake>,
     /// 1.5 × the negotiated keep alive; None when keep alive is off.
     pub keepalive_timeout: Option<Duration>,
     pub will: Option<Will>,
@@ -400,7 +400,7 @@ async fn admit(
         negotiate_keepalive(connect.keep_alive, limits.max_keepalive);
 
     let conn_id = broker.next_conn_id();
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::new());
     let attachment = Attachment {
         id: conn_id,
         wake: Arc::clone(&wake),

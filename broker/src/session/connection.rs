@@ -96,10 +96,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
         if self.read_buf.is_empty() {
             // Decoded payloads keep their slice of the old allocation alive;
-            // the connection lets go of it and starts afresh.
-            if self.read_buf.capacity() > 0 {
-                self.read_buf = BytesMut::new();
-            }
+            // the connection lets go of it and starts afresh. Even with no
+            // room left (the last packet took all of it), an empty buffer
+            // split off a shared one still holds that allocation: an idle
+            // connection kept its CONNECT's bytes that way.
+            self.read_buf = BytesMut::new();
             return self.poll_read_empty(cx);
         }
         if self.read_buf.capacity() - self.read_buf.len() < self.read_hint / 2 {

@@ -1,7 +1,7 @@
 //! The packet loop of one admitted connection: a `select!` over inbound
 //! bytes, outbound bytes the socket has not taken yet, the session's
-//! wake-up (new deliveries, takeover, revocation), keep alive, the write
-//! stall timer and shutdown; then the ending: DISCONNECT reason, will, and
+//! wake-up (new deliveries, takeover, revocation, shutdown), keep alive and
+//! the write stall timer; then the ending: DISCONNECT reason, will, and
 //! session expiry.
 //!
 //! No branch waits on the socket's write side alone, so a client that stops
@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
@@ -27,6 +26,7 @@ use crate::session::connection::{Connection, ConnectionError};
 use crate::session::state::{ConnId, Kick, Session, SubKey};
 use crate::session::will;
 use crate::shutdown::Shutdown;
+use crate::wake::Wake;
 
 /// How often a paused publisher re-checks its congested subscribers.
 const PAUSE_POLL: Duration = Duration::from_millis(1);
@@ -117,14 +117,17 @@ pub struct Handler<S> {
     pub(crate) session: Arc<Session>,
     pub(crate) key: SubKey,
     pub(crate) conn_id: ConnId,
-    pub(crate) wake: Arc<Notify>,
+    pub(crate) wake: Arc<Wake>,
     pub(crate) version: ProtocolVersion,
     pub(crate) keepalive: Option<Duration>,
     /// Boxed: few clients set one, and the Handler lives as long as the
     /// connection.
     pub(crate) will: Option<Box<Will>>,
-    /// Inbound topic aliases (v5).
-    pub(crate) aliases: HashMap<u16, String>,
+    /// Inbound topic aliases (v5). Boxed, made at the first alias: most
+    /// clients send none, and the Handler lives as long as the connection
+    /// (a pointer where an empty map is 48 bytes).
+    #[allow(clippy::box_collection)]
+    pub(crate) aliases: Option<Box<HashMap<u16, String>>>,
     pub(crate) topic_alias_max: u16,
     /// Outbound topic aliases (v5): how many the client allows us (0: none),
     /// and the table, made at the first delivery (`topic_alias.rs`).
@@ -162,13 +165,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         accepted: Accepted,
         shutdown: Shutdown,
     ) -> Handler<S> {
-        let (client_id, username) = {
-            let st = accepted.session.state.lock();
-            (
-                Arc::clone(&accepted.session.client_id),
-                st.principal.username.as_deref().map(Arc::<str>::from),
-            )
-        };
+        // Shared with the session, not copied: only the owner attaches, so
+        // the owner's name is this login's username.
+        let client_id = Arc::clone(&accepted.session.client_id);
+        let username = accepted.session.owner.username_arc();
         let token_deadline = accepted
             .token
             .as_ref()
@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             version: accepted.version,
             keepalive: accepted.keepalive_timeout,
             will: accepted.will.map(Box::new),
-            aliases: HashMap::new(),
+            aliases: None,
             topic_alias_max: accepted.topic_alias_max,
             alias_out_max: accepted.topic_alias_out,
             aliases_out: None,
@@ -219,6 +219,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         // Since when the client has taken none of the output waiting for it.
         let mut stalled_since: Option<Instant> = None;
         loop {
+            // The shutdown wakes the loop through `wake` (no future of
+            // its own waits here: it would be held by every idle task).
+            if self.shutdown.triggered() {
+                return End::Shutdown;
+            }
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
             if reading {
                 if let Err(end) = self.handle_buffered(&mut deadline) {
@@ -291,7 +296,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                         self.congested.retain(|s| s.is_congested());
                     }
                 },
-                _ = self.shutdown.recv() => return End::Shutdown,
             }
             if self.conn.written() != before {
                 stalled_since = None;

@@ -39,11 +39,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if p.topic.is_empty() {
             return self
                 .aliases
-                .get(&alias)
+                .as_ref()
+                .and_then(|aliases| aliases.get(&alias))
                 .cloned()
                 .ok_or(violation(ReasonCode::PROTOCOL_ERROR));
         }
-        self.aliases.insert(alias, p.topic.clone());
+        self.aliases
+            .get_or_insert_default()
+            .insert(alias, p.topic.clone());
         Ok(std::mem::take(&mut p.topic))
     }
 

@@ -100,6 +100,7 @@ pub fn attach(
         }
     }
     let mut state = SessionState::new(
+        Arc::clone(&client_id),
         req.attachment,
         req.principal,
         req.policy,
@@ -277,6 +278,17 @@ pub fn revoke(broker: &Broker, session: &Arc<Session>) {
         session,
         &mut st,
     );
+}
+
+/// Shutdown: wake every attached connection, which then sees the flag
+/// (its packet loop waits on its wake-up, not on the shutdown signal).
+pub fn wake_all(broker: &Broker) {
+    let sessions: Vec<Arc<Session>> = broker.sessions.lock().values().cloned().collect();
+    for session in sessions {
+        if let Some(a) = session.state.lock().attached.as_ref() {
+            a.wake.notify_one();
+        }
+    }
 }
 
 /// An operator disconnects the session's connection (v5 DISCONNECT 0x98).

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use warden_auth::sqlite::SqliteStore;
 use warden_codec::{Connect, ProtocolVersion};
 use warden_policy::{PolicyEngine, PolicyVersion, Principal, RuleSet};
@@ -15,6 +14,7 @@ use warden_policy::{PolicyEngine, PolicyVersion, Principal, RuleSet};
 use super::*;
 use crate::config::Config;
 use crate::persist::Persister;
+use crate::wake::Wake;
 
 async fn broker(takeover: Takeover) -> (tempfile::TempDir, Arc<Broker>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -46,7 +46,7 @@ fn request<'a>(broker: &Broker, connect: &'a Connect, user: &str, conn: u64) -> 
         policy,
         attachment: Attachment {
             id: conn,
-            wake: Arc::new(Notify::new()),
+            wake: Arc::new(Wake::new()),
             protocol: ProtocolVersion::V5,
             since_ms: 0,
         },

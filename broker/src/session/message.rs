@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
 use bytes::Bytes;
 use warden_codec::Properties;
 use warden_policy::QoS;
+
+use crate::wake::Wake;
 
 /// A published message as the router holds it.
 #[derive(Debug)]
@@ -42,11 +42,11 @@ pub struct Message {
 #[derive(Debug)]
 pub struct AckGate {
     stored: AtomicU32,
-    publisher: Arc<Notify>,
+    publisher: Arc<Wake>,
 }
 
 impl AckGate {
-    pub fn new(publisher: Arc<Notify>) -> AckGate {
+    pub fn new(publisher: Arc<Wake>) -> AckGate {
         AckGate {
             stored: AtomicU32::new(0),
             publisher,

@@ -255,7 +255,9 @@ fn build(
     let config = broker.config();
     let limits = &config.limits;
     let owner = OwnerKey::of(&principal);
+    let client_id: Arc<str> = Arc::from(stored.client_id.as_str());
     let mut st = SessionState::offline(
+        Arc::clone(&client_id),
         principal,
         policy,
         limits.max_queued_messages,
@@ -294,10 +296,5 @@ fn build(
             None => st.queue.push_back(d),
         }
     }
-    Arc::new(Session::new(
-        broker.next_session_id(),
-        Arc::from(stored.client_id.as_str()),
-        owner,
-        st,
-    ))
+    Arc::new(Session::new(broker.next_session_id(), client_id, owner, st))
 }

@@ -16,19 +16,19 @@
 //!   state again. Each attachment bumps `generation`, and delayed work (will
 //!   delay, expiry, removal) acts only on the generation it saw.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use warden_codec::ProtocolVersion;
 use warden_policy::{CompiledPolicy, Principal, QoS};
 
 use crate::authorize::{Authorizer, DecisionMemo, Who};
 use crate::persist::{Persister, Ticket};
 use crate::session::message::{Delivery, Message};
+use crate::wake::Wake;
 
 /// Identifies one network connection (unique for the broker's lifetime).
 pub type ConnId = u64;
@@ -58,6 +58,14 @@ impl OwnerKey {
     pub fn username(&self) -> Option<&str> {
         match self {
             OwnerKey::User(name) => Some(name),
+            OwnerKey::Anonymous => None,
+        }
+    }
+
+    /// The username, shared.
+    pub fn username_arc(&self) -> Option<Arc<str>> {
+        match self {
+            OwnerKey::User(name) => Some(Arc::clone(name)),
             OwnerKey::Anonymous => None,
         }
     }
@@ -95,7 +103,7 @@ pub enum Kick {
 #[derive(Debug)]
 pub struct Attachment {
     pub id: ConnId,
-    pub wake: Arc<Notify>,
+    pub wake: Arc<Wake>,
     pub protocol: ProtocolVersion,
     /// When this connection logged in (unix ms), for the admin API.
     pub since_ms: u64,
@@ -134,7 +142,7 @@ pub struct SessionState {
     pub policy_failed: bool,
     pub principal: Principal,
     /// The client id as the session store's ops carry it (shared, not
-    /// copied per op).
+    /// copied per op; the same allocation as [`Session::client_id`]).
     pub stored_id: Arc<str>,
     pub policy: Arc<dyn CompiledPolicy>,
     /// Bumped whenever `policy` is replaced; each queued delivery records
@@ -153,7 +161,9 @@ pub struct SessionState {
     pub client_max_packet: Option<u32>,
     next_packet_id: u16,
     /// Inbound QoS 2 packet ids received and not yet released (PUBREL).
-    pub incoming_qos2: HashSet<u16>,
+    /// A B-tree: empty, it is three words and no hasher state, and most
+    /// sessions never hold one.
+    pub incoming_qos2: BTreeSet<u16>,
     /// Session expiry after the connection ends. Zero: the session ends with it.
     pub expiry: Duration,
     /// Bumped at every attach; delayed work (will delay, expiry) checks it.
@@ -197,7 +207,10 @@ pub enum Offer {
 }
 
 impl SessionState {
+    /// `stored_id` is the client id, shared with the [`Session`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        stored_id: Arc<str>,
         attachment: Attachment,
         principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
@@ -213,7 +226,7 @@ impl SessionState {
             ended: false,
             revoked: false,
             policy_failed: false,
-            stored_id: Arc::from(principal.client_id.as_str()),
+            stored_id,
             principal,
             policy,
             policy_epoch: 0,
@@ -224,7 +237,7 @@ impl SessionState {
             send_quota,
             client_max_packet,
             next_packet_id: 0,
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: BTreeSet::new(),
             expiry,
             generation: 0,
             last_drain: Instant::now(),
@@ -239,6 +252,7 @@ impl SessionState {
 
     /// A session with nobody attached (restored from the session store).
     pub fn offline(
+        stored_id: Arc<str>,
         principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
         max_queue: usize,
@@ -247,9 +261,10 @@ impl SessionState {
         protocol: ProtocolVersion,
     ) -> SessionState {
         let mut st = SessionState::new(
+            stored_id,
             Attachment {
                 id: 0,
-                wake: Arc::new(Notify::new()),
+                wake: Arc::new(Wake::new()),
                 protocol,
                 since_ms: 0,
             },

@@ -73,10 +73,10 @@ impl SessionStore for Gated {
     }
 }
 
-/// Waits the way a connection does: woken through its `Notify` by the
+/// Waits the way a connection does: woken through its `Wake` by the
 /// writer once `t` is durable.
 async fn durable_within(p: &Persister, t: u64) {
-    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let wake = std::sync::Arc::new(crate::wake::Wake::new());
     let wait = async {
         while p.durable() < t {
             p.notify_when_durable(t, &wake);
