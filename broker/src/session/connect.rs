@@ -241,7 +241,7 @@ async fn admit(
         client_id: &client_id,
         peer: Some(peer.addr),
         listener: &peer.listener,
-        cert: peer.cert.as_ref(),
+        cert: peer.cert.as_deref(),
     };
     let config = broker.config();
     let limits = &config.limits;
