@@ -7,6 +7,7 @@
 //! errors found after parsing; `reload.rs` says what a reloaded file may
 //! change in a running broker. Nothing here opens sockets or creates files.
 
+mod cluster;
 mod defence;
 mod jwt;
 mod locate;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_NAME};
 pub use defence::{BanConfig, GuardLimits, VerifyConfig};
 pub use observe::{AuditConfig, MetricsConfig};
 pub use ocsp::{responder_url as ocsp_responder_url, DEFAULT_OCSP_TIMEOUT};
@@ -66,6 +68,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How often `$SYS/broker/...` is published; zero: never.
     pub sys_interval: Duration,
+    /// `Some` when this node is one of a cluster (docs/cluster.md).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Who owns a session, and what a different principal asking for it gets.

@@ -48,6 +48,7 @@ impl Config {
             new.auth.verify.concurrency != self.auth.verify.concurrency,
             "auth.verify.concurrency",
         );
+        restart(new.cluster != self.cluster, "cluster");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -58,6 +59,7 @@ impl Config {
         config.listeners = listeners;
         config.metrics.bind = self.metrics.bind;
         config.auth.verify.concurrency = self.auth.verify.concurrency;
+        config.cluster.clone_from(&self.cluster);
         ReloadPlan {
             config,
             needs_restart,
