@@ -68,6 +68,9 @@ async fn expect_payload(c: &mut RawClient, topic: &str, payload: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_by_each_nodes_rules() {
+    // The nodes log the policy announcements they receive (at debug). Set
+    // before the nodes start; each test is its own process under nextest.
+    std::env::set_var("WARDEN_E2E_LOG", "info,warden::cluster=debug");
     let nats = NatsServer::start();
     let store = TestStore::new(Backend::Postgres, None, "5s");
     let cluster = cluster_name("live");
@@ -209,6 +212,16 @@ async fn three_nodes_deliver_by_each_nodes_rules() {
         );
     }
     alice.expect_no_publish(QUIET, "after the revocation").await;
+
+    // Each node announced the versions it applied, and heard the others'.
+    for n in [&n1, &n2, &n3] {
+        assert!(
+            n.wait_log("cluster: policy announcement received", WAIT)
+                .await,
+            "no announcement heard:\n{}",
+            n.log()
+        );
+    }
     drop((n1, n2, n3));
 }
 

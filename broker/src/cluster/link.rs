@@ -232,15 +232,12 @@ impl Link {
         let version = std::str::from_utf8(&msg.payload)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok());
-        match version {
-            Some(v) if v != self.broker.policy_version() => {
-                tracing::debug!(
-                    version = v,
-                    "cluster: another node announced a policy change"
-                );
-                self.cluster.policy_announced.notify_one();
-            }
-            _ => {}
+        let Some(version) = version else {
+            return;
+        };
+        tracing::debug!(version, "cluster: policy announcement received");
+        if version != self.broker.policy_version() {
+            self.cluster.policy_announced.notify_one();
         }
     }
 }
