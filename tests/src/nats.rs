@@ -91,6 +91,7 @@ impl NatsServer {
                     .map(|c| Conn {
                         name: c["name"].as_str().unwrap_or_default().to_owned(),
                         out_msgs: c["out_msgs"].as_u64().unwrap_or(0),
+                        in_bytes: c["in_bytes"].as_u64().unwrap_or(0),
                         subscriptions: c["subscriptions_list"]
                             .as_array()
                             .map(|s| {
@@ -114,6 +115,8 @@ impl NatsServer {
 pub struct Conn {
     pub name: String,
     pub out_msgs: u64,
+    /// Bytes the client sent the server.
+    pub in_bytes: u64,
     pub subscriptions: Vec<String>,
 }
 
