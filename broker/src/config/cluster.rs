@@ -159,6 +159,16 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_the_running_cluster() {
+        let block =
+            |id: &str| format!("{PG}cluster:\n  nats_urls: [\"nats://a:4222\"]\n  node_id: {id}\n");
+        let running = load(&block("n1")).expect("valid");
+        let plan = running.plan_reload(load(&block("n2")).expect("valid"));
+        assert_eq!(plan.needs_restart, ["cluster"]);
+        assert_eq!(plan.config.cluster, running.cluster);
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         for (block, field) in [
             ("  node_id: n1\n", "cluster.nats_urls"),
