@@ -317,7 +317,7 @@ async fn nats_down_at_start_then_back() {
     }
     // The server has the subscriptions again (made before and during the
     // outage) once async-nats has sent them: publish until one crosses.
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let p = Publish::new("o/late/4", b"4", 1);
         assert_eq!(publisher.publish_acked(p).await, 0);
@@ -325,7 +325,12 @@ async fn nats_down_at_start_then_back() {
             assert_eq!(p.topic, "o/late/4");
             break;
         }
-        assert!(Instant::now() < deadline, "nothing crossed after recovery");
+        assert!(
+            Instant::now() < deadline,
+            "nothing crossed after recovery\nnode 1:\n{}\nnode 2:\n{}",
+            n1.log(),
+            n2.log()
+        );
     }
     // o/3 may come first: async-nats keeps what was published in the
     // outage and sends it once it reconnects (docs/cluster.md, loss window 3).
@@ -349,9 +354,10 @@ fn assert_logged(n: &TestBroker, times: usize) {
     assert_eq!(log.matches(RECOVERED).count(), times, "{log}");
 }
 
-/// Waits (15 s at most) until `needle` is in the log `times` times.
+/// Waits (20 s at most: async-nats retries every 4 s at worst, and the
+/// machine may be busy) until `needle` is in the log `times` times.
 async fn wait_count(n: &TestBroker, needle: &str, times: usize) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if n.log().matches(needle).count() >= times {
             return true;
