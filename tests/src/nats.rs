@@ -98,6 +98,8 @@ impl NatsServer {
                                 let mut s: Vec<String> = s
                                     .iter()
                                     .filter_map(|x| x.as_str().map(str::to_owned))
+                                    // The client's own request inbox.
+                                    .filter(|x| !x.starts_with("_INBOX."))
                                     .collect();
                                 s.sort();
                                 s
@@ -117,6 +119,7 @@ pub struct Conn {
     pub out_msgs: u64,
     /// Bytes the client sent the server.
     pub in_bytes: u64,
+    /// Sorted, without the client's request inbox (`_INBOX.…`).
     pub subscriptions: Vec<String>,
 }
 

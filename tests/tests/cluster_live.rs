@@ -70,7 +70,7 @@ async fn expect_payload(c: &mut RawClient, topic: &str, payload: &[u8]) {
 async fn three_nodes_deliver_by_each_nodes_rules() {
     // The nodes log the policy announcements they receive (at debug). Set
     // before the nodes start; each test is its own process under nextest.
-    std::env::set_var("WARDEN_E2E_LOG", "info,warden::cluster=debug");
+    std::env::set_var("WARDEN_E2E_LOG", "info,warden::cluster=trace");
     let nats = NatsServer::start();
     let store = TestStore::new(Backend::Postgres, None, "5s");
     let cluster = cluster_name("live");

@@ -4,8 +4,8 @@
 //! unsubscription ([`InterestSink`]), under its write lock, so the reports
 //! arrive here in the order they happened. Each gets a ticket number and goes
 //! down a channel to the link task, which subscribes to or unsubscribes
-//! from the filter's subjects, then flushes and confirms the tickets
-//! it handled once the NATS server has answered the flush (the server
+//! from the filter's subjects, then confirms the tickets it handled once
+//! the NATS server has answered a request sent after them (the server
 //! handles a connection's protocol lines in order, so by then the
 //! subscriptions are in place).
 //!

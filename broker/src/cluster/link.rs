@@ -96,18 +96,21 @@ pub(super) async fn run(
         inbound: SelectAll::new(),
         held: HashMap::new(),
         dedupe: Dedupe::default(),
+        last_add: 0,
     };
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
             change = changes.recv() => {
                 let Some(change) = change else { return };
+                let mut added = change.present;
                 let mut upto = link.apply(change).await;
-                // Everything reported meanwhile, then one flush for all.
+                // Everything reported meanwhile, then one round trip for all.
                 while let Ok(change) = changes.try_recv() {
+                    added |= change.present;
                     upto = link.apply(change).await;
                 }
-                link.confirm(upto);
+                link.confirm(upto, added);
             }
             Some(msg) = link.inbound.next(), if !link.inbound.is_empty() => link.deliver(msg),
             Some(msg) = next_policy(&mut policy) => link.on_policy(&msg),
@@ -131,6 +134,8 @@ struct Link {
     /// The subscriptions of each filter with interest (one or two).
     held: HashMap<Arc<str>, Vec<AbortHandle>>,
     dedupe: Dedupe,
+    /// The ticket of the last batch that added interest.
+    last_add: u64,
 }
 
 impl Link {
@@ -162,26 +167,42 @@ impl Link {
                 }
             }
         }
+        tracing::debug!(filter = %change.filter, ticket = change.ticket, subscriptions = handles.len(), "cluster: interest added");
         self.held.insert(change.filter, handles);
         change.ticket
     }
 
-    /// Confirm tickets up to `upto` once the server answered a flush (at
-    /// once when the connection is down: nothing should wait for it).
-    fn confirm(&self, upto: u64) {
+    /// Confirm tickets up to `upto` once the server has read the
+    /// subscriptions (at once when the connection is down: nothing should
+    /// wait for it). async-nats's `flush` only empties the socket buffer,
+    /// so the proof is a round trip: a request on a subject nobody
+    /// subscribes to, which the server answers "no responders" after it
+    /// has handled every line this connection sent before.
+    fn confirm(&mut self, upto: u64, added: bool) {
         let interest = Arc::clone(&self.cluster.interest);
-        if !interest.is_connected() {
+        if added {
+            self.last_add = upto;
+        }
+        // Removals alone need no round trip once every earlier addition is
+        // confirmed (nothing waits on a removal: UNSUBACK goes at once).
+        let settled = !added && interest.is_confirmed(self.last_add);
+        if settled || !interest.is_connected() {
             interest.confirm(upto);
             return;
         }
         let client = self.client.clone();
+        let sync = self.cluster.subjects.sync(&self.cluster.node_id);
         tokio::spawn(async move {
-            match tokio::time::timeout(CONFIRM_WAIT, client.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!(error = %err, "cluster: flush failed"),
-                Err(_) => tracing::debug!("cluster: NATS did not answer a flush in time"),
+            let round_trip = client.request(sync, bytes::Bytes::new());
+            match tokio::time::timeout(CONFIRM_WAIT, round_trip).await {
+                Err(_) => tracing::debug!("cluster: NATS did not answer in time"),
+                Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {}
+                Ok(other) => {
+                    tracing::debug!(?other, "cluster: unexpected answer on the sync subject")
+                }
             }
             interest.confirm(upto);
+            tracing::debug!(ticket = upto, "cluster: interest confirmed");
         });
     }
 
@@ -199,6 +220,7 @@ impl Link {
             }
         };
         let now = Instant::now();
+        tracing::trace!(subject = %nats.subject, seq = received.seq, "cluster: message from NATS");
         if received.instance == self.cluster.instance
             || !self.dedupe.accept(received.instance, received.seq, now)
         {

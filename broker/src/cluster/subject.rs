@@ -59,6 +59,13 @@ impl Subjects {
         format!("{}policy", self.prefix)
     }
 
+    /// A subject nobody subscribes to: a request on it comes back at once
+    /// with the server's "no responders", which tells the node that the
+    /// server has read everything it sent before (`link.rs`).
+    pub fn sync(&self, node_id: &str) -> String {
+        format!("{}sync.{node_id}", self.prefix)
+    }
+
     /// The subject a message on `topic` is published on.
     pub fn topic(&self, topic: &str) -> String {
         let mut out = String::with_capacity(self.prefix.len() + 2 + topic.len() + 8);
