@@ -77,6 +77,8 @@ pub struct Broker {
     pub stats: crate::observe::Stats,
     /// The audit log (also held by `authz`, which writes the denies).
     pub audit: Arc<crate::observe::Audit>,
+    /// This node's cluster membership; empty on a single node.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -131,7 +133,18 @@ impl Broker {
             http: arc_swap::ArcSwapOption::empty(),
             stats,
             audit,
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// This node's cluster, when it is one of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Set once, at start (`cluster::start`).
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// The current configuration.
@@ -185,10 +198,34 @@ impl Broker {
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
     ) -> Routed {
-        let mut ticket = 0;
-        if msg.retain {
-            ticket = self.store_retained(&msg);
+        if let Some(cluster) = self.cluster.get() {
+            cluster.forward(&msg);
         }
+        let ticket = if msg.retain {
+            self.store_retained(&msg)
+        } else {
+            0
+        };
+        self.route(&msg, publisher, congested, ticket)
+    }
+
+    /// Route a message another node published (`cluster`): to the local
+    /// subscribers only, each through its `receive` check. Retained
+    /// messages are not kept across nodes yet (docs/cluster.md).
+    pub fn publish_remote(&self, msg: Arc<Message>) {
+        // Nobody to slow down: the publisher is on another node; a slow
+        // subscriber's own queue limits apply.
+        let mut congested = Vec::new();
+        self.route(&msg, None, &mut congested, 0);
+    }
+
+    fn route(
+        &self,
+        msg: &Arc<Message>,
+        publisher: Option<&SubKey>,
+        congested: &mut Vec<Arc<Session>>,
+        ticket: Ticket,
+    ) -> Routed {
         MATCHES.with(|cell| {
             let mut matches = cell.borrow_mut();
             matches.clear();
@@ -203,13 +240,13 @@ impl Broker {
             router.matches_delivering_shared(
                 &msg.topic,
                 publisher,
-                |key, m| self.offer(&msg, key, m, &mut routed, congested),
+                |key, m| self.offer(msg, key, m, &mut routed, congested),
                 &mut matches,
             );
             // Direct offers need no router: let subscribes proceed.
             drop(router);
             for (key, m) in matches.drain(..) {
-                self.offer(&msg, &key, &m, &mut routed, congested);
+                self.offer(msg, &key, &m, &mut routed, congested);
             }
             routed
         })

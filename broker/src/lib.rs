@@ -18,6 +18,7 @@
 //! - [`authorize`]: the only place a policy `Decision` becomes wire behaviour.
 //! - [`policy_registry`]: the compiled policy of every session, kept fresh.
 //! - [`persist`]: persistent sessions and retained messages on disk.
+//! - [`cluster`]: nodes sharing the policy store, messages over NATS.
 //! - [`observe`]: metrics, `$SYS`, the audit log, the admin API and page.
 //! - [`defence`]: bans after failed logins and connection limits.
 //! - [`wake`]: a connection's wake-up (deliveries, durable acks, kicks, shutdown).
@@ -32,6 +33,7 @@ pub mod authorize;
 pub mod broker;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod defence;
 pub mod lifecycle;

@@ -7,7 +7,10 @@
 //! the login cache), queued messages are re-checked, subscriptions the new
 //! policy no longer allows are removed, and sessions of removed or disabled
 //! users are disconnected. Revoking a right therefore reaches live
-//! subscriptions within one poll interval, or at once with a push feed.
+//! subscriptions within one poll interval, or at once with a push feed. On
+//! a cluster node a change applied here is announced to the other nodes,
+//! and their announcements wake this loop (`cluster`), so a node whose
+//! store is polled follows the first node that noticed.
 //!
 //! After each change it logs the admin changes the CLI recorded since the
 //! last one it logged (who, from which host, what), starting with those
@@ -53,6 +56,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
         let feed_closed = tokio::select! {
             pushed = next_push(&mut feed) => pushed.is_none(),
             _ = tokio::time::sleep(wait) => false,
+            _ = announced(&broker) => false,
             _ = shutdown.recv() => return,
         };
         if feed_closed {
@@ -97,6 +101,15 @@ async fn log_admin_changes(broker: &Arc<Broker>, seen: &mut ChangeQuery) {
     }
 }
 
+/// Another node of the cluster applied a policy version; never resolves
+/// on a single node.
+async fn announced(broker: &Broker) {
+    match broker.cluster() {
+        Some(cluster) => cluster.policy_announced().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next pushed version; never resolves for a polled store.
 async fn next_push(feed: &mut ChangeFeed) -> Option<PolicyVersion> {
     match feed {
@@ -129,6 +142,9 @@ async fn check_version(broker: &Arc<Broker>, healthy: &mut bool) -> bool {
                         .observe(started.elapsed().as_secs_f64());
                     let sessions = broker.sessions.lock().len();
                     broker.audit.policy_change(version.0, sessions);
+                    if let Some(cluster) = broker.cluster() {
+                        cluster.announce_policy(version.0);
+                    }
                     return true;
                 }
             }

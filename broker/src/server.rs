@@ -95,9 +95,14 @@ pub async fn run(
             tracing::warn!(error = %err, "store unavailable at start; logins will be refused until it answers")
         }
     }
+    let controller = ShutdownController::new();
+    // Before the sessions are restored: their subscriptions are the first
+    // interest the cluster hears of.
+    if let Some(cluster) = &config.cluster {
+        crate::cluster::start(&broker, cluster, controller.subscribe());
+    }
     crate::session::restore::restore(&broker, loaded).await;
     let listeners = bind_all(&config).await?;
-    let controller = ShutdownController::new();
     tokio::spawn(crate::policy_registry::run(
         Arc::clone(&broker),
         controller.subscribe(),

@@ -2,7 +2,8 @@
 //! certificates (`certs`), runs the admin CLI (`cli`), and drives the broker
 //! with real clients (`clients`) and a raw MQTT client for exact reason-code
 //! assertions (`raw`, with the spec-based packet code in `wire`). The tests
-//! themselves live in `tests/`, one area per file.
+//! themselves live in `tests/`, one area per file. `nats` starts a
+//! nats-server of the test's own for the cluster tests.
 
 pub mod auth_service;
 pub mod broker;
@@ -12,6 +13,7 @@ pub mod clients;
 pub mod durable;
 pub mod http;
 pub mod lifecycle;
+pub mod nats;
 pub mod ocsp;
 pub mod proxy;
 pub mod raw;

@@ -7,6 +7,7 @@
 //! errors found after parsing; `reload.rs` says what a reloaded file may
 //! change in a running broker. Nothing here opens sockets or creates files.
 
+mod cluster;
 mod defence;
 mod http;
 mod jwt;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_NAME};
 pub use defence::{BanConfig, GuardLimits, VerifyConfig};
 pub use http::{ChainStep, Compose, HttpAuthConfig};
 pub use observe::{AuditConfig, MetricsConfig};
@@ -68,6 +70,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How often `$SYS/broker/...` is published; zero: never.
     pub sys_interval: Duration,
+    /// `Some` when this node is one of a cluster (docs/cluster.md).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Who owns a session, and what a different principal asking for it gets.

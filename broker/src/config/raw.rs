@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub metrics: Option<super::observe::RawMetrics>,
     pub audit: Option<super::observe::RawAudit>,
     pub sys_interval: Option<HumanDuration>,
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]

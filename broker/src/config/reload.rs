@@ -50,6 +50,7 @@ impl Config {
         );
         // The service's client, caches and breaker are built once.
         restart(new.auth.http != self.auth.http, "auth.http");
+        restart(new.cluster != self.cluster, "cluster");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -61,6 +62,7 @@ impl Config {
         config.metrics.bind = self.metrics.bind;
         config.auth.verify.concurrency = self.auth.verify.concurrency;
         config.auth.http.clone_from(&self.auth.http);
+        config.cluster.clone_from(&self.cluster);
         ReloadPlan {
             config,
             needs_restart,

@@ -182,6 +182,7 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     let audit =
         super::observe::build_audit(raw.audit, &data_dir, &|at, field, m| ctx.err(at, field, m))?;
     let sys_interval = super::observe::sys_interval(raw.sys_interval);
+    let cluster = super::cluster::build(raw.cluster, &store, ctx)?;
     Ok(Config {
         source,
         data_dir,
@@ -197,6 +198,7 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
         metrics,
         audit,
         sys_interval,
+        cluster,
     })
 }
 
@@ -710,5 +712,6 @@ pub fn embedded_default() -> Config {
         metrics: super::MetricsConfig::default(),
         audit: super::AuditConfig::default(),
         sys_interval: super::observe::DEFAULT_SYS_INTERVAL,
+        cluster: None,
     }
 }

@@ -15,8 +15,10 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 /// (mosquitto_pub -h 127.0.0.1 does); that is not the operator's problem.
 /// Nor are PostgreSQL's NOTICEs, such as the `relation "_sqlx_migrations"
 /// already exists, skipping` that every opening of the store would print
-/// (and that would break the CLI's one-line errors).
-const QUIET: &str = ",rustls=error,sqlx::postgres::notice=warn";
+/// (and that would break the CLI's one-line errors). Nor is async-nats's
+/// line per event and per failed reconnect: the cluster logs an outage and
+/// its end once each (`cluster/link.rs`).
+const QUIET: &str = ",rustls=error,sqlx::postgres::notice=warn,async_nats=warn";
 
 struct Control {
     handle: reload::Handle<EnvFilter, Registry>,

@@ -24,6 +24,9 @@
 //! - A shared subscription `$share/g/f` is a group stored on the node of `f`.
 //!   Each group has an atomic round-robin counter, so matching takes `&self`
 //!   and the trie can sit behind a read lock.
+//! - An optional [`InterestSink`] hears of each filter's first subscription
+//!   and last unsubscription: the cluster's NATS interest. Single node: none,
+//!   and subscribing costs one `Option` check more.
 //! - `$`-topics are not matched by a leading `+` or `#` (MQTT §4.7.2): the
 //!   walk skips the root's wildcard branches for such topics.
 //! - [`RetainedStore`] is a tree of topic levels too; a filter without
@@ -41,6 +44,14 @@ mod reference_tests;
 pub use merge::MergedMatch;
 pub use retained::RetainedStore;
 pub use trie::SubscriptionTrie;
+
+/// Told when a filter gains its first subscription or loses its last one
+/// (direct and shared together), under the router's write lock and so in
+/// the order the changes happen. The cluster subscribes to NATS once per
+/// such filter (`cluster/interest.rs`); on a single node there is none.
+pub trait InterestSink: Send + Sync + std::fmt::Debug {
+    fn changed(&self, filter: &str, present: bool);
+}
 
 /// The options of one subscription, as sent in SUBSCRIBE (MQTT 5 §3.8.3.1).
 /// For MQTT 3.1.1 clients only `qos` is meaningful and the rest stay at

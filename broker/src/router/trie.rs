@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::Arc;
 
 use super::shared::SharedGroup;
-use super::SubOptions;
+use super::{InterestSink, SubOptions};
 
 /// The subscriptions that end at one point of the trie: either on a node
 /// (filter ends there) or in a node's `#` slot (filter ends with `/#`).
@@ -184,6 +185,9 @@ pub struct SubscriptionTrie<K> {
     root: Node<K>,
     by_key: HashMap<K, HashSet<SubKey>>,
     count: usize,
+    /// Told when a filter gains its first or loses its last subscription;
+    /// None (nothing to tell) on a single node.
+    sink: Option<Arc<dyn InterestSink>>,
 }
 
 impl<K: Clone + Eq + Hash> Default for SubscriptionTrie<K> {
@@ -198,7 +202,14 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
             root: Node::default(),
             by_key: HashMap::new(),
             count: 0,
+            sink: None,
         }
+    }
+
+    /// Report every filter's first subscription and last unsubscription to
+    /// `sink` from now on (the cluster's interest).
+    pub fn set_interest_sink(&mut self, sink: Arc<dyn InterestSink>) {
+        self.sink = Some(sink);
     }
 
     /// Insert or replace. `share_group` is `Some(g)` for `$share/g/filter`,
@@ -221,7 +232,13 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         } else {
             &mut node.subs
         };
+        let first = set.is_empty();
         let replaced = set.insert(share_group, key.clone(), opts);
+        if first {
+            if let Some(sink) = &self.sink {
+                sink.changed(filter, true);
+            }
+        }
         if !replaced {
             self.count += 1;
             self.by_key.entry(key).or_default().insert(SubKey {
@@ -392,18 +409,25 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
                 None => return false,
             }
         }
-        let removed = if hash {
+        let (removed, last) = if hash {
             let Some(set) = node.hash.as_mut() else {
                 return false;
             };
             let removed = set.remove(group, key);
-            if set.is_empty() {
+            let last = set.is_empty();
+            if last {
                 node.hash = None;
             }
-            removed
+            (removed, last)
         } else {
-            node.subs.remove(group, key)
+            let removed = node.subs.remove(group, key);
+            (removed, node.subs.is_empty())
         };
+        if removed && last {
+            if let Some(sink) = &self.sink {
+                sink.changed(filter, false);
+            }
+        }
         if removed && node.is_empty() {
             self.prune(levels);
         }

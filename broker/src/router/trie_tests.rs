@@ -324,3 +324,42 @@ fn merged_over_many_overlapping_filters() {
     assert_eq!(out[0].1.qos, 2);
     assert_eq!(out[0].1.subscription_ids.len(), filters.len());
 }
+
+/// Records what an [`InterestSink`] hears.
+#[derive(Debug, Default)]
+struct Recorder(parking_lot::Mutex<Vec<(String, bool)>>);
+
+impl InterestSink for Recorder {
+    fn changed(&self, filter: &str, present: bool) {
+        self.0.lock().push((filter.to_owned(), present));
+    }
+}
+
+#[test]
+fn interest_is_reported_once_per_distinct_filter() {
+    let rec = Arc::new(Recorder::default());
+    let mut t = SubscriptionTrie::new();
+    t.set_interest_sink(Arc::clone(&rec) as Arc<dyn InterestSink>);
+    t.subscribe("a/#", None, "k1", o(0));
+    t.subscribe("a/#", None, "k2", o(1));
+    // Replacing a subscription is no news; a shared group on the same
+    // filter is not either.
+    t.subscribe("a/#", None, "k1", o(2));
+    t.subscribe("a/#", Some("g"), "k3", o(0));
+    t.subscribe("a", None, "k1", o(0));
+    t.unsubscribe("a/#", None, &"k1");
+    t.unsubscribe("a/#", None, &"k2");
+    t.unsubscribe("a/#", None, &"nobody");
+    t.unsubscribe("a/#", Some("g"), &"k3");
+    t.remove_all(&"k1");
+    let heard = rec.0.lock().clone();
+    assert_eq!(
+        heard,
+        [
+            ("a/#".to_owned(), true),
+            ("a".to_owned(), true),
+            ("a/#".to_owned(), false),
+            ("a".to_owned(), false),
+        ]
+    );
+}

@@ -89,6 +89,9 @@ pub(crate) struct HeldAck {
     packet: HeldPacket,
     /// Released early when this message's [`AckGate`] settles.
     gated: Option<Arc<Message>>,
+    /// A SUBACK on a cluster node also waits until NATS confirmed the
+    /// subscriptions (`cluster::interest`); 0: it does not.
+    interest: u64,
 }
 
 /// Whether an acknowledgement of `ticket` may leave.
@@ -100,8 +103,9 @@ fn ready(ticket: Ticket, gated: Option<&Message>, durable: Ticket) -> bool {
 }
 
 impl HeldAck {
-    fn ready(&self, durable: Ticket) -> bool {
+    fn ready(&self, durable: Ticket, interest: Option<&crate::cluster::Interest>) -> bool {
         ready(self.ticket, self.gated.as_deref(), durable)
+            && (self.interest == 0 || interest.is_none_or(|i| i.is_confirmed(self.interest)))
     }
 }
 
@@ -130,6 +134,10 @@ impl HeldAcks {
         // Even when it became ready since `release_acks` looked: the store
         // then wakes us at once, and the next round releases it.
         let first = self.acks.front()?;
+        if first.interest != 0 && first.ticket <= durable {
+            // Waiting for the cluster only, which wakes us itself.
+            return None;
+        }
         self.registered = first.ticket;
         Some(first.ticket)
     }
@@ -161,9 +169,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             ticket,
             packet: HeldPacket::new(packet),
             gated,
+            interest: 0,
         };
         let acks = self.held.get_or_insert_with(Box::default);
         acks.acks.push_back(held);
+        Ok(())
+    }
+
+    /// [`Handler::ack`] of a SUBACK that also waits for the cluster's
+    /// `interest` ticket: the NATS server has the new subscriptions, so
+    /// messages published on other nodes after the SUBACK arrive here.
+    pub(crate) fn ack_after_interest(
+        &mut self,
+        ticket: Ticket,
+        interest: u64,
+        packet: Packet,
+    ) -> Result<(), End> {
+        let cluster = self.broker.cluster().map(|c| Arc::clone(&c.interest));
+        let Some(cluster) = cluster.filter(|c| interest != 0 && !c.is_confirmed(interest)) else {
+            return self.ack(ticket, packet);
+        };
+        cluster.notify_when_confirmed(interest, &self.wake);
+        let acks = self.held.get_or_insert_with(Box::default);
+        acks.acks.push_back(HeldAck {
+            ticket,
+            packet: HeldPacket::new(packet),
+            gated: None,
+            interest,
+        });
         Ok(())
     }
 
@@ -173,8 +206,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return Ok(());
         };
         let durable = self.broker.persist.durable();
+        let interest = self.broker.cluster().map(|c| Arc::clone(&c.interest));
         let mut result = Ok(());
-        while held.acks.front().is_some_and(|a| a.ready(durable)) {
+        while held
+            .acks
+            .front()
+            .is_some_and(|a| a.ready(durable, interest.as_deref()))
+        {
             if let Some(a) = held.acks.pop_front() {
                 if let Err(end) = self.send(&a.packet.into_packet()) {
                     result = Err(end);

@@ -124,10 +124,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Err(code) => codes.push(code),
             }
         }
-        // The SUBACK waits until the subscription is in the session store.
+        // The SUBACK waits until the subscription is in the session store
+        // and, on a cluster node, until NATS has the new interest.
         let ticket = self.write_record();
-        self.ack(
+        let interest = self.broker.cluster().map_or(0, |c| c.interest_ticket());
+        self.ack_after_interest(
             ticket,
+            interest,
             Packet::SubAck(SubAck {
                 packet_id: sub.packet_id,
                 codes,

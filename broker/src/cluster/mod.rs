@@ -1,0 +1,150 @@
+//! Warden nodes that share one policy store and carry live messages to each
+//! other over core NATS (docs/cluster.md has the design and the guarantees).
+//!
+//! # Layout
+//!
+//! - [`subject`]: MQTT topics and filters as NATS subjects, reversibly.
+//! - [`envelope`]: the bytes a message travels in (QoS, RETAIN, expiry, the
+//!   MQTT 5 properties that travel, the payload).
+//! - [`interest`]: the router's reference count of distinct filters, turned
+//!   into NATS subscriptions that SUBACKs wait for.
+//! - [`dedupe`]: one copy per message per node, however many of the node's
+//!   subscriptions a message matches.
+//! - `link`: the tasks that own the NATS connection: subscribe and
+//!   unsubscribe, deliver what arrives through the node's normal path
+//!   (`receive` is checked per subscriber, on the subscriber's node), publish
+//!   what local clients publish, and announce policy changes.
+//!
+//! Nothing here runs unless `cluster:` is configured; a single node pays one
+//! `Option` check per publish and per subscription change.
+
+pub mod dedupe;
+pub mod envelope;
+pub mod interest;
+mod link;
+pub mod subject;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::broker::Broker;
+use crate::config::ClusterConfig;
+use crate::session::message::Message;
+use crate::shutdown::Shutdown;
+
+pub use interest::Interest;
+pub use subject::{Subjects, MAX_SUBJECT};
+
+/// Messages waiting for the NATS connection; past this many (NATS is down
+/// or slower than the publishers), further ones stay local and are counted.
+const OUTBOX: usize = 16 * 1024;
+
+/// What the publishing task sends.
+#[derive(Debug)]
+enum Outgoing {
+    /// A local publish, with its sequence number at this instance.
+    Message(Arc<Message>, u64),
+    /// The policy version this node just applied.
+    Policy(u64),
+}
+
+/// Counters of the cluster link (logged at recovery; docs/cluster.md).
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Local publishes handed to NATS.
+    pub forwarded: AtomicU64,
+    /// Messages from other nodes routed here.
+    pub received: AtomicU64,
+    /// Second copies of a message (it matched several of our filters).
+    pub duplicates: AtomicU64,
+    /// Local publishes not forwarded: the outbox was full, NATS refused
+    /// them (e.g. over its max_payload), or the topic is longer than a
+    /// subject may be.
+    pub not_forwarded: AtomicU64,
+    /// async-nats reported this node too slow for a subscription.
+    pub slow: AtomicU64,
+}
+
+/// This node's membership of a cluster. Held by the [`Broker`].
+#[derive(Debug)]
+pub struct Cluster {
+    pub node_id: Arc<str>,
+    pub subjects: Subjects,
+    /// Random per process start: tells copies apart from new messages
+    /// after a restart, when sequence numbers start again.
+    instance: u64,
+    next_seq: AtomicU64,
+    pub interest: Arc<Interest>,
+    outbox: mpsc::Sender<Outgoing>,
+    /// Another node announced a policy version this node does not have.
+    policy_announced: Notify,
+    pub stats: ClusterStats,
+    /// An outage is being reported (logged once, and once its end).
+    outage: AtomicBool,
+}
+
+impl Cluster {
+    /// Hand a local publish to NATS. Never waits: when the outbox is full
+    /// the message stays local (counted). `$SYS` topics describe this node
+    /// and stay here.
+    pub fn forward(&self, msg: &Arc<Message>) {
+        if msg.topic.starts_with("$SYS/") || &*msg.topic == "$SYS" {
+            return;
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if self
+            .outbox
+            .try_send(Outgoing::Message(Arc::clone(msg), seq))
+            .is_err()
+        {
+            self.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tell the other nodes that this node applied policy `version`.
+    pub fn announce_policy(&self, version: u64) {
+        let _ = self.outbox.try_send(Outgoing::Policy(version));
+    }
+
+    /// Resolves when another node announces a policy version.
+    pub async fn policy_announced(&self) {
+        self.policy_announced.notified().await;
+    }
+
+    /// The interest ticket a SUBACK sent now waits for (0: none).
+    pub fn interest_ticket(&self) -> u64 {
+        self.interest.pending()
+    }
+}
+
+/// Join the cluster: install the interest hook in the router and start the
+/// link (it connects in the background and retries for as long as the node
+/// runs). Call before any subscription exists (before sessions are
+/// restored), so that every filter's interest is reported.
+pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -> Arc<Cluster> {
+    let (interest, changes) = Interest::new();
+    let (outbox, outgoing) = mpsc::channel(OUTBOX);
+    let cluster = Arc::new(Cluster {
+        node_id: Arc::from(config.node_id.as_str()),
+        subjects: Subjects::new(&config.cluster_name),
+        instance: rand::random(),
+        next_seq: AtomicU64::new(1),
+        interest: Arc::clone(&interest),
+        outbox,
+        policy_announced: Notify::new(),
+        stats: ClusterStats::default(),
+        outage: AtomicBool::new(false),
+    });
+    broker.router.write().set_interest_sink(interest);
+    broker.set_cluster(Arc::clone(&cluster));
+    tokio::spawn(link::run(
+        Arc::clone(broker),
+        Arc::clone(&cluster),
+        config.nats_urls.clone(),
+        link::Channels { changes, outgoing },
+        shutdown,
+    ));
+    cluster
+}
