@@ -48,6 +48,7 @@ impl Config {
             new.auth.verify.concurrency != self.auth.verify.concurrency,
             "auth.verify.concurrency",
         );
+        restart(new.log.format != self.log.format, "log.format");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -58,6 +59,7 @@ impl Config {
         config.listeners = listeners;
         config.metrics.bind = self.metrics.bind;
         config.auth.verify.concurrency = self.auth.verify.concurrency;
+        config.log.format = self.log.format;
         ReloadPlan {
             config,
             needs_restart,

@@ -46,8 +46,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How a connection ended; decides the DISCONNECT we send and the will.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
-    /// DISCONNECT 0x00 from the client: no will.
-    Normal,
+    /// DISCONNECT from the client with this reason code (any but 0x04):
+    /// no will.
+    Normal(u8),
     /// v5 DISCONNECT 0x04: close normally but publish the will.
     NormalWithWill,
     /// Socket closed or failed without DISCONNECT.
@@ -75,7 +76,7 @@ impl End {
     /// The v5 DISCONNECT reason we send, if any.
     fn reason(self) -> Option<u8> {
         match self {
-            End::Normal | End::NormalWithWill | End::Lost => None,
+            End::Normal(_) | End::NormalWithWill | End::Lost => None,
             End::Violation(code) => Some(code),
             End::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT.value()),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER.value()),
@@ -95,8 +96,40 @@ impl End {
     fn fires_will(self) -> bool {
         !matches!(
             self,
-            End::Normal | End::Shutdown | End::Revoked | End::CertRevoked
+            End::Normal(_) | End::Shutdown | End::Revoked | End::CertRevoked
         )
+    }
+
+    /// The disconnect line's `reason`, and the reason code that goes with
+    /// it (the client's, or the one we sent).
+    fn label(self) -> (&'static str, Option<u8>) {
+        match self {
+            End::Normal(code) => ("client_disconnect", Some(code)),
+            End::NormalWithWill => (
+                "client_disconnect",
+                Some(ReasonCode::DISCONNECT_WITH_WILL.value()),
+            ),
+            End::Lost => ("socket_closed", None),
+            End::Violation(code) => ("protocol_error", Some(code)),
+            End::KeepAliveTimeout => ("keepalive_timeout", None),
+            End::TakenOver => ("taken_over", None),
+            End::Revoked => ("revoked", None),
+            End::PolicyFailed => ("policy_failed", None),
+            End::CertRevoked => ("cert_revoked", None),
+            End::WriteStall => ("write_stall", None),
+            End::TokenExpired => ("token_expired", None),
+            End::Kicked => ("admin_kick", None),
+            End::Shutdown => ("shutdown", None),
+        }
+    }
+}
+
+/// A reason code as the specification writes it: `0x8e`.
+struct Hex(u8);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:02x}", self.0)
     }
 }
 
@@ -141,6 +174,9 @@ pub struct Handler<S> {
     /// `limits.publish_rate`: this client's token bucket, made at its first
     /// PUBLISH when the limit is on. Boxed, as the token clock is.
     pub(crate) publish_bucket: Option<Box<crate::defence::rate::Bucket>>,
+    /// Denied publishes not yet logged: made at the first denial (the
+    /// allowed path never touches it).
+    pub(crate) denied: Option<Box<crate::authorize::DeniedLog>>,
     shutdown: Shutdown,
 }
 
@@ -183,6 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             publish_memo: DecisionMemo::default(),
             held: None,
             publish_bucket: None,
+            denied: None,
             shutdown,
         }
     }
@@ -197,7 +234,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Err(end) => end,
         };
         tracing::debug!(client_id = %self.client_id, ?end, "connection ended");
-        Box::pin(self.finish(end)).await;
+        let end = Box::pin(self.finish(end)).await;
+        if let Some(denied) = self.denied.as_deref_mut() {
+            denied.finish(&self.client_id, self.username.as_deref());
+        }
+        let (reason, code) = end.label();
+        tracing::info!(
+            client_id = %self.client_id,
+            username = self.username.as_deref(),
+            conn = self.conn_id,
+            reason,
+            code = code.map(|c| tracing::field::display(Hex(c))),
+            "client disconnected"
+        );
     }
 
     async fn run_loop(&mut self) -> End {
@@ -383,12 +432,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if d.reason == ReasonCode::DISCONNECT_WITH_WILL.value() {
             End::NormalWithWill
         } else {
-            End::Normal
+            End::Normal(d.reason)
         }
     }
 
     /// Say goodbye, release the session, publish the will, schedule expiry.
-    async fn finish(&mut self, end: End) {
+    /// Returns how the connection ended after all (a takeover may have
+    /// come first).
+    async fn finish(&mut self, end: End) -> End {
         let mut end = end;
         self.goodbye(end).await;
         let released = crate::session::lifecycle::detach(&self.session, self.conn_id);
@@ -416,6 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if let Some((expiry, generation)) = released {
             will::schedule_expiry(&self.broker, &self.session, expiry, generation);
         }
+        end
     }
 
     /// The DISCONNECT (v5) and the close, bounded: a peer that stopped

@@ -140,6 +140,13 @@ fn resume(
     if let Some(old) = st.attached.take() {
         st.kicked = Some((old.id, Kick::TakenOver));
         old.wake.notify_one();
+        tracing::info!(
+            client_id = %existing.client_id,
+            old_peer = st.principal.peer.map(tracing::field::display),
+            new_peer = req.principal.peer.map(tracing::field::display),
+            old_conn = old.id,
+            "session taken over"
+        );
     }
     if req.connect.clean_start {
         st.queue.clear();
