@@ -253,7 +253,7 @@ async fn admit(
     // an mTLS client is named by its certificate.
     let refused = |err: &dyn std::fmt::Display| match &peer.cert {
         Some(cert) => tracing::info!(
-            client_id = %client_id,
+            client_id = client_id.as_str(),
             username = who_name.as_deref(),
             cert_subject = %cert.subject,
             cert_fingerprint = %cert.fingerprint,
@@ -264,7 +264,7 @@ async fn admit(
             "login refused"
         ),
         None => tracing::info!(
-            client_id = %client_id,
+            client_id = client_id.as_str(),
             username = who_name.as_deref(),
             listener = %peer.listener,
             protocol = crate::observe::protocol_label(version),
@@ -404,7 +404,7 @@ async fn admit(
     let will = match &connect.will {
         Some(w) => Some(
             check_will(broker, who, &*policy, w, version).inspect_err(|_| {
-                refused(&format_args!("will topic not allowed: {}", w.topic));
+                refused(&format_args!("will topic not allowed: {:?}", w.topic));
                 broker.stats.auth.inc(("failure", "will_denied"));
             })?,
         ),
@@ -450,8 +450,10 @@ async fn admit(
         .stats
         .connections
         .inc((listener_name, crate::observe::protocol_label(version)));
+    // Strings the client chose are quoted (escaped) in text lines: no
+    // client id or username can forge a line.
     tracing::info!(
-        client_id = %session.client_id,
+        client_id = &*session.client_id,
         username = log_name.as_deref(),
         cert_subject = peer.cert.as_ref().map(|c| tracing::field::display(&c.subject)),
         auth = how,

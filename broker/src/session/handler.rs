@@ -240,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         let (reason, code) = end.label();
         tracing::info!(
-            client_id = %self.client_id,
+            client_id = &*self.client_id,
             username = self.username.as_deref(),
             conn = self.conn_id,
             reason,

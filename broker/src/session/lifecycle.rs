@@ -141,7 +141,7 @@ fn resume(
         st.kicked = Some((old.id, Kick::TakenOver));
         old.wake.notify_one();
         tracing::info!(
-            client_id = %existing.client_id,
+            client_id = &*existing.client_id,
             old_peer = st.principal.peer.map(tracing::field::display),
             new_peer = req.principal.peer.map(tracing::field::display),
             old_conn = old.id,
