@@ -69,8 +69,9 @@ fn has(line: &str, key: &str, value: &str) -> bool {
         };
         return match v.get(key) {
             Some(Value::String(s)) => s == value,
-            Some(other) => other.to_string() == value,
-            None => false,
+            Some(Value::Number(n)) => n.as_u64().is_some_and(|n| value.parse() == Ok(n)),
+            Some(Value::Bool(b)) => value.parse() == Ok(*b),
+            _ => false,
         };
     }
     line.contains(&format!(" {key}={value}")) || line.contains(&format!(" {key}=\"{value}\""))

@@ -83,7 +83,16 @@ pub fn attach(
                     return Err(OwnedByAnother);
                 }
                 Takeover::Any => {
-                    tracing::info!(client_id = %client_id, owner = %existing.owner, username = %owner, "session of another user discarded (sessions.takeover: any)");
+                    // Released before `discard` takes the router (lock order).
+                    let old_peer = existing.state.lock().principal.peer;
+                    tracing::info!(
+                        client_id = &*client_id,
+                        owner = %existing.owner,
+                        username = %owner,
+                        old_peer = old_peer.map(tracing::field::display),
+                        new_peer = req.principal.peer.map(tracing::field::display),
+                        "session of another user discarded (sessions.takeover: any)"
+                    );
                     discard(broker, &mut sessions, &existing, Kick::TakenOver);
                 }
             }
