@@ -429,3 +429,36 @@ async fn the_startup_line_hides_the_store_password() {
     );
     assert!(!broker.log().contains("pg-secret-x81"), "{}", broker.log());
 }
+
+/// A client that goes silent past its keep alive, and a peer that never
+/// finishes the TLS handshake: both are explained at INFO.
+#[tokio::test]
+async fn keepalive_timeouts_and_stalled_handshakes_are_explained() {
+    let broker = TestBroker::start(BrokerOptions {
+        connect_timeout: Some("1s"),
+        ..BrokerOptions::default()
+    });
+    broker.user_with_rights("alice", ALICE_PW, "alice/#").await;
+    let id = client_id("quiet");
+    let mut c = Connect::new(Version::V5, &id).login("alice", ALICE_PW);
+    c.keep_alive = 1;
+    let _silent = broker.login_with(c).await;
+    let line = wait_line(
+        &broker,
+        "client disconnected",
+        &[("client_id", &id), ("reason", "keepalive_timeout")],
+    )
+    .await;
+    assert!(has(&line, "code", "0x8d"), "{line}");
+
+    // TCP only: no ClientHello within the listener's connect timeout.
+    let _tcp = tokio::net::TcpStream::connect(broker.tls_addr())
+        .await
+        .expect("tcp");
+    let line = wait_line(&broker, "handshake failed", &[("listener", "tls")]).await;
+    assert!(
+        line.contains("no handshake within the connect timeout"),
+        "{line}"
+    );
+    assert!(!broker.log().contains(ALICE_PW));
+}

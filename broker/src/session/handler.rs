@@ -101,26 +101,28 @@ impl End {
     }
 
     /// The disconnect line's `reason`, and the reason code that goes with
-    /// it (the client's, or the one we sent).
+    /// it: the client's DISCONNECT code, or the one a v5 client is sent.
     fn label(self) -> (&'static str, Option<u8>) {
-        match self {
-            End::Normal(code) => ("client_disconnect", Some(code)),
-            End::NormalWithWill => (
-                "client_disconnect",
-                Some(ReasonCode::DISCONNECT_WITH_WILL.value()),
-            ),
-            End::Lost => ("socket_closed", None),
-            End::Violation(code) => ("protocol_error", Some(code)),
-            End::KeepAliveTimeout => ("keepalive_timeout", None),
-            End::TakenOver => ("taken_over", None),
-            End::Revoked => ("revoked", None),
-            End::PolicyFailed => ("policy_failed", None),
-            End::CertRevoked => ("cert_revoked", None),
-            End::WriteStall => ("write_stall", None),
-            End::TokenExpired => ("token_expired", None),
-            End::Kicked => ("admin_kick", None),
-            End::Shutdown => ("shutdown", None),
-        }
+        let reason = match self {
+            End::Normal(_) | End::NormalWithWill => "client_disconnect",
+            End::Lost => "socket_closed",
+            End::Violation(_) => "protocol_error",
+            End::KeepAliveTimeout => "keepalive_timeout",
+            End::TakenOver => "taken_over",
+            End::Revoked => "revoked",
+            End::PolicyFailed => "policy_failed",
+            End::CertRevoked => "cert_revoked",
+            End::WriteStall => "write_stall",
+            End::TokenExpired => "token_expired",
+            End::Kicked => "admin_kick",
+            End::Shutdown => "shutdown",
+        };
+        let code = match self {
+            End::Normal(code) => Some(code),
+            End::NormalWithWill => Some(ReasonCode::DISCONNECT_WITH_WILL.value()),
+            other => other.reason(),
+        };
+        (reason, code)
     }
 }
 
