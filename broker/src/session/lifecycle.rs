@@ -97,7 +97,8 @@ pub fn attach(
                 }
             }
         } else {
-            resume(
+            let new_peer = req.principal.peer;
+            let taken = resume(
                 broker,
                 &existing,
                 req,
@@ -105,6 +106,17 @@ pub fn attach(
                 client_max_packet,
                 limits.max_queued_messages,
             );
+            // Logged with no lock held: a write to stderr may block.
+            drop(sessions);
+            if let Some((old_peer, old_conn)) = taken {
+                tracing::info!(
+                    client_id = &*existing.client_id,
+                    old_peer = old_peer.map(tracing::field::display),
+                    new_peer = new_peer.map(tracing::field::display),
+                    old_conn,
+                    "session taken over"
+                );
+            }
             return Ok((existing, !connect.clean_start));
         }
     }
@@ -130,6 +142,7 @@ pub fn attach(
 }
 
 /// The owner attaches to its existing session (called with the map locked).
+/// When a connection was attached, its peer and id: a takeover.
 fn resume(
     broker: &Broker,
     existing: &Arc<Session>,
@@ -137,7 +150,7 @@ fn resume(
     receive_max: usize,
     max_packet: Option<u32>,
     max_queue: usize,
-) {
+) -> Option<(Option<std::net::SocketAddr>, ConnId)> {
     // Router before state (the lock order): forget the old subscriptions
     // before the new connection can receive.
     let mut router = broker.router.write();
@@ -146,17 +159,11 @@ fn resume(
         router.remove_all(&SubKey(Arc::clone(existing)));
     }
     drop(router);
-    if let Some(old) = st.attached.take() {
+    let taken = st.attached.take().map(|old| {
         st.kicked = Some((old.id, Kick::TakenOver));
         old.wake.notify_one();
-        tracing::info!(
-            client_id = &*existing.client_id,
-            old_peer = st.principal.peer.map(tracing::field::display),
-            new_peer = req.principal.peer.map(tracing::field::display),
-            old_conn = old.id,
-            "session taken over"
-        );
-    }
+        (st.principal.peer, old.id)
+    });
     if req.connect.clean_start {
         st.queue.clear();
         st.inflight.clear();
@@ -184,6 +191,7 @@ fn resume(
     st.token = req.token;
     // The login's freshly compiled policy, applied to what waited.
     st.install_policy(&broker.authz, &broker.persist, req.principal, req.policy);
+    taken
 }
 
 /// End a session at once, whoever is attached (called with the map locked).
