@@ -184,6 +184,24 @@ impl StoreConfig {
         }
     }
 
+    /// Where the store is, fit for a log line: the SQLite path, or the URL
+    /// without its password and query (which may carry one), e.g.
+    /// `postgres://warden:***@db:5432/warden`.
+    pub fn redacted(&self) -> String {
+        match self {
+            #[cfg(feature = "sqlite")]
+            StoreConfig::Sqlite { path, .. } => format!("sqlite:{}", path.display()),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres { url, .. } => redact_url(url),
+            #[cfg(feature = "mysql")]
+            StoreConfig::Mysql { url, .. } => redact_url(url),
+            #[cfg(feature = "mongodb")]
+            StoreConfig::Mongodb { url, .. } => redact_url(url),
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis { url, .. } => redact_url(url),
+        }
+    }
+
     /// The per-call timeout in force.
     pub fn timeout(&self) -> Duration {
         match *self {
@@ -228,6 +246,35 @@ impl StoreConfig {
             } => *t = Some(timeout),
         }
         config
+    }
+}
+
+/// `url` without the password of its userinfo (`***` stands for it) and
+/// without its query and fragment. Text that is not `scheme://...` is
+/// replaced whole: it cannot be told apart.
+#[allow(dead_code)]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let strip = |s: &str| s.split(['?', '#']).next().unwrap_or_default().to_owned();
+    // The userinfo ends at the last '@': a password may hold a '/', '?' or
+    // '#' that its writer did not escape, and must not leak as a path or
+    // a query.
+    match rest.rsplit_once('@') {
+        Some((userinfo, host_and_path)) => {
+            let after = strip(host_and_path);
+            let user = userinfo
+                .split([':', '/', '?', '#'])
+                .next()
+                .unwrap_or_default();
+            if user.len() == userinfo.len() {
+                format!("{scheme}://{user}@{after}")
+            } else {
+                format!("{scheme}://{user}:***@{after}")
+            }
+        }
+        None => format!("{scheme}://{}", strip(rest)),
     }
 }
 
@@ -409,5 +456,36 @@ mod tests {
         };
         let text = serde_yaml::to_string(&config).unwrap();
         assert_eq!(parse(&text).unwrap(), config);
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_and_queries_do_not_survive() {
+        assert_eq!(
+            redact_url("postgres://warden:s3cret@db:5432/warden?sslmode=require"),
+            "postgres://warden:***@db:5432/warden"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(
+            redact_url("redis://:p%40ss@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redact_url("mongodb://u:p@a:1,b:2/warden?password=x"),
+            "mongodb://u:***@a:1,b:2/warden"
+        );
+        assert_eq!(redact_url("not a url with secret"), "***");
+        assert_eq!(
+            redact_url("postgres://u:a/b?c#d@h/db"),
+            "postgres://u:***@h/db"
+        );
     }
 }

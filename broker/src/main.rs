@@ -55,7 +55,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     } else {
         None
     };
-    log_level::init(config.as_ref().map(|c| c.log.level.as_str()));
+    log_level::init(
+        config.as_ref().map(|c| c.log.level.as_str()),
+        config.as_ref().map(|c| c.log.format).unwrap_or_default(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -417,6 +417,9 @@ async fn admit(
 ) -> Option<Handler<MqttStream>> {
     let tls = cfg.transport != crate::config::Transport::Tcp;
     let stats = Arc::clone(&broker);
+    // Kept to report a handshake that ran out of time (rate-limited, as
+    // any other failed handshake).
+    let reporter = handshaker.clone();
     let mut handshaken = !tls;
     let admitted = tokio::time::timeout(cfg.connect_timeout, async {
         let (stream, peer) = match handshaker.handshake(tcp, addr).await {
@@ -437,6 +440,11 @@ async fn admit(
     admitted.unwrap_or_else(|_| {
         if !handshaken {
             stats.stats.handshake_failures.inc("timeout");
+            let source = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no handshake within the connect timeout",
+            );
+            reporter.report_failure(addr, &ListenerError::Handshake { peer: addr, source });
         }
         stats
             .defence

@@ -69,6 +69,8 @@ pub struct BrokerOptions {
     /// More server certificates issued by the test CA before the start:
     /// `(stem, names)` writes `@DIR@/<stem>.pem` and `@DIR@/<stem>.key`.
     pub server_certs: Vec<(&'static str, Vec<&'static str>)>,
+    /// `RUST_LOG` for the broker; None is `WARDEN_E2E_LOG`, else `info`.
+    pub rust_log: Option<String>,
 }
 
 /// The admin API token of a broker started with `metrics: true`.
@@ -98,6 +100,7 @@ impl Default for BrokerOptions {
             extra_listeners: String::new(),
             extra_listener_count: 0,
             server_certs: Vec::new(),
+            rust_log: None,
         }
     }
 }
@@ -191,6 +194,7 @@ pub struct TestBroker {
     child: Child,
     log: Arc<Mutex<String>>,
     addrs: HashMap<String, SocketAddr>,
+    rust_log: String,
 }
 
 /// Finds `listening on <addr> (<name>)` in a log line.
@@ -244,16 +248,14 @@ fn pump(
 fn spawn_serve(
     config: &Path,
     log: &Arc<Mutex<String>>,
+    rust_log: &str,
 ) -> (Child, mpsc::Receiver<(String, SocketAddr)>) {
     let mut child = Command::new(cli::warden_bin())
         .arg("-c")
         .arg(config)
         .arg("serve")
         .env("NO_COLOR", "1")
-        .env(
-            "RUST_LOG",
-            std::env::var("WARDEN_E2E_LOG").unwrap_or("info".into()),
-        )
+        .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -297,7 +299,11 @@ impl TestBroker {
         }
 
         let log = Arc::new(Mutex::new(String::new()));
-        let (child, rx) = spawn_serve(&config, &log);
+        let rust_log = opts
+            .rust_log
+            .clone()
+            .unwrap_or_else(|| std::env::var("WARDEN_E2E_LOG").unwrap_or("info".into()));
+        let (child, rx) = spawn_serve(&config, &log, &rust_log);
         let mut broker = Self {
             dir,
             pki,
@@ -306,6 +312,7 @@ impl TestBroker {
             child,
             log,
             addrs: HashMap::new(),
+            rust_log,
         };
         broker.wait_listening(&rx, broker.listener_count);
         broker
@@ -352,7 +359,7 @@ impl TestBroker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_str("---- restart ----\n");
-        let (child, rx) = spawn_serve(&self.config, &self.log);
+        let (child, rx) = spawn_serve(&self.config, &self.log, &self.rust_log);
         self.child = child;
         self.addrs.clear();
         self.wait_listening(&rx, self.listener_count);

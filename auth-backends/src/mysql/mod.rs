@@ -72,6 +72,12 @@ impl MysqlStore {
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|e| StoreError::invalid("store.url", e.to_string()))?
             .disable_statement_logging();
+        let addr = sql::reach::address(
+            options.get_host(),
+            options.get_port(),
+            options.get_socket().map(|p| p.as_path()),
+        );
+        sql::reach::reach(BACKEND, &addr, timeout, options.connect(), db).await?;
         let pool = MySqlPoolOptions::new()
             .max_connections(pool.max(1))
             .acquire_timeout(timeout)

@@ -69,6 +69,12 @@ impl PostgresStore {
             .map_err(db)?
             .application_name("warden")
             .disable_statement_logging();
+        let addr = sql::reach::address(
+            options.get_host(),
+            options.get_port(),
+            options.get_socket().map(|p| p.as_path()),
+        );
+        sql::reach::reach(BACKEND, &addr, timeout, options.connect(), db).await?;
         let pool = PgPoolOptions::new()
             .max_connections(pool.max(1))
             .acquire_timeout(timeout)

@@ -12,6 +12,8 @@
 //! - `reads`: the reads of listings and exports.
 //! - `writes`: the bodies of the write transactions.
 //! - `rows`: user and rule rows decoded into records.
+//! - `reach`: the first connection of a network store, whose failure names
+//!   the address and the cause.
 //!
 //! The generic code needs sqlx to encode and decode a few column types and
 //! to run statements on a connection. Rust does not carry those requirements
@@ -20,6 +22,7 @@
 
 mod dialect;
 pub(crate) mod queries;
+pub(crate) mod reach;
 mod reads;
 mod rows;
 mod store;

@@ -17,8 +17,10 @@ use crate::config::OnDeny;
 use crate::observe::audit::{Audit, DenyRecord};
 use crate::observe::stats::Counts;
 
+mod denied;
 mod memo;
 
+pub use denied::DeniedLog;
 pub use memo::DecisionMemo;
 
 /// CONNACK and SUBACK/PUBACK codes used by the decision points.
@@ -140,6 +142,9 @@ fn deny_record(
     }
 }
 
+/// The verdict logged for a write under `$SYS/`.
+const SYS_VERDICT: &str = "deny ($SYS/ is written only by the broker)";
+
 /// `$SYS/` belongs to the broker: no client writes there, whatever its
 /// rules say and superusers included (rules still decide who reads it).
 pub fn is_broker_topic(topic: &str) -> bool {
@@ -153,12 +158,17 @@ impl Authorizer {
         tracing::info!(
             target: "warden::audit",
             client_id = who.client_id,
-            username = who.username.unwrap_or(""),
+            username = who.username,
             action,
             object,
             verdict = %decision,
             "denied"
         );
+        self.record(who, action, object, decision);
+    }
+
+    /// Count a denial and write it to the audit log (not the process log).
+    fn record(&self, who: Who<'_>, action: &'static str, object: &str, decision: &Decision) {
         let (rule, reason) = match decision {
             Decision::Deny { reason, rule } => (rule.map(|r| r.0), reason.to_string()),
             _ => (None, decision.to_string()),
@@ -182,16 +192,21 @@ impl Authorizer {
     }
 
     fn refuse_broker_topic(&self, who: Who<'_>, action: &'static str, topic: &str) {
-        bump(&self.counters.publish_deny);
         tracing::info!(
             target: "warden::audit",
             client_id = who.client_id,
-            username = who.username.unwrap_or(""),
+            username = who.username,
             action,
             object = topic,
-            verdict = "deny ($SYS/ is written only by the broker)",
+            verdict = SYS_VERDICT,
             "denied"
         );
+        self.record_broker_topic(who, action, topic);
+    }
+
+    /// [`Self::refuse_broker_topic`] without the process log line.
+    fn record_broker_topic(&self, who: Who<'_>, action: &'static str, topic: &str) {
+        bump(&self.counters.publish_deny);
         self.audit.deny(deny_record(
             who,
             action,
@@ -321,13 +336,15 @@ impl Authorizer {
         policy.decide(&Action::Subscribe { filter, qos }).is_allow()
     }
 
-    /// A PUBLISH from the client.
+    /// A PUBLISH from the client. A denial is logged through `denied`, the
+    /// connection's own [`DeniedLog`] (made here at the first one).
     #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         who: Who<'_>,
         policy: &Arc<dyn CompiledPolicy>,
         memo: &mut DecisionMemo,
+        denied: &mut Option<Box<DeniedLog>>,
         topic: &Arc<str>,
         qos: QoS,
         retain: bool,
@@ -342,10 +359,22 @@ impl Authorizer {
             return PublishVerdict::Allow;
         }
         if broker_topic {
-            self.refuse_broker_topic(who, "publish", topic);
+            self.record_broker_topic(who, "publish", topic);
         } else {
             bump(&self.counters.publish_deny);
-            self.audit(who, "publish", topic, &decision);
+            self.record(who, "publish", topic, &decision);
+        }
+        match denied {
+            Some(log) => log.note(who, topic),
+            None if broker_topic => {
+                *denied = Some(Box::new(DeniedLog::first(
+                    who,
+                    "publish",
+                    topic,
+                    &SYS_VERDICT,
+                )));
+            }
+            None => *denied = Some(Box::new(DeniedLog::first(who, "publish", topic, &decision))),
         }
         match self.on_deny() {
             OnDeny::Disconnect => PublishVerdict::Disconnect,

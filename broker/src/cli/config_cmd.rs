@@ -1,9 +1,9 @@
 //! `warden config default|check`: print the embedded default config, or load
-//! and validate the configured one.
+//! and validate the configured one (`--connect`: and reach its store).
 
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use super::output::{print_json, print_text};
@@ -15,7 +15,12 @@ pub enum ConfigCommand {
     /// Print the embedded default config (a starting point for your own file).
     Default,
     /// Load and validate the config (`-c FILE`, or the embedded default) and print "ok".
-    Check,
+    Check {
+        /// Also open the store and ask it one question; one line says
+        /// whether it answered (exit status 1 when it did not).
+        #[arg(long)]
+        connect: bool,
+    },
 }
 
 /// The commands that run without loading a config.
@@ -31,9 +36,9 @@ pub fn run_without_config(command: &Command) -> anyhow::Result<Outcome> {
 
 /// By the time this runs the config has been loaded and validated, so `check`
 /// only has to report it.
-pub fn run(
+pub async fn run(
     cmd: ConfigCommand,
-    _config: &Config,
+    config: &Config,
     path: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<Outcome> {
@@ -41,17 +46,53 @@ pub fn run(
         ConfigCommand::Default => {
             print_text(Config::default_yaml())?;
         }
-        ConfigCommand::Check => {
+        ConfigCommand::Check { connect } => {
             let source = path.map_or_else(
                 || "embedded default".to_owned(),
                 |p| p.display().to_string(),
             );
+            let store = if connect {
+                Some(reach_store(config).await?)
+            } else {
+                None
+            };
             if json {
-                print_json(&serde_json::json!({ "config": source, "result": "ok" }))?;
+                let mut out = serde_json::json!({ "config": source, "result": "ok" });
+                if let Some(note) = &store {
+                    out["store"] = serde_json::json!({
+                        "url": config.store.redacted(),
+                        "result": "ok",
+                        "note": note,
+                    });
+                }
+                print_json(&out)?;
+            } else if let Some(note) = store {
+                print_text(&format!("ok: store {} {note}\n", config.store.redacted()))?;
             } else {
                 print_text("ok\n")?;
             }
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Open the configured store (without applying its schema) and ping it;
+/// what to say about it when it answered. The error names the store (its
+/// URL without the password) and the cause.
+async fn reach_store(config: &Config) -> anyhow::Result<&'static str> {
+    let url = config.store.redacted();
+    if let warden_auth::StoreConfig::Sqlite { path, .. } = &config.store {
+        // Nothing to reach yet: `serve` and `migrate` create it.
+        if !path.exists() {
+            return Ok("does not exist yet (created at first start)");
+        }
+    }
+    let store = warden_auth::connect(&config.store)
+        .await
+        .with_context(|| format!("store {url} did not answer"))?;
+    store
+        .ping()
+        .await
+        .with_context(|| format!("store {url} did not answer"))?;
+    Ok("answered")
 }

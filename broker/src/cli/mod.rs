@@ -192,7 +192,7 @@ pub async fn dispatch(cli: Cli, config: Option<Config>) -> anyhow::Result<Outcom
         }
         Command::Completions { .. } => Ok(Outcome::Success),
         Command::Cert(cmd) => cert::run(cmd, &config, json).await,
-        Command::Config(cmd) => config_cmd::run(cmd, &config, cli.config.as_deref(), json),
+        Command::Config(cmd) => config_cmd::run(cmd, &config, cli.config.as_deref(), json).await,
         Command::Clients(cmd) => clients::run(cmd, &config, json).await,
     }
 }

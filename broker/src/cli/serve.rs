@@ -27,6 +27,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         ca_note = Some(dev.ca_cert);
     }
+    // Named before it is opened: a store that cannot be reached is then
+    // in the log beside the error. The URL goes without its password.
+    tracing::info!(
+        store = %config.store.redacted(),
+        data_dir = %config.data_dir.display(),
+        "starting"
+    );
     let store = warden_auth::open(&config.store)
         .await
         .context("cannot open the store")?;

@@ -16,6 +16,7 @@ mod observe;
 mod ocsp;
 mod raw;
 mod reload;
+mod store;
 mod types;
 mod validate;
 
@@ -34,8 +35,8 @@ pub use observe::{AuditConfig, MetricsConfig};
 pub use ocsp::{responder_url as ocsp_responder_url, DEFAULT_OCSP_TIMEOUT};
 pub use reload::ReloadPlan;
 pub use types::{
-    parse_byte_size, ClientAuthMode, ListenerKind, OcspMode, OnDeny, PersistenceMode, Takeover,
-    UsernameFrom,
+    parse_byte_size, ClientAuthMode, ListenerKind, LogFormat, OcspMode, OnDeny, PersistenceMode,
+    Takeover, UsernameFrom,
 };
 
 /// The commented default configuration (`warden config default`).
@@ -417,14 +418,18 @@ impl Default for Limits {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
-    /// A `tracing` EnvFilter directive; `RUST_LOG` overrides it.
+    /// A `tracing` EnvFilter directive; `RUST_LOG`'s directives are added
+    /// to it (and win where both name a target).
     pub level: String,
+    /// Text or JSON lines; applies at start (a reload keeps the format).
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_owned(),
+            format: LogFormat::Text,
         }
     }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::types::{
-    BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, OcspMode, OnDeny,
-    PacketSize, PersistenceMode, Takeover, UsernameFrom,
+    BindAddr, ClientAuthMode, HumanDuration, ListenerKind, LogDirective, LogFormat, OcspMode,
+    OnDeny, PacketSize, PersistenceMode, Takeover, UsernameFrom,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -17,7 +17,7 @@ use super::types::{
 pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub listeners: Option<Vec<RawListener>>,
-    pub store: Option<warden_auth::StoreConfig>,
+    pub store: Option<super::store::RawStore>,
     pub auth: Option<RawAuth>,
     pub policy: Option<RawPolicy>,
     pub limits: Option<RawLimits>,
@@ -160,4 +160,5 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub level: Option<LogDirective>,
+    pub format: Option<LogFormat>,
 }

@@ -51,6 +51,7 @@ impl Config {
         // The service's client, caches and breaker are built once.
         restart(new.auth.http != self.auth.http, "auth.http");
         restart(new.cluster != self.cluster, "cluster");
+        restart(new.log.format != self.log.format, "log.format");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
         let mut config = new;
         config.source.clone_from(&self.source);
@@ -63,6 +64,7 @@ impl Config {
         config.auth.verify.concurrency = self.auth.verify.concurrency;
         config.auth.http.clone_from(&self.auth.http);
         config.cluster.clone_from(&self.cluster);
+        config.log.format = self.log.format;
         ReloadPlan {
             config,
             needs_restart,

@@ -182,6 +182,131 @@ fn store_errors_are_placed() {
 }
 
 #[test]
+fn store_errors_carry_their_field_and_line() {
+    // A wrong type inside the block.
+    let text = fails(
+        "data_dir: x\nstore:\n  backend: postgres\n  url: postgres://h/db\n  timeout: 5\n",
+        "store.timeout",
+        5,
+    );
+    assert!(text.contains("duration"), "{text}");
+    // An unknown key inside the block.
+    let text = fails(
+        "store:\n  backend: postgres\n  url: postgres://h/db\n  tiemout: 5s\n",
+        "tiemout",
+        4,
+    );
+    assert!(text.contains("store"), "{text}");
+    // A key of another backend.
+    let text = fails(
+        "store:\n  backend: postgres\n  url: postgres://h/db\n  path: x.db\n",
+        "store.path",
+        4,
+    );
+    assert!(text.contains("not a key of the postgres store"), "{text}");
+    // A missing url; a bad pool; a bad URL scheme; a flow mapping.
+    fails("store:\n  backend: mysql\n", "store.url", 1);
+    fails(
+        "store:\n  backend: mysql\n  url: mysql://h/db\n  pool: 0\n",
+        "store.pool",
+        4,
+    );
+    fails(
+        "store:\n  backend: redis\n  url: http://h\n",
+        "store.url",
+        3,
+    );
+    fails(
+        "store: { backend: redis, url: redis://h, pool: 3 }\n",
+        "store.pool",
+        1,
+    );
+    fails("store:\n  path: x.db\n", "store.backend", 1);
+}
+
+#[test]
+fn every_backend_reads_its_keys() {
+    let c =
+        parse("store: { backend: postgres, url: \"postgres://u:p@h/db\", pool: 3, timeout: 2s }\n")
+            .unwrap();
+    assert_eq!(
+        c.store,
+        warden_auth::StoreConfig::Postgres {
+            url: "postgres://u:p@h/db".into(),
+            pool: Some(3),
+            timeout: Some(std::time::Duration::from_secs(2)),
+        }
+    );
+    assert_eq!(c.store.redacted(), "postgres://u:***@h/db");
+    let c =
+        parse("store: { backend: redis, url: \"redis://h:6379/0\", prefix: \"w:\" }\n").unwrap();
+    assert_eq!(c.store.backend(), "redis");
+    let c = parse("store: { backend: sqlite, path: w.db }\n").unwrap();
+    assert_eq!(
+        c.store,
+        warden_auth::StoreConfig::sqlite("/tmp/warden-data/w.db")
+    );
+}
+
+/// `config default` says relative paths resolve against the config file's
+/// directory, and its commented `cert`/`key`/`client_ca` name the
+/// development files: uncommented, they must load and be those files.
+#[test]
+fn the_default_configs_commented_paths_work_uncommented() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("warden-data/certs");
+    fs::create_dir_all(&certs).unwrap();
+    for f in ["server.pem", "server.key", "ca.pem"] {
+        fs::write(certs.join(f), "x").unwrap();
+    }
+    let text: String = Config::default_yaml()
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            let uncomment = ["# cert: ", "# key: ", "# client_ca: ", "# username_from: "]
+                .iter()
+                .any(|p| t.starts_with(p));
+            if uncomment {
+                l.replacen("# ", "", 1)
+            } else if t.starts_with("client_auth: none") {
+                l.replace("none", "required")
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    assert!(
+        text.contains("    cert: warden-data/certs/server.pem"),
+        "{text}"
+    );
+    let path = dir.path().join("warden.yaml");
+    fs::write(&path, &text).unwrap();
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let tls = c.listeners[0].tls().expect("tls");
+    assert_eq!(tls.cert, certs.join("server.pem"));
+    assert_eq!(tls.key, certs.join("server.key"));
+    assert!(!tls.dev_certs);
+    // The same files the development certificates are written to.
+    assert_eq!(c.data_dir.join("certs"), certs);
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(
+        parse("log: { format: json }\n").unwrap().log.format,
+        LogFormat::Json
+    );
+    assert_eq!(parse("# nothing\n").unwrap().log.format, LogFormat::Text);
+    let text = fails(
+        "data_dir: x\nlog:\n  level: info\n  format: xml\n",
+        "log.format",
+        4,
+    );
+    assert!(text.contains("json"), "{text}");
+}
+
+#[test]
 fn default_yaml_is_the_embedded_default() {
     let cwd = std::env::current_dir().unwrap();
     let from_text = parse_in(&cwd, Config::default_yaml()).unwrap();

@@ -146,6 +146,16 @@ pub enum OnDeny {
     Disconnect,
 }
 
+/// How log lines are written: `text` for people, `json` (one object a
+/// line) for log collectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// A socket address whose parse error quotes the offending text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BindAddr(pub SocketAddr);

@@ -69,7 +69,7 @@ pub fn absolute(p: &Path) -> io::Result<PathBuf> {
 
 /// Drops `.` components so logged paths read naturally; `..` is kept
 /// because symlinks make removing it unsound.
-fn clean(p: &Path) -> PathBuf {
+pub(super) fn clean(p: &Path) -> PathBuf {
     p.components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()
@@ -143,7 +143,7 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
         }
         Some(list) => build_listeners(list, ctx, &data_dir)?,
     };
-    let store = build_store(raw.store, &data_dir, ctx)?;
+    let store = super::store::build(raw.store, &data_dir, ctx)?;
     let raw_auth = raw.auth.unwrap_or_default();
     let err_at = |at: &[Seg<'_>], field: &str, m: String| ctx.err(at, field, m);
     let mut auth = AuthConfig {
@@ -167,11 +167,12 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
     for ws in listeners.iter_mut().filter_map(|l| l.websocket.as_mut()) {
         ws.max_message_size = ws_message_bound(limits.max_packet_size);
     }
+    let raw_log = raw.log.unwrap_or_default();
     let log = LogConfig {
-        level: raw
-            .log
-            .and_then(|l| l.level)
+        level: raw_log
+            .level
             .map_or_else(|| LogConfig::default().level, |d| d.0),
+        format: raw_log.format.unwrap_or_default(),
     };
     let sessions = SessionsConfig {
         takeover: raw.sessions.and_then(|s| s.takeover).unwrap_or_default(),
@@ -200,30 +201,6 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
         sys_interval,
         cluster,
     })
-}
-
-fn build_store(
-    raw: Option<warden_auth::StoreConfig>,
-    data_dir: &Path,
-    ctx: &Ctx<'_>,
-) -> Result<warden_auth::StoreConfig, ConfigError> {
-    use warden_auth::StoreConfig;
-    // Checked before resolving: an empty path joined to data_dir would
-    // silently become data_dir itself.
-    if let Some(Err(e)) = raw.as_ref().map(StoreConfig::validate) {
-        let at: Vec<Seg<'_>> = e.field.split('.').map(Seg::Key).collect();
-        return Err(ctx.err(&at, e.field, e.message));
-    }
-    let store = match raw {
-        None => StoreConfig::sqlite(data_dir.join("warden.db")),
-        Some(StoreConfig::Sqlite { path, timeout }) => StoreConfig::Sqlite {
-            path: clean(&data_dir.join(path)),
-            timeout,
-        },
-        #[allow(unreachable_patterns)]
-        Some(other) => other,
-    };
-    Ok(store)
 }
 
 fn build_policy(

@@ -227,6 +227,14 @@ async fn admit(
         }
     };
     let (client_id, assigned) = client_id(&connect).inspect_err(|_| {
+        tracing::info!(
+            username = connect.username.as_deref(),
+            listener = %peer.listener,
+            protocol = crate::observe::protocol_label(version),
+            peer = %peer.addr,
+            reason = "empty client id not allowed",
+            "login refused"
+        );
         broker.stats.auth.inc(("failure", "client_id_rejected"));
     })?;
     let cert_username = listener
@@ -247,20 +255,30 @@ async fn admit(
     let limits = &config.limits;
     // Who to name in a refusal: the certificate's user when it maps one
     // (an mTLS client often sends no username at all).
-    let who_name = cert_username.or_else(|| connect.username.clone());
+    let who_name = cert_username.clone().or_else(|| connect.username.clone());
+    // No `username` field at all when there is none (never `username=""`):
+    // an mTLS client is named by its certificate.
     let refused = |err: &dyn std::fmt::Display| match &peer.cert {
         Some(cert) => tracing::info!(
-            peer = %peer.addr,
-            client_id = %client_id,
-            username = who_name.as_deref().unwrap_or(""),
+            client_id = client_id.as_str(),
+            username = who_name.as_deref(),
             cert_subject = %cert.subject,
             cert_fingerprint = %cert.fingerprint,
+            listener = %peer.listener,
+            protocol = crate::observe::protocol_label(version),
+            peer = %peer.addr,
             reason = %err,
             "login refused"
         ),
-        None => {
-            tracing::info!(peer = %peer.addr, client_id = %client_id, username = who_name.as_deref().unwrap_or(""), reason = %err, "login refused")
-        }
+        None => tracing::info!(
+            client_id = client_id.as_str(),
+            username = who_name.as_deref(),
+            listener = %peer.listener,
+            protocol = crate::observe::protocol_label(version),
+            peer = %peer.addr,
+            reason = %err,
+            "login refused"
+        ),
     };
     // Banned: refused before any store or password work.
     let now = std::time::Instant::now();
@@ -353,6 +371,15 @@ async fn admit(
         crate::auth::rehash::spawn(broker, job);
     }
     tracing::debug!(version = policy_version.0, roles = ?authed.roles, "login authenticated");
+    // For the connect line: who, and how they proved it.
+    // (A mapped certificate decides unless a token did: `authenticate`.)
+    let how = match (&authed.token, &authed.username, &cert_username) {
+        (Some(_), _, _) => "jwt",
+        (None, Some(_), Some(_)) => "certificate",
+        (None, Some(_), None) => "password",
+        (None, None, _) => "anonymous",
+    };
+    let log_name = authed.username.clone();
     let principal = Principal {
         username: authed.username,
         client_id: client_id.clone(),
@@ -367,6 +394,7 @@ async fn admit(
     let policy = compile_with(broker, &principal, token_rules, policy_version)
         .await
         .map_err(|()| {
+            refused(&"policy unavailable");
             broker.stats.auth.inc(("failure", "policy_unavailable"));
             authorize::server_unavailable(version)
         })?;
@@ -378,11 +406,16 @@ async fn admit(
     broker
         .authz
         .connect(who, &*policy, version)
-        .inspect_err(|_| broker.stats.auth.inc(("failure", "connect_denied")))?;
+        .inspect_err(|_| {
+            refused(&"not authorized to connect (connect rule)");
+            broker.stats.auth.inc(("failure", "connect_denied"));
+        })?;
     let will = match &connect.will {
         Some(w) => Some(
-            check_will(broker, who, &*policy, w, version)
-                .inspect_err(|_| broker.stats.auth.inc(("failure", "will_denied")))?,
+            check_will(broker, who, &*policy, w, version).inspect_err(|_| {
+                refused(&format_args!("will topic not allowed: {:?}", w.topic));
+                broker.stats.auth.inc(("failure", "will_denied"));
+            })?,
         ),
         None => None,
     };
@@ -417,6 +450,7 @@ async fn admit(
     };
     let listener_name = Arc::clone(&peer.listener);
     let (session, session_present) = lifecycle::attach(broker, request).map_err(|_| {
+        refused(&"client id in use by another user's session");
         broker.stats.auth.inc(("failure", "client_id_in_use"));
         identifier_rejected(version)
     })?;
@@ -425,7 +459,20 @@ async fn admit(
         .stats
         .connections
         .inc((listener_name, crate::observe::protocol_label(version)));
-    tracing::debug!(client_id = %session.client_id, conn_id, session_present, "connected");
+    // Strings the client chose are quoted (escaped) in text lines: no
+    // client id or username can forge a line.
+    tracing::info!(
+        client_id = &*session.client_id,
+        username = log_name.as_deref(),
+        cert_subject = peer.cert.as_ref().map(|c| tracing::field::display(&c.subject)),
+        auth = how,
+        listener = %peer.listener,
+        protocol = crate::observe::protocol_label(version),
+        peer = %peer.addr,
+        conn = conn_id,
+        session_present,
+        "client connected"
+    );
     // A CRL published since the check above: the scan may have missed this
     // session (see `revocation`).
     crate::revocation::kick_if_revoked(broker, &session, conn_id);

@@ -46,8 +46,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How a connection ended; decides the DISCONNECT we send and the will.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
-    /// DISCONNECT 0x00 from the client: no will.
-    Normal,
+    /// DISCONNECT from the client with this reason code (any but 0x04):
+    /// no will.
+    Normal(u8),
     /// v5 DISCONNECT 0x04: close normally but publish the will.
     NormalWithWill,
     /// Socket closed or failed without DISCONNECT.
@@ -75,7 +76,7 @@ impl End {
     /// The v5 DISCONNECT reason we send, if any.
     fn reason(self) -> Option<u8> {
         match self {
-            End::Normal | End::NormalWithWill | End::Lost => None,
+            End::Normal(_) | End::NormalWithWill | End::Lost => None,
             End::Violation(code) => Some(code),
             End::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT.value()),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER.value()),
@@ -102,8 +103,42 @@ impl End {
     fn fires_will(self) -> bool {
         !matches!(
             self,
-            End::Normal | End::Shutdown | End::Revoked | End::CertRevoked
+            End::Normal(_) | End::Shutdown | End::Revoked | End::CertRevoked
         )
+    }
+
+    /// The disconnect line's `reason`, and the reason code that goes with
+    /// it: the client's DISCONNECT code, or the one a v5 client is sent.
+    fn label(self) -> (&'static str, Option<u8>) {
+        let reason = match self {
+            End::Normal(_) | End::NormalWithWill => "client_disconnect",
+            End::Lost => "socket_closed",
+            End::Violation(_) => "protocol_error",
+            End::KeepAliveTimeout => "keepalive_timeout",
+            End::TakenOver => "taken_over",
+            End::Revoked => "revoked",
+            End::PolicyFailed => "policy_failed",
+            End::CertRevoked => "cert_revoked",
+            End::WriteStall => "write_stall",
+            End::TokenExpired => "token_expired",
+            End::Kicked => "admin_kick",
+            End::Shutdown => "shutdown",
+        };
+        let code = match self {
+            End::Normal(code) => Some(code),
+            End::NormalWithWill => Some(ReasonCode::DISCONNECT_WITH_WILL.value()),
+            other => other.reason(),
+        };
+        (reason, code)
+    }
+}
+
+/// A reason code as the specification writes it: `0x8e`.
+struct Hex(u8);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:02x}", self.0)
     }
 }
 
@@ -155,6 +190,9 @@ pub struct Handler<S> {
     /// `limits.publish_rate`: this client's token bucket, made at its first
     /// PUBLISH when the limit is on. Boxed, as the token clock is.
     pub(crate) publish_bucket: Option<Box<crate::defence::rate::Bucket>>,
+    /// Denied publishes not yet logged: made at the first denial (the
+    /// allowed path never touches it).
+    pub(crate) denied: Option<Box<crate::authorize::DeniedLog>>,
     shutdown: Shutdown,
 }
 
@@ -196,6 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             publish_memo: DecisionMemo::default(),
             held: None,
             publish_bucket: None,
+            denied: None,
             shutdown,
         }
     }
@@ -210,7 +249,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Err(end) => end,
         };
         tracing::debug!(client_id = %self.client_id, ?end, "connection ended");
-        Box::pin(self.finish(end)).await;
+        let (end, linger) = Box::pin(self.finish(end)).await;
+        if let Some(denied) = self.denied.as_deref_mut() {
+            denied.finish(&self.client_id, self.username.as_deref());
+        }
+        let (reason, code) = end.label();
+        tracing::info!(
+            client_id = &*self.client_id,
+            username = self.username.as_deref(),
+            conn = self.conn_id,
+            reason,
+            code = code.map(|c| tracing::field::display(Hex(c))),
+            "client disconnected"
+        );
+        if linger {
+            // Last: the session is released, the will settled and the end
+            // logged already.
+            Box::pin(self.linger()).await;
+        }
     }
 
     async fn run_loop(&mut self) -> End {
@@ -400,12 +456,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if d.reason == ReasonCode::DISCONNECT_WITH_WILL.value() {
             End::NormalWithWill
         } else {
-            End::Normal
+            End::Normal(d.reason)
         }
     }
 
     /// Say goodbye, release the session, publish the will, schedule expiry.
-    async fn finish(&mut self, end: End) {
+    /// Returns how the connection ended after all (a takeover may have
+    /// come first) and whether to linger, reading the client's input, so it
+    /// sees the error DISCONNECT it was sent.
+    async fn finish(&mut self, end: End) -> (End, bool) {
         let mut end = end;
         let linger = self.goodbye(end).await;
         let released = crate::session::lifecycle::detach(&self.session, self.conn_id);
@@ -433,10 +492,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if let Some((expiry, generation)) = released {
             will::schedule_expiry(&self.broker, &self.session, expiry, generation);
         }
-        if linger {
-            // Last: the session is released and the will settled already.
-            self.linger().await;
-        }
+        (end, linger)
     }
 
     /// The DISCONNECT (v5) and the close, bounded: a peer that stopped

@@ -117,6 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             who,
             &policy,
             &mut self.publish_memo,
+            &mut self.denied,
             &topic,
             qos,
             p.retain,

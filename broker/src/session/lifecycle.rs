@@ -83,12 +83,22 @@ pub fn attach(
                     return Err(OwnedByAnother);
                 }
                 Takeover::Any => {
-                    tracing::info!(client_id = %client_id, owner = %existing.owner, username = %owner, "session of another user discarded (sessions.takeover: any)");
+                    // Released before `discard` takes the router (lock order).
+                    let old_peer = existing.state.lock().principal.peer;
+                    tracing::info!(
+                        client_id = &*client_id,
+                        owner = %existing.owner,
+                        username = %owner,
+                        old_peer = old_peer.map(tracing::field::display),
+                        new_peer = req.principal.peer.map(tracing::field::display),
+                        "session of another user discarded (sessions.takeover: any)"
+                    );
                     discard(broker, &mut sessions, &existing, Kick::TakenOver);
                 }
             }
         } else {
-            resume(
+            let new_peer = req.principal.peer;
+            let taken = resume(
                 broker,
                 &existing,
                 req,
@@ -96,6 +106,17 @@ pub fn attach(
                 client_max_packet,
                 limits.max_queued_messages,
             );
+            // Logged with no lock held: a write to stderr may block.
+            drop(sessions);
+            if let Some((old_peer, old_conn)) = taken {
+                tracing::info!(
+                    client_id = &*existing.client_id,
+                    old_peer = old_peer.map(tracing::field::display),
+                    new_peer = new_peer.map(tracing::field::display),
+                    old_conn,
+                    "session taken over"
+                );
+            }
             return Ok((existing, !connect.clean_start));
         }
     }
@@ -122,6 +143,7 @@ pub fn attach(
 }
 
 /// The owner attaches to its existing session (called with the map locked).
+/// When a connection was attached, its peer and id: a takeover.
 fn resume(
     broker: &Broker,
     existing: &Arc<Session>,
@@ -129,7 +151,7 @@ fn resume(
     receive_max: usize,
     max_packet: Option<u32>,
     max_queue: usize,
-) {
+) -> Option<(Option<std::net::SocketAddr>, ConnId)> {
     // Router before state (the lock order): forget the old subscriptions
     // before the new connection can receive.
     let mut router = broker.router.write();
@@ -138,10 +160,11 @@ fn resume(
         router.remove_all(&SubKey(Arc::clone(existing)));
     }
     drop(router);
-    if let Some(old) = st.attached.take() {
+    let taken = st.attached.take().map(|old| {
         st.kicked = Some((old.id, Kick::TakenOver));
         old.wake.notify_one();
-    }
+        (st.principal.peer, old.id)
+    });
     if req.connect.clean_start {
         st.queue.clear();
         st.inflight.clear();
@@ -169,6 +192,7 @@ fn resume(
     st.token = req.token;
     // The login's freshly compiled policy, applied to what waited.
     st.install_policy(&broker.authz, &broker.persist, req.principal, req.policy);
+    taken
 }
 
 /// End a session at once, whoever is attached (called with the map locked).
