@@ -109,23 +109,7 @@ stop
 
 S=$WORK/sqlite
 config "$S" '{ allow_anonymous: false }'
-python3 - "$CONNS" "$S" <<'PY'
-import base64, hashlib, hmac, json, os, sys
-n, d = int(sys.argv[1]), sys.argv[2]
-b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
-users, members, creds = [], [], []
-for i in range(n):
-    secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-    salt = os.urandom(16)
-    tag = hmac.new(salt, secret.encode(), hashlib.sha256).digest()
-    users.append({"username": f"bench{i}", "password_hash": f"$warden-hmac$v=1${b64(salt)}${b64(tag)}",
-                  "enabled": True, "superuser": False})
-    members.append({"role": "benchers", "username": f"bench{i}"})
-    creds.append(f"bench{i} {secret}")
-json.dump({"users": users, "roles": ["benchers"], "memberships": members, "rules": []},
-          open(f"{d}/snapshot.json", "w"))
-open(f"{d}/creds.txt", "w").write("\n".join(creds) + "\n")
-PY
+python3 "$ROOT/bench/device_secrets.py" "$CONNS" "$S" "bench{}" benchers
 "$WARDEN" -c "$S/w.yaml" import "$S/snapshot.json" >/dev/null
 # The example service's rules for a staff user, as store rules.
 "$WARDEN" -c "$S/w.yaml" acl add --role benchers --allow publish 'devices/${username}/#' >/dev/null

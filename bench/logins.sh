@@ -99,24 +99,7 @@ CA=$F/data/certs/ca.pem
 D=$WORK/devices
 config "$D"
 log "making $DEVICES device secrets"
-python3 - "$DEVICES" "$D" <<'PY'
-import base64, hashlib, hmac, json, os, sys
-n, d = int(sys.argv[1]), sys.argv[2]
-b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
-users, members, creds = [], [], []
-for i in range(n):
-    secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-    salt = os.urandom(16)
-    tag = hmac.new(salt, secret.encode(), hashlib.sha256).digest()
-    name = f"dev{i:05d}"
-    users.append({"username": name, "password_hash": f"$warden-hmac$v=1${b64(salt)}${b64(tag)}",
-                  "enabled": True, "superuser": False})
-    members.append({"role": "devices", "username": name})
-    creds.append(f"{name} {secret}")
-json.dump({"users": users, "roles": ["devices"], "memberships": members, "rules": []},
-          open(f"{d}/snapshot.json", "w"))
-open(f"{d}/creds.txt", "w").write("\n".join(creds) + "\n")
-PY
+python3 "$ROOT/bench/device_secrets.py" "$DEVICES" "$D" "dev{:05d}" devices
 "$WARDEN" -c "$D/w.yaml" import "$D/snapshot.json" >/dev/null
 "$WARDEN" -c "$D/w.yaml" acl add --role devices --allow publish,subscribe,receive 'dev/#' >/dev/null
 

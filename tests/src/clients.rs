@@ -237,7 +237,25 @@ pub struct Mosq<'a> {
     pub client_id: &'a str,
 }
 
-impl Mosq<'_> {
+impl<'a> Mosq<'a> {
+    /// MQTT 3.1.1 over TLS with a username and password, no client
+    /// certificate.
+    pub fn with_password(
+        port: u16,
+        ca: &'a Path,
+        login: (&'a str, &'a str),
+        client_id: &'a str,
+    ) -> Mosq<'a> {
+        Mosq {
+            port,
+            version: "mqttv311",
+            ca,
+            cert: None,
+            login: Some(login),
+            client_id,
+        }
+    }
+
     fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "-h".into(),

@@ -58,16 +58,9 @@ async fn a_reloaded_log_level_applies_at_once() {
     // warn; the built-in filter keeps it quiet at debug too.
     let ca = broker.dir.path().join("ca.pem");
     let id = client_id("sni");
-    let out = Mosq {
-        port: broker.tls_addr().port(),
-        version: "mqttv311",
-        ca: &ca,
-        cert: None,
-        login: Some(("alice", "pw")),
-        client_id: &id,
-    }
-    .publish("r/x", "hello", 0)
-    .await;
+    let out = Mosq::with_password(broker.tls_addr().port(), &ca, ("alice", "pw"), &id)
+        .publish("r/x", "hello", 0)
+        .await;
     assert!(out.status.success(), "{out:?}");
     assert!(
         broker.wait_log(&format!("client_id=\"{id}\""), WAIT).await,

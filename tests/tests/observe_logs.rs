@@ -138,6 +138,19 @@ async fn mtls_connack(broker: &TestBroker, listener: &str, cn: &str, id: &str) -
     code
 }
 
+/// A client with certificate `cn` refused on `listener`: the refusal line,
+/// which names the certificate.
+async fn refused_by_certificate(broker: &TestBroker, listener: &str, cn: &str) -> String {
+    let id = client_id(cn);
+    assert_ne!(mtls_connack(broker, listener, cn, &id).await, 0);
+    let line = wait_line(broker, "login refused", &[("client_id", &id)]).await;
+    assert!(
+        line.contains("cert_subject") && line.contains(&format!("CN={cn}")),
+        "{line}"
+    );
+    line
+}
+
 async fn scenario(format: &str) {
     let broker = start(format);
     broker.user_with_rights("alice", ALICE_PW, "alice/#").await;
@@ -228,27 +241,9 @@ async fn scenario(format: &str) {
         "{line}"
     );
     assert!(has(&line, "protocol", "3.1.1"), "{line}");
-    let mallory_id = client_id("mallory");
-    assert_ne!(
-        mtls_connack(&broker, "mtls", "mallory", &mallory_id).await,
-        0
-    );
-    let line = wait_line(&broker, "login refused", &[("client_id", &mallory_id)]).await;
-    assert!(
-        line.contains("cert_subject") && line.contains("CN=mallory"),
-        "{line}"
-    );
+    let line = refused_by_certificate(&broker, "mtls", "mallory").await;
     assert!(has(&line, "reason", "unknown user"), "{line}");
-    let noname_id = client_id("noname");
-    assert_ne!(
-        mtls_connack(&broker, "mtls-email", "dev1", &noname_id).await,
-        0
-    );
-    let line = wait_line(&broker, "login refused", &[("client_id", &noname_id)]).await;
-    assert!(
-        line.contains("cert_subject") && line.contains("CN=dev1"),
-        "{line}"
-    );
+    let line = refused_by_certificate(&broker, "mtls-email", "dev1").await;
     assert!(!names(&line, "username"), "no empty username: {line}");
 
     // A JWT login, and a forged token.
@@ -303,16 +298,9 @@ async fn scenario(format: &str) {
     let ca = broker.dir.path().join("ca.pem");
     let mosq_id = client_id("mosq");
     broker.user_with_rights("mosq", MOSQ_PW, "m/#").await;
-    let out = Mosq {
-        port: broker.tls_addr().port(),
-        version: "mqttv311",
-        ca: &ca,
-        cert: None,
-        login: Some(("mosq", MOSQ_PW)),
-        client_id: &mosq_id,
-    }
-    .publish("m/x", "hello", 1)
-    .await;
+    let out = Mosq::with_password(broker.tls_addr().port(), &ca, ("mosq", MOSQ_PW), &mosq_id)
+        .publish("m/x", "hello", 1)
+        .await;
     assert!(out.status.success(), "{out:?}");
     wait_line(&broker, "client disconnected", &[("client_id", &mosq_id)]).await;
 
@@ -376,16 +364,9 @@ async fn sni_warning_with(rust_log: &str) -> String {
     broker.user_with_rights("mosq", MOSQ_PW, "m/#").await;
     let ca = broker.dir.path().join("ca.pem");
     let id = client_id("sni");
-    let out = Mosq {
-        port: broker.tls_addr().port(),
-        version: "mqttv311",
-        ca: &ca,
-        cert: None,
-        login: Some(("mosq", MOSQ_PW)),
-        client_id: &id,
-    }
-    .publish("m/x", "hello", 0)
-    .await;
+    let out = Mosq::with_password(broker.tls_addr().port(), &ca, ("mosq", MOSQ_PW), &id)
+        .publish("m/x", "hello", 0)
+        .await;
     assert!(out.status.success(), "{out:?}");
     wait_line(&broker, "client disconnected", &[("client_id", &id)]).await;
     tokio::time::sleep(QUIET).await;

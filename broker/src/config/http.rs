@@ -120,12 +120,7 @@ pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, Confi
         ctx.err(&at(key), &format!("auth.http.{key}"), message)
     };
     let file = |key: &'static str, p: &std::path::Path| {
-        let resolved = ctx.resolve(p);
-        if resolved.is_file() {
-            Ok(resolved)
-        } else {
-            Err(err(key, format!("file not found: {}", resolved.display())))
-        }
+        ctx.existing_file(&at(key), &format!("auth.http.{key}"), p)
     };
     let Some(url) = raw.url else {
         return Err(ctx.err(

@@ -22,12 +22,7 @@ pub(super) fn build(raw: RawJwt, ctx: &Ctx<'_>) -> Result<JwtConfig, ConfigError
     let err =
         |key: &'static str, message: String| ctx.err(&at(key), &format!("auth.jwt.{key}"), message);
     let file = |key: &'static str, p: &std::path::Path| {
-        let resolved = ctx.resolve(p);
-        if resolved.is_file() {
-            Ok(resolved)
-        } else {
-            Err(err(key, format!("file not found: {}", resolved.display())))
-        }
+        ctx.existing_file(&at(key), &format!("auth.jwt.{key}"), p)
     };
     let sources = [
         ("secret", raw.secret.is_some()),

@@ -55,6 +55,22 @@ impl Ctx<'_> {
     pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         clean(&self.base.join(p))
     }
+
+    /// Resolves a configured file and checks it exists now, so a typo is an
+    /// error at start rather than at the first handshake or request.
+    pub(super) fn existing_file(
+        &self,
+        at: &[Seg<'_>],
+        field: &str,
+        p: &Path,
+    ) -> Result<PathBuf, ConfigError> {
+        let resolved = self.resolve(p);
+        if resolved.is_file() {
+            Ok(resolved)
+        } else {
+            Err(self.err(at, field, format!("file not found: {}", resolved.display())))
+        }
+    }
 }
 
 /// `p` made absolute against the current directory, without touching the
@@ -490,19 +506,13 @@ fn build_ws(i: usize, raw: &RawListener, ctx: &Ctx<'_>) -> Result<WsSettings, Co
     })
 }
 
-/// Resolves a configured file and checks it exists now, so a typo is an
-/// error at start rather than at the first handshake.
+/// A listener's file, which must exist.
 fn existing_file(i: usize, key: &str, p: &Path, ctx: &Ctx<'_>) -> Result<PathBuf, ConfigError> {
-    let resolved = ctx.resolve(p);
-    if resolved.is_file() {
-        Ok(resolved)
-    } else {
-        Err(ctx.err(
-            &[Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)],
-            &format!("listeners[{i}].{key}"),
-            format!("file not found: {}", resolved.display()),
-        ))
-    }
+    ctx.existing_file(
+        &[Seg::Key("listeners"), Seg::Index(i), Seg::Key(key)],
+        &format!("listeners[{i}].{key}"),
+        p,
+    )
 }
 
 fn build_tls(
@@ -630,18 +640,7 @@ fn build_certificates(
                 Seg::Key(key),
             ]
         };
-        let file = |key: &'static str, p: &Path| {
-            let resolved = ctx.resolve(p);
-            if resolved.is_file() {
-                Ok(resolved)
-            } else {
-                Err(ctx.err(
-                    &at(key),
-                    &field(key),
-                    format!("file not found: {}", resolved.display()),
-                ))
-            }
-        };
+        let file = |key: &'static str, p: &Path| ctx.existing_file(&at(key), &field(key), p);
         let mut hostnames = Vec::new();
         for h in c.hostnames.iter().flatten() {
             let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
