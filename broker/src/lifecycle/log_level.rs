@@ -131,7 +131,8 @@ mod tests {
     fn rust_log_adds_to_the_quiet_directives() {
         assert_eq!(
             directives("info", Some("info")),
-            "info,rustls=error,sqlx::postgres::notice=warn,info"
+            format!("info{QUIET},info"),
+            "the config's level, the built-in directives, then RUST_LOG's"
         );
         assert_eq!(directives("warn", Some("  ")), format!("warn{QUIET}"));
         let f = filter("info", Some("warden=debug")).expect("parses");
