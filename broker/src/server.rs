@@ -118,6 +118,10 @@ pub async fn run(
         Arc::clone(&broker),
         controller.subscribe(),
     ));
+    tokio::spawn(crate::session::keepalive::run(
+        Arc::clone(&broker.keepalive),
+        controller.subscribe(),
+    ));
     tokio::spawn(crate::revocation::watch(
         Arc::clone(&broker),
         listeners.clone(),

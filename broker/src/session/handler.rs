@@ -10,11 +10,14 @@
 //! `limits.write_stall`.
 
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
 use crate::authorize::DecisionMemo;
@@ -270,19 +273,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     async fn run_loop(&mut self) -> End {
-        let mut deadline = self.keepalive.map(|d| Instant::now() + d);
+        if let Some(timeout) = self.keepalive {
+            self.broker.keepalive.watch(&self.wake, timeout);
+        }
+        let end = self.packet_loop().await;
+        self.wake.unwatch();
+        end
+    }
+
+    async fn packet_loop(&mut self) -> End {
         let write_stall = self.config.limits.write_stall;
         // Since when the client has taken none of the output waiting for it.
         let mut stalled_since: Option<Instant> = None;
+        // The loop's one timer, for the rare deadlines (the congestion
+        // poll, the write stall, a token's expiry; keep alive is the
+        // broker's, `keepalive.rs`). Boxed and made only when one is due:
+        // an idle connection's task holds a pointer, not a timer entry.
+        // Armed at the earliest deadline wanted and left alone while a later
+        // one is wanted (it fires early and the loop looks again), so a busy
+        // loop does not re-register it at every turn.
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
         loop {
             // The shutdown wakes the loop through `wake` (no future of
             // its own waits here: it would be held by every idle task).
             if self.shutdown.triggered() {
                 return End::Shutdown;
             }
+            if self.wake.is_expired() {
+                return End::KeepAliveTimeout;
+            }
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
             if reading {
-                if let Err(end) = self.handle_buffered(&mut deadline) {
+                if let Err(end) = self.handle_buffered() {
                     return end;
                 }
             }
@@ -301,14 +323,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 (true, Some(t)) if self.conn.written() == before => Some(t),
                 (true, _) => Some(Instant::now()),
             };
-            // One timer for the keep alive, the congestion poll and the write
-            // stall: the waiting future is held for as long as the
-            // connection is idle.
             // The session store is behind: stop reading publishes too.
             let storage_busy = self.broker.persist.is_congested();
             let paused = !self.congested.is_empty() || !reading || storage_busy;
-            let poll_at =
-                (!self.congested.is_empty() || storage_busy).then(|| Instant::now() + PAUSE_POLL);
+            let polling = !self.congested.is_empty() || storage_busy;
             if let Some(held) = self.held.as_deref_mut() {
                 // Woken through the session's own wake-up when the store
                 // catches up (no extra future in the loop).
@@ -316,42 +334,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     self.broker.persist.notify_when_durable(t, &self.wake);
                 }
             }
-            let stall_at = stalled_since.map(|t| t + write_stall);
-            let (at, why) = next_timer(
-                deadline,
-                poll_at,
-                stall_at,
-                self.token_deadline.as_deref().map(|t| t.0),
-            );
-            let timer = async {
-                match at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            let token_at = self.token_deadline.as_deref().map(|t| t.0);
+            if polling || stalled_since.is_some() || token_at.is_some() {
+                let now = Instant::now();
+                let want = [
+                    polling.then(|| now + PAUSE_POLL),
+                    stalled_since.map(|t| t + write_stall),
+                    token_at,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                if let Some(at) = want {
+                    match timer.as_mut() {
+                        Some(t) if t.deadline() <= at => {}
+                        Some(t) => t.as_mut().reset(at),
+                        None => timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                    }
                 }
-            };
+            }
             let before = self.conn.written();
-            tokio::select! {
+            let fired = tokio::select! {
                 res = self.conn.io(!paused), if !paused || self.conn.wants_write() => match res {
-                    Ok(_) => {}
+                    Ok(_) => false,
                     Err(ConnectionError::Codec(err)) => return End::Violation(err.reason_code().value()),
                     Err(_) => return End::Lost,
                 },
-                _ = self.wake.notified() => {}
-                _ = timer => match why {
-                    Timer::KeepAlive => return End::KeepAliveTimeout,
-                    Timer::TokenExpiry => {
-                        tracing::info!(client_id = %self.client_id, "token expired; disconnecting");
-                        return End::TokenExpired;
-                    }
-                    Timer::Stall => return self.write_stalled(),
-                    Timer::Congestion => {
-                        // Polling (1 ms) is enough here: it runs only while a
-                        // subscriber is behind, and needs no wake-up plumbing
-                        // between sessions that could deadlock two clients
-                        // publishing to each other.
-                        self.congested.retain(|s| s.is_congested());
-                    }
-                },
+                _ = self.wake.notified() => false,
+                _ = poll_fn(|cx| poll_timer(&mut timer, cx)) => true,
+            };
+            if fired {
+                // Dropped once it went off; made again if still wanted.
+                timer = None;
+                let now = Instant::now();
+                if token_at.is_some_and(|t| t <= now) {
+                    tracing::info!(client_id = %self.client_id, "token expired; disconnecting");
+                    return End::TokenExpired;
+                }
+                if stalled_since.is_some_and(|t| t + write_stall <= now)
+                    && self.conn.written() == before
+                {
+                    return self.write_stalled();
+                }
+                if polling {
+                    // Polling (1 ms) is enough here: it runs only while a
+                    // subscriber is behind, and needs no wake-up plumbing
+                    // between sessions that could deadlock two clients
+                    // publishing to each other.
+                    self.congested.retain(|s| s.is_congested());
+                }
             }
             if self.conn.written() != before {
                 stalled_since = None;
@@ -361,9 +392,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 // clients are behind: that is not a keep alive timeout. (A
                 // pause because this client does not read what it is sent
                 // does not reset it.)
-                if let Some(d) = self.keepalive {
-                    deadline = Some(Instant::now() + d);
-                }
+                self.wake.touch(self.broker.keepalive.now_ms());
             }
         }
     }
@@ -393,24 +422,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     /// Handle every whole packet already read (none while paused for a
-    /// congested subscriber); each one moves the keep-alive deadline.
-    fn handle_buffered(&mut self, deadline: &mut Option<Instant>) -> Result<(), End> {
-        while self.congested.is_empty() {
+    /// congested subscriber); any packet counts for the keep alive.
+    fn handle_buffered(&mut self) -> Result<(), End> {
+        let mut heard = false;
+        let result = loop {
+            if !self.congested.is_empty() {
+                break Ok(());
+            }
             match self.conn.try_decode() {
                 Ok(Some(packet)) => {
-                    if let Some(d) = self.keepalive {
-                        *deadline = Some(Instant::now() + d);
+                    heard = true;
+                    if let Err(end) = self.handle(packet) {
+                        break Err(end);
                     }
-                    self.handle(packet)?;
                 }
-                Ok(None) => break,
+                Ok(None) => break Ok(()),
                 Err(err) => {
                     tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
-                    return Err(End::Violation(err.reason_code().value()));
+                    break Err(End::Violation(err.reason_code().value()));
                 }
             }
+        };
+        if heard && self.keepalive.is_some() {
+            self.wake.touch(self.broker.keepalive.now_ms());
         }
-        Ok(())
+        result
     }
 
     /// Dispatch one inbound packet.
@@ -574,30 +610,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 }
 
-/// Which deadline the packet loop's one timer is set for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    KeepAlive,
-    Congestion,
-    Stall,
-    TokenExpiry,
-}
-
-/// The earliest of the loop's deadlines, and which one it is.
-fn next_timer(
-    keepalive: Option<Instant>,
-    congestion: Option<Instant>,
-    stall: Option<Instant>,
-    token: Option<Instant>,
-) -> (Option<Instant>, Timer) {
-    [
-        (keepalive, Timer::KeepAlive),
-        (congestion, Timer::Congestion),
-        (stall, Timer::Stall),
-        (token, Timer::TokenExpiry),
-    ]
-    .into_iter()
-    .filter_map(|(at, why)| at.map(|at| (at, why)))
-    .min_by_key(|(at, _)| *at)
-    .map_or((None, Timer::KeepAlive), |(at, why)| (Some(at), why))
+/// Poll the loop's timer, if one is set.
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer.as_mut() {
+        Some(t) => t.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
 }

@@ -74,7 +74,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if !self.within_publish_rate() {
             return Err(violation(ReasonCode::MESSAGE_RATE_TOO_HIGH));
         }
-        let topic: Arc<str> = Arc::from(self.resolve_topic(&mut p)?);
+        let name = self.resolve_topic(&mut p)?;
+        let topic: Arc<str> = match self.publish_memo.shared_topic(&name) {
+            Some(shared) => shared,
+            None => Arc::from(name),
+        };
         if p.retain && !self.config.limits.retain_available {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }

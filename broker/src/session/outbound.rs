@@ -90,7 +90,10 @@ impl Outbound {
 
     fn set_alias(&mut self, alias: Option<u16>) {
         if let Some(p) = self.properties.as_mut() {
-            p.topic_alias = alias;
+            // Clearing an absent alias must not allocate the set.
+            if alias.is_some() || p.topic_alias.is_some() {
+                p.topic_alias = alias;
+            }
         }
     }
 
@@ -110,8 +113,13 @@ impl Outbound {
 
 fn v5_properties(d: &Delivery, now: Instant) -> Properties {
     let mut p = d.msg.properties.clone();
-    p.message_expiry_interval = d.msg.remaining_expiry(now);
-    p.subscription_identifiers.clone_from(&d.sub_ids);
+    // Written only when present: a write allocates the property set.
+    if let Some(left) = d.msg.remaining_expiry(now) {
+        p.message_expiry_interval = Some(left);
+    }
+    if !d.sub_ids.is_empty() {
+        p.subscription_identifiers.clone_from(&d.sub_ids);
+    }
     p
 }
 
@@ -134,7 +142,7 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
     version: ProtocolVersion,
 ) -> Result<(), CodecError> {
     let now = Instant::now();
-    let ids: Vec<u16> = st.inflight.keys().copied().collect();
+    let ids = st.inflight.ids_in_order();
     for id in ids {
         let Some(out) = st.inflight.get(&id) else {
             continue;

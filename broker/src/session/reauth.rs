@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use warden_codec::{Auth, Packet, Properties, ReasonCode};
+use warden_codec::{Auth, Packet, Properties, PropertySet, ReasonCode};
 
 use crate::auth::jwt::METHOD;
 use crate::session::handler::{End, Handler};
@@ -63,10 +63,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 crate::policy_registry::refresh_session(&broker, &session).await;
             });
         }
-        let properties = Properties {
+        let properties = Properties::from(PropertySet {
             authentication_method: Some(METHOD.to_owned()),
-            ..Properties::default()
-        };
+            ..PropertySet::default()
+        });
         self.send(&Packet::Auth(Auth {
             reason: ReasonCode::SUCCESS.value(),
             properties,
