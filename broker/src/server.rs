@@ -499,6 +499,7 @@ mod tests {
         // header and trailer (~104 bytes, 128-byte aligned) a future of at
         // most 792 bytes is a 896-byte allocation; past it, 1,024 or more.
         let size = task_size(admit);
+        eprintln!("SIZES task future {size} handler {} session {} conn {} wake {}", std::mem::size_of::<Handler<MqttStream>>(), std::mem::size_of::<crate::session::state::Session>(), std::mem::size_of::<crate::session::connection::Connection<MqttStream>>(), std::mem::size_of::<crate::wake::Wake>());
         assert!(size <= 792, "connection task future is {size} bytes");
     }
 

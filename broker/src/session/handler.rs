@@ -157,7 +157,6 @@ pub struct Handler<S> {
     pub(crate) conn_id: ConnId,
     pub(crate) wake: Arc<Wake>,
     pub(crate) version: ProtocolVersion,
-    pub(crate) keepalive: Option<Duration>,
     /// Boxed: few clients set one, and the Handler lives as long as the
     /// connection.
     pub(crate) will: Option<Box<Will>>,
@@ -171,10 +170,6 @@ pub struct Handler<S> {
     /// and the table, made at the first delivery (`topic_alias.rs`).
     pub(crate) alias_out_max: u16,
     pub(crate) aliases_out: Option<Box<crate::session::topic_alias::TopicAliases>>,
-    pub(crate) client_id: Arc<str>,
-    pub(crate) username: Option<Arc<str>>,
-    /// Reused between drains so sending does not allocate a Vec each time.
-    pub(crate) out: Vec<crate::session::outbound::Outbound>,
     /// Subscribers our last publishes found congested: while any is, we stop
     /// reading from this client (TCP back-pressure), but keep sending to it.
     pub(crate) congested: Vec<Arc<Session>>,
@@ -206,10 +201,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         accepted: Accepted,
         shutdown: Shutdown,
     ) -> Handler<S> {
-        // Shared with the session, not copied: only the owner attaches, so
-        // the owner's name is this login's username.
-        let client_id = Arc::clone(&accepted.session.client_id);
-        let username = accepted.session.owner.username_arc();
+        // The client id and username are the session's (only the owner
+        // attaches), not copies: the Handler lives as long as the
+        // connection. Keep alive is watched from here on
+        // (`keepalive.rs`): the wake-up holds its state.
+        if let Some(timeout) = accepted.keepalive_timeout {
+            broker.keepalive.watch(&accepted.wake, timeout);
+        }
         let token_deadline = accepted
             .token
             .as_ref()
@@ -224,15 +222,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             conn_id: accepted.conn_id,
             wake: accepted.wake,
             version: accepted.version,
-            keepalive: accepted.keepalive_timeout,
             will: accepted.will.map(Box::new),
             aliases: None,
             topic_alias_max: accepted.topic_alias_max,
             alias_out_max: accepted.topic_alias_out,
             aliases_out: None,
-            client_id,
-            username,
-            out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
             held: None,
@@ -251,15 +245,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Ok(()) => self.run_loop().await,
             Err(end) => end,
         };
-        tracing::debug!(client_id = %self.client_id, ?end, "connection ended");
+        // Keep alive no longer applies (a lingering connection reads on).
+        self.wake.unwatch();
+        tracing::debug!(client_id = %self.session.client_id, ?end, "connection ended");
         let (end, linger) = Box::pin(self.finish(end)).await;
         if let Some(denied) = self.denied.as_deref_mut() {
-            denied.finish(&self.client_id, self.username.as_deref());
+            denied.finish(&self.session.client_id, self.session.owner.username());
         }
         let (reason, code) = end.label();
         tracing::info!(
-            client_id = &*self.client_id,
-            username = self.username.as_deref(),
+            client_id = &*self.session.client_id,
+            username = self.session.owner.username(),
             conn = self.conn_id,
             reason,
             code = code.map(|c| tracing::field::display(Hex(c))),
@@ -273,15 +269,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     async fn run_loop(&mut self) -> End {
-        if let Some(timeout) = self.keepalive {
-            self.broker.keepalive.watch(&self.wake, timeout);
-        }
-        let end = self.packet_loop().await;
-        self.wake.unwatch();
-        end
-    }
-
-    async fn packet_loop(&mut self) -> End {
         let write_stall = self.config.limits.write_stall;
         // Since when the client has taken none of the output waiting for it.
         let mut stalled_since: Option<Instant> = None;
@@ -368,7 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 timer = None;
                 let now = Instant::now();
                 if token_at.is_some_and(|t| t <= now) {
-                    tracing::info!(client_id = %self.client_id, "token expired; disconnecting");
+                    tracing::info!(client_id = %self.session.client_id, "token expired; disconnecting");
                     return End::TokenExpired;
                 }
                 if stalled_since.is_some_and(|t| t + write_stall <= now)
@@ -411,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             + 1;
         let queued = self.session.state.lock().queue.len();
         tracing::warn!(
-            client_id = %self.client_id,
+            client_id = %self.session.client_id,
             pending_bytes = self.conn.pending_bytes(),
             queued,
             stall = ?self.config.limits.write_stall,
@@ -438,12 +425,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
                 Ok(None) => break Ok(()),
                 Err(err) => {
-                    tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
+                    tracing::debug!(client_id = %self.session.client_id, error = %err, "bad packet");
                     break Err(End::Violation(err.reason_code().value()));
                 }
             }
         };
-        if heard && self.keepalive.is_some() {
+        if heard {
+            // A store, harmless when keep alive is off (0).
             self.wake.touch(self.broker.keepalive.now_ms());
         }
         result
@@ -520,7 +508,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         if let Some(w) = self.will.take() {
             if matches!(end, End::Revoked | End::CertRevoked) {
-                tracing::info!(client_id = %self.client_id, topic = %w.topic, "will dropped: the user or its certificate was revoked");
+                tracing::info!(client_id = %self.session.client_id, topic = %w.topic, "will dropped: the user or its certificate was revoked");
             } else if end.fires_will() {
                 will::fire(&self.broker, &self.session, *w, released);
             }
@@ -552,7 +540,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
         };
         if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
-            tracing::debug!(client_id = %self.client_id, "peer did not take the goodbye; dropped");
+            tracing::debug!(client_id = %self.session.client_id, "peer did not take the goodbye; dropped");
             return false;
         }
         packet.is_some() && end.lingers()
@@ -581,7 +569,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return Err(End::TakenOver);
         }
         if st.dropped > 0 {
-            tracing::warn!(client_id = %self.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
+            tracing::warn!(client_id = %self.session.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
             st.dropped = 0;
         }
         // The queue and the messages in flight were checked against this

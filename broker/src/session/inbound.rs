@@ -66,7 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             .defence
             .refused
             .inc(crate::defence::limit::PUBLISH_RATE);
-        tracing::info!(client_id = %self.client_id, rate = rate.get(), "publish rate exceeded; disconnecting");
+        tracing::info!(client_id = %self.session.client_id, rate = rate.get(), "publish rate exceeded; disconnecting");
         false
     }
 
@@ -113,8 +113,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             (Arc::clone(&st.policy), st.principal.peer)
         };
         let who = Who {
-            client_id: &self.client_id,
-            username: self.username.as_deref(),
+            client_id: &self.session.client_id,
+            username: self.session.owner.username(),
             peer,
         };
         let verdict = self.broker.authz.publish(
@@ -170,7 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             retain: p.retain,
             properties: Message::forwarded_properties(&p.properties),
             expires_at: Message::expiry_from(p.properties.message_expiry_interval, now),
-            origin: Arc::clone(&self.client_id),
+            origin: Arc::clone(&self.session.client_id),
             ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
         let msg = Arc::new(msg);

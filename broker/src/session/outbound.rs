@@ -27,6 +27,11 @@ use crate::session::topic_alias::{Alias, TopicAliases};
 /// session lock for long; the rest go on the next turn.
 const DRAIN_BATCH: usize = 256;
 
+thread_local! {
+    /// The drain's batch, reused so sending does not allocate.
+    static OUT: std::cell::RefCell<Vec<Outbound>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A delivery taken off the queue, to be written after the session lock is
 /// released. Encoded from its parts: no owned packet, no topic copy.
 #[derive(Debug)]
@@ -167,8 +172,10 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Move what may be sent now from the session queue to the write buffer.
     pub(crate) fn drain_outbound(&mut self) -> Result<(), End> {
-        let mut out = std::mem::take(&mut self.out);
         let max_packet;
+        // One buffer per worker thread, not per connection: a drain never
+        // waits, so it is back before another connection runs here.
+        let mut out;
         let more = {
             let mut st = self.session.state.lock();
             let kicked = st.kicked.is_some_and(|(id, _)| id == self.conn_id);
@@ -181,6 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 return Ok(());
             }
             max_packet = st.client_max_packet;
+            out = OUT.with(|o| std::mem::take(&mut *o.borrow_mut()));
             fill_batch(
                 &mut st,
                 &mut out,
@@ -224,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     .add(crate::observe::stats::Flow::MessagesOut, qos, n, bytes);
             }
         }
-        self.out = out;
+        OUT.with(|o| *o.borrow_mut() = out);
         if more {
             // Come back without waiting for a publisher's wake-up.
             self.wake.notify_one();
