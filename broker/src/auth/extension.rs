@@ -77,9 +77,41 @@ pub trait PolicySource: Send + Sync {
 }
 
 /// Something that happened, for an event sink. Borrowed: a sink that keeps
-/// events copies what it needs.
+/// events copies what it needs. Every event the audit log records passes
+/// through here (`Audit::add_sink`), plus connects and disconnects.
 #[derive(Debug)]
 pub enum Event<'a> {
+    Connected {
+        client_id: &'a str,
+        username: Option<&'a str>,
+        peer: std::net::SocketAddr,
+        listener: &'a str,
+        protocol: &'a str,
+        /// How the client proved who it is: jwt, certificate, password,
+        /// anonymous.
+        auth: &'a str,
+    },
+    Disconnected {
+        client_id: &'a str,
+        username: Option<&'a str>,
+        /// The broker's word for why (e.g. `client_disconnect`,
+        /// `keep_alive_timeout`, `takeover`).
+        reason: &'a str,
+    },
+    /// A decision point denied a publish, subscribe, receive or will.
+    Denied(&'a crate::observe::audit::DenyRecord),
+    /// A session's user was removed or disabled.
+    Revoked {
+        client_id: &'a str,
+        username: Option<&'a str>,
+    },
+    /// A temporary ban (`kind`: ip or username).
+    Banned {
+        kind: &'a str,
+        subject: &'a str,
+        seconds: u64,
+        reason: &'a str,
+    },
     LoginRefused {
         peer: std::net::SocketAddr,
         client_id: &'a str,
@@ -146,6 +178,7 @@ impl PolicySource for super::http::HttpAuth {
             username,
             roles: principal.roles.clone(),
             attributes: serde_json::Map::new(),
+            authorize_each: false,
         });
         let rules = super::http::HttpAuth::rules(self, &who)
             .await
@@ -173,6 +206,19 @@ impl EventSink for crate::observe::Audit {
             } => self.kick(client_id, *username, by),
             Event::PolicyChanged { version, sessions } => self.policy_change(*version, *sessions),
             Event::AdminChange(change) => self.admin_change(change),
+            Event::Denied(record) => self.deny((*record).clone()),
+            Event::Revoked {
+                client_id,
+                username,
+            } => self.revocation(client_id, *username),
+            Event::Banned {
+                kind,
+                subject,
+                seconds,
+                reason,
+            } => self.ban(kind, subject, Duration::from_secs(*seconds), reason),
+            // The process log has them; the audit log does not.
+            Event::Connected { .. } | Event::Disconnected { .. } => {}
         }
     }
 }

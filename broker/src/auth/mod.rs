@@ -26,11 +26,13 @@
 
 pub mod cache;
 pub mod chain;
+pub mod each;
 pub mod extension;
 pub mod http;
 pub mod jwt;
 pub mod rehash;
 pub mod verify;
+pub mod webhook;
 
 use warden_auth::{foreign_hash, Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;

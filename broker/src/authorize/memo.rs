@@ -101,7 +101,10 @@ impl DecisionMemo {
             }
         }
         let decision = policy.decide(&action);
-        self.remember(policy, topic, qos, retain, decision);
+        // Asked only on a miss: the hit path pays nothing for it.
+        if policy.memoizable() {
+            self.remember(policy, topic, qos, retain, decision);
+        }
         decision
     }
 

@@ -104,6 +104,7 @@ pub struct RawAuth {
     pub allow_anonymous: Option<bool>,
     pub jwt: Option<RawJwt>,
     pub http: Option<super::http::RawHttp>,
+    pub webhook: Option<super::http::RawWebhook>,
     /// The authenticators tried, in order (`jwt`, `http`, `store`).
     pub chain: Option<Vec<String>>,
     pub compose: Option<super::http::Compose>,

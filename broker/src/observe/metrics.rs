@@ -154,6 +154,23 @@ fn defence(r: &mut Registry, broker: &Broker) {
             ]
             .map(|(kind, n)| (vec![("kind", kind.to_owned())], n.load(Ordering::Relaxed))),
         );
+        counters(
+            r,
+            "auth_http_decisions",
+            "authorize_each decisions: answered from the cache, asked of the service, or denied for want of an answer",
+            [
+                ("cache_hit", &c.decision_cache_hits),
+                ("asked", &c.decision_requests),
+                ("unknown", &c.decision_unknown),
+            ]
+            .map(|(outcome, n)| (vec![("outcome", outcome.to_owned())], n.load(Ordering::Relaxed))),
+        );
+        gauge(
+            r,
+            "auth_http_decisions_cached",
+            "authorize_each answers kept in the decision cache",
+            i(http.decisions_cached()),
+        );
         gauge(
             r,
             "auth_http_down",
