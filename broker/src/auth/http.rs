@@ -68,6 +68,8 @@ pub enum HttpSetupError {
     Client(String),
     #[error("auth.webhook: {0}")]
     Webhook(String),
+    #[error("{0}")]
+    Extension(String),
 }
 
 /// What the service vouched for, kept in the session's grant.
@@ -427,6 +429,8 @@ pub fn install(
     broker: &Broker,
     config: &crate::config::Config,
 ) -> Result<Option<Arc<HttpAuth>>, HttpSetupError> {
+    super::extension::install(&config.auth.chain)
+        .map_err(|e| HttpSetupError::Extension(e.to_string()))?;
     let Some(http) = &config.auth.http else {
         return Ok(None);
     };

@@ -222,21 +222,38 @@ pub(super) fn build_webhook(raw: RawWebhook, ctx: &Ctx<'_>) -> Result<WebhookCon
 }
 
 /// One authenticator of `auth.chain`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainStep {
     Jwt,
     Http,
     Store,
+    /// `{extension: NAME, ...}`: an authenticator a Rust crate registered
+    /// under NAME (`auth::extension::register_authenticator`); the whole
+    /// map is its configuration.
+    Extension {
+        name: String,
+        config: serde_yaml::Value,
+    },
 }
 
 impl ChainStep {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             ChainStep::Jwt => "jwt",
             ChainStep::Http => "http",
             ChainStep::Store => "store",
+            ChainStep::Extension { name, .. } => name,
         }
     }
+}
+
+/// An `auth.chain` entry as written: a built-in's name, or a map naming
+/// a registered extension.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawChainStep {
+    Name(String),
+    Extension(serde_yaml::Mapping),
 }
 
 /// `auth.compose`: how the chain's answers combine.
@@ -383,7 +400,7 @@ pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, Confi
 
 /// `auth.chain`: known names, each once, each configured.
 pub(super) fn build_chain(
-    raw: Option<Vec<String>>,
+    raw: Option<Vec<RawChainStep>>,
     auth: &AuthConfig,
     ctx: &Ctx<'_>,
 ) -> Result<Vec<ChainStep>, ConfigError> {
@@ -396,7 +413,39 @@ pub(super) fn build_chain(
         return Err(err("must name at least one of jwt, http, store".to_owned()));
     }
     let mut chain = Vec::with_capacity(names.len());
-    for name in &names {
+    for entry in names {
+        let name = match entry {
+            RawChainStep::Name(name) => name,
+            RawChainStep::Extension(map) => {
+                let Some(name) = map
+                    .get("extension")
+                    .and_then(serde_yaml::Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    return Err(err(
+                        "an entry that is a map needs `extension: NAME`".to_owned()
+                    ));
+                };
+                if !crate::auth::extension::is_registered(&name) {
+                    return Err(err(format!(
+                        "no extension {name:?} in this build (registered: {})",
+                        crate::auth::extension::registered().join(", ")
+                    )));
+                }
+                let step = ChainStep::Extension {
+                    name,
+                    config: serde_yaml::Value::Mapping(map),
+                };
+                if chain
+                    .iter()
+                    .any(|s: &ChainStep| s.as_str() == step.as_str())
+                {
+                    return Err(err(format!("{} is listed twice", step.as_str())));
+                }
+                chain.push(step);
+                continue;
+            }
+        };
         let step = match name.as_str() {
             "jwt" if auth.jwt.is_none() => {
                 return Err(err(
@@ -413,7 +462,7 @@ pub(super) fn build_chain(
             "store" => ChainStep::Store,
             other => {
                 return Err(err(format!(
-                    "unknown authenticator {other:?} (expected jwt, http or store)"
+                    "unknown authenticator {other:?} (expected jwt, http, store or {{extension: NAME}})"
                 )))
             }
         };
