@@ -130,6 +130,28 @@ fn defence(r: &mut Registry, broker: &Broker) {
         "Logins waiting for a turn to verify a password",
         i(broker.verifier.waiting() as u64),
     );
+    if let Some(hook) = broker.webhook.load_full() {
+        let c = &hook.counts;
+        counters(
+            r,
+            "auth_webhook_events",
+            "Events of the event webhook (auth.webhook): sent, or dropped from the full queue",
+            [("sent", &c.sent), ("dropped", &c.dropped)]
+                .map(|(outcome, n)| (vec![("outcome", outcome.to_owned())], n.load(Ordering::Relaxed))),
+        );
+        counter(
+            r,
+            "auth_webhook_failed_batches",
+            "Batches the webhook receiver did not take (sent again later)",
+            c.failed_batches.load(Ordering::Relaxed),
+        );
+        gauge(
+            r,
+            "auth_webhook_queued",
+            "Events waiting to be sent to the webhook receiver",
+            i(hook.queued() as u64),
+        );
+    }
     if let Some(http) = broker.http.load_full() {
         let c = &http.counts;
         let requests = c.requests.load(Ordering::Relaxed);
