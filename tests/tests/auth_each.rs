@@ -89,14 +89,20 @@ async fn the_service_decides_each_topic_and_its_cached_answers_spare_it() {
     }
     assert_eq!(asked(&service, "receive", "cmd/alice"), 1, "cache hits");
     // Subscribed, but the service refuses delivery on note/alice.
-    root.publish_acked(Publish::new("note/alice", b"no", 1)).await;
+    root.publish_acked(Publish::new("note/alice", b"no", 1))
+        .await;
     alice
         .expect_no_publish(QUIET, "the service denies receive")
         .await;
     assert_eq!(asked(&service, "receive", "note/alice"), 1);
 
     let m = scrape(broker.addr("metrics")).await;
-    assert!(value(&m, "warden_auth_http_decisions_total{outcome=\"cache_hit\"}") >= 6.0);
+    assert!(
+        value(
+            &m,
+            "warden_auth_http_decisions_total{outcome=\"cache_hit\"}"
+        ) >= 6.0
+    );
     assert!(value(&m, "warden_auth_http_decisions_total{outcome=\"asked\"}") >= 6.0);
     assert!(broker.wait_log("denied by the auth service", WAIT).await);
 }
@@ -208,4 +214,52 @@ async fn no_answer_is_a_deny() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(alice.subscribe("cmd/alice", 1).await, 1);
+}
+
+#[tokio::test]
+async fn the_python_example_service_decides_each_topic() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/auth_service.py");
+    let mut child = tokio::process::Command::new("python3")
+        .args([script, "--port", &port.to_string(), "--authorize-each"])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < WAIT, "service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let broker = TestBroker::start(BrokerOptions {
+        auth_extra: format!(", http: {{ url: \"http://127.0.0.1:{port}\" }}"),
+        ..BrokerOptions::default()
+    });
+    let mut alice = broker
+        .login(Version::V5, &client_id("alice"), "alice", "pw")
+        .await;
+    assert_eq!(
+        alice
+            .publish_acked(Publish::new("devices/alice/t", b"x", 1))
+            .await,
+        0
+    );
+    assert_eq!(
+        alice
+            .publish_acked(Publish::new("devices/bob/t", b"x", 1))
+            .await,
+        0x87
+    );
+    assert_eq!(alice.subscribe("cmd/alice/reboot", 1).await, 1);
+    assert_eq!(alice.subscribe("cmd/bob/reboot", 1).await, 0x87);
+    let mut sensor = broker
+        .login(Version::V5, &client_id("sensor"), "sensor-17", "s3")
+        .await;
+    assert_eq!(sensor.subscribe("devices/#", 1).await, 0x87, "not staff");
+    child.kill().await.ok();
 }

@@ -604,10 +604,7 @@ async fn a_token_renewed_with_auth_keeps_the_services_rules() {
         .wait_for(WAIT, |p| matches!(p, Incoming::Auth { .. }))
         .await
         .expect("AUTH reply");
-    assert!(
-        matches!(reply, Incoming::Auth { code: 0, .. }),
-        "{reply:?}"
-    );
+    assert!(matches!(reply, Incoming::Auth { code: 0, .. }), "{reply:?}");
     // Give a (wrong) recompile time to land before checking.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

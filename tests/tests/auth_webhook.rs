@@ -65,7 +65,10 @@ async fn the_receiver_gets_batches_of_the_events() {
     let denied = wait_event(&receiver, "denied", |e| is(e, "denied", &id)).await;
     assert_eq!(denied["action"], "publish");
     assert_eq!(denied["topic"], "x/1");
-    let refused = wait_event(&receiver, "login_refused", |e| e["event"] == "login_refused").await;
+    let refused = wait_event(&receiver, "login_refused", |e| {
+        e["event"] == "login_refused"
+    })
+    .await;
     assert_eq!(refused["username"], "bob");
     assert!(refused.get("password").is_none(), "no secret in events");
     wait_event(&receiver, "disconnected", |e| is(e, "disconnected", &id)).await;
@@ -75,7 +78,10 @@ async fn the_receiver_gets_batches_of_the_events() {
         e["event"] == "admin_change" && e["what"] == "user add carol"
     })
     .await;
-    assert!(change["user"].as_str().is_some_and(|u| !u.is_empty()), "{change}");
+    assert!(
+        change["user"].as_str().is_some_and(|u| !u.is_empty()),
+        "{change}"
+    );
 
     // Batches respect batch_size, and nothing was dropped.
     receiver.with(|s| {
@@ -112,10 +118,7 @@ async fn the_receiver_down_costs_events_not_service() {
             .await;
         assert_eq!(bob.publish_acked(Publish::new("t/1", &[n], 1)).await, 0x87);
         root.publish_acked(Publish::new("t/2", &[n], 1)).await;
-        assert_eq!(
-            root.next_publish(WAIT).await.expect("served").payload,
-            [n]
-        );
+        assert_eq!(root.next_publish(WAIT).await.expect("served").payload, [n]);
     }
     let start = Instant::now();
     loop {
@@ -134,16 +137,15 @@ async fn the_receiver_down_costs_events_not_service() {
     receiver.restart().await;
     let start = Instant::now();
     loop {
-        let dropped = receiver.with(|s| {
-            s.batches
-                .iter()
-                .filter_map(|b| b["dropped"].as_u64())
-                .max()
-        });
+        let dropped =
+            receiver.with(|s| s.batches.iter().filter_map(|b| b["dropped"].as_u64()).max());
         if dropped.is_some_and(|d| d > 0) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "no batch after recovery");
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no batch after recovery"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(broker.wait_log("event webhook reachable again", WAIT).await);

@@ -275,7 +275,10 @@ pub fn registered() -> Vec<String> {
 }
 
 /// Build the extension `name` from `config`.
-pub fn build(name: &str, config: &serde_yaml::Value) -> Result<Arc<dyn Authenticator>, ExtensionError> {
+pub fn build(
+    name: &str,
+    config: &serde_yaml::Value,
+) -> Result<Arc<dyn Authenticator>, ExtensionError> {
     let factory = FACTORIES
         .read()
         .get(name)

@@ -749,7 +749,9 @@ impl HttpAuth {
         body: &AuthorizeBody<'_>,
     ) -> Result<(bool, Duration), Failure> {
         let bytes = serde_json::to_vec(body).map_err(|_| Failure::Malformed("request"))?;
-        self.counts.decision_requests.fetch_add(1, Ordering::Relaxed);
+        self.counts
+            .decision_requests
+            .fetch_add(1, Ordering::Relaxed);
         let raw = self.post("/authorize", bytes).await?;
         let answer: AuthorizeAnswer = serde_json::from_slice(&raw)
             .map_err(|_| Failure::Malformed("not the /authorize JSON"))?;

@@ -262,11 +262,7 @@ pub async fn authenticate(
     // token to the JWT authenticator, anything else to the store's), which
     // has a method token refused when no JWT is configured rather than
     // passed to the store as a password login.
-    if auth.chain.is_empty()
-        && http.is_none()
-        && jwt.is_none()
-        && creds.method_token.is_some()
-    {
+    if auth.chain.is_empty() && http.is_none() && jwt.is_none() && creds.method_token.is_some() {
         return Err(Refusal::bad("JWT authentication is not configured"));
     }
     use crate::config::ChainStep;

@@ -277,7 +277,9 @@ pub fn start(
         return Ok(());
     };
     let hook = Arc::new(Webhook::build(wc)?);
-    broker.audit.add_sink(Arc::clone(&hook) as Arc<dyn EventSink>);
+    broker
+        .audit
+        .add_sink(Arc::clone(&hook) as Arc<dyn EventSink>);
     broker.webhook.store(Some(Arc::clone(&hook)));
     tracing::info!(url = %wc.url, "event webhook configured");
     tokio::spawn(run(hook, shutdown));

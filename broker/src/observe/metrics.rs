@@ -136,8 +136,12 @@ fn defence(r: &mut Registry, broker: &Broker) {
             r,
             "auth_webhook_events",
             "Events of the event webhook (auth.webhook): sent, or dropped from the full queue",
-            [("sent", &c.sent), ("dropped", &c.dropped)]
-                .map(|(outcome, n)| (vec![("outcome", outcome.to_owned())], n.load(Ordering::Relaxed))),
+            [("sent", &c.sent), ("dropped", &c.dropped)].map(|(outcome, n)| {
+                (
+                    vec![("outcome", outcome.to_owned())],
+                    n.load(Ordering::Relaxed),
+                )
+            }),
         );
         counter(
             r,

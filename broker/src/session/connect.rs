@@ -475,14 +475,16 @@ async fn admit(
         session_present,
         "client connected"
     );
-    broker.audit.connected(&crate::auth::extension::Event::Connected {
-        client_id: &session.client_id,
-        username: log_name.as_deref(),
-        peer: peer.addr,
-        listener: &peer.listener,
-        protocol: crate::observe::protocol_label(version),
-        auth: how,
-    });
+    broker
+        .audit
+        .connected(&crate::auth::extension::Event::Connected {
+            client_id: &session.client_id,
+            username: log_name.as_deref(),
+            peer: peer.addr,
+            listener: &peer.listener,
+            protocol: crate::observe::protocol_label(version),
+            auth: how,
+        });
     // A CRL published since the check above: the scan may have missed this
     // session (see `revocation`).
     crate::revocation::kick_if_revoked(broker, &session, conn_id);
