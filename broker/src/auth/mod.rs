@@ -19,10 +19,11 @@
 //! imported from another broker (or a weak argon2 one) is rehashed to
 //! argon2id in the background (`rehash.rs`).
 //!
-//! With `auth.http` or `auth.chain` the login goes through the chain of
-//! authenticators (`chain.rs`, the traits in `extension.rs`): the JWT
-//! verifier, the HTTP service (`http.rs`) and the store, composed by
-//! `auth.compose`.
+//! Every login goes through the chain of authenticators (`chain.rs`, the
+//! traits in `extension.rs`): the JWT verifier, the HTTP service
+//! (`http.rs`), the store and registered extensions, composed by
+//! `auth.compose`. `each.rs` asks the HTTP service per topic
+//! (`authorize_each`); `webhook.rs` ships events over HTTP.
 
 pub mod cache;
 pub mod chain;
