@@ -261,6 +261,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             code = code.map(|c| tracing::field::display(Hex(c))),
             "client disconnected"
         );
+        self.broker
+            .audit
+            .disconnected(&self.client_id, self.username.as_deref(), reason);
         if linger {
             // Last: the session is released, the will settled and the end
             // logged already.
