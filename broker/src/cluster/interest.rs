@@ -28,7 +28,10 @@ use crate::wake::Wake;
 pub struct Change {
     pub ticket: u64,
     pub filter: Arc<str>,
-    /// True: the filter's first subscription; false: its last went.
+    /// A shared group of the filter (a NATS queue group); None: the
+    /// filter's direct subscriptions.
+    pub group: Option<Arc<str>>,
+    /// True: the first subscription (or member); false: the last went.
     pub present: bool,
 }
 
@@ -116,12 +119,13 @@ impl Interest {
 }
 
 impl InterestSink for Interest {
-    fn changed(&self, filter: &str, present: bool) {
+    fn changed(&self, filter: &str, group: Option<&str>, present: bool) {
         let ticket = self.issued.fetch_add(1, Ordering::AcqRel) + 1;
         // The link task ends only at shutdown; then nobody needs the report.
         let _ = self.changes.send(Change {
             ticket,
             filter: Arc::from(filter),
+            group: group.map(Arc::from),
             present,
         });
     }
@@ -134,11 +138,11 @@ mod tests {
     #[test]
     fn acknowledgements_wait_for_the_last_ticket_while_connected() {
         let (interest, mut rx) = Interest::new();
-        interest.changed("a/#", true);
+        interest.changed("a/#", None, true);
         // Not connected: nothing waits.
         assert_eq!(interest.pending(), 0);
         interest.set_connected(true);
-        interest.changed("b", true);
+        interest.changed("b", None, true);
         assert_eq!(interest.pending(), 2);
         let wake = Arc::new(Wake::new());
         interest.notify_when_confirmed(2, &wake);
@@ -156,7 +160,7 @@ mod tests {
     fn an_outage_releases_the_waiters() {
         let (interest, _rx) = Interest::new();
         interest.set_connected(true);
-        interest.changed("a", true);
+        interest.changed("a", None, true);
         let wake = Arc::new(Wake::new());
         interest.notify_when_confirmed(interest.pending(), &wake);
         interest.set_connected(false);
