@@ -50,6 +50,8 @@ pub struct RetainedState {
     restored: Notify,
     loaded: AtomicBool,
     loaded_now: Notify,
+    /// The stream could not be had from a reachable NATS (logged once).
+    unavailable: AtomicBool,
     /// Writes the stream acknowledged.
     pub stored: AtomicU64,
     /// Writes the stream refused or did not answer (logged once).
@@ -138,7 +140,17 @@ async fn follow(broker: &Broker, cluster: &Cluster, js: &jetstream::Context) {
     let stream = match js.get_or_create_stream(stream_config(cluster)).await {
         Ok(s) => s,
         Err(err) => {
-            tracing::debug!(error = %err, "cluster: retained stream not available yet");
+            if cluster.interest.is_connected() {
+                // NATS answers but has no stream for us (JetStream off, or
+                // refused): do not hold the listeners; keep trying.
+                if !cluster.retained.unavailable.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %err, "cluster: no retained stream in NATS (is JetStream on?); retained messages stay on each node until there is");
+                }
+                cluster.retained.loaded_now.notify_waiters();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            } else {
+                tracing::debug!(error = %err, "cluster: retained stream not available yet");
+            }
             return;
         }
     };
