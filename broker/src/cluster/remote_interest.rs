@@ -298,11 +298,27 @@ impl RemoteInterest {
     pub fn snapshot(&self, node: &str, instance: u64, seq: u64, entries: &[(bool, Option<String>, String)], now: Instant) {
         let node: Arc<str> = Arc::from(node);
         let mut table = self.table.write();
-        table.forget(&node);
         let set: HashSet<Entry> = entries
             .iter()
             .map(|(_, g, f)| (g.as_deref().map(Arc::from), Arc::from(f.as_str())))
             .collect();
+        if let Some(p) = table.peers.get(&node) {
+            if p.instance == instance && p.seq > seq {
+                // Older than what this node applied already (a delta came
+                // first, on another subscription): add, never take away,
+                // until the hello the gap asked for brings a newer one.
+                let missing: Vec<Entry> = set.difference(&p.entries).cloned().collect();
+                for e in &missing {
+                    table.add(&node, e);
+                }
+                if let Some(p) = table.peers.get_mut(&node) {
+                    p.entries.extend(missing);
+                    p.heard = now;
+                }
+                return;
+            }
+        }
+        table.forget(&node);
         for e in &set {
             table.add(&node, e);
         }
@@ -780,5 +796,19 @@ mod tests {
         assert!(!r.wants("d"));
         r.send_all_for(Duration::from_secs(60));
         assert!(r.wants("anything"));
+    }
+
+    #[test]
+    fn an_older_snapshot_never_takes_away_what_a_delta_added() {
+        let r = RemoteInterest::default();
+        r.settle_in(Duration::ZERO);
+        let now = Instant::now();
+        // Delta 6 handled before the hello (snapshot at 5) that preceded it.
+        assert_eq!(r.delta("n2", 1, 6, &[e(true, None, "new")], now), Applied::Gap);
+        r.snapshot("n2", 1, 5, &[e(true, None, "old")], now);
+        assert!(r.wants("new") && r.wants("old"));
+        // A newer one replaces.
+        r.snapshot("n2", 1, 7, &[e(true, None, "old")], now);
+        assert!(!r.wants("new") && r.wants("old"));
     }
 }
