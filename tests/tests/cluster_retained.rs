@@ -140,7 +140,10 @@ async fn retained_messages_are_shared_by_the_nodes_and_survive_a_restart() {
     let mut live = n3.login(Version::V5, &client_id("live"), "u", "pw").await;
     assert_eq!(live.subscribe("r/live", 1).await, 1);
     assert_eq!(p1.publish_acked(retained("r/live", b"now")).await, 0);
-    let p = live.next_publish(WAIT).await.expect("live retained message");
+    let p = live
+        .next_publish(WAIT)
+        .await
+        .expect("live retained message");
     assert_eq!((p.topic.as_str(), &p.payload[..]), ("r/live", &b"now"[..]));
     drop((n1, n2, n3));
 }

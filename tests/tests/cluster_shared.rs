@@ -162,8 +162,14 @@ async fn no_remote_interest_costs_no_nats_message() {
     for _ in 0..50 {
         assert_eq!(p.publish_acked(Publish::new("nobody/x", b"n", 1)).await, 0);
     }
-    assert_eq!(drain(&mut local, Duration::from_millis(500)).await.len(), 200);
-    assert_eq!(drain(&mut group, Duration::from_millis(500)).await.len(), 200);
+    assert_eq!(
+        drain(&mut local, Duration::from_millis(500)).await.len(),
+        200
+    );
+    assert_eq!(
+        drain(&mut group, Duration::from_millis(500)).await.len(),
+        200
+    );
     assert_eq!(
         p.publish_acked(Publish::new("x/sentinel", b"s", 1)).await,
         0

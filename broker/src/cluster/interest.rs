@@ -4,14 +4,17 @@
 //! unsubscription ([`InterestSink`]), under its write lock, so the reports
 //! arrive here in the order they happened. Each gets a ticket number and goes
 //! down a channel to the link task, which subscribes to or unsubscribes
-//! from the filter's subjects, then confirms the tickets it handled once
-//! the NATS server has answered a request sent after them (the server
-//! handles a connection's protocol lines in order, so by then the
-//! subscriptions are in place).
+//! from the filter's subjects (a queue subscription for a shared group) and
+//! hands the batch to the interest task (`remote_interest.rs`). That one
+//! confirms the tickets once the NATS server has answered a request sent
+//! after the subscriptions (the server handles a connection's protocol
+//! lines in order, so by then they are in place) and every other node has
+//! acknowledged the announcement of the change.
 //!
 //! A SUBACK waits for the highest ticket issued when its subscriptions
 //! were added ([`Interest::pending`]): a subscriber then receives every
-//! message another node publishes after the SUBACK. While NATS is
+//! message another node publishes after the SUBACK (docs/cluster.md says
+//! where that can fail). While NATS is
 //! unreachable nothing waits, so local clients are served as before.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

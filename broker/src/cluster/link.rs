@@ -199,9 +199,11 @@ impl Link {
     async fn apply(&mut self, change: Change, batch: &mut Batch) {
         batch.upto = change.ticket;
         let key = (Arc::clone(&change.filter), change.group.clone());
-        batch
-            .changes
-            .push((change.present, change.group.clone(), Arc::clone(&change.filter)));
+        batch.changes.push((
+            change.present,
+            change.group.clone(),
+            Arc::clone(&change.filter),
+        ));
         if !change.present {
             for handle in self.held.remove(&key).unwrap_or_default() {
                 // The stream ends, SelectAll drops it, and dropping an
@@ -349,12 +351,10 @@ async fn publish_loop(
                     Some(m) => m,
                     None => continue,
                 },
-                Outgoing::Served(msg, seq, served) => {
-                    match message(&cluster, &msg, seq, &served) {
-                        Some(m) => m,
-                        None => continue,
-                    }
-                }
+                Outgoing::Served(msg, seq, served) => match message(&cluster, &msg, seq, &served) {
+                    Some(m) => m,
+                    None => continue,
+                },
                 Outgoing::Retained(msg, seq) => {
                     store_retained(&js, &cluster, msg, seq).await;
                     continue;
@@ -415,10 +415,7 @@ async fn store_retained(
             tokio::spawn(async move {
                 match ack.await {
                     Ok(_) => {
-                        cluster
-                            .retained
-                            .stored
-                            .fetch_add(1, Ordering::Relaxed);
+                        cluster.retained.stored.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(err) => {
                         tracing::debug!(error = %err, "cluster: retained stream refused a message");

@@ -295,7 +295,14 @@ impl RemoteInterest {
     }
 
     /// Replace what `node` wants by a snapshot (hello or answer).
-    pub fn snapshot(&self, node: &str, instance: u64, seq: u64, entries: &[(bool, Option<String>, String)], now: Instant) {
+    pub fn snapshot(
+        &self,
+        node: &str,
+        instance: u64,
+        seq: u64,
+        entries: &[(bool, Option<String>, String)],
+        now: Instant,
+    ) {
         let node: Arc<str> = Arc::from(node);
         let mut table = self.table.write();
         let set: HashSet<Entry> = entries
@@ -334,7 +341,14 @@ impl RemoteInterest {
     }
 
     /// Apply announcement `seq` of `node`.
-    pub fn delta(&self, node: &str, instance: u64, seq: u64, entries: &[(bool, Option<String>, String)], now: Instant) -> Applied {
+    pub fn delta(
+        &self,
+        node: &str,
+        instance: u64,
+        seq: u64,
+        entries: &[(bool, Option<String>, String)],
+        now: Instant,
+    ) -> Applied {
         let node: Arc<str> = Arc::from(node);
         let mut table = self.table.write();
         let outcome = match table.peers.get(&node) {
@@ -464,7 +478,9 @@ pub(super) async fn run(
     ) else {
         // Never skip a publish when the table cannot be kept; SUBACKs wait
         // for this node's server only.
-        cluster.remote.send_all_for(Duration::from_secs(u64::from(u32::MAX)));
+        cluster
+            .remote
+            .send_all_for(Duration::from_secs(u64::from(u32::MAX)));
         while let Some(batch) = batches.recv().await {
             if batch.added && cluster.interest.is_connected() {
                 round_trip(&conns.data, s.sync(&me)).await;
@@ -570,7 +586,10 @@ impl Announcer {
     /// Everyone: here is my interest, send me yours. At most once a second.
     async fn hello(&mut self) {
         let now = Instant::now();
-        if self.last_hello.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .last_hello
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             return;
         }
         self.last_hello = Some(now);
@@ -591,7 +610,11 @@ impl Announcer {
             // server has them once it answers there. The queue
             // subscriptions went on the control connection, before the
             // announcement that follows.
-            round_trip(&self.conns.data, self.cluster.subjects.sync(&self.cluster.node_id)).await;
+            round_trip(
+                &self.conns.data,
+                self.cluster.subjects.sync(&self.cluster.node_id),
+            )
+            .await;
         }
         let mut entries = Vec::with_capacity(batch.changes.len());
         for (present, group, filter) in batch.changes {
@@ -698,9 +721,13 @@ impl Announcer {
         if *note.node == *self.cluster.node_id || note.kind != Kind::Hello {
             return;
         }
-        self.cluster
-            .remote
-            .snapshot(&note.node, note.instance, note.seq, &note.entries, Instant::now());
+        self.cluster.remote.snapshot(
+            &note.node,
+            note.instance,
+            note.seq,
+            &note.entries,
+            Instant::now(),
+        );
         tracing::debug!(node = %note.node, "cluster: hello from another node");
         if let Some(reply) = msg.reply {
             self.publish(reply.to_string(), None, self.note(Kind::Snapshot, true))
@@ -711,9 +738,13 @@ impl Announcer {
     fn on_answer(&mut self, msg: async_nats::Message) {
         if let Ok(note) = Note::decode(msg.payload) {
             if note.kind == Kind::Snapshot && *note.node != *self.cluster.node_id {
-                self.cluster
-                    .remote
-                    .snapshot(&note.node, note.instance, note.seq, &note.entries, Instant::now());
+                self.cluster.remote.snapshot(
+                    &note.node,
+                    note.instance,
+                    note.seq,
+                    &note.entries,
+                    Instant::now(),
+                );
             }
         }
     }
@@ -775,16 +806,28 @@ mod tests {
         assert!(r.wants("a/b"));
         r.settle_in(Duration::ZERO);
         assert!(!r.wants("a/b"));
-        assert_eq!(r.delta("n2", 1, 1, &[e(true, None, "a/#")], now), Applied::Gap);
+        assert_eq!(
+            r.delta("n2", 1, 1, &[e(true, None, "a/#")], now),
+            Applied::Gap
+        );
         assert!(r.wants("a/b"));
-        assert_eq!(r.delta("n2", 1, 2, &[e(true, Some("g"), "q/+")], now), Applied::Applied);
+        assert_eq!(
+            r.delta("n2", 1, 2, &[e(true, Some("g"), "q/+")], now),
+            Applied::Applied
+        );
         assert!(r.has_queue(queue_id("g", "q/+")));
         assert!(r.wants("q/x"));
         assert_eq!(r.delta("n2", 1, 2, &[], now), Applied::Old);
-        assert_eq!(r.delta("n2", 1, 3, &[e(false, None, "a/#")], now), Applied::Applied);
+        assert_eq!(
+            r.delta("n2", 1, 3, &[e(false, None, "a/#")], now),
+            Applied::Applied
+        );
         assert!(!r.wants("a/b"));
         // Missed 4: applied, reported.
-        assert_eq!(r.delta("n2", 1, 5, &[e(true, None, "c")], now), Applied::Gap);
+        assert_eq!(
+            r.delta("n2", 1, 5, &[e(true, None, "c")], now),
+            Applied::Gap
+        );
         assert!(r.heartbeat("n2", 1, 4, now));
         assert!(!r.heartbeat("n2", 1, 5, now));
         // A new instance replaces everything.
@@ -804,7 +847,10 @@ mod tests {
         r.settle_in(Duration::ZERO);
         let now = Instant::now();
         // Delta 6 handled before the hello (snapshot at 5) that preceded it.
-        assert_eq!(r.delta("n2", 1, 6, &[e(true, None, "new")], now), Applied::Gap);
+        assert_eq!(
+            r.delta("n2", 1, 6, &[e(true, None, "new")], now),
+            Applied::Gap
+        );
         r.snapshot("n2", 1, 5, &[e(true, None, "old")], now);
         assert!(r.wants("new") && r.wants("old"));
         // A newer one replaces.
