@@ -179,6 +179,9 @@ async fn next_policy(sub: &mut Option<async_nats::Subscriber>) -> Option<async_n
     }
 }
 
+/// A filter, and the shared group for a queue subscription.
+type HeldKey = (Arc<str>, Option<Arc<str>>);
+
 /// The link task's state.
 struct Link {
     broker: Arc<Broker>,
@@ -189,7 +192,7 @@ struct Link {
     inbound: Inbound,
     /// The subscriptions of each filter (group None) and each shared group
     /// of a filter with interest (one or two each).
-    held: HashMap<(Arc<str>, Option<Arc<str>>), Vec<AbortHandle>>,
+    held: HashMap<HeldKey, Vec<AbortHandle>>,
     dedupe: Dedupe,
 }
 

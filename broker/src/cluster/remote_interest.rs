@@ -699,11 +699,11 @@ impl Announcer {
                     self.publish(reply.to_string(), None, ack).await;
                 }
             }
-            Kind::Heartbeat => {
-                if remote.heartbeat(&note.node, note.instance, note.seq, now) {
-                    remote.send_all_for(SETTLE);
-                    self.hello().await;
-                }
+            // Something of it was missed: ask again (the heartbeat
+            // refreshed it otherwise).
+            Kind::Heartbeat if remote.heartbeat(&note.node, note.instance, note.seq, now) => {
+                remote.send_all_for(SETTLE);
+                self.hello().await;
             }
             Kind::Bye => {
                 remote.forget(&note.node);
