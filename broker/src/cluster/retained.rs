@@ -62,6 +62,10 @@ impl Cluster {
     /// Write a local retained publish (or its deletion) to the stream.
     /// Called under the broker's retained lock, as the cache is set.
     pub fn write_retained(&self, msg: &Arc<Message>) {
+        // `$SYS` describes this node: it stays here, retained or not.
+        if msg.topic.starts_with("$SYS/") || &*msg.topic == "$SYS" {
+            return;
+        }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         if self
             .outbox
