@@ -64,6 +64,8 @@ pub struct Broker {
     policy_target: AtomicU64,
     /// Connections closed because the client stopped reading.
     pub write_stalls: AtomicU64,
+    /// Every connection's keep alive, from one timer.
+    pub keepalive: Arc<crate::session::keepalive::KeepAlive>,
     /// Revoked client certificates per listener (from its CRLs).
     pub revoked: crate::revocation::Revocations,
     /// OCSP answers about client certificates, kept until nextUpdate.
@@ -73,6 +75,8 @@ pub struct Broker {
     pub jwt: arc_swap::ArcSwapOption<crate::auth::JwtVerifier>,
     /// The HTTP auth service of `auth.http`; empty when off. Built at start.
     pub http: arc_swap::ArcSwapOption<crate::auth::HttpAuth>,
+    /// The event webhook of `auth.webhook`; empty when off.
+    pub webhook: arc_swap::ArcSwapOption<crate::auth::webhook::Webhook>,
     /// What metrics, `$SYS` and the admin API read (`observe`).
     pub stats: crate::observe::Stats,
     /// The audit log (also held by `authz`, which writes the denies).
@@ -127,10 +131,12 @@ impl Broker {
             policy_version: AtomicU64::new(0),
             policy_target: AtomicU64::new(0),
             write_stalls: AtomicU64::new(0),
+            keepalive: Arc::new(crate::session::keepalive::KeepAlive::new()),
             revoked: crate::revocation::Revocations::default(),
             ocsp: crate::ocsp::OcspChecker::default(),
             jwt: arc_swap::ArcSwapOption::empty(),
             http: arc_swap::ArcSwapOption::empty(),
+            webhook: arc_swap::ArcSwapOption::empty(),
             stats,
             audit,
             cluster: std::sync::OnceLock::new(),

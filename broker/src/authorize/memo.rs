@@ -101,7 +101,10 @@ impl DecisionMemo {
             }
         }
         let decision = policy.decide(&action);
-        self.remember(policy, topic, qos, retain, decision);
+        // Asked only on a miss: the hit path pays nothing for it.
+        if policy.memoizable() {
+            self.remember(policy, topic, qos, retain, decision);
+        }
         decision
     }
 
@@ -135,6 +138,21 @@ impl DecisionMemo {
         if let Held::Table(table) = &mut held.1 {
             place(table, entry);
         }
+    }
+
+    /// The memo's own copy of `topic`, when it remembers a decision on it:
+    /// a client that publishes one topic again and again shares that copy
+    /// with its messages instead of allocating one per message.
+    pub fn shared_topic(&self, topic: &str) -> Option<Arc<str>> {
+        let (_, held) = self.held.as_deref()?;
+        let entry = match held {
+            Held::One(e) => (*e.topic == *topic).then_some(e),
+            Held::Table(t) => slots(topic)
+                .into_iter()
+                .filter_map(|i| t[i].as_ref())
+                .find(|e| *e.topic == *topic),
+        }?;
+        Some(Arc::clone(&entry.topic))
     }
 
     /// Whether the memo has grown into its table (for tests).
@@ -187,6 +205,39 @@ mod tests {
         }
     }
 
+    /// A [`Counting`] whose answers expire on their own.
+    #[derive(Debug, Default)]
+    struct Expiring(Counting);
+
+    impl CompiledPolicy for Expiring {
+        fn decide(&self, action: &Action<'_>) -> Decision {
+            self.0.decide(action)
+        }
+        fn explain(&self, action: &Action<'_>) -> Explanation {
+            self.0.explain(action)
+        }
+        fn warnings(&self) -> &[CompileWarning] {
+            &[]
+        }
+        fn version(&self) -> PolicyVersion {
+            PolicyVersion(1)
+        }
+        fn memoizable(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_policy_whose_answers_expire_is_asked_every_time() {
+        let inner = Arc::new(Expiring::default());
+        let policy: Arc<dyn CompiledPolicy> = inner.clone();
+        let mut memo = DecisionMemo::default();
+        for _ in 0..3 {
+            assert!(ask(&mut memo, &policy, "ok/1"));
+        }
+        assert_eq!(inner.0.asked.load(Ordering::Relaxed), 3);
+    }
+
     fn ask(memo: &mut DecisionMemo, policy: &Arc<dyn CompiledPolicy>, topic: &str) -> bool {
         let topic: Arc<str> = Arc::from(topic);
         let action = Action::Receive {
@@ -211,6 +262,28 @@ mod tests {
         assert!(ask(&mut memo, &policy, "ok/a"));
         assert_eq!(asked(&counting), 1);
         assert!(!memo.is_table());
+    }
+
+    #[test]
+    fn a_remembered_topic_is_shared_not_copied() {
+        let policy: Arc<dyn CompiledPolicy> = Arc::new(Counting::default());
+        let mut memo = DecisionMemo::default();
+        assert!(memo.shared_topic("ok/a").is_none());
+        let first: Arc<str> = Arc::from("ok/a");
+        let action = Action::Publish {
+            topic: &first,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        };
+        memo.decide(&policy, &first, QoS::AtLeastOnce, false, action);
+        let shared = memo.shared_topic("ok/a").expect("remembered");
+        assert!(Arc::ptr_eq(&shared, &first));
+        assert!(memo.shared_topic("ok/b").is_none());
+        for t in ["ok/b", "ok/c", "no/d"] {
+            ask(&mut memo, &policy, t);
+        }
+        assert!(memo.is_table());
+        assert_eq!(memo.shared_topic("ok/c").as_deref(), Some("ok/c"));
     }
 
     #[test]
