@@ -204,25 +204,55 @@ impl Broker {
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
     ) -> Routed {
-        if let Some(cluster) = self.cluster.get() {
-            cluster.forward(&msg);
-        }
         let ticket = if msg.retain {
             self.store_retained(&msg)
         } else {
             0
         };
-        self.route(&msg, publisher, congested, ticket)
+        let Some(cluster) = self.cluster.get() else {
+            return self.route(&msg, publisher, congested, ticket, |_| true);
+        };
+        // A slot in the outbox when another node wants the message. Shared
+        // groups that other nodes also have members of are then served
+        // through NATS queue groups (this node's own queue subscription
+        // included), the others here; the message names those served here
+        // so that no other node serves them again (cluster/shared.rs).
+        let slot = cluster.reserve(&msg);
+        let mut served = Vec::new();
+        let routed = self.route(&msg, publisher, congested, ticket, |queue| {
+            let here = slot.is_none() || cluster.serves_here(queue);
+            if here && slot.is_some() {
+                served.push(queue);
+            }
+            here
+        });
+        if let Some(slot) = slot {
+            slot.send(served);
+        }
+        routed
     }
 
-    /// Route a message another node published (`cluster`): to the local
-    /// subscribers only, each through its `receive` check. Retained
-    /// messages are not kept across nodes yet (docs/cluster.md).
+    /// Route a message another node published (`cluster`), as it came on
+    /// one of this node's direct NATS subscriptions: to the local direct
+    /// subscribers only (shared groups get theirs through their NATS queue
+    /// groups), each through its `receive` check.
     pub fn publish_remote(&self, msg: Arc<Message>) {
         // Nobody to slow down: the publisher is on another node; a slow
         // subscriber's own queue limits apply.
         let mut congested = Vec::new();
-        self.route(&msg, None, &mut congested, 0);
+        self.route(&msg, None, &mut congested, 0, |_| false);
+    }
+
+    /// A message NATS gave this node's queue subscription of the shared
+    /// group `group` on `filter`: to one of its local members (in rotation,
+    /// passing over those that may not receive it). False if none took it.
+    pub fn publish_remote_group(&self, msg: Arc<Message>, filter: &str, group: &str) -> bool {
+        let mut congested = Vec::new();
+        let mut routed = Routed::default();
+        let router = self.router.read();
+        router.deliver_to_group(filter, group, |key, m| {
+            self.offer(&msg, key, m, &mut routed, &mut congested)
+        })
     }
 
     fn route(
@@ -231,6 +261,7 @@ impl Broker {
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
         ticket: Ticket,
+        serve: impl FnMut(u64) -> bool,
     ) -> Routed {
         MATCHES.with(|cell| {
             let mut matches = cell.borrow_mut();
@@ -243,9 +274,10 @@ impl Broker {
             // Shared groups deliver while the router walks (the member that
             // takes the message is the one that may receive it now); direct
             // subscribers are merged first and offered after the walk.
-            router.matches_delivering_shared(
+            router.matches_delivering_shared_if(
                 &msg.topic,
                 publisher,
+                serve,
                 |key, m| self.offer(msg, key, m, &mut routed, congested),
                 &mut matches,
             );
@@ -299,16 +331,25 @@ impl Broker {
 
     /// Set, replace or clear (empty payload) the retained message of a
     /// topic, on disk too (submitted under the retained lock, so the store
-    /// sees the changes of one topic in order).
+    /// sees the changes of one topic in order), and on a cluster node in
+    /// the cluster's retained stream.
     fn store_retained(&self, msg: &Arc<Message>) -> Ticket {
         let mut retained = self.retained.write();
+        let cluster = self.cluster.get();
         if msg.payload.is_empty() {
+            if let Some(c) = cluster {
+                // Even with nothing here: another node may hold it.
+                c.write_retained(msg);
+            }
             if retained.remove(&msg.topic) {
                 return self.persist.submit(Op::RemoveRetained {
                     topic: String::from(&*msg.topic),
                 });
             }
         } else if self.config.load().limits.retain_available {
+            if let Some(c) = cluster {
+                c.write_retained(msg);
+            }
             retained.set(&msg.topic, Arc::clone(msg));
             if self.persist.enabled() {
                 return self.persist.submit(Op::PutRetained(Box::new(
@@ -317,6 +358,42 @@ impl Broker {
             }
         }
         0
+    }
+
+    /// Set (`Some`) or clear the cached retained message of `topic` as the
+    /// cluster's retained stream says, on disk too, if `admit` (given what
+    /// the cache holds, under the retained lock) agrees. True if applied.
+    pub(crate) fn cache_retained(
+        &self,
+        topic: &str,
+        msg: Option<Arc<Message>>,
+        admit: impl FnOnce(Option<&Arc<Message>>) -> bool,
+    ) -> bool {
+        let mut retained = self.retained.write();
+        if !admit(retained.get(topic)) {
+            return false;
+        }
+        match msg {
+            None => {
+                if retained.remove(topic) {
+                    self.persist.submit(Op::RemoveRetained {
+                        topic: topic.to_owned(),
+                    });
+                }
+            }
+            Some(msg) => {
+                if !self.config.load().limits.retain_available {
+                    return false;
+                }
+                if self.persist.enabled() {
+                    self.persist.submit(Op::PutRetained(Box::new(
+                        crate::session::durable::stored_message(&msg),
+                    )));
+                }
+                retained.set(topic, msg);
+            }
+        }
+        true
     }
 
     /// Look up a session by client id.

@@ -102,6 +102,10 @@ pub async fn run(
         crate::cluster::start(&broker, cluster, controller.subscribe());
     }
     crate::session::restore::restore(&broker, loaded).await;
+    if let Some(cluster) = broker.cluster() {
+        // The cluster's retained messages replace what this node had.
+        cluster.after_restore().await;
+    }
     let listeners = bind_all(&config).await?;
     tokio::spawn(crate::policy_registry::run(
         Arc::clone(&broker),

@@ -8,8 +8,9 @@
 
 use tokio::sync::{mpsc, watch};
 
-/// Listens for the server's shutdown signal.
-#[derive(Debug)]
+/// Listens for the server's shutdown signal. A clone is one more task the
+/// server waits for.
+#[derive(Clone, Debug)]
 pub struct Shutdown {
     is_shutdown: bool,
     notify: watch::Receiver<bool>,

@@ -22,11 +22,19 @@ pub struct NatsServer {
     pub monitor_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// More arguments for nats-server (`start_with`).
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Start on free ports and wait until it accepts connections.
     pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with more nats-server arguments (`-js` for
+    /// JetStream, which keeps its data under the server's own store dir).
+    pub fn start_with(args: &[&str]) -> NatsServer {
         let dir = tempfile::Builder::new()
             .prefix("warden-e2e-nats-")
             .tempdir()
@@ -36,6 +44,7 @@ impl NatsServer {
             monitor_port: free_port(),
             dir,
             child: None,
+            extra: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.resume();
         server
@@ -66,6 +75,7 @@ impl NatsServer {
             .args(["-m", &self.monitor_port.to_string()])
             .arg("--store_dir")
             .arg(&store)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -91,6 +101,7 @@ impl NatsServer {
                     .map(|c| Conn {
                         name: c["name"].as_str().unwrap_or_default().to_owned(),
                         out_msgs: c["out_msgs"].as_u64().unwrap_or(0),
+                        in_msgs: c["in_msgs"].as_u64().unwrap_or(0),
                         in_bytes: c["in_bytes"].as_u64().unwrap_or(0),
                         subscriptions: c["subscriptions_list"]
                             .as_array()
@@ -117,6 +128,8 @@ impl NatsServer {
 pub struct Conn {
     pub name: String,
     pub out_msgs: u64,
+    /// Messages the client sent the server.
+    pub in_msgs: u64,
     /// Bytes the client sent the server.
     pub in_bytes: u64,
     /// Sorted, without the client's request inbox (`_INBOX.…`).

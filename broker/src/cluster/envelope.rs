@@ -17,6 +17,10 @@
 //!              order: payload format as one byte, strings and binary data
 //!              as varint length + bytes, user properties as a varint count
 //!              of (name, value) string pairs
+//! [served]     (flags bit 5) a varint count, then that many shared-group
+//!              queue ids (u64, big endian) the sending node delivered to
+//!              itself: the nodes that get the message through those NATS
+//!              queue groups drop it (`shared.rs`)
 //! rest         the MQTT payload
 //! ```
 //!
@@ -34,6 +38,7 @@ const VERSION: u8 = 1;
 const RETAIN: u8 = 1 << 2;
 const EXPIRY: u8 = 1 << 3;
 const PROPS: u8 = 1 << 4;
+const SERVED: u8 = 1 << 5;
 
 const P_FORMAT: u8 = 1;
 const P_CONTENT_TYPE: u8 = 1 << 1;
@@ -65,6 +70,8 @@ pub struct Received {
     /// Seconds of expiry left when it was sent.
     pub expiry: Option<u32>,
     pub properties: Properties,
+    /// The shared groups the sender served itself (their queue ids).
+    pub served: Vec<u64>,
     /// A slice of the NATS payload: not copied.
     pub payload: Bytes,
 }
@@ -72,6 +79,17 @@ pub struct Received {
 /// Write `msg` as sent by `instance` with sequence number `seq`; `expiry`
 /// is its remaining expiry in seconds, if it expires.
 pub fn encode(msg: &Message, instance: u64, seq: u64, expiry: Option<u32>) -> Bytes {
+    encode_served(msg, instance, seq, expiry, &[])
+}
+
+/// [`encode`], naming the shared groups (queue ids) the sender served.
+pub fn encode_served(
+    msg: &Message,
+    instance: u64,
+    seq: u64,
+    expiry: Option<u32>,
+    served: &[u64],
+) -> Bytes {
     let props = &msg.properties;
     let has_props = props.payload_format_indicator.is_some()
         || props.content_type.is_some()
@@ -90,6 +108,9 @@ pub fn encode(msg: &Message, instance: u64, seq: u64, expiry: Option<u32>) -> By
     if has_props {
         flags |= PROPS;
     }
+    if !served.is_empty() {
+        flags |= SERVED;
+    }
     out.put_u8(flags);
     out.put_u64(instance);
     put_varint(&mut out, seq);
@@ -98,6 +119,12 @@ pub fn encode(msg: &Message, instance: u64, seq: u64, expiry: Option<u32>) -> By
     }
     if has_props {
         put_properties(&mut out, props);
+    }
+    if !served.is_empty() {
+        put_varint(&mut out, served.len() as u64);
+        for q in served {
+            out.put_u64(*q);
+        }
     }
     out.put_slice(&msg.payload);
     out.freeze()
@@ -161,6 +188,16 @@ pub fn decode(mut buf: Bytes) -> Result<Received, EnvelopeError> {
     } else {
         Properties::default()
     };
+    let mut served = Vec::new();
+    if flags & SERVED != 0 {
+        let n = get_varint(&mut buf)?;
+        if n > buf.remaining() as u64 / 8 {
+            return Err(EnvelopeError::Truncated);
+        }
+        for _ in 0..n {
+            served.push(buf.get_u64());
+        }
+    }
     Ok(Received {
         instance,
         seq,
@@ -168,6 +205,7 @@ pub fn decode(mut buf: Bytes) -> Result<Received, EnvelopeError> {
         retain: flags & RETAIN != 0,
         expiry,
         properties,
+        served,
         payload: buf,
     })
 }
@@ -307,6 +345,19 @@ mod tests {
         assert_eq!(decode(Bytes::from(bad_qos)), Err(EnvelopeError::Qos));
     }
 
+    #[test]
+    fn served_groups_travel_and_truncations_are_refused() {
+        let m = message(QoS::AtLeastOnce, false, Properties::default(), b"p");
+        let bytes = encode_served(&m, 3, 4, None, &[9, u64::MAX]);
+        let r = decode(bytes.clone()).expect("decodes");
+        assert_eq!(r.served, [9, u64::MAX]);
+        assert_eq!(&r.payload[..], b"p");
+        // Without the payload byte every cut is inside the header.
+        for cut in 0..bytes.len() - 1 {
+            assert!(decode(bytes.slice(..cut)).is_err(), "cut at {cut}");
+        }
+    }
+
     fn props() -> impl Strategy<Value = Properties> {
         (
             proptest::option::of(0u8..2),
@@ -343,6 +394,7 @@ mod tests {
             let r = decode(encode(&m, instance, seq, expiry)).expect("decodes");
             prop_assert_eq!(r, Received {
                 instance, seq, qos, retain, expiry, properties,
+                served: Vec::new(),
                 payload: Bytes::from(payload),
             });
         }

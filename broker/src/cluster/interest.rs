@@ -4,14 +4,17 @@
 //! unsubscription ([`InterestSink`]), under its write lock, so the reports
 //! arrive here in the order they happened. Each gets a ticket number and goes
 //! down a channel to the link task, which subscribes to or unsubscribes
-//! from the filter's subjects, then confirms the tickets it handled once
-//! the NATS server has answered a request sent after them (the server
-//! handles a connection's protocol lines in order, so by then the
-//! subscriptions are in place).
+//! from the filter's subjects (a queue subscription for a shared group) and
+//! hands the batch to the interest task (`remote_interest.rs`). That one
+//! confirms the tickets once the NATS server has answered a request sent
+//! after the subscriptions (the server handles a connection's protocol
+//! lines in order, so by then they are in place) and every other node has
+//! acknowledged the announcement of the change.
 //!
 //! A SUBACK waits for the highest ticket issued when its subscriptions
 //! were added ([`Interest::pending`]): a subscriber then receives every
-//! message another node publishes after the SUBACK. While NATS is
+//! message another node publishes after the SUBACK (docs/cluster.md says
+//! where that can fail). While NATS is
 //! unreachable nothing waits, so local clients are served as before.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +31,10 @@ use crate::wake::Wake;
 pub struct Change {
     pub ticket: u64,
     pub filter: Arc<str>,
-    /// True: the filter's first subscription; false: its last went.
+    /// A shared group of the filter (a NATS queue group); None: the
+    /// filter's direct subscriptions.
+    pub group: Option<Arc<str>>,
+    /// True: the first subscription (or member); false: the last went.
     pub present: bool,
 }
 
@@ -116,12 +122,13 @@ impl Interest {
 }
 
 impl InterestSink for Interest {
-    fn changed(&self, filter: &str, present: bool) {
+    fn changed(&self, filter: &str, group: Option<&str>, present: bool) {
         let ticket = self.issued.fetch_add(1, Ordering::AcqRel) + 1;
         // The link task ends only at shutdown; then nobody needs the report.
         let _ = self.changes.send(Change {
             ticket,
             filter: Arc::from(filter),
+            group: group.map(Arc::from),
             present,
         });
     }
@@ -134,11 +141,11 @@ mod tests {
     #[test]
     fn acknowledgements_wait_for_the_last_ticket_while_connected() {
         let (interest, mut rx) = Interest::new();
-        interest.changed("a/#", true);
+        interest.changed("a/#", None, true);
         // Not connected: nothing waits.
         assert_eq!(interest.pending(), 0);
         interest.set_connected(true);
-        interest.changed("b", true);
+        interest.changed("b", None, true);
         assert_eq!(interest.pending(), 2);
         let wake = Arc::new(Wake::new());
         interest.notify_when_confirmed(2, &wake);
@@ -156,7 +163,7 @@ mod tests {
     fn an_outage_releases_the_waiters() {
         let (interest, _rx) = Interest::new();
         interest.set_connected(true);
-        interest.changed("a", true);
+        interest.changed("a", None, true);
         let wake = Arc::new(Wake::new());
         interest.notify_when_confirmed(interest.pending(), &wake);
         interest.set_connected(false);

@@ -11,29 +11,34 @@
 //!   async-nats event task: the outage and the recovery are each logged
 //!   once, and SUBACKs stop waiting for a server that is not there.
 //!
-//! The connection uses `no_echo`: the server never sends a node its own
-//! publishes back. async-nats reconnects by itself, forever, and subscribes
-//! again to every subject it held.
+//! The data connection uses `no_echo`: the server never sends a node its
+//! own publishes back. A second connection, the control connection,
+//! without it, holds the node's queue subscriptions of shared groups (NATS
+//! may choose the publishing node's own member, `shared.rs`), the interest
+//! announcements and the retained stream (JetStream); the data
+//! connection's counters on the server then count messages only.
+//! async-nats reconnects by itself, forever, and subscribes again to every
+//! subject it held.
+//!
+//! The link task also starts the interest task (`remote_interest.rs`),
+//! which announces each batch of interest changes and confirms the SUBACKs
+//! waiting on it, and the retained stream's reader (`retained.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{AbortHandle, Abortable, SelectAll, StreamExt};
+use futures::stream::{AbortHandle, Abortable, BoxStream, SelectAll, StreamExt};
 use tokio::sync::mpsc;
 
 use super::dedupe::Dedupe;
 use super::interest::Change;
-use super::{envelope, Cluster, Outgoing, MAX_SUBJECT};
+use super::remote_interest::{self, Batch};
+use super::{envelope, retained, Cluster, Outgoing, MAX_SUBJECT};
 use crate::broker::Broker;
 use crate::session::message::Message;
 use crate::shutdown::Shutdown;
-
-/// How long a SUBACK waits at most for the NATS server to confirm a new
-/// subscription; past it the SUBACK goes anyway (the subscription is in
-/// place locally, and NATS will have it once it answers).
-const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 /// How long after the start an unreachable NATS is reported.
 const START_GRACE: Duration = Duration::from_secs(3);
@@ -44,7 +49,18 @@ pub(super) struct Channels {
     pub outgoing: mpsc::Receiver<Outgoing>,
 }
 
-type Inbound = SelectAll<Abortable<async_nats::Subscriber>>;
+/// The shared group a queue subscription is for.
+#[derive(Debug)]
+struct QueueTag {
+    filter: Arc<str>,
+    group: Arc<str>,
+    queue: u64,
+}
+
+/// Every subscription's messages, each with its queue group (None: a
+/// direct subscription).
+type Inbound =
+    SelectAll<Abortable<BoxStream<'static, (Option<Arc<QueueTag>>, async_nats::Message)>>>;
 
 pub(super) async fn run(
     broker: Arc<Broker>,
@@ -59,29 +75,63 @@ pub(super) async fn run(
     } = channels;
     let addrs: Vec<async_nats::ServerAddr> = urls.iter().filter_map(|u| u.parse().ok()).collect();
     let events = Arc::clone(&cluster);
-    let options = async_nats::ConnectOptions::new()
-        .name(format!(
-            "warden {} node {}",
-            cluster.subjects.cluster(),
-            cluster.node_id
-        ))
+    let name = format!(
+        "warden {} node {}",
+        cluster.subjects.cluster(),
+        cluster.node_id
+    );
+    let base = || {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+    };
+    let options = base()
+        .name(name.clone())
         .no_echo()
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2))
         .event_callback(move |event| {
             let cluster = Arc::clone(&events);
             async move { on_event(&cluster, event) }
         });
-    let client = match options.connect(addrs).await {
+    let client = match options.connect(addrs.clone()).await {
         Ok(client) => client,
         Err(err) => {
             tracing::error!(error = %err, "cluster: cannot start the NATS client; this node serves local clients only");
             return;
         }
     };
-    tokio::spawn(publish_loop(client.clone(), Arc::clone(&cluster), outgoing));
+    // The control connection: its outages are the data connection's (same
+    // servers); they are not logged twice.
+    let control = match base().name(format!("{name} control")).connect(addrs).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, "cluster: cannot start the NATS client; this node serves local clients only");
+            return;
+        }
+    };
+    let (batches, batches_rx) = mpsc::unbounded_channel();
+    tokio::spawn(publish_loop(
+        client.clone(),
+        control.clone(),
+        Arc::clone(&cluster),
+        outgoing,
+    ));
     tokio::spawn(report_start(Arc::clone(&cluster), urls));
+    tokio::spawn(remote_interest::run(
+        Arc::clone(&cluster),
+        remote_interest::Conns {
+            data: client.clone(),
+            control: control.clone(),
+        },
+        batches_rx,
+        shutdown.clone(),
+    ));
+    tokio::spawn(retained::run(
+        Arc::clone(&broker),
+        Arc::clone(&cluster),
+        control.clone(),
+        shutdown.clone(),
+    ));
     let mut policy = match client.subscribe(cluster.subjects.policy()).await {
         Ok(sub) => Some(sub),
         Err(err) => {
@@ -93,26 +143,30 @@ pub(super) async fn run(
         broker,
         cluster,
         client,
+        control,
         inbound: SelectAll::new(),
         held: HashMap::new(),
         dedupe: Dedupe::default(),
-        last_add: 0,
     };
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
             change = changes.recv() => {
                 let Some(change) = change else { return };
-                let mut added = change.present;
-                let mut upto = link.apply(change).await;
-                // Everything reported meanwhile, then one round trip for all.
+                let mut batch = Batch {
+                    upto: 0,
+                    changes: Vec::new(),
+                    added: false,
+                };
+                link.apply(change, &mut batch).await;
+                // Everything reported meanwhile: one announcement for all.
                 while let Ok(change) = changes.try_recv() {
-                    added |= change.present;
-                    upto = link.apply(change).await;
+                    link.apply(change, &mut batch).await;
                 }
-                link.confirm(upto, added);
+                // The interest task ends only at shutdown.
+                let _ = batches.send(batch);
             }
-            Some(msg) = link.inbound.next(), if !link.inbound.is_empty() => link.deliver(msg),
+            Some((tag, msg)) = link.inbound.next(), if !link.inbound.is_empty() => link.deliver(tag.as_deref(), msg),
             Some(msg) = next_policy(&mut policy) => link.on_policy(&msg),
         }
     }
@@ -125,41 +179,69 @@ async fn next_policy(sub: &mut Option<async_nats::Subscriber>) -> Option<async_n
     }
 }
 
+/// A filter, and the shared group for a queue subscription.
+type HeldKey = (Arc<str>, Option<Arc<str>>);
+
 /// The link task's state.
 struct Link {
     broker: Arc<Broker>,
     cluster: Arc<Cluster>,
     client: async_nats::Client,
+    /// The connection of the queue subscriptions.
+    control: async_nats::Client,
     inbound: Inbound,
-    /// The subscriptions of each filter with interest (one or two).
-    held: HashMap<Arc<str>, Vec<AbortHandle>>,
+    /// The subscriptions of each filter (group None) and each shared group
+    /// of a filter with interest (one or two each).
+    held: HashMap<HeldKey, Vec<AbortHandle>>,
     dedupe: Dedupe,
-    /// The ticket of the last batch that added interest.
-    last_add: u64,
 }
 
 impl Link {
-    /// Subscribe to or unsubscribe from one filter's subjects; returns the
-    /// change's ticket.
-    async fn apply(&mut self, change: Change) -> u64 {
+    /// Subscribe to or unsubscribe from one filter's subjects (as a queue
+    /// group for a shared group), and add the change to `batch`.
+    async fn apply(&mut self, change: Change, batch: &mut Batch) {
+        batch.upto = change.ticket;
+        let key = (Arc::clone(&change.filter), change.group.clone());
+        batch.changes.push((
+            change.present,
+            change.group.clone(),
+            Arc::clone(&change.filter),
+        ));
         if !change.present {
-            for handle in self.held.remove(&change.filter).unwrap_or_default() {
+            for handle in self.held.remove(&key).unwrap_or_default() {
                 // The stream ends, SelectAll drops it, and dropping an
                 // async-nats Subscriber sends UNSUB.
                 handle.abort();
             }
-            return change.ticket;
+            return;
         }
+        batch.added = true;
+        let tag = change.group.as_ref().map(|group| {
+            Arc::new(QueueTag {
+                filter: Arc::clone(&change.filter),
+                group: Arc::clone(group),
+                queue: crate::router::queue_id(group, &change.filter),
+            })
+        });
         let mut handles = Vec::with_capacity(2);
         for subject in self.cluster.subjects.filter(&change.filter) {
             if subject.len() > MAX_SUBJECT {
                 tracing::debug!(filter = %change.filter, "cluster: filter too long for a NATS subject; local only");
                 continue;
             }
-            match self.client.subscribe(subject).await {
+            let sub = match &tag {
+                None => self.client.subscribe(subject).await,
+                Some(t) => {
+                    let queue = self.cluster.subjects.queue_name(t.queue);
+                    self.control.queue_subscribe(subject, queue).await
+                }
+            };
+            match sub {
                 Ok(sub) => {
                     let (handle, registration) = AbortHandle::new_pair();
-                    self.inbound.push(Abortable::new(sub, registration));
+                    let tag = tag.clone();
+                    let stream = sub.map(move |m| (tag.clone(), m)).boxed();
+                    self.inbound.push(Abortable::new(stream, registration));
                     handles.push(handle);
                 }
                 Err(err) => {
@@ -167,47 +249,15 @@ impl Link {
                 }
             }
         }
-        tracing::debug!(filter = %change.filter, ticket = change.ticket, subscriptions = handles.len(), "cluster: interest added");
-        self.held.insert(change.filter, handles);
-        change.ticket
+        tracing::debug!(filter = %change.filter, group = ?change.group, ticket = change.ticket, subscriptions = handles.len(), "cluster: interest added");
+        self.held.insert(key, handles);
     }
 
-    /// Confirm tickets up to `upto` once the server has read the
-    /// subscriptions (at once when the connection is down: nothing should
-    /// wait for it). async-nats's `flush` only empties the socket buffer,
-    /// so the proof is a round trip: a request on a subject nobody
-    /// subscribes to, which the server answers "no responders" after it
-    /// has handled every line this connection sent before.
-    fn confirm(&mut self, upto: u64, added: bool) {
-        let interest = Arc::clone(&self.cluster.interest);
-        if added {
-            self.last_add = upto;
-        }
-        // Removals alone need no round trip once every earlier addition is
-        // confirmed (nothing waits on a removal: UNSUBACK goes at once).
-        let settled = !added && interest.is_confirmed(self.last_add);
-        if settled || !interest.is_connected() {
-            interest.confirm(upto);
-            return;
-        }
-        let client = self.client.clone();
-        let sync = self.cluster.subjects.sync(&self.cluster.node_id);
-        tokio::spawn(async move {
-            let round_trip = client.request(sync, bytes::Bytes::new());
-            match tokio::time::timeout(CONFIRM_WAIT, round_trip).await {
-                Err(_) => tracing::debug!("cluster: NATS did not answer in time"),
-                Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {}
-                Ok(other) => {
-                    tracing::debug!(?other, "cluster: unexpected answer on the sync subject")
-                }
-            }
-            interest.confirm(upto);
-            tracing::debug!(ticket = upto, "cluster: interest confirmed");
-        });
-    }
-
-    /// Route a message from another node through the local path.
-    fn deliver(&mut self, nats: async_nats::Message) {
+    /// Route a message from another node through the local path: from a
+    /// direct subscription to the direct subscribers (once per message,
+    /// however many of our filters it matched), from a queue subscription
+    /// to one member of its group.
+    fn deliver(&mut self, tag: Option<&QueueTag>, nats: async_nats::Message) {
         let Some(topic) = self.cluster.subjects.topic_of(&nats.subject) else {
             tracing::debug!(subject = %nats.subject, "cluster: not a topic subject; ignored");
             return;
@@ -220,8 +270,18 @@ impl Link {
             }
         };
         let now = Instant::now();
-        tracing::trace!(subject = %nats.subject, seq = received.seq, "cluster: message from NATS");
-        if received.instance == self.cluster.instance
+        tracing::trace!(subject = %nats.subject, seq = received.seq, queue = ?tag.map(|t| t.queue), "cluster: message from NATS");
+        if let Some(t) = tag {
+            // One copy per queue group in the cluster: no window needed,
+            // and this node's own messages come back here by design.
+            if received.served.contains(&t.queue) {
+                self.cluster
+                    .stats_ext
+                    .served_elsewhere
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        } else if received.instance == self.cluster.instance
             || !self.dedupe.accept(received.instance, received.seq, now)
         {
             self.cluster
@@ -237,7 +297,8 @@ impl Link {
             retain: received.retain,
             properties: received.properties,
             expires_at: Message::expiry_from(received.expiry, now),
-            // The publisher is on another node: No Local cannot apply here.
+            // The publisher is on another node (or, through a queue group,
+            // this one): No Local cannot apply to a shared subscription.
             origin: Arc::clone(&self.cluster.node_id),
             ack_gate: None,
         };
@@ -245,7 +306,20 @@ impl Link {
             return;
         }
         self.cluster.stats.received.fetch_add(1, Ordering::Relaxed);
-        self.broker.publish_remote(Arc::new(msg));
+        match tag {
+            None => self.broker.publish_remote(Arc::new(msg)),
+            Some(t) => {
+                if !self
+                    .broker
+                    .publish_remote_group(Arc::new(msg), &t.filter, &t.group)
+                {
+                    self.cluster
+                        .stats_ext
+                        .group_gone
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// Another node applied a policy version: look at the store now
@@ -267,24 +341,26 @@ impl Link {
 /// Drain the outbox into NATS.
 async fn publish_loop(
     client: async_nats::Client,
+    control: async_nats::Client,
     cluster: Arc<Cluster>,
     mut outgoing: mpsc::Receiver<Outgoing>,
 ) {
+    let js = async_nats::jetstream::new(control);
     let mut batch = Vec::with_capacity(64);
     while outgoing.recv_many(&mut batch, 64).await > 0 {
         for out in batch.drain(..) {
             let (subject, payload) = match out {
-                Outgoing::Message(msg, seq) => {
-                    let subject = cluster.subjects.topic(&msg.topic);
-                    let expiry = msg.remaining_expiry(Instant::now());
-                    if subject.len() > MAX_SUBJECT || expiry == Some(0) {
-                        cluster.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    (
-                        subject,
-                        envelope::encode(&msg, cluster.instance, seq, expiry),
-                    )
+                Outgoing::Message(msg, seq) => match message(&cluster, &msg, seq, &[]) {
+                    Some(m) => m,
+                    None => continue,
+                },
+                Outgoing::Served(msg, seq, served) => match message(&cluster, &msg, seq, &served) {
+                    Some(m) => m,
+                    None => continue,
+                },
+                Outgoing::Retained(msg, seq) => {
+                    store_retained(&js, &cluster, msg, seq).await;
+                    continue;
                 }
                 Outgoing::Policy(version) => {
                     (cluster.subjects.policy(), version.to_string().into())
@@ -299,6 +375,61 @@ async fn publish_loop(
                     tracing::debug!(error = %err, "cluster: NATS refused a publish");
                 }
             }
+        }
+    }
+}
+
+/// The subject and payload of a local publish; None if it cannot go.
+fn message(
+    cluster: &Cluster,
+    msg: &Message,
+    seq: u64,
+    served: &[u64],
+) -> Option<(String, bytes::Bytes)> {
+    let subject = cluster.subjects.topic(&msg.topic);
+    let expiry = msg.remaining_expiry(Instant::now());
+    if subject.len() > MAX_SUBJECT || expiry == Some(0) {
+        cluster.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let payload = envelope::encode_served(msg, cluster.instance, seq, expiry, served);
+    Some((subject, payload))
+}
+
+/// Write a retained message (or its deletion) to the retained stream; the
+/// stream's acknowledgement is awaited on the side, so the outbox keeps
+/// moving.
+async fn store_retained(
+    js: &async_nats::jetstream::Context,
+    cluster: &Arc<Cluster>,
+    msg: Arc<Message>,
+    seq: u64,
+) {
+    let subject = cluster.subjects.retained(&msg.topic);
+    let expiry = msg.remaining_expiry(Instant::now());
+    if subject.len() > MAX_SUBJECT || expiry == Some(0) {
+        cluster.retained_write_failed(&msg.topic, seq);
+        return;
+    }
+    let payload = envelope::encode(&msg, cluster.instance, seq, expiry);
+    match js.publish(subject, payload).await {
+        Ok(ack) => {
+            let cluster = Arc::clone(cluster);
+            tokio::spawn(async move {
+                match ack.await {
+                    Ok(_) => {
+                        cluster.retained.stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "cluster: retained stream refused a message");
+                        cluster.retained_write_failed(&msg.topic, seq);
+                    }
+                }
+            });
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "cluster: retained message not sent");
+            cluster.retained_write_failed(&msg.topic, seq);
         }
     }
 }
@@ -320,6 +451,8 @@ fn on_event(cluster: &Cluster, event: async_nats::Event) {
     match event {
         Event::Connected => {
             cluster.interest.set_connected(true);
+            // Say hello again: interest may have changed meanwhile.
+            cluster.remote.connected.notify_one();
             let not_forwarded = cluster.stats.not_forwarded.load(Ordering::Relaxed);
             if cluster.outage.swap(false, Ordering::AcqRel) {
                 tracing::info!(

@@ -14,6 +14,11 @@
 //!   unsubscribe, deliver what arrives through the node's normal path
 //!   (`receive` is checked per subscriber, on the subscriber's node), publish
 //!   what local clients publish, and announce policy changes.
+//! - [`remote_interest`]: the other nodes' interest, so that a message no
+//!   other node wants is not sent; SUBACKs wait until the others know.
+//! - [`shared`]: shared subscriptions as NATS queue groups.
+//! - [`retained`]: retained messages in a JetStream stream, cached on
+//!   every node.
 //!
 //! Nothing here runs unless `cluster:` is configured; a single node pays one
 //! `Option` check per publish and per subscription change.
@@ -22,9 +27,12 @@ pub mod dedupe;
 pub mod envelope;
 pub mod interest;
 mod link;
+pub mod remote_interest;
+pub mod retained;
+pub mod shared;
 pub mod subject;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
@@ -48,6 +56,10 @@ enum Outgoing {
     Message(Arc<Message>, u64),
     /// The policy version this node just applied.
     Policy(u64),
+    /// A local publish, naming the shared groups (queue ids) served here.
+    Served(Arc<Message>, u64, Box<[u64]>),
+    /// A retained publish (or its deletion) for the retained stream.
+    Retained(Arc<Message>, u64),
 }
 
 /// Counters of the cluster link (logged at recovery; docs/cluster.md).
@@ -83,6 +95,12 @@ pub struct Cluster {
     pub stats: ClusterStats,
     /// An outage is being reported (logged once, and once its end).
     outage: AtomicBool,
+    /// What the other nodes subscribe to.
+    pub remote: Arc<remote_interest::RemoteInterest>,
+    /// This node's side of the retained stream.
+    pub retained: retained::RetainedState,
+    /// Counters of interest skipping and shared groups.
+    pub stats_ext: shared::SharedStats,
 }
 
 impl Cluster {
@@ -90,16 +108,8 @@ impl Cluster {
     /// the message stays local (counted). `$SYS` topics describe this node
     /// and stay here.
     pub fn forward(&self, msg: &Arc<Message>) {
-        if msg.topic.starts_with("$SYS/") || &*msg.topic == "$SYS" {
-            return;
-        }
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        if self
-            .outbox
-            .try_send(Outgoing::Message(Arc::clone(msg), seq))
-            .is_err()
-        {
-            self.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.reserve(msg) {
+            slot.send(Vec::new());
         }
     }
 
@@ -136,6 +146,9 @@ pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -
         policy_announced: Notify::new(),
         stats: ClusterStats::default(),
         outage: AtomicBool::new(false),
+        remote: Arc::default(),
+        retained: retained::RetainedState::default(),
+        stats_ext: shared::SharedStats::default(),
     });
     broker.router.write().set_interest_sink(interest);
     broker.set_cluster(Arc::clone(&cluster));

@@ -39,6 +39,8 @@ pub struct Subjects {
 /// Where a subject lives below the cluster's prefix.
 const TOPICS: &str = "t.";
 const DOLLAR: &str = "d.";
+/// Retained messages: `r.` then the topic's subject below the prefix.
+const RETAINED: &str = "r.";
 
 impl Subjects {
     /// `cluster` is one subject token (checked by the config).
@@ -47,6 +49,11 @@ impl Subjects {
             prefix: format!("warden.{cluster}."),
             cluster: cluster.to_owned(),
         }
+    }
+
+    /// The length of a topic subject's fixed start (`warden.<c>.t.`).
+    pub fn topic_prefix_len(&self) -> usize {
+        self.prefix.len() + TOPICS.len()
     }
 
     /// The cluster's name.
@@ -64,6 +71,62 @@ impl Subjects {
     /// server has read everything it sent before (`link.rs`).
     pub fn sync(&self, node_id: &str) -> String {
         format!("{}sync.{node_id}", self.prefix)
+    }
+
+    /// Where `node` announces its interest changes (`*`: every node).
+    pub fn interest(&self, node: &str) -> String {
+        format!("{}interest.{node}", self.prefix)
+    }
+
+    /// Where a node joining (or resynchronising) says hello.
+    pub fn interest_hello(&self) -> String {
+        format!("{}interest-hello", self.prefix)
+    }
+
+    /// Where the answers to `node`'s hello go.
+    pub fn interest_snapshot(&self, node: &str) -> String {
+        format!("{}interest-snap.{node}", self.prefix)
+    }
+
+    /// Where the acknowledgements of `node`'s announcements go.
+    pub fn interest_ack(&self, node: &str) -> String {
+        format!("{}interest-ack.{node}", self.prefix)
+    }
+
+    /// The NATS queue group of the shared group with this queue id
+    /// (`router::queue_id`).
+    pub fn queue_name(&self, queue: u64) -> String {
+        format!("warden-{}-{queue:016x}", self.cluster)
+    }
+
+    /// The JetStream stream of retained messages.
+    pub fn retained_stream(&self) -> String {
+        format!("warden-{}-retained", self.cluster)
+    }
+
+    /// Every retained message's subject (the stream's subjects).
+    pub fn retained_all(&self) -> String {
+        format!("{}{RETAINED}>", self.prefix)
+    }
+
+    /// The stream subject of the retained message of `topic`: the topic's
+    /// subject with `r.` after the prefix (`warden.c.r.t.a.b`).
+    pub fn retained(&self, topic: &str) -> String {
+        let live = self.topic(topic);
+        let mut out = String::with_capacity(live.len() + RETAINED.len());
+        out.push_str(&self.prefix);
+        out.push_str(RETAINED);
+        out.push_str(live.get(self.prefix.len()..).unwrap_or_default());
+        out
+    }
+
+    /// The topic of a retained message's stream subject.
+    pub fn topic_of_retained(&self, subject: &str) -> Option<String> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(RETAINED)?;
+        let mut live = String::with_capacity(self.prefix.len() + rest.len());
+        live.push_str(&self.prefix);
+        live.push_str(rest);
+        self.topic_of(&live)
     }
 
     /// The subject a message on `topic` is published on.

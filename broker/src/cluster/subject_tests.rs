@@ -166,7 +166,13 @@ proptest! {
         let s = subjects();
         let subject = s.topic(&t);
         prop_assert!(literal_subject(&subject), "{subject:?}");
-        prop_assert_eq!(s.topic_of(&subject), Some(t));
+        prop_assert_eq!(s.topic_of(&subject), Some(t.clone()));
+        // The retained copy's subject: in the stream's subjects, and back.
+        let retained = s.retained(&t);
+        prop_assert!(literal_subject(&retained), "{retained:?}");
+        prop_assert!(nats_matches(&s.retained_all(), &retained));
+        prop_assert!(s.topic_of(&retained).is_none());
+        prop_assert_eq!(s.topic_of_retained(&retained), Some(t));
     }
 
     #[test]

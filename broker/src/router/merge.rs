@@ -27,7 +27,7 @@ pub struct MergedMatch {
 }
 
 impl MergedMatch {
-    fn from_opts(o: &SubOptions, shared: bool) -> Self {
+    pub(crate) fn from_opts(o: &SubOptions, shared: bool) -> Self {
         MergedMatch {
             qos: o.qos,
             no_local: o.no_local,
@@ -99,6 +99,21 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         &self,
         topic: &str,
         publisher: Option<&K>,
+        take: impl FnMut(&K, &MergedMatch) -> bool,
+        out: &mut Vec<(K, MergedMatch)>,
+    ) {
+        self.matches_delivering_shared_if(topic, publisher, |_| true, take, out);
+    }
+
+    /// As [`Self::matches_delivering_shared`], but only the shared groups
+    /// whose [`super::queue_id`] `serve` accepts are offered the message
+    /// (on a cluster node, the others are served through NATS queue
+    /// groups).
+    pub fn matches_delivering_shared_if(
+        &self,
+        topic: &str,
+        publisher: Option<&K>,
+        mut serve: impl FnMut(u64) -> bool,
         mut take: impl FnMut(&K, &MergedMatch) -> bool,
         out: &mut Vec<(K, MergedMatch)>,
     ) {
@@ -109,7 +124,9 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
                 direct_sets.push(set);
             }
             for g in &set.shared {
-                g.pick(|k, o| take(k, &MergedMatch::from_opts(o, true)));
+                if serve(g.queue) {
+                    g.pick(|k, o| take(k, &MergedMatch::from_opts(o, true)));
+                }
             }
         });
         let skip = |k: &K, o: &SubOptions| o.no_local && publisher == Some(k);

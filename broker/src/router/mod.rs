@@ -24,8 +24,9 @@
 //! - A shared subscription `$share/g/f` is a group stored on the node of `f`.
 //!   Each group has an atomic round-robin counter, so matching takes `&self`
 //!   and the trie can sit behind a read lock.
-//! - An optional [`InterestSink`] hears of each filter's first subscription
-//!   and last unsubscription: the cluster's NATS interest. Single node: none,
+//! - An optional [`InterestSink`] hears of each filter's first direct
+//!   subscription and last unsubscription, and of each shared group's first
+//!   and last member: the cluster's NATS interest. Single node: none,
 //!   and subscribing costs one `Option` check more.
 //! - `$`-topics are not matched by a leading `+` or `#` (MQTT §4.7.2): the
 //!   walk skips the root's wildcard branches for such topics.
@@ -45,12 +46,31 @@ pub use merge::MergedMatch;
 pub use retained::RetainedStore;
 pub use trie::SubscriptionTrie;
 
-/// Told when a filter gains its first subscription or loses its last one
-/// (direct and shared together), under the router's write lock and so in
-/// the order the changes happen. The cluster subscribes to NATS once per
-/// such filter (`cluster/interest.rs`); on a single node there is none.
+/// Told when a filter gains its first direct subscription or loses its
+/// last one (`group` None), and when a shared group of a filter gains its
+/// first member or loses its last (`group` Some), under the router's write
+/// lock and so in the order the changes happen. The cluster subscribes to
+/// NATS once per such filter, and once per such group as a NATS queue
+/// group (`cluster/interest.rs`); on a single node there is none.
 pub trait InterestSink: Send + Sync + std::fmt::Debug {
-    fn changed(&self, filter: &str, present: bool);
+    fn changed(&self, filter: &str, group: Option<&str>, present: bool);
+}
+
+/// The cluster-wide identity of a shared group `$share/group/filter`: the
+/// same on every node (a hash of both names, not of anything local), so
+/// the nodes' NATS queue subscriptions for it form one queue group and a
+/// message can name the groups its node already served.
+pub fn queue_id(group: &str, filter: &str) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(group.as_bytes());
+    // No group name contains `/`: the pair is read back unambiguously.
+    h.update(b"/");
+    h.update(filter.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
 }
 
 /// The options of one subscription, as sent in SUBSCRIBE (MQTT 5 §3.8.3.1).

@@ -153,6 +153,24 @@ impl<M: Clone> RetainedStore<M> {
         }
     }
 
+    /// The retained message of exactly `topic`.
+    pub fn get(&self, topic: &str) -> Option<&M> {
+        let mut node = &self.root;
+        for level in topic.split('/') {
+            node = node.children.get(level)?;
+        }
+        node.value.as_ref().map(|(_, m)| m)
+    }
+
+    /// Append every retained message, `$`-topics included, with its topic.
+    pub fn all(&self, out: &mut Vec<(Arc<str>, M)>) {
+        let mut stack: Vec<&RNode<M>> = vec![&self.root];
+        while let Some(n) = stack.pop() {
+            push_value(n, out);
+            stack.extend(n.children.values());
+        }
+    }
+
     /// Remove every message for which `expired` holds; their topics.
     pub fn remove_where(&mut self, mut expired: impl FnMut(&M) -> bool) -> Vec<Arc<str>> {
         let mut gone = Vec::new();

@@ -125,3 +125,19 @@ fn remove_where_takes_matching_messages_anywhere_and_prunes() {
     assert!(s.is_empty());
     assert!(s.root_is_bare());
 }
+
+#[test]
+fn get_and_all_see_every_topic_dollar_ones_included() {
+    let mut s = RetainedStore::new();
+    s.set("a/b", 1u32);
+    s.set("$dev/x", 2);
+    s.set("a", 3);
+    assert_eq!(s.get("a/b"), Some(&1));
+    assert_eq!(s.get("a/c"), None);
+    assert_eq!(s.get("$dev/x"), Some(&2));
+    let mut all = Vec::new();
+    s.all(&mut all);
+    let mut names: Vec<String> = all.into_iter().map(|(t, _)| t.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["$dev/x", "a", "a/b"]);
+}

@@ -10,6 +10,8 @@ use super::SubOptions;
 #[derive(Debug)]
 pub(crate) struct SharedGroup<K> {
     pub(crate) name: Box<str>,
+    /// [`super::queue_id`] of this group and its filter.
+    pub(crate) queue: u64,
     /// Kept in subscription order so the rotation is stable while members
     /// come and go.
     members: Vec<(K, SubOptions)>,
@@ -20,9 +22,10 @@ pub(crate) struct SharedGroup<K> {
 }
 
 impl<K: Eq> SharedGroup<K> {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, filter: &str) -> Self {
         SharedGroup {
             name: name.into(),
+            queue: super::queue_id(name, filter),
             members: Vec::new(),
             next: AtomicUsize::new(0),
         }
@@ -89,7 +92,7 @@ mod tests {
 
     #[test]
     fn round_robin_is_fair_over_three_members() {
-        let mut g = SharedGroup::new("g");
+        let mut g = SharedGroup::new("g", "f");
         for k in ["a", "b", "c"] {
             assert!(!g.insert(k, opts(1)));
         }
@@ -105,7 +108,7 @@ mod tests {
 
     #[test]
     fn pick_skips_unavailable_members() {
-        let mut g = SharedGroup::new("g");
+        let mut g = SharedGroup::new("g", "f");
         g.insert("a", opts(0));
         g.insert("b", opts(0));
         g.insert("c", opts(0));
@@ -118,7 +121,7 @@ mod tests {
 
     #[test]
     fn insert_replaces_and_remove_removes() {
-        let mut g = SharedGroup::new("g");
+        let mut g = SharedGroup::new("g", "f");
         assert!(!g.insert("a", opts(0)));
         assert!(g.insert("a", opts(2)));
         assert_eq!(g.get(&"a").map(|o| o.qos), Some(2));

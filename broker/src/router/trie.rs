@@ -30,13 +30,13 @@ impl<K: Eq + Hash> SubSet<K> {
         self.direct.is_empty() && self.shared.is_empty()
     }
 
-    fn insert(&mut self, group: Option<&str>, key: K, opts: SubOptions) -> bool {
+    fn insert(&mut self, filter: &str, group: Option<&str>, key: K, opts: SubOptions) -> bool {
         match group {
             None => self.direct.insert(key, opts).is_some(),
             Some(g) => match self.shared.iter_mut().find(|sg| &*sg.name == g) {
                 Some(sg) => sg.insert(key, opts),
                 None => {
-                    let mut sg = SharedGroup::new(g);
+                    let mut sg = SharedGroup::new(g, filter);
                     sg.insert(key, opts);
                     self.shared.push(sg);
                     false
@@ -58,6 +58,14 @@ impl<K: Eq + Hash> SubSet<K> {
                 }
                 removed
             }
+        }
+    }
+
+    /// Whether `group` (None: the direct subscriptions) has anyone.
+    fn has(&self, group: Option<&str>) -> bool {
+        match group {
+            None => !self.direct.is_empty(),
+            Some(g) => self.shared.iter().any(|sg| &*sg.name == g),
         }
     }
 
@@ -232,11 +240,11 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         } else {
             &mut node.subs
         };
-        let first = set.is_empty();
-        let replaced = set.insert(share_group, key.clone(), opts);
+        let first = !set.has(share_group);
+        let replaced = set.insert(filter, share_group, key.clone(), opts);
         if first {
             if let Some(sink) = &self.sink {
-                sink.changed(filter, true);
+                sink.changed(filter, share_group, true);
             }
         }
         if !replaced {
@@ -387,6 +395,47 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         }
     }
 
+    /// Whether any subscription, direct or shared, matches `topic` (the
+    /// cluster's table of the other nodes' interest asks it per publish).
+    pub fn has_match(&self, topic: &str) -> bool {
+        let mut found = false;
+        self.for_each_matching_set(topic, |_| found = true);
+        found
+    }
+
+    /// Offer a message to the shared group `group` of exactly `filter`
+    /// (not to any other subscription the topic matches): its members in
+    /// rotation through `take`, as [`Self::matches_delivering_shared`]
+    /// does. False if the group has no member here or none took it.
+    pub fn deliver_to_group(
+        &self,
+        filter: &str,
+        group: &str,
+        mut take: impl FnMut(&K, &super::MergedMatch) -> bool,
+    ) -> bool {
+        let (levels, hash) = node_levels(filter);
+        let mut node = &self.root;
+        for level in levels {
+            let Some(next) = node.child(level) else {
+                return false;
+            };
+            node = next;
+        }
+        let set = if hash {
+            match node.hash.as_deref() {
+                Some(set) => set,
+                None => return false,
+            }
+        } else {
+            &node.subs
+        };
+        set.shared
+            .iter()
+            .find(|sg| &*sg.name == group)
+            .and_then(|sg| sg.pick(|k, o| take(k, &super::MergedMatch::from_opts(o, true))))
+            .is_some()
+    }
+
     fn lookup(&self, filter: &str, group: Option<&str>, key: &K) -> Option<SubOptions> {
         let (levels, hash) = node_levels(filter);
         let mut node = &self.root;
@@ -417,18 +466,18 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
                 return false;
             };
             let removed = set.remove(group, key);
-            let last = set.is_empty();
-            if last {
+            let last = !set.has(group);
+            if set.is_empty() {
                 node.hash = None;
             }
             (removed, last)
         } else {
             let removed = node.subs.remove(group, key);
-            (removed, node.subs.is_empty())
+            (removed, !node.subs.has(group))
         };
         if removed && last {
             if let Some(sink) = &self.sink {
-                sink.changed(filter, false);
+                sink.changed(filter, group, false);
             }
         }
         if removed && node.is_empty() {

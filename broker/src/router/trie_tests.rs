@@ -327,39 +327,69 @@ fn merged_over_many_overlapping_filters() {
 
 /// Records what an [`InterestSink`] hears.
 #[derive(Debug, Default)]
-struct Recorder(parking_lot::Mutex<Vec<(String, bool)>>);
+struct Recorder(parking_lot::Mutex<Vec<(String, Option<String>, bool)>>);
 
 impl InterestSink for Recorder {
-    fn changed(&self, filter: &str, present: bool) {
-        self.0.lock().push((filter.to_owned(), present));
+    fn changed(&self, filter: &str, group: Option<&str>, present: bool) {
+        self.0
+            .lock()
+            .push((filter.to_owned(), group.map(str::to_owned), present));
     }
 }
 
 #[test]
-fn interest_is_reported_once_per_distinct_filter() {
+fn interest_is_reported_once_per_distinct_filter_and_group() {
     let rec = Arc::new(Recorder::default());
     let mut t = SubscriptionTrie::new();
     t.set_interest_sink(Arc::clone(&rec) as Arc<dyn InterestSink>);
     t.subscribe("a/#", None, "k1", o(0));
     t.subscribe("a/#", None, "k2", o(1));
-    // Replacing a subscription is no news; a shared group on the same
-    // filter is not either.
+    // Replacing a subscription is no news; a second member of a group
+    // is not either.
     t.subscribe("a/#", None, "k1", o(2));
     t.subscribe("a/#", Some("g"), "k3", o(0));
+    t.subscribe("a/#", Some("g"), "k4", o(0));
     t.subscribe("a", None, "k1", o(0));
     t.unsubscribe("a/#", None, &"k1");
     t.unsubscribe("a/#", None, &"k2");
     t.unsubscribe("a/#", None, &"nobody");
     t.unsubscribe("a/#", Some("g"), &"k3");
+    t.unsubscribe("a/#", Some("g"), &"k4");
     t.remove_all(&"k1");
     let heard = rec.0.lock().clone();
+    let g = Some("g".to_owned());
     assert_eq!(
         heard,
         [
-            ("a/#".to_owned(), true),
-            ("a".to_owned(), true),
-            ("a/#".to_owned(), false),
-            ("a".to_owned(), false),
+            ("a/#".to_owned(), None, true),
+            ("a/#".to_owned(), g.clone(), true),
+            ("a".to_owned(), None, true),
+            ("a/#".to_owned(), None, false),
+            ("a/#".to_owned(), g, false),
+            ("a".to_owned(), None, false),
         ]
     );
+}
+
+#[test]
+fn a_group_is_offered_only_its_own_message() {
+    let mut t = SubscriptionTrie::new();
+    t.subscribe("a/#", Some("g"), "k1", o(0));
+    t.subscribe("a/#", Some("g"), "k2", o(0));
+    t.subscribe("a/+", Some("g"), "k3", o(0));
+    t.subscribe("a/#", None, "d", o(0));
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        assert!(t.deliver_to_group("a/#", "g", |k, _| {
+            got.push(*k);
+            true
+        }));
+    }
+    got.sort();
+    assert_eq!(got, ["k1", "k1", "k2", "k2"]);
+    assert!(!t.deliver_to_group("a/#", "h", |_, _| true));
+    assert!(!t.deliver_to_group("b", "g", |_, _| true));
+    assert!(!t.deliver_to_group("a/#", "g", |_, _| false));
+    assert!(t.has_match("a/x"));
+    assert!(!t.has_match("b"));
 }
