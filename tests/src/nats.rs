@@ -22,11 +22,24 @@ pub struct NatsServer {
     pub monitor_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Started with JetStream (`-js`), its data in the server's store dir.
+    jetstream: bool,
 }
 
 impl NatsServer {
     /// Start on free ports and wait until it accepts connections.
     pub fn start() -> NatsServer {
+        Self::start_with(false)
+    }
+
+    /// [`NatsServer::start`] with JetStream enabled (the cluster's session
+    /// ownership bucket needs it). Its store survives [`NatsServer::stop`]
+    /// and [`NatsServer::resume`].
+    pub fn start_js() -> NatsServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(jetstream: bool) -> NatsServer {
         let dir = tempfile::Builder::new()
             .prefix("warden-e2e-nats-")
             .tempdir()
@@ -36,6 +49,7 @@ impl NatsServer {
             monitor_port: free_port(),
             dir,
             child: None,
+            jetstream,
         };
         server.resume();
         server
@@ -61,7 +75,11 @@ impl NatsServer {
     /// Start it again on the same ports.
     pub fn resume(&mut self) {
         let store: PathBuf = self.dir.path().join("store");
-        let child = Command::new(NATS_SERVER)
+        let mut command = Command::new(NATS_SERVER);
+        if self.jetstream {
+            command.arg("-js");
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor_port.to_string()])
             .arg("--store_dir")

@@ -81,6 +81,11 @@ pub(super) async fn run(
         }
     };
     tokio::spawn(publish_loop(client.clone(), Arc::clone(&cluster), outgoing));
+    tokio::spawn(super::ownership::run(
+        Arc::clone(&broker),
+        Arc::clone(&cluster),
+        client.clone(),
+    ));
     tokio::spawn(report_start(Arc::clone(&cluster), urls));
     let mut policy = match client.subscribe(cluster.subjects.policy()).await {
         Ok(sub) => Some(sub),
@@ -320,6 +325,7 @@ fn on_event(cluster: &Cluster, event: async_nats::Event) {
     match event {
         Event::Connected => {
             cluster.interest.set_connected(true);
+            cluster.sessions.on_connected();
             let not_forwarded = cluster.stats.not_forwarded.load(Ordering::Relaxed);
             if cluster.outage.swap(false, Ordering::AcqRel) {
                 tracing::info!(
