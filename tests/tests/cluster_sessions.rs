@@ -157,7 +157,11 @@ async fn another_user_cannot_take_a_session_over_from_another_node() {
         assert_closed_without_publish(&mut thief, "bob").await;
         publish(&n2, &["still-alice"]).await;
         let got = payloads(&drain(&mut alice, Duration::from_secs(2)).await);
-        assert_eq!(got, ["still-alice"], "{version:?}: alice kept her connection");
+        assert_eq!(
+            got,
+            ["still-alice"],
+            "{version:?}: alice kept her connection"
+        );
 
         // Offline on node 1, a message queued: still refused, and alice
         // resumes on node 2 with it.
@@ -175,9 +179,7 @@ async fn another_user_cannot_take_a_session_over_from_another_node() {
         assert_eq!(got, ["queued"], "{version:?}");
         alice.disconnect().await;
     }
-    assert!(n1
-        .log()
-        .contains("takeover from another node refused"));
+    assert!(n1.log().contains("takeover from another node refused"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,8 +217,11 @@ async fn a_killed_owner_is_taken_over_and_yields_when_it_comes_back() {
     // Node 1 comes back with the session in its store: it yields.
     n1.restart();
     assert!(
-        n1.wait_log("session owned by another node now; dropped here", Duration::from_secs(20))
-            .await,
+        n1.wait_log(
+            "session owned by another node now; dropped here",
+            Duration::from_secs(20)
+        )
+        .await,
         "{}",
         n1.log()
     );
@@ -329,18 +334,19 @@ async fn without_nats_persistent_sessions_are_refused_and_clean_ones_served() {
         let id = client_id("p");
         let (mut c, present, got) =
             try_connect(&n1, &persistent(version, &id, Some("alice"), false)).await;
-        assert_eq!((present, got), (false, code), "{version:?}: persistent refused");
+        assert_eq!(
+            (present, got),
+            (false, code),
+            "{version:?}: persistent refused"
+        );
         assert_closed_without_publish(&mut c, "refused").await;
         let (mut clean, present, got) =
             try_connect(&n1, &persistent(version, &id, Some("alice"), true)).await;
         if version == Version::V5 {
             // Clean start with an expiry is still persistent: refused.
             assert_eq!((present, got), (false, 0x88));
-            let (c, _, got) = try_connect(
-                &n1,
-                &Connect::new(version, &id).login("alice", "pw"),
-            )
-            .await;
+            let (c, _, got) =
+                try_connect(&n1, &Connect::new(version, &id).login("alice", "pw")).await;
             clean = c;
             assert_eq!(got, 0, "clean v5 session served");
         } else {

@@ -23,7 +23,7 @@
 //!   outlives its connection and drops those another node owns now: it
 //!   yields, it never asks the other node for anything.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ const WILL_WAIT: Duration = Duration::from_secs(5);
 
 /// How soon a bucket that could not be set up is tried again.
 const BUCKET_RETRY: Duration = Duration::from_secs(2);
+
+/// The longest wait between two attempts to set the bucket up.
+const BUCKET_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Compare-and-swap attempts before a connect is told to come back later.
 const CAS_TRIES: usize = 3;
@@ -97,8 +100,9 @@ pub struct Ownership {
     /// The connection came up (again), or the stored sessions are back:
     /// set up the bucket and yield what another node owns now.
     check: Notify,
-    /// The bucket could not be set up (logged once until it can).
-    failing: AtomicBool,
+    /// Failed attempts to set the bucket up in a row (logged at the first;
+    /// the retries space out).
+    failures: AtomicU32,
 }
 
 impl Ownership {
@@ -109,7 +113,7 @@ impl Ownership {
             client: Mutex::new(None),
             kv: Mutex::new(None),
             check: Notify::new(),
-            failing: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
         }
     }
 
@@ -125,9 +129,11 @@ impl Ownership {
 
     /// The bucket, when NATS is connected and it is set up.
     fn kv(&self) -> Option<kv::Store> {
-        let connected = self.client.lock().as_ref().is_some_and(|c| {
-            c.connection_state() == async_nats::connection::State::Connected
-        });
+        let connected = self
+            .client
+            .lock()
+            .as_ref()
+            .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected);
         if !connected {
             return None;
         }
@@ -228,7 +234,10 @@ impl Ownership {
             if !write(&kv, &key, &mine, revision).await? {
                 // Someone else took it meanwhile: what we were handed is
                 // lost, and the client is told to come back.
-                tracing::warn!(client_id, "session record changed during a takeover; refused");
+                tracing::warn!(
+                    client_id,
+                    "session record changed during a takeover; refused"
+                );
                 return Err(Refusal::Unavailable);
             }
             // Whatever this node still held of an older epoch is stale.
@@ -366,11 +375,9 @@ fn refused_by_record(broker: &Broker, current: &Record, principal: &Principal) -
 /// single-node rules.
 fn local_refusal(broker: &Broker, client_id: &str, newcomer: &OwnerKey) -> bool {
     let takeover = broker.config().sessions.takeover;
-    broker
-        .sessions
-        .lock()
-        .get(client_id)
-        .is_some_and(|s| lifecycle::takeover_rule(takeover, &s.owner, newcomer) == TakeoverRule::Refuse)
+    broker.sessions.lock().get(client_id).is_some_and(|s| {
+        lifecycle::takeover_rule(takeover, &s.owner, newcomer) == TakeoverRule::Refuse
+    })
 }
 
 /// The record of `key` and its revision (0: none; a deleted one's
@@ -437,7 +444,10 @@ pub fn key_of(client_id: &str) -> String {
     }
     if key.is_empty() || key.len() > MAX_KEY {
         use sha2::Digest;
-        return format!("=H{}", hex::encode(sha2::Sha256::digest(client_id.as_bytes())));
+        return format!(
+            "=H{}",
+            hex::encode(sha2::Sha256::digest(client_id.as_bytes()))
+        );
     }
     key
 }
@@ -499,18 +509,20 @@ async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats
     if own.kv.lock().is_none() {
         match open_bucket(client, &own.bucket).await {
             Ok(kv) => {
-                own.failing.store(false, Ordering::Relaxed);
+                own.failures.store(0, Ordering::Relaxed);
                 tracing::info!(bucket = %own.bucket, "cluster: session ownership bucket ready");
                 *own.kv.lock() = Some(kv);
             }
             Err(err) => {
-                if !own.failing.swap(true, Ordering::Relaxed) {
+                let failures = own.failures.fetch_add(1, Ordering::Relaxed);
+                if failures == 0 {
                     tracing::error!(bucket = %own.bucket, error = %err, "cluster: no session ownership bucket (is JetStream enabled?); sessions that outlive their connection are refused until there is");
                 }
                 // JetStream may still be starting: try again shortly.
                 let cluster = Arc::clone(cluster);
                 tokio::spawn(async move {
-                    tokio::time::sleep(BUCKET_RETRY).await;
+                    let wait = BUCKET_RETRY * 2u32.pow(failures.min(5));
+                    tokio::time::sleep(wait.min(BUCKET_RETRY_MAX)).await;
                     cluster.sessions.check.notify_one();
                 });
                 return;
@@ -526,7 +538,12 @@ async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats
             let st = s.state.lock();
             !st.ended && !st.expiry.is_zero()
         })
-        .map(|s| (Arc::clone(&s.client_id), s.owner.username().map(str::to_owned)))
+        .map(|s| {
+            (
+                Arc::clone(&s.client_id),
+                s.owner.username().map(str::to_owned),
+            )
+        })
         .collect();
     let mut yielded = 0usize;
     for (client_id, user) in held {
@@ -557,32 +574,43 @@ async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats
         }
     }
     if yielded > 0 {
-        tracing::info!(sessions = yielded, "cluster: yielded sessions other nodes own now");
+        tracing::info!(
+            sessions = yielded,
+            "cluster: yielded sessions other nodes own now"
+        );
     }
 }
 
-/// The bucket, made by the first node that needs it.
+/// The bucket, made by the first node that needs it: the stream a KV
+/// bucket is (async-nats's `create_key_value` reads account details that
+/// nats-server before 2.10 does not send, so the stream is made directly,
+/// with the settings async-nats gives a bucket).
 async fn open_bucket(client: &async_nats::Client, bucket: &str) -> Result<kv::Store, String> {
+    use async_nats::jetstream::stream;
     let js = async_nats::jetstream::new(client.clone());
     if let Ok(kv) = js.get_key_value(bucket).await {
         return Ok(kv);
     }
-    let config = |replicas| kv::Config {
-        bucket: bucket.to_owned(),
-        description: "Warden: the node that owns each client id".to_owned(),
-        history: 1,
-        storage: async_nats::jetstream::stream::StorageType::File,
+    let config = |replicas| stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("Warden: the node that owns each client id".to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
         num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
     // Three copies on a NATS cluster; a single server takes only one.
-    match js.create_key_value(config(3)).await {
-        Ok(kv) => Ok(kv),
-        Err(_) => js
-            .create_key_value(config(1))
+    if js.create_stream(config(3)).await.is_err() {
+        js.create_stream(config(1))
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.to_string())?;
     }
+    js.get_key_value(bucket).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -591,7 +619,16 @@ mod tests {
 
     #[test]
     fn keys_are_valid_and_distinct() {
-        let ids = ["a", "a.b", "a=2Eb", "a b", "é", "", "-_x9", &"x".repeat(600)];
+        let ids = [
+            "a",
+            "a.b",
+            "a=2Eb",
+            "a b",
+            "é",
+            "",
+            "-_x9",
+            &"x".repeat(600),
+        ];
         let keys: Vec<String> = ids.iter().map(|i| key_of(i)).collect();
         for k in &keys {
             assert!(

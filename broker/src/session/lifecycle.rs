@@ -323,9 +323,10 @@ pub fn hand_off(
             .map(|(f, g, o)| crate::session::durable::stored_subscription(f, g, &o))
             .collect();
         let record = st.record(session.owner.username(), subs, None);
-        let inflight = st.inflight.iter().map(|(&id, o)| {
-            SessionState::stored_delivery(&o.delivery, Some((id, o.phase)))
-        });
+        let inflight = st
+            .inflight
+            .iter()
+            .map(|(&id, o)| SessionState::stored_delivery(&o.delivery, Some((id, o.phase))));
         let queued = st
             .queue
             .iter()
