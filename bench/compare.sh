@@ -148,7 +148,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
         each_broker fanin --qos $q --secs "$SECS"
         each_broker fanout --qos $q --secs "$SECS"
     done
-    each_broker latency --qos 0 --secs "$SECS"
+    # Issue 14: QoS 0 and 1, at 1,000 and at 10,000 msg/s.
+    for q in 0 1; do
+        for rate in 1000 10000; do
+            each_broker latency --qos $q --rate $rate --secs "$SECS"
+        done
+    done
     for tr in tcp tls mtls; do
         case $tr in
         tcp) ports=(21883 31883 51883) extra=() ;;

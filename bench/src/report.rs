@@ -32,6 +32,9 @@ pub struct Report {
     pub client_cpu_s: f64,
     /// Published × subscribers − delivered (messages), or failed connects.
     pub drops: u64,
+    /// Messages per second asked of the publisher (latency runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p50_us: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

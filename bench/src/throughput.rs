@@ -148,6 +148,7 @@ pub async fn run(
         scenario: scenario.to_string(),
         qos: Some(plan.qos),
         published: Some(published),
+        rate: plan.rate,
         ..Report::default()
     };
     let received = subs.counters.received.load(Ordering::Relaxed);

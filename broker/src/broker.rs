@@ -64,6 +64,8 @@ pub struct Broker {
     policy_target: AtomicU64,
     /// Connections closed because the client stopped reading.
     pub write_stalls: AtomicU64,
+    /// Every connection's keep alive, from one timer.
+    pub keepalive: Arc<crate::session::keepalive::KeepAlive>,
     /// Revoked client certificates per listener (from its CRLs).
     pub revoked: crate::revocation::Revocations,
     /// OCSP answers about client certificates, kept until nextUpdate.
@@ -127,6 +129,7 @@ impl Broker {
             policy_version: AtomicU64::new(0),
             policy_target: AtomicU64::new(0),
             write_stalls: AtomicU64::new(0),
+            keepalive: Arc::new(crate::session::keepalive::KeepAlive::new()),
             revoked: crate::revocation::Revocations::default(),
             ocsp: crate::ocsp::OcspChecker::default(),
             jwt: arc_swap::ArcSwapOption::empty(),

@@ -9,7 +9,7 @@
 //! the time, and the task's size is memory per connection).
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
@@ -18,6 +18,13 @@ use futures::task::AtomicWaker;
 #[derive(Debug, Default)]
 pub struct Wake {
     pending: AtomicBool,
+    /// The keep alive ran out (`session/keepalive.rs`).
+    expired: AtomicBool,
+    /// Keep alive, when watched: the timeout in ms (0: not watched) and
+    /// when the client was last heard from (the watcher's clock). Here
+    /// rather than in a timer of the connection's own (see keepalive.rs).
+    timeout_ms: AtomicU32,
+    last_seen_ms: AtomicU64,
     waker: AtomicWaker,
 }
 
@@ -31,6 +38,42 @@ impl Wake {
     pub fn notify_one(&self) {
         self.pending.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Start keep-alive watching (`KeepAlive::watch`).
+    pub(crate) fn watch(&self, now_ms: u64, timeout_ms: u64) {
+        self.last_seen_ms.store(now_ms, Ordering::Relaxed);
+        // At least 1: 0 means not watched. MQTT's longest (65,535 s × 1.5)
+        // fits.
+        let t = u32::try_from(timeout_ms).unwrap_or(u32::MAX).max(1);
+        self.timeout_ms.store(t, Ordering::Relaxed);
+    }
+
+    /// The client was heard from at `now_ms` (the watcher's clock).
+    pub fn touch(&self, now_ms: u64) {
+        self.last_seen_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Stop keep-alive watching (the connection ended).
+    pub fn unwatch(&self) {
+        self.timeout_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// (last heard from, timeout) while watched.
+    pub(crate) fn watched(&self) -> Option<(u64, u64)> {
+        let t = self.timeout_ms.load(Ordering::Relaxed);
+        (t != 0).then(|| (self.last_seen_ms.load(Ordering::Relaxed), u64::from(t)))
+    }
+
+    /// The keep alive ran out: say so and wake the connection.
+    pub(crate) fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        self.notify_one();
+    }
+
+    /// Whether the keep alive ran out.
+    pub fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
     }
 
     /// Ready once woken since the last Ready, which takes the permit.

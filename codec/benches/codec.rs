@@ -3,15 +3,15 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use warden_codec::{decode, encode, encoded_len, Packet, Properties, ProtocolVersion, Publish};
+use warden_codec::{decode, encode, encoded_len, Packet, Properties, PropertySet, ProtocolVersion, Publish};
 
 fn publish(v5: bool) -> Packet {
     let properties = if v5 {
-        Properties {
+        Properties::from(PropertySet {
             message_expiry_interval: Some(60),
             user_properties: vec![("trace".into(), "abc123".into())],
-            ..Properties::default()
-        }
+            ..PropertySet::default()
+        })
     } else {
         Properties::default()
     };

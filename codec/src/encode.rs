@@ -13,6 +13,16 @@ pub(crate) fn packet(
     v: ProtocolVersion,
     buf: &mut BytesMut,
 ) -> Result<(), CodecError> {
+    if let Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) = packet {
+        if r.reason == 0 && r.properties.is_empty() {
+            // The acknowledgement of nearly every QoS 1/2 message: four
+            // bytes in every version (5.0 leaves out a 0 reason with no
+            // properties, §3.4.2.1), the same the general path writes.
+            let [hi, lo] = r.packet_id.to_be_bytes();
+            buf.put_slice(&[packet.packet_type() << 4 | fixed_flags(packet), 2, hi, lo]);
+            return Ok(());
+        }
+    }
     check(packet, v)?;
     buf.put_u8(packet.packet_type() << 4 | fixed_flags(packet));
     let body = body_len(packet, v);
@@ -297,4 +307,45 @@ fn put_subscribe(s: &Subscribe, v: ProtocolVersion, buf: &mut BytesMut) -> Resul
         buf.put_u8(options);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PubResp;
+
+    fn ack(reason: u8) -> PubResp {
+        PubResp {
+            packet_id: 0x1234,
+            reason,
+            properties: Properties::default(),
+        }
+    }
+
+    fn bytes(p: &Packet, v: ProtocolVersion) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        packet(p, v, &mut buf).expect("encodes");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn plain_acknowledgements_are_four_bytes_in_every_version() {
+        for v in [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5] {
+            assert_eq!(bytes(&Packet::PubAck(ack(0)), v), [0x40, 2, 0x12, 0x34]);
+            assert_eq!(bytes(&Packet::PubRec(ack(0)), v), [0x50, 2, 0x12, 0x34]);
+            assert_eq!(bytes(&Packet::PubRel(ack(0)), v), [0x62, 2, 0x12, 0x34]);
+            assert_eq!(bytes(&Packet::PubComp(ack(0)), v), [0x70, 2, 0x12, 0x34]);
+        }
+        // A reason code takes the general path (5.0 writes it).
+        assert_eq!(
+            bytes(&Packet::PubAck(ack(0x10)), ProtocolVersion::V5),
+            [0x40, 3, 0x12, 0x34, 0x10]
+        );
+        let mut with_reason_string = ack(0);
+        with_reason_string.properties.reason_string = Some("r".into());
+        assert_eq!(
+            bytes(&Packet::PubAck(with_reason_string), ProtocolVersion::V5),
+            [0x40, 8, 0x12, 0x34, 0x00, 4, 0x1F, 0, 1, b'r']
+        );
+    }
 }

@@ -26,7 +26,7 @@ mod wire;
 use bytes::{Buf, BytesMut};
 
 pub use error::{v3_return_code, CodecError, ReasonCode};
-pub use properties::Properties;
+pub use properties::{Properties, PropertySet};
 pub use types::{
     Auth, ConnAck, Connect, Disconnect, LastWill, Packet, ProtocolVersion, PubResp, Publish,
     PublishView, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,

@@ -7,10 +7,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::CodecError;
 use crate::wire::{put_binary, put_string, put_vbi, vbi_len, Reader, MAX_VBI};
 
-/// All MQTT 5.0 properties. `None`/empty means absent. 3.x packets always
-/// carry `Properties::default()`.
+/// All MQTT 5.0 properties, one field each. `None`/empty means absent.
+/// Packets hold them through [`Properties`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Properties {
+pub struct PropertySet {
     pub payload_format_indicator: Option<u8>,
     pub message_expiry_interval: Option<u32>,
     pub content_type: Option<String>,
@@ -42,9 +42,88 @@ pub struct Properties {
     pub shared_subscription_available: Option<bool>,
 }
 
+/// A packet's properties: a [`PropertySet`] behind a pointer that is null
+/// when the packet has none (every 3.x packet, and most 5.0 ones). A set
+/// is over 300 bytes; inline, it made every packet and every message that
+/// big, and the broker moves those several times per message. Reads go
+/// through `Deref` (an absent set reads as empty); the first write through
+/// `DerefMut` allocates the set.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertySet>>);
+
+/// What an absent set reads as.
+static EMPTY: PropertySet = PropertySet {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    session_expiry_interval: None,
+    assigned_client_identifier: None,
+    server_keep_alive: None,
+    authentication_method: None,
+    authentication_data: None,
+    request_problem_information: None,
+    will_delay_interval: None,
+    request_response_information: None,
+    response_information: None,
+    server_reference: None,
+    reason_string: None,
+    receive_maximum: None,
+    topic_alias_maximum: None,
+    topic_alias: None,
+    maximum_qos: None,
+    retain_available: None,
+    user_properties: Vec::new(),
+    maximum_packet_size: None,
+    wildcard_subscription_available: None,
+    subscription_identifier_available: None,
+    shared_subscription_available: None,
+};
+
 impl Properties {
+    /// No property is present.
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        self.0.as_deref().is_none_or(|p| *p == EMPTY)
+    }
+}
+
+impl From<PropertySet> for Properties {
+    fn from(set: PropertySet) -> Properties {
+        if set == EMPTY {
+            Properties(None)
+        } else {
+            Properties(Some(Box::new(set)))
+        }
+    }
+}
+
+impl std::ops::Deref for Properties {
+    type Target = PropertySet;
+
+    fn deref(&self) -> &PropertySet {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertySet {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
     }
 }
 
@@ -156,8 +235,16 @@ impl Properties {
         if len > r.remaining() {
             return Err(CodecError::Malformed("property length exceeds the packet"));
         }
-        let mut block = Reader::new(r.take(len)?);
-        let mut p = Properties::default();
+        if len == 0 {
+            return Ok(Properties::default());
+        }
+        PropertySet::decode_block(Reader::new(r.take(len)?), ctx).map(Properties::from)
+    }
+}
+
+impl PropertySet {
+    fn decode_block(mut block: Reader, ctx: PropCtx) -> Result<PropertySet, CodecError> {
+        let mut p = PropertySet::default();
         while !block.is_empty() {
             let id = block.u8()?;
             if !allowed(id, ctx) {

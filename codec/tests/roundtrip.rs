@@ -351,11 +351,11 @@ fn publish_payload_is_not_copied() {
 
 #[test]
 fn properties_the_packet_or_version_cannot_carry_are_not_written() {
-    let properties = Properties {
+    let properties = Properties::from(PropertySet {
         session_expiry_interval: Some(5), // not allowed in PUBLISH
         message_expiry_interval: Some(9),
-        ..Properties::default()
-    };
+        ..PropertySet::default()
+    });
     let packet = Packet::Publish(Publish {
         dup: false,
         qos: 0,
@@ -371,10 +371,10 @@ fn properties_the_packet_or_version_cannot_carry_are_not_written() {
     };
     assert_eq!(
         p.properties,
-        Properties {
+        Properties::from(PropertySet {
             message_expiry_interval: Some(9),
-            ..Properties::default()
-        }
+            ..PropertySet::default()
+        })
     );
     let mut v3 = encode_checked(&packet, ProtocolVersion::V311);
     assert_eq!(&v3[..], &[0x31, 4, 0, 1, b't', b'x']);

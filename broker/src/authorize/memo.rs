@@ -137,6 +137,21 @@ impl DecisionMemo {
         }
     }
 
+    /// The memo's own copy of `topic`, when it remembers a decision on it:
+    /// a client that publishes one topic again and again shares that copy
+    /// with its messages instead of allocating one per message.
+    pub fn shared_topic(&self, topic: &str) -> Option<Arc<str>> {
+        let (_, held) = self.held.as_deref()?;
+        let entry = match held {
+            Held::One(e) => (*e.topic == *topic).then_some(e),
+            Held::Table(t) => slots(topic)
+                .into_iter()
+                .filter_map(|i| t[i].as_ref())
+                .find(|e| *e.topic == *topic),
+        }?;
+        Some(Arc::clone(&entry.topic))
+    }
+
     /// Whether the memo has grown into its table (for tests).
     #[cfg(test)]
     fn is_table(&self) -> bool {
@@ -211,6 +226,28 @@ mod tests {
         assert!(ask(&mut memo, &policy, "ok/a"));
         assert_eq!(asked(&counting), 1);
         assert!(!memo.is_table());
+    }
+
+    #[test]
+    fn a_remembered_topic_is_shared_not_copied() {
+        let policy: Arc<dyn CompiledPolicy> = Arc::new(Counting::default());
+        let mut memo = DecisionMemo::default();
+        assert!(memo.shared_topic("ok/a").is_none());
+        let first: Arc<str> = Arc::from("ok/a");
+        let action = Action::Publish {
+            topic: &first,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        };
+        memo.decide(&policy, &first, QoS::AtLeastOnce, false, action);
+        let shared = memo.shared_topic("ok/a").expect("remembered");
+        assert!(Arc::ptr_eq(&shared, &first));
+        assert!(memo.shared_topic("ok/b").is_none());
+        for t in ["ok/b", "ok/c", "no/d"] {
+            ask(&mut memo, &policy, t);
+        }
+        assert!(memo.is_table());
+        assert_eq!(memo.shared_topic("ok/c").as_deref(), Some("ok/c"));
     }
 
     #[test]

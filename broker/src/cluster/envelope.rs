@@ -256,6 +256,7 @@ mod tests {
     use std::sync::Arc;
 
     use proptest::prelude::*;
+    use warden_codec::PropertySet;
 
     use super::*;
 
@@ -288,11 +289,11 @@ mod tests {
 
     #[test]
     fn truncations_and_other_versions_are_refused() {
-        let props = Properties {
+        let props = Properties::from(PropertySet {
             content_type: Some("text/plain".into()),
             user_properties: vec![("k".into(), "v".into())],
-            ..Properties::default()
-        };
+            ..PropertySet::default()
+        });
         let m = message(QoS::ExactlyOnce, true, props, b"");
         let bytes = encode(&m, 1, u64::MAX, Some(9));
         for cut in 0..bytes.len() {
@@ -314,14 +315,14 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
             proptest::collection::vec((".{0,4}", ".{0,4}"), 0..3),
         )
-            .prop_map(|(f, ct, rt, cd, up)| Properties {
+            .prop_map(|(f, ct, rt, cd, up)| Properties::from(PropertySet {
                 payload_format_indicator: f,
                 content_type: ct,
                 response_topic: rt,
                 correlation_data: cd.map(Bytes::from),
                 user_properties: up,
-                ..Properties::default()
-            })
+                ..PropertySet::default()
+            }))
     }
 
     proptest! {

@@ -102,7 +102,8 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         mut take: impl FnMut(&K, &MergedMatch) -> bool,
         out: &mut Vec<(K, MergedMatch)>,
     ) {
-        let mut direct_sets: Vec<&SubSet<K>> = Vec::new();
+        // Not allocated for the usual few matching filters (every publish).
+        let mut direct_sets: smallvec::SmallVec<[&SubSet<K>; 8]> = smallvec::SmallVec::new();
         self.for_each_matching_set(topic, |set| {
             if !set.direct.is_empty() {
                 direct_sets.push(set);

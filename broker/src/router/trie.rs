@@ -350,7 +350,10 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
         topic: &str,
         mut f: impl FnMut(&'a SubSet<K>),
     ) {
-        let mut stack: Vec<(&Node<K>, std::str::Split<'_, char>)> = Vec::new();
+        // On the stack for the usual handful of `+` branches: this runs for
+        // every publish.
+        let mut stack: smallvec::SmallVec<[(&Node<K>, std::str::Split<'_, char>); 8]> =
+            smallvec::SmallVec::new();
         // A leading wildcard never matches a `$` topic: skip the root's `+`
         // and `#` for those.
         let mut start = Some((&self.root, topic.split('/'), topic.starts_with('$')));

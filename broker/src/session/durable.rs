@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use warden_codec::{Properties, ProtocolVersion};
+use warden_codec::{Properties, PropertySet, ProtocolVersion};
 use warden_policy::QoS;
 
 use crate::persist::{
@@ -36,14 +36,14 @@ fn props_of(p: &Properties) -> StoredProps {
 }
 
 fn properties_of(p: &StoredProps) -> Properties {
-    Properties {
+    Properties::from(PropertySet {
         payload_format_indicator: p.payload_format_indicator,
         content_type: p.content_type.clone(),
         response_topic: p.response_topic.clone(),
         correlation_data: p.correlation_data.clone(),
         user_properties: p.user_properties.clone(),
-        ..Properties::default()
-    }
+        ..PropertySet::default()
+    })
 }
 
 pub fn stored_message(msg: &Message) -> StoredMessage {

@@ -10,11 +10,14 @@
 //! `limits.write_stall`.
 
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
 use crate::authorize::DecisionMemo;
@@ -154,7 +157,6 @@ pub struct Handler<S> {
     pub(crate) conn_id: ConnId,
     pub(crate) wake: Arc<Wake>,
     pub(crate) version: ProtocolVersion,
-    pub(crate) keepalive: Option<Duration>,
     /// Boxed: few clients set one, and the Handler lives as long as the
     /// connection.
     pub(crate) will: Option<Box<Will>>,
@@ -168,10 +170,6 @@ pub struct Handler<S> {
     /// and the table, made at the first delivery (`topic_alias.rs`).
     pub(crate) alias_out_max: u16,
     pub(crate) aliases_out: Option<Box<crate::session::topic_alias::TopicAliases>>,
-    pub(crate) client_id: Arc<str>,
-    pub(crate) username: Option<Arc<str>>,
-    /// Reused between drains so sending does not allocate a Vec each time.
-    pub(crate) out: Vec<crate::session::outbound::Outbound>,
     /// Subscribers our last publishes found congested: while any is, we stop
     /// reading from this client (TCP back-pressure), but keep sending to it.
     pub(crate) congested: Vec<Arc<Session>>,
@@ -203,10 +201,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         accepted: Accepted,
         shutdown: Shutdown,
     ) -> Handler<S> {
-        // Shared with the session, not copied: only the owner attaches, so
-        // the owner's name is this login's username.
-        let client_id = Arc::clone(&accepted.session.client_id);
-        let username = accepted.session.owner.username_arc();
+        // The client id and username are the session's (only the owner
+        // attaches), not copies: the Handler lives as long as the
+        // connection. Keep alive is watched from here on
+        // (`keepalive.rs`): the wake-up holds its state.
+        if let Some(timeout) = accepted.keepalive_timeout {
+            broker.keepalive.watch(&accepted.wake, timeout);
+        }
         let token_deadline = accepted
             .token
             .as_ref()
@@ -221,15 +222,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             conn_id: accepted.conn_id,
             wake: accepted.wake,
             version: accepted.version,
-            keepalive: accepted.keepalive_timeout,
             will: accepted.will.map(Box::new),
             aliases: None,
             topic_alias_max: accepted.topic_alias_max,
             alias_out_max: accepted.topic_alias_out,
             aliases_out: None,
-            client_id,
-            username,
-            out: Vec::new(),
             congested: Vec::new(),
             publish_memo: DecisionMemo::default(),
             held: None,
@@ -248,15 +245,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Ok(()) => self.run_loop().await,
             Err(end) => end,
         };
-        tracing::debug!(client_id = %self.client_id, ?end, "connection ended");
+        // Keep alive no longer applies (a lingering connection reads on).
+        self.wake.unwatch();
+        tracing::debug!(client_id = %self.session.client_id, ?end, "connection ended");
         let (end, linger) = Box::pin(self.finish(end)).await;
         if let Some(denied) = self.denied.as_deref_mut() {
-            denied.finish(&self.client_id, self.username.as_deref());
+            denied.finish(&self.session.client_id, self.session.owner.username());
         }
         let (reason, code) = end.label();
         tracing::info!(
-            client_id = &*self.client_id,
-            username = self.username.as_deref(),
+            client_id = &*self.session.client_id,
+            username = self.session.owner.username(),
             conn = self.conn_id,
             reason,
             code = code.map(|c| tracing::field::display(Hex(c))),
@@ -270,19 +269,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     async fn run_loop(&mut self) -> End {
-        let mut deadline = self.keepalive.map(|d| Instant::now() + d);
         let write_stall = self.config.limits.write_stall;
         // Since when the client has taken none of the output waiting for it.
         let mut stalled_since: Option<Instant> = None;
+        // The loop's one timer, for the rare deadlines (the congestion
+        // poll, the write stall, a token's expiry; keep alive is the
+        // broker's, `keepalive.rs`). Boxed and made only when one is due:
+        // an idle connection's task holds a pointer, not a timer entry.
+        // Armed at the earliest deadline wanted and left alone while a later
+        // one is wanted (it fires early and the loop looks again), so a busy
+        // loop does not re-register it at every turn.
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
         loop {
             // The shutdown wakes the loop through `wake` (no future of
             // its own waits here: it would be held by every idle task).
             if self.shutdown.triggered() {
                 return End::Shutdown;
             }
+            if self.wake.is_expired() {
+                return End::KeepAliveTimeout;
+            }
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
             if reading {
-                if let Err(end) = self.handle_buffered(&mut deadline) {
+                if let Err(end) = self.handle_buffered() {
                     return end;
                 }
             }
@@ -301,14 +310,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 (true, Some(t)) if self.conn.written() == before => Some(t),
                 (true, _) => Some(Instant::now()),
             };
-            // One timer for the keep alive, the congestion poll and the write
-            // stall: the waiting future is held for as long as the
-            // connection is idle.
             // The session store is behind: stop reading publishes too.
             let storage_busy = self.broker.persist.is_congested();
             let paused = !self.congested.is_empty() || !reading || storage_busy;
-            let poll_at =
-                (!self.congested.is_empty() || storage_busy).then(|| Instant::now() + PAUSE_POLL);
+            let polling = !self.congested.is_empty() || storage_busy;
             if let Some(held) = self.held.as_deref_mut() {
                 // Woken through the session's own wake-up when the store
                 // catches up (no extra future in the loop).
@@ -316,42 +321,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     self.broker.persist.notify_when_durable(t, &self.wake);
                 }
             }
-            let stall_at = stalled_since.map(|t| t + write_stall);
-            let (at, why) = next_timer(
-                deadline,
-                poll_at,
-                stall_at,
-                self.token_deadline.as_deref().map(|t| t.0),
-            );
-            let timer = async {
-                match at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            let token_at = self.token_deadline.as_deref().map(|t| t.0);
+            if polling || stalled_since.is_some() || token_at.is_some() {
+                let now = Instant::now();
+                let want = [
+                    polling.then(|| now + PAUSE_POLL),
+                    stalled_since.map(|t| t + write_stall),
+                    token_at,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                if let Some(at) = want {
+                    match timer.as_mut() {
+                        Some(t) if t.deadline() <= at => {}
+                        Some(t) => t.as_mut().reset(at),
+                        None => timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                    }
                 }
-            };
+            }
             let before = self.conn.written();
-            tokio::select! {
+            let fired = tokio::select! {
                 res = self.conn.io(!paused), if !paused || self.conn.wants_write() => match res {
-                    Ok(_) => {}
+                    Ok(_) => false,
                     Err(ConnectionError::Codec(err)) => return End::Violation(err.reason_code().value()),
                     Err(_) => return End::Lost,
                 },
-                _ = self.wake.notified() => {}
-                _ = timer => match why {
-                    Timer::KeepAlive => return End::KeepAliveTimeout,
-                    Timer::TokenExpiry => {
-                        tracing::info!(client_id = %self.client_id, "token expired; disconnecting");
-                        return End::TokenExpired;
-                    }
-                    Timer::Stall => return self.write_stalled(),
-                    Timer::Congestion => {
-                        // Polling (1 ms) is enough here: it runs only while a
-                        // subscriber is behind, and needs no wake-up plumbing
-                        // between sessions that could deadlock two clients
-                        // publishing to each other.
-                        self.congested.retain(|s| s.is_congested());
-                    }
-                },
+                _ = self.wake.notified() => false,
+                _ = poll_fn(|cx| poll_timer(&mut timer, cx)) => true,
+            };
+            if fired {
+                // Dropped once it went off; made again if still wanted.
+                timer = None;
+                let now = Instant::now();
+                if token_at.is_some_and(|t| t <= now) {
+                    tracing::info!(client_id = %self.session.client_id, "token expired; disconnecting");
+                    return End::TokenExpired;
+                }
+                if stalled_since.is_some_and(|t| t + write_stall <= now)
+                    && self.conn.written() == before
+                {
+                    return self.write_stalled();
+                }
+                if polling {
+                    // Polling (1 ms) is enough here: it runs only while a
+                    // subscriber is behind, and needs no wake-up plumbing
+                    // between sessions that could deadlock two clients
+                    // publishing to each other.
+                    self.congested.retain(|s| s.is_congested());
+                }
             }
             if self.conn.written() != before {
                 stalled_since = None;
@@ -361,9 +379,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 // clients are behind: that is not a keep alive timeout. (A
                 // pause because this client does not read what it is sent
                 // does not reset it.)
-                if let Some(d) = self.keepalive {
-                    deadline = Some(Instant::now() + d);
-                }
+                self.wake.touch(self.broker.keepalive.now_ms());
             }
         }
     }
@@ -382,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             + 1;
         let queued = self.session.state.lock().queue.len();
         tracing::warn!(
-            client_id = %self.client_id,
+            client_id = %self.session.client_id,
             pending_bytes = self.conn.pending_bytes(),
             queued,
             stall = ?self.config.limits.write_stall,
@@ -393,24 +409,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     /// Handle every whole packet already read (none while paused for a
-    /// congested subscriber); each one moves the keep-alive deadline.
-    fn handle_buffered(&mut self, deadline: &mut Option<Instant>) -> Result<(), End> {
-        while self.congested.is_empty() {
+    /// congested subscriber); any packet counts for the keep alive.
+    fn handle_buffered(&mut self) -> Result<(), End> {
+        let mut heard = false;
+        let result = loop {
+            if !self.congested.is_empty() {
+                break Ok(());
+            }
             match self.conn.try_decode() {
                 Ok(Some(packet)) => {
-                    if let Some(d) = self.keepalive {
-                        *deadline = Some(Instant::now() + d);
+                    heard = true;
+                    if let Err(end) = self.handle(packet) {
+                        break Err(end);
                     }
-                    self.handle(packet)?;
                 }
-                Ok(None) => break,
+                Ok(None) => break Ok(()),
                 Err(err) => {
-                    tracing::debug!(client_id = %self.client_id, error = %err, "bad packet");
-                    return Err(End::Violation(err.reason_code().value()));
+                    tracing::debug!(client_id = %self.session.client_id, error = %err, "bad packet");
+                    break Err(End::Violation(err.reason_code().value()));
                 }
             }
+        };
+        if heard {
+            // A store, harmless when keep alive is off (0).
+            self.wake.touch(self.broker.keepalive.now_ms());
         }
-        Ok(())
+        result
     }
 
     /// Dispatch one inbound packet.
@@ -484,7 +508,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         if let Some(w) = self.will.take() {
             if matches!(end, End::Revoked | End::CertRevoked) {
-                tracing::info!(client_id = %self.client_id, topic = %w.topic, "will dropped: the user or its certificate was revoked");
+                tracing::info!(client_id = %self.session.client_id, topic = %w.topic, "will dropped: the user or its certificate was revoked");
             } else if end.fires_will() {
                 will::fire(&self.broker, &self.session, *w, released);
             }
@@ -516,7 +540,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
         };
         if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
-            tracing::debug!(client_id = %self.client_id, "peer did not take the goodbye; dropped");
+            tracing::debug!(client_id = %self.session.client_id, "peer did not take the goodbye; dropped");
             return false;
         }
         packet.is_some() && end.lingers()
@@ -545,7 +569,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return Err(End::TakenOver);
         }
         if st.dropped > 0 {
-            tracing::warn!(client_id = %self.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
+            tracing::warn!(client_id = %self.session.client_id, dropped = st.dropped, "messages were dropped from this session's full queue");
             st.dropped = 0;
         }
         // The queue and the messages in flight were checked against this
@@ -574,30 +598,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 }
 
-/// Which deadline the packet loop's one timer is set for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    KeepAlive,
-    Congestion,
-    Stall,
-    TokenExpiry,
-}
-
-/// The earliest of the loop's deadlines, and which one it is.
-fn next_timer(
-    keepalive: Option<Instant>,
-    congestion: Option<Instant>,
-    stall: Option<Instant>,
-    token: Option<Instant>,
-) -> (Option<Instant>, Timer) {
-    [
-        (keepalive, Timer::KeepAlive),
-        (congestion, Timer::Congestion),
-        (stall, Timer::Stall),
-        (token, Timer::TokenExpiry),
-    ]
-    .into_iter()
-    .filter_map(|(at, why)| at.map(|at| (at, why)))
-    .min_by_key(|(at, _)| *at)
-    .map_or((None, Timer::KeepAlive), |(at, why)| (Some(at), why))
+/// Poll the loop's timer, if one is set.
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer.as_mut() {
+        Some(t) => t.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
 }

@@ -44,7 +44,7 @@ impl HeldPacket {
             Packet::PubRel(r) => (Response::Rel, r),
             other => return HeldPacket::Other(Box::new(other)),
         };
-        if r.properties != Properties::default() {
+        if !r.properties.is_empty() {
             let packet = match kind {
                 Response::Ack => Packet::PubAck(r),
                 Response::Rec => Packet::PubRec(r),

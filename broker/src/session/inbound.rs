@@ -66,7 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             .defence
             .refused
             .inc(crate::defence::limit::PUBLISH_RATE);
-        tracing::info!(client_id = %self.client_id, rate = rate.get(), "publish rate exceeded; disconnecting");
+        tracing::info!(client_id = %self.session.client_id, rate = rate.get(), "publish rate exceeded; disconnecting");
         false
     }
 
@@ -74,7 +74,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if !self.within_publish_rate() {
             return Err(violation(ReasonCode::MESSAGE_RATE_TOO_HIGH));
         }
-        let topic: Arc<str> = Arc::from(self.resolve_topic(&mut p)?);
+        let name = self.resolve_topic(&mut p)?;
+        let topic: Arc<str> = match self.publish_memo.shared_topic(&name) {
+            Some(shared) => shared,
+            None => Arc::from(name),
+        };
         if p.retain && !self.config.limits.retain_available {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
@@ -109,8 +113,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             (Arc::clone(&st.policy), st.principal.peer)
         };
         let who = Who {
-            client_id: &self.client_id,
-            username: self.username.as_deref(),
+            client_id: &self.session.client_id,
+            username: self.session.owner.username(),
             peer,
         };
         let verdict = self.broker.authz.publish(
@@ -166,7 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             retain: p.retain,
             properties: Message::forwarded_properties(&p.properties),
             expires_at: Message::expiry_from(p.properties.message_expiry_interval, now),
-            origin: Arc::clone(&self.client_id),
+            origin: Arc::clone(&self.session.client_id),
             ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
         let msg = Arc::new(msg);

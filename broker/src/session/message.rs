@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use warden_codec::Properties;
+use warden_codec::{Properties, PropertySet};
 use warden_policy::QoS;
 
 use crate::wake::Wake;
@@ -94,14 +94,18 @@ impl Message {
 
     /// Copy the properties a subscriber may see; per-hop ones are dropped.
     pub fn forwarded_properties(props: &Properties) -> Properties {
-        Properties {
+        if props.is_empty() {
+            // Every 3.x publish and most 5.0 ones: nothing to allocate.
+            return Properties::default();
+        }
+        Properties::from(PropertySet {
             payload_format_indicator: props.payload_format_indicator,
             content_type: props.content_type.clone(),
             response_topic: props.response_topic.clone(),
             correlation_data: props.correlation_data.clone(),
             user_properties: props.user_properties.clone(),
-            ..Properties::default()
-        }
+            ..PropertySet::default()
+        })
     }
 
     /// The expiry instant for an interval given in seconds.

@@ -12,6 +12,8 @@ pub mod durable;
 pub mod handler;
 pub mod held_acks;
 pub mod inbound;
+pub mod inflight;
+pub mod keepalive;
 pub mod lifecycle;
 pub mod linger;
 pub mod message;

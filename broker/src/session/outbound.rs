@@ -27,6 +27,11 @@ use crate::session::topic_alias::{Alias, TopicAliases};
 /// session lock for long; the rest go on the next turn.
 const DRAIN_BATCH: usize = 256;
 
+thread_local! {
+    /// The drain's batch, reused so sending does not allocate.
+    static OUT: std::cell::RefCell<Vec<Outbound>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A delivery taken off the queue, to be written after the session lock is
 /// released. Encoded from its parts: no owned packet, no topic copy.
 #[derive(Debug)]
@@ -90,7 +95,10 @@ impl Outbound {
 
     fn set_alias(&mut self, alias: Option<u16>) {
         if let Some(p) = self.properties.as_mut() {
-            p.topic_alias = alias;
+            // Clearing an absent alias must not allocate the set.
+            if alias.is_some() || p.topic_alias.is_some() {
+                p.topic_alias = alias;
+            }
         }
     }
 
@@ -110,8 +118,13 @@ impl Outbound {
 
 fn v5_properties(d: &Delivery, now: Instant) -> Properties {
     let mut p = d.msg.properties.clone();
-    p.message_expiry_interval = d.msg.remaining_expiry(now);
-    p.subscription_identifiers.clone_from(&d.sub_ids);
+    // Written only when present: a write allocates the property set.
+    if let Some(left) = d.msg.remaining_expiry(now) {
+        p.message_expiry_interval = Some(left);
+    }
+    if !d.sub_ids.is_empty() {
+        p.subscription_identifiers.clone_from(&d.sub_ids);
+    }
     p
 }
 
@@ -134,7 +147,7 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
     version: ProtocolVersion,
 ) -> Result<(), CodecError> {
     let now = Instant::now();
-    let ids: Vec<u16> = st.inflight.keys().copied().collect();
+    let ids = st.inflight.ids_in_order();
     for id in ids {
         let Some(out) = st.inflight.get(&id) else {
             continue;
@@ -159,8 +172,10 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Move what may be sent now from the session queue to the write buffer.
     pub(crate) fn drain_outbound(&mut self) -> Result<(), End> {
-        let mut out = std::mem::take(&mut self.out);
         let max_packet;
+        // One buffer per worker thread, not per connection: a drain never
+        // waits, so it is back before another connection runs here.
+        let mut out;
         let more = {
             let mut st = self.session.state.lock();
             let kicked = st.kicked.is_some_and(|(id, _)| id == self.conn_id);
@@ -173,6 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 return Ok(());
             }
             max_packet = st.client_max_packet;
+            out = OUT.with(|o| std::mem::take(&mut *o.borrow_mut()));
             fill_batch(
                 &mut st,
                 &mut out,
@@ -216,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     .add(crate::observe::stats::Flow::MessagesOut, qos, n, bytes);
             }
         }
-        self.out = out;
+        OUT.with(|o| *o.borrow_mut() = out);
         if more {
             // Come back without waiting for a publisher's wake-up.
             self.wake.notify_one();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use warden_codec::{Auth, Packet, Properties, ReasonCode};
+use warden_codec::{Auth, Packet, Properties, PropertySet, ReasonCode};
 
 use crate::auth::jwt::METHOD;
 use crate::session::handler::{End, Handler};
@@ -26,7 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             ));
         }
         let refused = |reason: &str| {
-            tracing::info!(client_id = %self.client_id, username = self.username.as_deref().unwrap_or(""), %reason, "re-authentication refused");
+            tracing::info!(client_id = %self.session.client_id, username = self.session.owner.username().unwrap_or(""), %reason, "re-authentication refused");
             End::Violation(ReasonCode::NOT_AUTHORIZED.value())
         };
         let Some(verifier) = self.broker.jwt.load_full() else {
@@ -39,9 +39,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             .unwrap_or_default();
         let token = std::str::from_utf8(data).map_err(|_| refused("malformed token"))?;
         let grant = verifier
-            .verify(token, self.username.as_deref(), true)
+            .verify(token, self.session.owner.username(), true)
             .map_err(refused)?;
-        if self.username.as_deref() != Some(grant.username.as_str()) {
+        if self.session.owner.username() != Some(grant.username.as_str()) {
             return Err(refused("username does not match the token"));
         }
         let changed = {
@@ -55,7 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             st.token = Some(Arc::new(grant));
             changed
         };
-        tracing::debug!(client_id = %self.client_id, "re-authenticated with a fresh token");
+        tracing::debug!(client_id = %self.session.client_id, "re-authenticated with a fresh token");
         if changed {
             let broker = Arc::clone(&self.broker);
             let session = Arc::clone(&self.session);
@@ -63,10 +63,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 crate::policy_registry::refresh_session(&broker, &session).await;
             });
         }
-        let properties = Properties {
+        let properties = Properties::from(PropertySet {
             authentication_method: Some(METHOD.to_owned()),
-            ..Properties::default()
-        };
+            ..PropertySet::default()
+        });
         self.send(&Packet::Auth(Auth {
             reason: ReasonCode::SUCCESS.value(),
             properties,

@@ -16,7 +16,7 @@
 //!   state again. Each attachment bumps `generation`, and delayed work (will
 //!   delay, expiry, removal) acts only on the generation it saw.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use warden_policy::{CompiledPolicy, Principal, QoS};
 
 use crate::authorize::{Authorizer, DecisionMemo, Who};
 use crate::persist::{Persister, Ticket};
+use crate::session::inflight::Inflight;
 use crate::session::message::{Delivery, Message};
 use crate::wake::Wake;
 
@@ -170,12 +171,11 @@ pub struct SessionState {
     /// Messages dropped because the queue was full (oldest first).
     pub dropped: u64,
     /// Outbound QoS 1/2 messages waiting for the client's acknowledgement.
-    pub inflight: BTreeMap<u16, Outgoing>,
+    pub inflight: Inflight,
     /// How many QoS 1/2 messages may be in flight (the client's Receive Maximum).
     pub send_quota: usize,
     /// The client's Maximum Packet Size (v5), if it set one.
     pub client_max_packet: Option<u32>,
-    next_packet_id: u16,
     /// Inbound QoS 2 packet ids received and not yet released (PUBREL).
     /// A B-tree: empty, it is three words and no hasher state, and most
     /// sessions never hold one.
@@ -250,10 +250,9 @@ impl SessionState {
             queue: VecDeque::new(),
             max_queue,
             dropped: 0,
-            inflight: BTreeMap::new(),
+            inflight: Inflight::default(),
             send_quota,
             client_max_packet,
-            next_packet_id: 0,
             incoming_qos2: BTreeSet::new(),
             expiry,
             generation: 0,
@@ -298,16 +297,7 @@ impl SessionState {
 
     /// Next free packet id for an outbound message; None when all 65535 are in use.
     pub fn alloc_packet_id(&mut self) -> Option<u16> {
-        for _ in 0..u16::MAX {
-            self.next_packet_id = self.next_packet_id.wrapping_add(1);
-            if self.next_packet_id == 0 {
-                self.next_packet_id = 1;
-            }
-            if !self.inflight.contains_key(&self.next_packet_id) {
-                return Some(self.next_packet_id);
-            }
-        }
-        None
+        self.inflight.free_id()
     }
 
     /// Push onto the bounded queue. When it is full, the oldest QoS 0
@@ -373,7 +363,7 @@ impl SessionState {
             .inflight
             .iter()
             .filter(|(_, o)| o.phase != Phase::AwaitComp)
-            .map(|(&id, _)| id)
+            .map(|(id, _)| id)
             .collect();
         for id in ids {
             let Some(mut d) = self.inflight.get(&id).map(|o| o.delivery.clone()) else {

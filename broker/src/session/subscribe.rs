@@ -58,8 +58,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
             let requested = QoS::from_u8(f.qos).unwrap_or(QoS::AtMostOnce);
             let who = Who {
-                client_id: &self.client_id,
-                username: self.username.as_deref(),
+                client_id: &self.session.client_id,
+                username: self.session.owner.username(),
                 peer,
             };
             let filter = parsed.filter.as_str();

@@ -92,7 +92,7 @@ fn all_properties() -> impl Strategy<Value = Properties> {
         flag(),
     );
     let users = vec((text(), text()), 0..3);
-    (publish, connect, connack, users).prop_map(|(p, c, a, users)| Properties {
+    (publish, connect, connack, users).prop_map(|(p, c, a, users)| Properties::from(PropertySet {
         payload_format_indicator: p.0,
         message_expiry_interval: p.1,
         content_type: p.2,
@@ -120,7 +120,7 @@ fn all_properties() -> impl Strategy<Value = Properties> {
         subscription_identifier_available: a.8,
         shared_subscription_available: a.9,
         user_properties: users,
-    })
+    }))
 }
 
 /// Clears the properties `ctx` does not allow.
