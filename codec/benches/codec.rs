@@ -3,7 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use warden_codec::{decode, encode, encoded_len, Packet, Properties, PropertySet, ProtocolVersion, Publish};
+use warden_codec::{
+    decode, encode, encoded_len, Packet, Properties, PropertySet, ProtocolVersion, Publish,
+};
 
 fn publish(v5: bool) -> Packet {
     let properties = if v5 {

@@ -330,7 +330,11 @@ mod tests {
 
     #[test]
     fn plain_acknowledgements_are_four_bytes_in_every_version() {
-        for v in [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5] {
+        for v in [
+            ProtocolVersion::V31,
+            ProtocolVersion::V311,
+            ProtocolVersion::V5,
+        ] {
             assert_eq!(bytes(&Packet::PubAck(ack(0)), v), [0x40, 2, 0x12, 0x34]);
             assert_eq!(bytes(&Packet::PubRec(ack(0)), v), [0x50, 2, 0x12, 0x34]);
             assert_eq!(bytes(&Packet::PubRel(ack(0)), v), [0x62, 2, 0x12, 0x34]);

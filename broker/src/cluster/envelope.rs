@@ -315,14 +315,16 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
             proptest::collection::vec((".{0,4}", ".{0,4}"), 0..3),
         )
-            .prop_map(|(f, ct, rt, cd, up)| Properties::from(PropertySet {
-                payload_format_indicator: f,
-                content_type: ct,
-                response_topic: rt,
-                correlation_data: cd.map(Bytes::from),
-                user_properties: up,
-                ..PropertySet::default()
-            }))
+            .prop_map(|(f, ct, rt, cd, up)| {
+                Properties::from(PropertySet {
+                    payload_format_indicator: f,
+                    content_type: ct,
+                    response_topic: rt,
+                    correlation_data: cd.map(Bytes::from),
+                    user_properties: up,
+                    ..PropertySet::default()
+                })
+            })
     }
 
     proptest! {

@@ -293,8 +293,11 @@ pub fn install(
     durable::write_record(broker, &session, None);
     let persist = &broker.persist;
     let mut st = session.state.lock();
-    let inflight = std::mem::take(&mut st.inflight);
-    for (id, mut o) in inflight {
+    let mut inflight = std::mem::take(&mut st.inflight);
+    for id in inflight.ids_in_order() {
+        let Some(mut o) = inflight.remove(&id) else {
+            continue;
+        };
         st.store_delivery(persist, &mut o.delivery);
         st.store_phase(persist, o.delivery.seq, id, o.phase);
         st.inflight.insert(id, o);

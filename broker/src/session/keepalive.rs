@@ -104,7 +104,8 @@ impl KeepAlive {
             // After a long stall (a suspended VM), one turn visits all.
             let first = wheel.next.max(current.saturating_sub(SLOTS as u64 - 1));
             for t in first..=current {
-                let mut visit = std::mem::replace(&mut wheel.slots[slot(t)], std::mem::take(&mut wheel.spare));
+                let mut visit =
+                    std::mem::replace(&mut wheel.slots[slot(t)], std::mem::take(&mut wheel.spare));
                 for weak in visit.drain(..) {
                     let Some(wake) = weak.upgrade() else { continue };
                     let Some((last, timeout)) = wake.watched() else {

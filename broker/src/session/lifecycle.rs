@@ -323,10 +323,14 @@ pub fn hand_off(
             .map(|(f, g, o)| crate::session::durable::stored_subscription(f, g, &o))
             .collect();
         let record = st.record(session.owner.username(), subs, None);
-        let inflight = st
-            .inflight
-            .iter()
-            .map(|(&id, o)| SessionState::stored_delivery(&o.delivery, Some((id, o.phase))));
+        // In flight in the order sent: the new node resends them so.
+        let inflight = st.inflight.ids_in_order().into_iter().filter_map(|id| {
+            let o = st.inflight.get(&id)?;
+            Some(SessionState::stored_delivery(
+                &o.delivery,
+                Some((id, o.phase)),
+            ))
+        });
         let queued = st
             .queue
             .iter()
