@@ -131,6 +131,21 @@ async fn a_persistent_session_moves_to_another_node_with_its_queue() {
     let got = payloads(&drain(&mut c1, Duration::from_secs(2)).await);
     assert_eq!(got, ["back"], "one copy, on node 1");
 
+    // A message in flight (sent, not acknowledged) moves too, and is sent
+    // again by the new node.
+    c1.auto_ack = false;
+    publish(&n3, &["unacked"]).await;
+    let p = c1.next_publish(WAIT).await.expect("unacked sent on node 1");
+    assert_eq!(p.payload, b"unacked");
+    let (mut c2, present) = n2
+        .connect_ok(&persistent(Version::V5, &id, Some("alice"), false))
+        .await;
+    assert!(present);
+    assert_eq!(kicked_with(&mut c1).await, Some(0x8E));
+    let got = payloads(&drain(&mut c2, Duration::from_secs(2)).await);
+    assert_eq!(got, ["unacked"], "in flight, resent by node 2");
+    c2.disconnect().await;
+
     // A v3.1.1 client moves the same way (no DISCONNECT on v3: a close).
     let id3 = client_id("mover3");
     let (mut v3, _) = n1
