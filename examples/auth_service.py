@@ -9,7 +9,10 @@ and in warden.yaml:
       http: { url: "http://127.0.0.1:8080", token: s3cret }
 
 POST /authenticate answers allow or deny for a login; POST /rules answers
-the principal's rules in the store's rule schema (docs/extending.md). The
+the principal's rules in the store's rule schema (docs/extending.md). With
+--authorize-each the service insists on deciding every topic itself: its
+logins say "authorize_each": true, /rules answers no rules, and POST
+/authorize answers allow or deny per action and topic (`decide` below). The
 users and rules below are an example: replace `USERS` and `rules_for` with
 calls to your account API or device registry. Put it behind TLS (or use
 --tls-cert/--tls-key) when it is not on the broker's host.
@@ -39,9 +42,22 @@ def rules_for(username, roles, attributes):
     return rules
 
 
+def decide(username, roles, action, topic):
+    """authorize_each: may `username` do `action` (publish, subscribe or
+    receive) on `topic` (for subscribe: the filter)? The same grants as
+    rules_for, decided here instead of by the broker."""
+    parts = topic.split("/")
+    if action == "publish":
+        return parts[:2] == ["devices", username] and "+" not in parts and "#" not in parts
+    if parts[:2] == ["cmd", username]:
+        return True
+    return "staff" in roles and parts[0] == "devices"
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: Warden pools connections
     token = None
+    authorize_each = False
 
     def _reply(self, status, body):
         data = json.dumps(body).encode()
@@ -71,11 +87,18 @@ class Handler(BaseHTTPRequestHandler):
                     "roles": user[1],
                     "attributes": {"source": "example"},
                     "ttl_seconds": 60,
+                    "authorize_each": self.authorize_each,
                 })
             return self._reply(200, {"result": "deny", "reason": "bad username or password"})
         if self.path == "/rules":
+            if self.authorize_each:
+                return self._reply(200, {"rules": [], "ttl_seconds": 30})
             rules = rules_for(req["username"], req.get("roles", []), req.get("attributes", {}))
             return self._reply(200, {"rules": rules, "ttl_seconds": 30})
+        if self.path == "/authorize":
+            allowed = decide(req.get("username", ""), req.get("roles", []),
+                             req.get("action", ""), req.get("topic", ""))
+            return self._reply(200, {"result": "allow" if allowed else "deny", "ttl_seconds": 30})
         return self._reply(404, {"error": "no such path"})
 
     def log_message(self, fmt, *args):  # quiet: Warden logs the outcome
@@ -90,8 +113,11 @@ def main():
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--client-ca", help="require Warden's client certificate from this CA")
+    parser.add_argument("--authorize-each", action="store_true",
+                        help="decide every topic here (POST /authorize) instead of handing out rules")
     args = parser.parse_args()
     Handler.token = args.token
+    Handler.authorize_each = args.authorize_each
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -75,6 +75,8 @@ pub struct Broker {
     pub jwt: arc_swap::ArcSwapOption<crate::auth::JwtVerifier>,
     /// The HTTP auth service of `auth.http`; empty when off. Built at start.
     pub http: arc_swap::ArcSwapOption<crate::auth::HttpAuth>,
+    /// The event webhook of `auth.webhook`; empty when off.
+    pub webhook: arc_swap::ArcSwapOption<crate::auth::webhook::Webhook>,
     /// What metrics, `$SYS` and the admin API read (`observe`).
     pub stats: crate::observe::Stats,
     /// The audit log (also held by `authz`, which writes the denies).
@@ -134,6 +136,7 @@ impl Broker {
             ocsp: crate::ocsp::OcspChecker::default(),
             jwt: arc_swap::ArcSwapOption::empty(),
             http: arc_swap::ArcSwapOption::empty(),
+            webhook: arc_swap::ArcSwapOption::empty(),
             stats,
             audit,
             cluster: std::sync::OnceLock::new(),

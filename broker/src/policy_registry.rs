@@ -254,14 +254,13 @@ async fn refresh_group(
             roles: roles.clone(),
         };
         let rules = broker.logins.rules(store, &key, version).await?;
-        let token_rules = token.as_ref().map_or(&[][..], |t| t.rules.as_slice());
         if !recompile(
             broker,
             session,
             &roles,
             superuser,
             &rules,
-            token_rules,
+            token.as_deref(),
             version,
         ) {
             failed += 1;
@@ -281,9 +280,10 @@ fn recompile(
     roles: &[String],
     superuser: bool,
     rules: &RuleSet,
-    token_rules: &[warden_policy::Rule],
+    token: Option<&crate::auth::TokenGrant>,
     version: PolicyVersion,
 ) -> bool {
+    let token_rules = token.map_or(&[][..], |t| t.rules.as_slice());
     let policy = {
         let mut st = session.state.lock();
         if st.ended {
@@ -300,6 +300,13 @@ fn recompile(
             version,
         ) {
             Ok(policy) => {
+                // `authorize_each`: the service is also asked per topic.
+                let policy = crate::auth::each::wrap(
+                    broker.http.load_full().as_ref(),
+                    token,
+                    &principal,
+                    policy,
+                );
                 st.install_policy(
                     &broker.authz,
                     &broker.persist,

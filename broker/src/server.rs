@@ -107,6 +107,7 @@ pub async fn run(
         Arc::clone(&broker),
         controller.subscribe(),
     ));
+    crate::auth::webhook::start(&broker, &config, controller.subscribe())?;
     if let Some(http) = http_auth {
         tokio::spawn(crate::auth::http::refresher(
             Arc::clone(&broker),

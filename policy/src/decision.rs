@@ -39,6 +39,11 @@ pub enum DenyReason {
     InvalidTopic,
     /// Connect rules apply to this client and none allows its client id.
     ClientIdNotAllowed,
+    /// An external decider (`auth.http` with `authorize_each`) said deny.
+    DeniedByService,
+    /// An external decider had no answer in time (down, slow, malformed):
+    /// fail closed.
+    ServiceUnavailable,
 }
 
 impl Decision {
@@ -63,6 +68,8 @@ impl std::fmt::Display for DenyReason {
             DenyReason::RetainNotAllowed => "retained messages not allowed",
             DenyReason::InvalidTopic => "invalid topic or filter",
             DenyReason::ClientIdNotAllowed => "client id not allowed",
+            DenyReason::DeniedByService => "denied by the auth service",
+            DenyReason::ServiceUnavailable => "no answer from the auth service (fail closed)",
         })
     }
 }

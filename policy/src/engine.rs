@@ -30,6 +30,13 @@ pub trait CompiledPolicy: Send + Sync + std::fmt::Debug {
     fn version(&self) -> PolicyVersion;
     /// Problems found at compile time, e.g. a placeholder that disabled a rule.
     fn warnings(&self) -> &[CompileWarning];
+    /// Whether a decision stays valid for as long as this compiled policy
+    /// does, so that callers may remember it (the broker's per-connection
+    /// decision memo). False for a policy whose answers expire on their own
+    /// (an external decider with a TTL).
+    fn memoizable(&self) -> bool {
+        true
+    }
 }
 
 /// Compiles a principal's rules into a `CompiledPolicy`.

@@ -1,6 +1,8 @@
-//! A real HTTP auth service for `auth.http` tests: `POST /authenticate`
-//! and `POST /rules` as docs/extending.md describes them, over plain HTTP
-//! or TLS (optionally requiring a client certificate), with keep-alive.
+//! A real HTTP auth service for `auth.http` tests: `POST /authenticate`,
+//! `POST /rules` and `POST /authorize` as docs/extending.md describes
+//! them, and a webhook receiver (`POST /events`, `auth.webhook`), over
+//! plain HTTP or TLS (optionally requiring a client certificate), with
+//! keep-alive.
 //! The test changes what it answers (users, rules, TTLs) and how (slow,
 //! malformed, down) while the broker runs.
 
@@ -25,6 +27,8 @@ pub enum Mode {
     MalformedAuth,
     /// `/rules` answers rules that are not the rule schema.
     MalformedRules,
+    /// `/authorize` answers JSON that is not the schema.
+    MalformedAuthorize,
 }
 
 /// What the service knows and how it answers.
@@ -45,6 +49,43 @@ pub struct ServiceState {
     pub rules_calls: usize,
     /// The last `/authenticate` body.
     pub last_login: Option<Value>,
+    /// Logins answered with `"authorize_each": true`.
+    pub authorize_each: bool,
+    /// `/authorize`: (username, action, topic) allowed; anything else is
+    /// denied.
+    pub allowed: std::collections::HashSet<(String, String, String)>,
+    /// `ttl_seconds` of `/authorize` answers.
+    pub authorize_ttl: Option<u64>,
+    /// Every `/authorize` asked: (username, client_id, action, topic).
+    pub authorized: Vec<(String, String, String, String)>,
+    /// Every `/events` body received (the webhook's batches).
+    pub batches: Vec<Value>,
+}
+
+impl ServiceState {
+    /// Let `user` do `action` on `topic` (`/authorize`).
+    pub fn allow(&mut self, user: &str, action: &str, topic: &str) {
+        self.allowed
+            .insert((user.to_owned(), action.to_owned(), topic.to_owned()));
+    }
+
+    /// How many times `/authorize` was asked about `action` on `topic`.
+    pub fn asked(&self, action: &str, topic: &str) -> usize {
+        self.authorized
+            .iter()
+            .filter(|(_, _, a, t)| a == action && t == topic)
+            .count()
+    }
+
+    /// The events of every batch received, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.batches
+            .iter()
+            .filter_map(|b| b["events"].as_array())
+            .flatten()
+            .cloned()
+            .collect()
+    }
 }
 
 pub struct AuthService {
@@ -253,6 +294,9 @@ fn answer(
                     if let Some(ttl) = st.login_ttl {
                         a["ttl_seconds"] = ttl.into();
                     }
+                    if st.authorize_each {
+                        a["authorize_each"] = true.into();
+                    }
                     a
                 }
                 None => json!({ "result": "deny", "reason": "unknown user or wrong password" }),
@@ -271,6 +315,26 @@ fn answer(
                 a["ttl_seconds"] = ttl.into();
             }
             ("200 OK", a.to_string(), delay)
+        }
+        "/authorize" => {
+            let action = req["action"].as_str().unwrap_or("").to_owned();
+            let topic = req["topic"].as_str().unwrap_or("").to_owned();
+            let client = req["client_id"].as_str().unwrap_or("").to_owned();
+            st.authorized
+                .push((username.clone(), client, action.clone(), topic.clone()));
+            if st.mode == Mode::MalformedAuthorize {
+                return ("200 OK", r#"{"result": "sure"}"#.into(), delay);
+            }
+            let allow = st.allowed.contains(&(username, action, topic));
+            let mut a = json!({ "result": if allow { "allow" } else { "deny" } });
+            if let Some(ttl) = st.authorize_ttl {
+                a["ttl_seconds"] = ttl.into();
+            }
+            ("200 OK", a.to_string(), delay)
+        }
+        "/events" => {
+            st.batches.push(req);
+            ("200 OK", "{}".into(), delay)
         }
         _ => ("404 Not Found", "{}".into(), delay),
     }

@@ -562,3 +562,58 @@ async fn the_python_example_service_works_as_documented() {
     assert_eq!(alice.subscribe("devices/#", 1).await, 1, "staff rule");
     child.kill().await.ok();
 }
+
+/// A session holding a token's grant and the service's rules
+/// (all_must_allow) renews its token with MQTT 5 AUTH: the service's rules
+/// stay with the session.
+#[tokio::test]
+async fn a_token_renewed_with_auth_keeps_the_services_rules() {
+    use warden_e2e::wire::{encode_auth, AUTH_DATA, AUTH_METHOD};
+    let (service, broker) = chain_setup("all_must_allow").await;
+    // A method-token login has no password: the service vouches for dev1
+    // on its username.
+    service.add_user(
+        "dev1",
+        "",
+        &[],
+        json!([{ "effect": "allow", "actions": ["publish"], "pattern": "svc/#" }]),
+    );
+    let mut raw = broker.raw().await;
+    let mut c = Connect::new(Version::V5, &client_id("renew"));
+    c.username = Some("dev1".into());
+    c.props = Props(vec![
+        Prop::Str(AUTH_METHOD, "jwt".into()),
+        Prop::Bin(AUTH_DATA, token("dev1", 600).into_bytes()),
+    ]);
+    let (_, code, _) = raw.connect(&c).await.expect("CONNACK");
+    assert_eq!(code, 0, "{}", broker.log());
+    assert_eq!(raw.publish_acked(Publish::new("svc/1", b"x", 1)).await, 0);
+    assert_eq!(
+        raw.publish_acked(Publish::new("other/1", b"x", 1)).await,
+        0x87
+    );
+
+    let auth = Props(vec![
+        Prop::Str(AUTH_METHOD, "jwt".into()),
+        Prop::Bin(AUTH_DATA, token("dev1", 1200).into_bytes()),
+    ]);
+    raw.send(&encode_auth(0x19, &auth))
+        .await
+        .expect("send AUTH");
+    let reply = raw
+        .wait_for(WAIT, |p| matches!(p, Incoming::Auth { .. }))
+        .await
+        .expect("AUTH reply");
+    assert!(matches!(reply, Incoming::Auth { code: 0, .. }), "{reply:?}");
+    // Give a (wrong) recompile time to land before checking.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        raw.publish_acked(Publish::new("svc/2", b"x", 1)).await,
+        0,
+        "the service's rules survive the renewal"
+    );
+    assert_eq!(
+        raw.publish_acked(Publish::new("other/1", b"x", 1)).await,
+        0x87
+    );
+}

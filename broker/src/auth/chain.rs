@@ -215,6 +215,8 @@ fn merge_grants(a: Option<TokenGrant>, b: Option<TokenGrant>) -> Option<TokenGra
         first.http = Some(Arc::new(HttpGrant {
             attributes: h.attributes.clone(),
             rules_start: start,
+            authorize_each: h.authorize_each,
+            roles: h.roles.clone(),
         }));
     }
     first.roles = merge_roles(&first.roles, &second.roles);

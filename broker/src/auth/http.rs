@@ -66,6 +66,10 @@ pub enum HttpSetupError {
     },
     #[error("auth.http: cannot build the client: {0}")]
     Client(String),
+    #[error("auth.webhook: {0}")]
+    Webhook(String),
+    #[error("{0}")]
+    Extension(String),
 }
 
 /// What the service vouched for, kept in the session's grant.
@@ -75,6 +79,11 @@ pub struct HttpGrant {
     /// Where the service's rules start in the grant's `rules` (a token's
     /// own rules come first).
     pub rules_start: usize,
+    /// Every publish, subscribe and delivery topic is also asked of the
+    /// service (`authorize_each`, `each.rs`).
+    pub authorize_each: bool,
+    /// The roles the service gave (a token's own may differ).
+    pub roles: Vec<String>,
 }
 
 impl TokenGrant {
@@ -84,6 +93,27 @@ impl TokenGrant {
             Some(h) => self.rules.get(h.rules_start..).unwrap_or_default(),
             None => &[],
         }
+    }
+
+    /// A fresh token (MQTT 5 AUTH) for a session whose grant also holds
+    /// what the service gave: the token's part is replaced, the service's
+    /// rules, roles and attributes stay (until its TTL or an invalidation
+    /// refreshes them, as for any session).
+    pub fn renewed_by(&self, mut fresh: TokenGrant) -> TokenGrant {
+        let Some(h) = &self.http else {
+            return fresh;
+        };
+        if fresh.http.is_some() || fresh.username != self.username {
+            return fresh;
+        }
+        let start = fresh.rules.len();
+        fresh.rules.extend_from_slice(self.http_rules());
+        fresh.roles = super::merge_roles(&fresh.roles, &h.roles);
+        fresh.http = Some(Arc::new(HttpGrant {
+            rules_start: start,
+            ..(**h).clone()
+        }));
+        fresh
     }
 
     /// This grant with the service's rules replaced by `rules`.
@@ -103,6 +133,9 @@ pub struct HttpPrincipal {
     pub username: String,
     pub roles: Vec<String>,
     pub attributes: Map<String, Value>,
+    /// Its topics are asked one by one (`/authorize`): the config's
+    /// `authorize_each`, or the service's answer insisting.
+    pub authorize_each: bool,
 }
 
 /// A login as the service is asked about it.
@@ -161,6 +194,9 @@ struct AuthenticateAnswer {
     attributes: Option<Map<String, Value>>,
     #[serde(default)]
     ttl_seconds: Option<u64>,
+    /// The service insists on being asked per topic for this principal.
+    #[serde(default)]
+    authorize_each: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -168,6 +204,26 @@ struct RulesBody<'a> {
     username: &'a str,
     roles: &'a [String],
     attributes: &'a Map<String, Value>,
+}
+
+/// `POST {url}/authorize`: one action on one topic (`authorize_each`).
+#[derive(Serialize)]
+pub struct AuthorizeBody<'a> {
+    pub username: &'a str,
+    pub client_id: &'a str,
+    pub roles: &'a [String],
+    pub attributes: &'a Map<String, Value>,
+    /// `publish`, `subscribe` or `receive`.
+    pub action: &'static str,
+    /// The topic, or for `subscribe` the filter (no `$share/` prefix).
+    pub topic: &'a str,
+}
+
+#[derive(Deserialize)]
+struct AuthorizeAnswer {
+    result: Decision,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -181,7 +237,7 @@ struct RulesAnswer {
 
 /// Why a request did not give a usable answer.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// The breaker is open: no request was made.
     Open,
     /// No request slot within the timeout (our own bound, not the
@@ -330,6 +386,11 @@ pub struct HttpCounts {
     pub failures: AtomicU64,
     pub login_cache_hits: AtomicU64,
     pub rules_cache_hits: AtomicU64,
+    /// `authorize_each`: decisions answered from the cache, asked of the
+    /// service, and not known in time (denied).
+    pub decision_cache_hits: AtomicU64,
+    pub decision_requests: AtomicU64,
+    pub decision_unknown: AtomicU64,
 }
 
 /// The client, its caches and its breaker; see the module docs.
@@ -342,6 +403,8 @@ pub struct HttpAuth {
     logins: Mutex<HashMap<[u8; 32], CachedLogin>>,
     rules: Mutex<HashMap<String, CachedRules>>,
     wake: Notify,
+    /// `authorize_each` answers (`each.rs`).
+    pub(super) decisions: super::each::Decisions,
     pub counts: HttpCounts,
 }
 
@@ -366,6 +429,8 @@ pub fn install(
     broker: &Broker,
     config: &crate::config::Config,
 ) -> Result<Option<Arc<HttpAuth>>, HttpSetupError> {
+    super::extension::install(&config.auth.chain)
+        .map_err(|e| HttpSetupError::Extension(e.to_string()))?;
     let Some(http) = &config.auth.http else {
         return Ok(None);
     };
@@ -423,9 +488,15 @@ impl HttpAuth {
             logins: Mutex::new(HashMap::new()),
             rules: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            decisions: super::each::Decisions::new(config.decision_cache_size),
             counts: HttpCounts::default(),
             config: config.clone(),
         })
+    }
+
+    /// `authorize_each` answers kept (approximately).
+    pub fn decisions_cached(&self) -> u64 {
+        self.decisions.len()
     }
 
     /// Whether the breaker considers the service down now.
@@ -438,7 +509,7 @@ impl HttpAuth {
         self.config.cache_ttl
     }
 
-    fn ttl(&self, seconds: Option<u64>) -> Duration {
+    pub(super) fn ttl(&self, seconds: Option<u64>) -> Duration {
         seconds.map_or(self.config.cache_ttl, Duration::from_secs)
     }
 
@@ -583,9 +654,10 @@ impl HttpAuth {
                 return Err(failure.refusal());
             }
         };
-        let Some((principal, ttl)) = answer else {
+        let Some((mut principal, ttl)) = answer else {
             return Err(Refusal::bad("refused by the auth service"));
         };
+        principal.authorize_each |= self.config.authorize_each;
         let principal = Arc::new(principal);
         let ttl = self.ttl(ttl);
         if !ttl.is_zero() {
@@ -669,6 +741,24 @@ impl HttpAuth {
         Ok((rules, changed))
     }
 
+    /// `POST {url}/authorize`: Ok(allow?, how long the answer holds).
+    /// Anything but an explicit allow or deny is a failure (and so, for
+    /// the caller, a deny).
+    pub(super) async fn authorize(
+        &self,
+        body: &AuthorizeBody<'_>,
+    ) -> Result<(bool, Duration), Failure> {
+        let bytes = serde_json::to_vec(body).map_err(|_| Failure::Malformed("request"))?;
+        self.counts
+            .decision_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let raw = self.post("/authorize", bytes).await?;
+        let answer: AuthorizeAnswer = serde_json::from_slice(&raw)
+            .map_err(|_| Failure::Malformed("not the /authorize JSON"))?;
+        let allow = matches!(answer.result, Decision::Allow);
+        Ok((allow, self.ttl(answer.ttl_seconds)))
+    }
+
     /// The grant a session holds for a login the service accepted.
     pub fn grant(principal: &HttpPrincipal, rules: &[Rule]) -> TokenGrant {
         let now = std::time::SystemTime::now()
@@ -684,6 +774,8 @@ impl HttpAuth {
             http: Some(Arc::new(HttpGrant {
                 attributes: principal.attributes.clone(),
                 rules_start: 0,
+                authorize_each: principal.authorize_each,
+                roles: principal.roles.clone(),
             })),
         }
     }
@@ -698,10 +790,12 @@ impl HttpAuth {
                 self.logins
                     .lock()
                     .retain(|_, c| c.principal.username != name);
+                self.decisions.forget(Some(name));
             }
             None => {
                 self.rules.lock().clear();
                 self.logins.lock().clear();
+                self.decisions.forget(None);
             }
         }
         self.wake.notify_one();
@@ -788,8 +882,9 @@ fn principal_of(session: &Session) -> Option<HttpPrincipal> {
     let h = t.http.as_ref()?;
     Some(HttpPrincipal {
         username: t.username.clone(),
-        roles: t.roles.clone(),
+        roles: h.roles.clone(),
         attributes: h.attributes.clone(),
+        authorize_each: h.authorize_each,
     })
 }
 
@@ -821,6 +916,7 @@ fn parse_authenticate(
                     username,
                     roles,
                     attributes: answer.attributes.unwrap_or_default(),
+                    authorize_each: answer.authorize_each.unwrap_or(false),
                 },
                 answer.ttl_seconds,
             )))
@@ -920,6 +1016,7 @@ mod tests {
             username: "u".into(),
             roles: vec![],
             attributes: Map::new(),
+            authorize_each: false,
         };
         let v = serde_json::json!([{"effect":"allow","actions":["publish"],"pattern":"a"}]);
         let first = super::super::jwt::claim_rules(&v, "u", RULE_IDS).unwrap();
@@ -930,6 +1027,8 @@ mod tests {
         g.http = Some(Arc::new(HttpGrant {
             attributes: Map::new(),
             rules_start: 1,
+            authorize_each: false,
+            roles: Vec::new(),
         }));
         assert_eq!(g.http_rules(), first.as_slice());
         let next = g.with_http_rules(&[]);

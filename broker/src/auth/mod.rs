@@ -19,18 +19,21 @@
 //! imported from another broker (or a weak argon2 one) is rehashed to
 //! argon2id in the background (`rehash.rs`).
 //!
-//! With `auth.http` or `auth.chain` the login goes through the chain of
-//! authenticators (`chain.rs`, the traits in `extension.rs`): the JWT
-//! verifier, the HTTP service (`http.rs`) and the store, composed by
-//! `auth.compose`.
+//! Every login goes through the chain of authenticators (`chain.rs`, the
+//! traits in `extension.rs`): the JWT verifier, the HTTP service
+//! (`http.rs`), the store and registered extensions, composed by
+//! `auth.compose`. `each.rs` asks the HTTP service per topic
+//! (`authorize_each`); `webhook.rs` ships events over HTTP.
 
 pub mod cache;
 pub mod chain;
+pub mod each;
 pub mod extension;
 pub mod http;
 pub mod jwt;
 pub mod rehash;
 pub mod verify;
+pub mod webhook;
 
 use warden_auth::{foreign_hash, Store, StoreError, UserRecord};
 use warden_policy::PolicyVersion;
@@ -243,9 +246,10 @@ pub fn merge_roles(store: &[String], token: &[String]) -> Vec<String> {
     all
 }
 
-/// Decide who the client is: through the chain of authenticators when
-/// `auth.http` or `auth.chain` is configured, else as the built-in order
-/// always did (a token to the JWT verifier, anything else to the store).
+/// Decide who the client is: every login goes through the chain of
+/// [`extension::Authenticator`]s, `auth.chain` (built-ins and registered
+/// extensions) or by default the JWT verifier, the HTTP service and the
+/// store, those that are configured.
 pub async fn authenticate(
     users: Users<'_>,
     passwords: Passwords<'_>,
@@ -255,33 +259,38 @@ pub async fn authenticate(
     creds: Credentials<'_>,
 ) -> Result<Authenticated, Refusal> {
     let allow_anonymous = auth.allow_anonymous;
-    if auth.chain.is_empty() && http.is_none() {
-        if let Some(verifier) = jwt {
-            let token = creds.method_token.or(creds
-                .password
-                .filter(|p| creds.cert_username.is_none() && jwt::looks_like_jwt(p)));
-            if let Some(token) = token {
-                return token_login(users, verifier, token, &creds).await;
-            }
-        } else if creds.method_token.is_some() {
-            return Err(Refusal::bad("JWT authentication is not configured"));
-        }
-        return store_login(users, passwords, allow_anonymous, &creds).await;
+    // Without auth.http and auth.chain the chain is the built-in order (a
+    // token to the JWT authenticator, anything else to the store's), which
+    // has a method token refused when no JWT is configured rather than
+    // passed to the store as a password login.
+    if auth.chain.is_empty() && http.is_none() && jwt.is_none() && creds.method_token.is_some() {
+        return Err(Refusal::bad("JWT authentication is not configured"));
     }
     use crate::config::ChainStep;
     let jwt_step = jwt.map(chain::JwtStep);
     let http_step = http.map(chain::HttpStep);
     let store_step = chain::StoreStep { jwt: jwt.is_some() };
-    let order: Vec<ChainStep> = if auth.chain.is_empty() {
-        [ChainStep::Jwt, ChainStep::Http, ChainStep::Store].to_vec()
+    static DEFAULT_ORDER: [ChainStep; 3] = [ChainStep::Jwt, ChainStep::Http, ChainStep::Store];
+    let order: &[ChainStep] = if auth.chain.is_empty() {
+        &DEFAULT_ORDER
     } else {
-        auth.chain.clone()
+        &auth.chain
     };
+    // Extensions built at start (`extension::install`), held for the login.
+    let extensions: Vec<Option<std::sync::Arc<dyn extension::Authenticator>>> = order
+        .iter()
+        .filter_map(|step| match step {
+            ChainStep::Extension { name, .. } => Some(extension::built(name)),
+            _ => None,
+        })
+        .collect();
+    let mut extensions = extensions.iter();
     // A step whose backend is not running (not configured) has nothing
     // to say: the config check makes that the unlisted default only.
     let steps: Vec<&dyn extension::Authenticator> = order
         .iter()
         .filter_map(|step| match step {
+            ChainStep::Extension { .. } => extensions.next()?.as_deref(),
             ChainStep::Jwt => jwt_step
                 .as_ref()
                 .map(|s| s as &dyn extension::Authenticator),

@@ -101,7 +101,10 @@ impl DecisionMemo {
             }
         }
         let decision = policy.decide(&action);
-        self.remember(policy, topic, qos, retain, decision);
+        // Asked only on a miss: the hit path pays nothing for it.
+        if policy.memoizable() {
+            self.remember(policy, topic, qos, retain, decision);
+        }
         decision
     }
 
@@ -200,6 +203,39 @@ mod tests {
         fn version(&self) -> PolicyVersion {
             PolicyVersion(1)
         }
+    }
+
+    /// A [`Counting`] whose answers expire on their own.
+    #[derive(Debug, Default)]
+    struct Expiring(Counting);
+
+    impl CompiledPolicy for Expiring {
+        fn decide(&self, action: &Action<'_>) -> Decision {
+            self.0.decide(action)
+        }
+        fn explain(&self, action: &Action<'_>) -> Explanation {
+            self.0.explain(action)
+        }
+        fn warnings(&self) -> &[CompileWarning] {
+            &[]
+        }
+        fn version(&self) -> PolicyVersion {
+            PolicyVersion(1)
+        }
+        fn memoizable(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_policy_whose_answers_expire_is_asked_every_time() {
+        let inner = Arc::new(Expiring::default());
+        let policy: Arc<dyn CompiledPolicy> = inner.clone();
+        let mut memo = DecisionMemo::default();
+        for _ in 0..3 {
+            assert!(ask(&mut memo, &policy, "ok/1"));
+        }
+        assert_eq!(inner.0.asked.load(Ordering::Relaxed), 3);
     }
 
     fn ask(memo: &mut DecisionMemo, policy: &Arc<dyn CompiledPolicy>, topic: &str) -> bool {

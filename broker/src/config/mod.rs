@@ -30,7 +30,7 @@ use std::time::Duration;
 
 pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_NAME};
 pub use defence::{BanConfig, GuardLimits, VerifyConfig};
-pub use http::{ChainStep, Compose, HttpAuthConfig};
+pub use http::{ChainStep, Compose, HttpAuthConfig, WebhookConfig};
 pub use observe::{AuditConfig, MetricsConfig};
 pub use ocsp::{responder_url as ocsp_responder_url, DEFAULT_OCSP_TIMEOUT};
 pub use reload::ReloadPlan;
@@ -292,6 +292,8 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
     /// An external HTTP(S) authenticator and policy source; `None`: off.
     pub http: Option<HttpAuthConfig>,
+    /// The event sink over HTTP(S) (`auth.webhook`); `None`: off.
+    pub webhook: Option<WebhookConfig>,
     /// The authenticators tried, in order; empty: the built-in order (JWT
     /// for a token, else the store), as before `auth.chain` existed.
     pub chain: Vec<ChainStep>,

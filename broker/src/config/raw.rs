@@ -104,8 +104,9 @@ pub struct RawAuth {
     pub allow_anonymous: Option<bool>,
     pub jwt: Option<RawJwt>,
     pub http: Option<super::http::RawHttp>,
+    pub webhook: Option<super::http::RawWebhook>,
     /// The authenticators tried, in order (`jwt`, `http`, `store`).
-    pub chain: Option<Vec<String>>,
+    pub chain: Option<Vec<super::http::RawChainStep>>,
     pub compose: Option<super::http::Compose>,
     pub bans: Option<super::defence::RawBans>,
     pub verify: Option<super::defence::RawVerify>,

@@ -50,6 +50,7 @@ impl Config {
         );
         // The service's client, caches and breaker are built once.
         restart(new.auth.http != self.auth.http, "auth.http");
+        restart(new.auth.webhook != self.auth.webhook, "auth.webhook");
         restart(new.cluster != self.cluster, "cluster");
         restart(new.log.format != self.log.format, "log.format");
         let listeners = merge_listeners(&self.listeners, &new.listeners, &mut needs_restart);
@@ -63,6 +64,7 @@ impl Config {
         config.metrics.bind = self.metrics.bind;
         config.auth.verify.concurrency = self.auth.verify.concurrency;
         config.auth.http.clone_from(&self.auth.http);
+        config.auth.webhook.clone_from(&self.auth.webhook);
         config.cluster.clone_from(&self.cluster);
         config.log.format = self.log.format;
         ReloadPlan {

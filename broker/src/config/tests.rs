@@ -721,3 +721,62 @@ fn bad_http_auth_values_name_the_field_and_line() {
     );
     fails("auth:\n  compose: any\n", "compose", 2);
 }
+
+#[test]
+fn chain_extensions_authorize_each_and_the_webhook() {
+    fn unused(
+        _: &serde_yaml::Value,
+    ) -> Result<std::sync::Arc<dyn crate::auth::extension::Authenticator>, String> {
+        Err("not built in this test".into())
+    }
+    crate::auth::extension::register_authenticator("cfg-test-ext", unused).unwrap();
+    let c = parse(
+        "auth:\n  chain: [{extension: cfg-test-ext, level: 3}, store]\n  webhook: { url: \"http://h/e\", batch_size: 10, queue: 50 }\n",
+    )
+    .unwrap();
+    match &c.auth.chain[0] {
+        ChainStep::Extension { name, config } => {
+            assert_eq!(name, "cfg-test-ext");
+            assert_eq!(
+                config.get("level").and_then(serde_yaml::Value::as_u64),
+                Some(3)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.auth.chain[1], ChainStep::Store);
+    let w = c.auth.webhook.as_ref().expect("webhook");
+    assert_eq!(
+        (w.batch_size.get(), w.queue.get(), w.interval),
+        (10, 50, Duration::from_secs(1))
+    );
+    fails("auth:\n  chain: [{extension: nope}]\n", "auth.chain", 2);
+    fails("auth:\n  chain: [{level: 3}]\n", "auth.chain", 2);
+    fails(
+        "auth:\n  chain: [{extension: cfg-test-ext}, {extension: cfg-test-ext}]\n",
+        "auth.chain",
+        2,
+    );
+    fails(
+        "auth:\n  webhook:\n    batch_size: 1\n",
+        "auth.webhook.url",
+        2,
+    );
+    fails(
+        "auth:\n  webhook:\n    url: http://h\n    batch_size: 10\n    queue: 5\n",
+        "auth.webhook.queue",
+        5,
+    );
+    let h = parse(
+        "auth:\n  http: { url: \"http://x\", authorize_each: true, decision_cache_size: 10 }\n",
+    )
+    .unwrap();
+    let http = h.auth.http.expect("http");
+    assert!(http.authorize_each);
+    assert_eq!(http.decision_cache_size, 10);
+    fails(
+        "auth:\n  http:\n    url: http://x\n    decision_cache_size: 0\n",
+        "auth.http.decision_cache_size",
+        4,
+    );
+}

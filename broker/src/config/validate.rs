@@ -174,6 +174,10 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, source: Option<PathBuf>) -> Result<Confi
             .http
             .map(|h| super::http::build(h, ctx))
             .transpose()?,
+        webhook: raw_auth
+            .webhook
+            .map(|w| super::http::build_webhook(w, ctx))
+            .transpose()?,
         chain: Vec::new(),
         compose: raw_auth.compose.unwrap_or_default(),
     };

@@ -20,11 +20,13 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::auth::extension::{Event as SinkEvent, EventSink};
 use crate::config::AuditConfig;
 
 /// How many recent denies the API can show.
@@ -240,6 +242,10 @@ pub struct Audit {
     recent: Mutex<VecDeque<DenyRecord>>,
     /// Lines suppressed by the rate limit, in all (for metrics).
     suppressed_total: AtomicU64,
+    /// Event sinks (the extension API) handed every event recorded here,
+    /// and connects and disconnects: the webhook. Not rate limited: a
+    /// sink bounds itself.
+    sinks: arc_swap::ArcSwap<Vec<Arc<dyn EventSink>>>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -270,7 +276,39 @@ impl Audit {
             }),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_DENIES)),
             suppressed_total: AtomicU64::new(0),
+            sinks: arc_swap::ArcSwap::from_pointee(Vec::new()),
         }
+    }
+
+    /// Hand every event from now on to `sink` as well.
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks.rcu(|old| {
+            let mut next = (**old).clone();
+            next.push(Arc::clone(&sink));
+            next
+        });
+    }
+
+    /// To the sinks, if any (one atomic load when there are none).
+    fn forward(&self, event: &SinkEvent<'_>) {
+        let sinks = self.sinks.load();
+        for sink in sinks.iter() {
+            sink.event(event);
+        }
+    }
+
+    /// A client logged in (for the sinks only: the process log has it).
+    pub fn connected(&self, event: &SinkEvent<'_>) {
+        self.forward(event);
+    }
+
+    /// A connection ended (for the sinks only).
+    pub fn disconnected(&self, client_id: &str, username: Option<&str>, reason: &str) {
+        self.forward(&SinkEvent::Disconnected {
+            client_id,
+            username,
+            reason,
+        });
     }
 
     /// Apply `config` and (re)open its file: at start and on SIGHUP.
@@ -312,6 +350,7 @@ impl Audit {
     /// A decision point denied something.
     pub fn deny(&self, record: DenyRecord) {
         self.emit(Event::Deny(&record));
+        self.forward(&SinkEvent::Denied(&record));
         let mut recent = self.recent.lock();
         if recent.len() == RECENT_DENIES {
             recent.pop_front();
@@ -379,11 +418,18 @@ impl Audit {
             username,
             reason,
         });
+        self.forward(&SinkEvent::LoginRefused {
+            peer,
+            client_id,
+            username,
+            reason,
+        });
     }
 
     /// A new policy version from the store was applied to the sessions.
     pub fn policy_change(&self, version: u64, sessions: usize) {
         self.emit(Event::PolicyChange { version, sessions });
+        self.forward(&SinkEvent::PolicyChanged { version, sessions });
     }
 
     /// An admin change the CLI recorded in the store, as the broker picked it up.
@@ -395,11 +441,16 @@ impl Audit {
             host: &change.host,
             what: &change.what,
         });
+        self.forward(&SinkEvent::AdminChange(change));
     }
 
     /// A session's user was removed or disabled: it was ended or kicked.
     pub fn revocation(&self, client_id: &str, username: Option<&str>) {
         self.emit(Event::Revocation {
+            client_id,
+            username,
+        });
+        self.forward(&SinkEvent::Revoked {
             client_id,
             username,
         });
@@ -412,6 +463,11 @@ impl Audit {
             username,
             by,
         });
+        self.forward(&SinkEvent::Kicked {
+            client_id,
+            username,
+            by,
+        });
     }
 
     /// A temporary ban: `kind` is what `subject` is ("ip", "username"),
@@ -420,6 +476,12 @@ impl Audit {
         self.emit(Event::Ban {
             subject,
             kind,
+            seconds: duration.as_secs(),
+            reason,
+        });
+        self.forward(&SinkEvent::Banned {
+            kind,
+            subject,
             seconds: duration.as_secs(),
             reason,
         });

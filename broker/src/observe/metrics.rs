@@ -130,6 +130,32 @@ fn defence(r: &mut Registry, broker: &Broker) {
         "Logins waiting for a turn to verify a password",
         i(broker.verifier.waiting() as u64),
     );
+    if let Some(hook) = broker.webhook.load_full() {
+        let c = &hook.counts;
+        counters(
+            r,
+            "auth_webhook_events",
+            "Events of the event webhook (auth.webhook): sent, or dropped from the full queue",
+            [("sent", &c.sent), ("dropped", &c.dropped)].map(|(outcome, n)| {
+                (
+                    vec![("outcome", outcome.to_owned())],
+                    n.load(Ordering::Relaxed),
+                )
+            }),
+        );
+        counter(
+            r,
+            "auth_webhook_failed_batches",
+            "Batches the webhook receiver did not take (sent again later)",
+            c.failed_batches.load(Ordering::Relaxed),
+        );
+        gauge(
+            r,
+            "auth_webhook_queued",
+            "Events waiting to be sent to the webhook receiver",
+            i(hook.queued() as u64),
+        );
+    }
     if let Some(http) = broker.http.load_full() {
         let c = &http.counts;
         let requests = c.requests.load(Ordering::Relaxed);
@@ -153,6 +179,23 @@ fn defence(r: &mut Registry, broker: &Broker) {
                 ("rules", &c.rules_cache_hits),
             ]
             .map(|(kind, n)| (vec![("kind", kind.to_owned())], n.load(Ordering::Relaxed))),
+        );
+        counters(
+            r,
+            "auth_http_decisions",
+            "authorize_each decisions: answered from the cache, asked of the service, or denied for want of an answer",
+            [
+                ("cache_hit", &c.decision_cache_hits),
+                ("asked", &c.decision_requests),
+                ("unknown", &c.decision_unknown),
+            ]
+            .map(|(outcome, n)| (vec![("outcome", outcome.to_owned())], n.load(Ordering::Relaxed))),
+        );
+        gauge(
+            r,
+            "auth_http_decisions_cached",
+            "authorize_each answers kept in the decision cache",
+            i(http.decisions_cached()),
         );
         gauge(
             r,

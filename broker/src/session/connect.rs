@@ -398,6 +398,8 @@ async fn admit(
             broker.stats.auth.inc(("failure", "policy_unavailable"));
             authorize::server_unavailable(version)
         })?;
+    // `authorize_each`: the service is also asked per topic.
+    let policy = crate::auth::each::wrap(http.as_ref(), token.as_deref(), &principal, policy);
     let who = Who {
         client_id: &principal.client_id,
         username: principal.username.as_deref(),
@@ -498,6 +500,16 @@ async fn admit(
         session_present,
         "client connected"
     );
+    broker
+        .audit
+        .connected(&crate::auth::extension::Event::Connected {
+            client_id: &session.client_id,
+            username: log_name.as_deref(),
+            peer: peer.addr,
+            listener: &peer.listener,
+            protocol: crate::observe::protocol_label(version),
+            auth: how,
+        });
     // A CRL published since the check above: the scan may have missed this
     // session (see `revocation`).
     crate::revocation::kick_if_revoked(broker, &session, conn_id);

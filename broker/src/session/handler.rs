@@ -261,6 +261,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             code = code.map(|c| tracing::field::display(Hex(c))),
             "client disconnected"
         );
+        self.broker.audit.disconnected(
+            &self.session.client_id,
+            self.session.owner.username(),
+            reason,
+        );
         if linger {
             // Last: the session is released, the will settled and the end
             // logged already.

@@ -172,7 +172,7 @@ impl Inflight {
             .flatten()
             .map(|s| (now.wrapping_sub(s.order), s.id))
             .collect();
-        all.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
+        all.sort_unstable_by_key(|&(age, _)| std::cmp::Reverse(age));
         all.into_iter().map(|(_, id)| id).collect()
     }
 

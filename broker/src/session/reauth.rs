@@ -46,6 +46,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         let changed = {
             let mut st = self.session.state.lock();
+            // What the auth service gave the session (all_must_allow with
+            // JWT and auth.http) stays; only the token's part is renewed.
+            let grant = match &st.token {
+                Some(old) => old.renewed_by(grant),
+                None => grant,
+            };
             let changed = match &st.token {
                 Some(old) => old.roles != grant.roles || old.rules != grant.rules,
                 None => true,
