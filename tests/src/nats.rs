@@ -32,6 +32,13 @@ impl NatsServer {
         Self::start_with(&[])
     }
 
+    /// [`NatsServer::start`] with JetStream enabled (the cluster's session
+    /// ownership bucket and retained stream need it). Its store survives
+    /// [`NatsServer::stop`] and [`NatsServer::resume`].
+    pub fn start_js() -> NatsServer {
+        Self::start_with(&["-js"])
+    }
+
     /// [`Self::start`] with more nats-server arguments (`-js` for
     /// JetStream, which keeps its data under the server's own store dir).
     pub fn start_with(args: &[&str]) -> NatsServer {

@@ -80,6 +80,14 @@ async fn three_nodes_deliver_by_each_nodes_rules() {
     let t = format!("warden.{cluster}.t.");
     let d = format!("warden.{cluster}.d.");
     let policy = format!("warden.{cluster}.policy");
+    // Each node also answers session takeovers and follows claims
+    // (docs/cluster.md, "Sessions across nodes").
+    let own = |id: &str| {
+        [
+            format!("warden.{cluster}.claim"),
+            format!("warden.{cluster}.session.{id}"),
+        ]
+    };
 
     // The store is shared: rules written through node 1's CLI hold on all.
     n1.cli_stdin(
@@ -122,12 +130,17 @@ async fn three_nodes_deliver_by_each_nodes_rules() {
         format!("{t}f.>"),
         policy.clone(),
     ];
+    want2.extend(own("n2"));
     want2.sort();
     conn_of(&nats, "n2", |c| c.subscriptions == want2).await;
     let mut want3 = vec![format!("{t}f"), format!("{t}f.>"), policy.clone()];
+    want3.extend(own("n3"));
     want3.sort();
     conn_of(&nats, "n3", |c| c.subscriptions == want3).await;
-    conn_of(&nats, "n1", |c| c.subscriptions == [policy.clone()]).await;
+    let mut want1 = vec![policy.clone()];
+    want1.extend(own("n1"));
+    want1.sort();
+    conn_of(&nats, "n1", |c| c.subscriptions == want1).await;
 
     // receive is checked on the subscriber's node, per subscriber.
     root.publish_acked(Publish::new("f/a", b"1", 1)).await;

@@ -110,6 +110,11 @@ pub(super) async fn run(
         }
     };
     let (batches, batches_rx) = mpsc::unbounded_channel();
+    tokio::spawn(super::ownership::run(
+        Arc::clone(&broker),
+        Arc::clone(&cluster),
+        client.clone(),
+    ));
     tokio::spawn(publish_loop(
         client.clone(),
         control.clone(),
@@ -453,6 +458,7 @@ fn on_event(cluster: &Cluster, event: async_nats::Event) {
             cluster.interest.set_connected(true);
             // Say hello again: interest may have changed meanwhile.
             cluster.remote.connected.notify_one();
+            cluster.sessions.on_connected();
             let not_forwarded = cluster.stats.not_forwarded.load(Ordering::Relaxed);
             if cluster.outage.swap(false, Ordering::AcqRel) {
                 tracing::info!(

@@ -10,6 +10,9 @@
 //!   into NATS subscriptions that SUBACKs wait for.
 //! - [`dedupe`]: one copy per message per node, however many of the node's
 //!   subscriptions a message matches.
+//! - [`ownership`]: who owns each session (a JetStream KV record per client
+//!   id, changed by compare-and-swap), and [`handover`]: a session moving
+//!   to the node its client connected to, over NATS request/reply.
 //! - `link`: the tasks that own the NATS connection: subscribe and
 //!   unsubscribe, deliver what arrives through the node's normal path
 //!   (`receive` is checked per subscriber, on the subscriber's node), publish
@@ -25,11 +28,13 @@
 
 pub mod dedupe;
 pub mod envelope;
+pub mod handover;
 pub mod interest;
 mod link;
 pub mod remote_interest;
 pub mod retained;
 pub mod shared;
+pub mod ownership;
 pub mod subject;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -101,6 +106,8 @@ pub struct Cluster {
     pub retained: retained::RetainedState,
     /// Counters of interest skipping and shared groups.
     pub stats_ext: shared::SharedStats,
+    /// Who owns each session (`ownership.rs`).
+    pub sessions: ownership::Ownership,
 }
 
 impl Cluster {
@@ -149,6 +156,10 @@ pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -
         remote: Arc::default(),
         retained: retained::RetainedState::default(),
         stats_ext: shared::SharedStats::default(),
+        sessions: ownership::Ownership::new(
+            Arc::from(config.node_id.as_str()),
+            &config.cluster_name,
+        ),
     });
     broker.router.write().set_interest_sink(interest);
     broker.set_cluster(Arc::clone(&cluster));

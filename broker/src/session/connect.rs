@@ -434,6 +434,31 @@ async fn admit(
     let (keep_alive, server_keep_alive) =
         negotiate_keepalive(connect.keep_alive, limits.max_keepalive);
 
+    if let Some(cluster) = broker.cluster() {
+        let claim = crate::cluster::ownership::Claim {
+            principal: &principal,
+            policy: &policy,
+            persistent: expiry_secs > 0,
+            clean_start: connect.clean_start,
+        };
+        cluster
+            .sessions
+            .before_attach(broker, cluster, claim)
+            .await
+            .map_err(|refusal| {
+                refused(&refusal);
+                match refusal {
+                    crate::cluster::ownership::Refusal::Unavailable => {
+                        broker.stats.auth.inc(("failure", "cluster_unavailable"));
+                        authorize::server_unavailable(version)
+                    }
+                    crate::cluster::ownership::Refusal::OwnedByAnother(_) => {
+                        broker.stats.auth.inc(("failure", "client_id_in_use"));
+                        identifier_rejected(version)
+                    }
+                }
+            })?;
+    }
     let conn_id = broker.next_conn_id();
     let wake = Arc::new(Wake::new());
     let attachment = Attachment {

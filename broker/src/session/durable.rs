@@ -155,7 +155,7 @@ fn protocol_level(v: ProtocolVersion) -> u8 {
 }
 
 impl SessionState {
-    fn stored_delivery(d: &Delivery, inflight: Option<(u16, Phase)>) -> StoredDelivery {
+    pub(crate) fn stored_delivery(d: &Delivery, inflight: Option<(u16, Phase)>) -> StoredDelivery {
         StoredDelivery {
             msg: stored_message(&d.msg),
             qos: d.qos.as_u8(),

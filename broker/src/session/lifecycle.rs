@@ -37,14 +37,41 @@ use warden_policy::{CompiledPolicy, Principal};
 
 use crate::broker::Broker;
 use crate::config::Takeover;
-use crate::persist::{Op, Persister};
+use crate::persist::{Op, Persister, StoredDelivery, StoredSession};
 use crate::router::SubscriptionTrie;
-use crate::session::state::{Attachment, ConnId, Kick, OwnerKey, Session, SessionState, SubKey};
+use crate::session::state::{
+    Attachment, ConnId, Kick, Moved, OwnerKey, Session, SessionState, SubKey,
+};
 
 /// A principal other than the owner asked for a session under
 /// `sessions.takeover: same_user`.
 #[derive(Debug)]
 pub struct OwnedByAnother;
+
+/// What the single-node rules say about a principal asking for a session
+/// another principal may own (used on one node, and by the cluster when
+/// the session is on another node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeoverRule {
+    /// The owner itself: it resumes the session (and kicks its connection).
+    Resume,
+    /// Another principal under `sessions.takeover: any`: the old session is
+    /// discarded and the newcomer starts afresh.
+    Discard,
+    /// Another principal under `sessions.takeover: same_user`: refused.
+    Refuse,
+}
+
+/// The rule for `newcomer` asking for a session owned by `owner`.
+pub fn takeover_rule(takeover: Takeover, owner: &OwnerKey, newcomer: &OwnerKey) -> TakeoverRule {
+    if owner == newcomer {
+        return TakeoverRule::Resume;
+    }
+    match takeover {
+        Takeover::SameUser => TakeoverRule::Refuse,
+        Takeover::Any => TakeoverRule::Discard,
+    }
+}
 
 /// What a login brings to its session.
 pub struct AttachRequest<'a> {
@@ -76,13 +103,14 @@ pub fn attach(
     let owner = OwnerKey::of(&req.principal);
     let mut sessions = broker.sessions.lock();
     if let Some(existing) = sessions.get(&client_id).cloned() {
-        if existing.owner != owner {
-            match config.sessions.takeover {
-                Takeover::SameUser => {
+        let rule = takeover_rule(config.sessions.takeover, &existing.owner, &owner);
+        if rule != TakeoverRule::Resume {
+            match rule {
+                TakeoverRule::Refuse => {
                     tracing::info!(client_id = %client_id, owner = %existing.owner, username = %owner, "client id belongs to another user's session; refused");
                     return Err(OwnedByAnother);
                 }
-                Takeover::Any => {
+                TakeoverRule::Discard | TakeoverRule::Resume => {
                     // Released before `discard` takes the router (lock order).
                     let old_peer = existing.state.lock().principal.peer;
                     tracing::info!(
@@ -232,6 +260,98 @@ fn end_locked(
             sessions.remove(&session.client_id);
         }
     }
+}
+
+/// What [`hand_off`] did.
+#[derive(Debug)]
+pub enum HandOff {
+    /// No session of that client id here (or none the caller asked about).
+    NoSession,
+    /// The single-node rules refuse the newcomer; the session is untouched.
+    Refused,
+    /// The session left this node: its state (record and deliveries, in
+    /// flight first) when the owner resumes it elsewhere, None when it was
+    /// discarded.
+    Gone(Option<Box<(StoredSession, Vec<StoredDelivery>)>>),
+}
+
+/// The session of `client_id` leaves this node for another node of the
+/// cluster (`cluster::ownership`). `newcomer` is the principal connecting
+/// there, judged by the single-node rules ([`takeover_rule`]); None: the
+/// session is gone whoever asks (another node owns it now). The attached
+/// connection is kicked (0x8E), the session ends here (out of the map, the
+/// router and the session store), and its will follows `moved`. With
+/// `want_state` and the owner resuming, its state is returned, taken under
+/// the same locks that end it, so nothing queued here after the snapshot
+/// is lost silently: nothing can queue to an ended session.
+/// `clean_only` leaves sessions that outlive their connection alone (their
+/// ownership is the cluster's record, not a broadcast).
+pub fn hand_off(
+    broker: &Broker,
+    client_id: &str,
+    newcomer: Option<&OwnerKey>,
+    want_state: bool,
+    moved: Moved,
+    clean_only: bool,
+) -> HandOff {
+    let takeover = broker.config().sessions.takeover;
+    let mut sessions = broker.sessions.lock();
+    let Some(session) = sessions.get(client_id).cloned() else {
+        return HandOff::NoSession;
+    };
+    let rule = newcomer.map_or(TakeoverRule::Discard, |n| {
+        takeover_rule(takeover, &session.owner, n)
+    });
+    if rule == TakeoverRule::Refuse {
+        return HandOff::Refused;
+    }
+    let mut router = broker.router.write();
+    let key = SubKey(Arc::clone(&session));
+    let resume = want_state && rule == TakeoverRule::Resume;
+    let subs = if resume {
+        router.subscriptions_of(&key)
+    } else {
+        Vec::new()
+    };
+    let mut st = session.state.lock();
+    if clean_only && !st.expiry.is_zero() {
+        return HandOff::NoSession;
+    }
+    let state = resume.then(|| {
+        let subs = subs
+            .into_iter()
+            .map(|(f, g, o)| crate::session::durable::stored_subscription(f, g, &o))
+            .collect();
+        let record = st.record(session.owner.username(), subs, None);
+        // In flight in the order sent: the new node resends them so.
+        let inflight = st.inflight.ids_in_order().into_iter().filter_map(|id| {
+            let o = st.inflight.get(&id)?;
+            Some(SessionState::stored_delivery(
+                &o.delivery,
+                Some((id, o.phase)),
+            ))
+        });
+        let queued = st
+            .queue
+            .iter()
+            .map(|d| SessionState::stored_delivery(d, None));
+        Box::new((record, inflight.chain(queued).collect()))
+    });
+    if let Some(old) = st.attached.take() {
+        st.kicked = Some((old.id, Kick::TakenOver));
+        old.wake.notify_one();
+    }
+    st.moved = Some(moved);
+    // Delayed work (a will delay, the expiry) saw an older generation.
+    st.generation += 1;
+    end_locked(
+        &broker.persist,
+        &mut router,
+        &mut sessions,
+        &session,
+        &mut st,
+    );
+    HandOff::Gone(state)
 }
 
 /// Remove the session's record and deliveries from the store.

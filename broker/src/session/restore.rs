@@ -52,6 +52,10 @@ pub async fn restore(broker: &Arc<Broker>, loaded: Loaded) {
             Restored::No => {}
         }
     }
+    if let Some(cluster) = broker.cluster() {
+        // Those another node took over while this one was down go now.
+        cluster.sessions.sessions_restored();
+    }
     // After every session is back, so their subscribers receive them.
     let wills = owed.len();
     for (session, will) in owed {
@@ -236,7 +240,7 @@ fn remaining_expiry(stored: &StoredSession) -> Option<Duration> {
     (!left.is_zero()).then_some(left)
 }
 
-fn protocol(level: u8) -> ProtocolVersion {
+pub(crate) fn protocol(level: u8) -> ProtocolVersion {
     match level {
         3 => ProtocolVersion::V31,
         5 => ProtocolVersion::V5,

@@ -100,6 +100,20 @@ pub enum Kick {
     Administrative,
 }
 
+/// Why a session left this node for another node of the cluster
+/// (`cluster::ownership`); it decides the will of the connection that held
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moved {
+    /// Handed over on request to the node the client connected to: a
+    /// takeover, as on a single node (a will with a delay is cancelled,
+    /// one without is published now, by this node, which still owned it).
+    HandedOver,
+    /// Another node owns it now (it took it over while this node was dead
+    /// or cut off): this node no longer owns the will either.
+    Lost,
+}
+
 /// The connection currently attached to a session.
 #[derive(Debug)]
 pub struct Attachment {
@@ -138,6 +152,8 @@ pub struct SessionState {
     pub ended: bool,
     /// Its user was removed or disabled: its will is dropped.
     pub revoked: bool,
+    /// It left this node for another node of the cluster (then `ended`).
+    pub moved: Option<Moved>,
     /// The last policy change could not be compiled for it: it accepts no
     /// message until a policy is installed again (fail closed).
     pub policy_failed: bool,
@@ -225,6 +241,7 @@ impl SessionState {
             kicked: None,
             ended: false,
             revoked: false,
+            moved: None,
             policy_failed: false,
             stored_id,
             principal,

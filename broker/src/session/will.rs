@@ -17,7 +17,7 @@ use crate::broker::Broker;
 use crate::session::connect::Will;
 use crate::session::lifecycle;
 use crate::session::message::Message;
-use crate::session::state::{Session, SubKey};
+use crate::session::state::{Moved, Session, SubKey};
 
 /// Publish the will of a connection that ended. `released` is the session's
 /// expiry and generation when this connection was still attached at the
@@ -39,8 +39,13 @@ pub fn fire(
     let session = Arc::clone(session);
     match released {
         None => {
-            let ended = session.state.lock().ended;
-            if will.delay.is_zero() || ended {
+            let (ended, moved) = {
+                let st = session.state.lock();
+                (st.ended, st.moved)
+            };
+            if moved == Some(Moved::Lost) {
+                tracing::info!(client_id = %session.client_id, "will dropped: another node of the cluster owns the session now");
+            } else if will.delay.is_zero() || (ended && moved.is_none()) {
                 tokio::spawn(async move { publish_checked(&broker, &session, will).await });
             } else {
                 tracing::debug!(client_id = %session.client_id, "will cancelled: the session was taken over within the will delay");
@@ -74,6 +79,10 @@ pub(crate) async fn publish_expired(broker: &Broker, session: &Arc<Session>, wil
 }
 
 async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
+    if !owned_here(broker, session).await {
+        tracing::info!(client_id = %session.client_id, topic = %will.topic, reason = "another node of the cluster owns the session", "will dropped");
+        return;
+    }
     let Some(policy) = current_policy(broker, session, &will.topic).await else {
         return;
     };
@@ -107,6 +116,27 @@ async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
         Some(&SubKey(Arc::clone(session))),
         &mut Vec::new(),
     );
+}
+
+/// Whether this node may publish the session's will: always on a single
+/// node. In a cluster, a will is published once, by the node that owns the
+/// session: not after the session was lost to another node, nor (for a
+/// session that outlives its connection, the only kind the cluster
+/// registers) when the cluster's record names another node. A session
+/// handed over on request was owned here when its connection was kicked.
+async fn owned_here(broker: &Broker, session: &Session) -> bool {
+    let (moved, persistent) = {
+        let st = session.state.lock();
+        (st.moved, !st.expiry.is_zero())
+    };
+    match moved {
+        Some(Moved::Lost) => false,
+        Some(Moved::HandedOver) => true,
+        None => match broker.cluster() {
+            Some(cluster) if persistent => cluster.sessions.may_fire_will(&session.client_id).await,
+            _ => true,
+        },
+    }
 }
 
 /// The will publisher's policy now. The user is looked up afresh: removed
