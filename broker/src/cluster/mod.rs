@@ -31,10 +31,10 @@ pub mod envelope;
 pub mod handover;
 pub mod interest;
 mod link;
+pub mod ownership;
 pub mod remote_interest;
 pub mod retained;
 pub mod shared;
-pub mod ownership;
 pub mod subject;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
