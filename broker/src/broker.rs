@@ -198,15 +198,25 @@ impl Broker {
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
     ) -> Routed {
-        if let Some(cluster) = self.cluster.get() {
-            cluster.forward(&msg);
-        }
+        self.publish_pending(msg, publisher, congested).0
+    }
+
+    /// [`Broker::publish`], and the JetStream acknowledgement the
+    /// publisher's PUBACK/PUBREC must also wait for (`cluster.durable_qos`,
+    /// QoS 1/2 only).
+    pub fn publish_pending(
+        &self,
+        msg: Arc<Message>,
+        publisher: Option<&SubKey>,
+        congested: &mut Vec<Arc<Session>>,
+    ) -> (Routed, Option<Arc<crate::cluster::durable::PendingAck>>) {
+        let pending = self.cluster.get().and_then(|cluster| cluster.forward(&msg));
         let ticket = if msg.retain {
             self.store_retained(&msg)
         } else {
             0
         };
-        self.route(&msg, publisher, congested, ticket)
+        (self.route(&msg, publisher, congested, ticket), pending)
     }
 
     /// Route a message another node published (`cluster`): to the local
@@ -217,6 +227,14 @@ impl Broker {
         // subscriber's own queue limits apply.
         let mut congested = Vec::new();
         self.route(&msg, None, &mut congested, 0);
+    }
+
+    /// [`Broker::publish_remote`] for a message read from the cluster's
+    /// JetStream stream: the session store ticket its acknowledgement to
+    /// JetStream waits for (0: nothing was stored).
+    pub fn publish_remote_stored(&self, msg: Arc<Message>) -> Ticket {
+        let mut congested = Vec::new();
+        self.route(&msg, None, &mut congested, 0).ticket
     }
 
     fn route(

@@ -102,6 +102,9 @@ pub async fn run(
         crate::cluster::start(&broker, cluster, controller.subscribe());
     }
     crate::session::restore::restore(&broker, loaded).await;
+    if let Some(cluster) = broker.cluster() {
+        cluster.sessions_restored();
+    }
     let listeners = bind_all(&config).await?;
     tokio::spawn(crate::policy_registry::run(
         Arc::clone(&broker),

@@ -10,6 +10,9 @@
 //!   into NATS subscriptions that SUBACKs wait for.
 //! - [`dedupe`]: one copy per message per node, however many of the node's
 //!   subscriptions a message matches.
+//! - [`durable`]: `cluster.durable_qos`, QoS 1/2 through a JetStream stream
+//!   read by one consumer per node.
+//! - [`metrics`]: the cluster's part of `/metrics`.
 //! - `link`: the tasks that own the NATS connection: subscribe and
 //!   unsubscribe, deliver what arrives through the node's normal path
 //!   (`receive` is checked per subscriber, on the subscriber's node), publish
@@ -19,15 +22,18 @@
 //! `Option` check per publish and per subscription change.
 
 pub mod dedupe;
+pub mod durable;
 pub mod envelope;
 pub mod interest;
 mod link;
+pub mod metrics;
 pub mod subject;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
+use warden_policy::QoS;
 
 use crate::broker::Broker;
 use crate::config::ClusterConfig;
@@ -83,23 +89,39 @@ pub struct Cluster {
     pub stats: ClusterStats,
     /// An outage is being reported (logged once, and once its end).
     outage: AtomicBool,
+    /// `cluster.durable_qos`: QoS 1/2 through JetStream.
+    pub durable: Option<Arc<durable::Durable>>,
 }
 
 impl Cluster {
     /// Hand a local publish to NATS. Never waits: when the outbox is full
     /// the message stays local (counted). `$SYS` topics describe this node
-    /// and stay here.
-    pub fn forward(&self, msg: &Arc<Message>) {
+    /// and stay here. With `durable_qos` a QoS 1/2 message goes to the
+    /// JetStream stream instead, and the publisher's acknowledgement waits
+    /// for the returned handle.
+    pub fn forward(&self, msg: &Arc<Message>) -> Option<Arc<durable::PendingAck>> {
         if msg.topic.starts_with("$SYS/") || &*msg.topic == "$SYS" {
-            return;
+            return None;
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = self.durable.as_ref().filter(|_| msg.qos != QoS::AtMostOnce) {
+            return Some(d.submit(self, msg, seq, self.interest.is_connected()));
+        }
         if self
             .outbox
             .try_send(Outgoing::Message(Arc::clone(msg), seq))
             .is_err()
         {
             self.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// The node restored its sessions (the durable consumer waits for it:
+    /// what it reads must find their subscriptions).
+    pub fn sessions_restored(&self) {
+        if let Some(d) = &self.durable {
+            d.sessions_restored();
         }
     }
 
@@ -136,6 +158,9 @@ pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -
         policy_announced: Notify::new(),
         stats: ClusterStats::default(),
         outage: AtomicBool::new(false),
+        durable: config
+            .durable_qos
+            .then(|| Arc::new(durable::Durable::new(config))),
     });
     broker.router.write().set_interest_sink(interest);
     broker.set_cluster(Arc::clone(&cluster));
