@@ -6,7 +6,6 @@
 //! PUBACK 0x80 and a v3.1.1 one a plain PUBACK (it has no other). The
 //! cluster's metrics are read from `/metrics` on the way.
 
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use warden_e2e::http::{scrape, value};
