@@ -104,7 +104,10 @@ async fn a_killed_node_gets_what_was_published_while_it_was_down() {
     wait_consumers(
         &nats,
         &stream,
-        &[format!("warden-{cluster}-n1"), format!("warden-{cluster}-n2")],
+        &[
+            format!("warden-{cluster}-n1"),
+            format!("warden-{cluster}-n2"),
+        ],
     )
     .await;
 
@@ -156,7 +159,10 @@ async fn a_node_cut_off_from_nats_catches_up_when_it_is_back() {
     wait_consumers(
         &nats.servers[0],
         &stream,
-        &[format!("warden-{cluster}-n1"), format!("warden-{cluster}-n2")],
+        &[
+            format!("warden-{cluster}-n1"),
+            format!("warden-{cluster}-n2"),
+        ],
     )
     .await;
 
@@ -164,8 +170,18 @@ async fn a_node_cut_off_from_nats_catches_up_when_it_is_back() {
     let mut sub = n2.login(Version::V5, &client_id("sub"), "root", "pw").await;
     assert_eq!(sub.subscribe("c/#", 1).await, 1);
     let mut publisher = n1.login(Version::V5, &client_id("pub"), "root", "pw").await;
-    assert_eq!(publisher.publish_acked(Publish::new("c/x", b"1000", 1)).await, 0);
-    assert_eq!(receive_numbered(&mut sub, Duration::from_secs(2)).await.len(), 1);
+    assert_eq!(
+        publisher
+            .publish_acked(Publish::new("c/x", b"1000", 1))
+            .await,
+        0
+    );
+    assert_eq!(
+        receive_numbered(&mut sub, Duration::from_secs(2))
+            .await
+            .len(),
+        1
+    );
 
     // Node 2's only NATS server goes away (the test cluster does not
     // advertise the others to clients, so node 2 has nowhere to go).
@@ -201,7 +217,11 @@ async fn a_node_cut_off_from_nats_catches_up_when_it_is_back() {
     while acked.iter().any(|i| !got.contains_key(i)) && Instant::now() < deadline {
         got.extend(receive_numbered(&mut sub, Duration::from_secs(1)).await);
     }
-    let missing: Vec<u32> = acked.iter().copied().filter(|i| !got.contains_key(i)).collect();
+    let missing: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|i| !got.contains_key(i))
+        .collect();
     println!(
         "acknowledged {}, refused 0x80 and published again {refused}, received {}, missing {missing:?}",
         acked.len(),
@@ -228,7 +248,9 @@ async fn nats_down_refuses_v5_and_acknowledges_v3() {
     let mut local = n1.login(Version::V5, &client_id("sub"), "root", "pw").await;
     assert_eq!(local.subscribe("z/#", 1).await, 1);
     let mut v5 = n1.login(Version::V5, &client_id("v5"), "root", "pw").await;
-    let mut v3 = n1.login(Version::V311, &client_id("v3"), "root", "pw").await;
+    let mut v3 = n1
+        .login(Version::V311, &client_id("v3"), "root", "pw")
+        .await;
     // Healthy: stored, acknowledged.
     let deadline = Instant::now() + Duration::from_secs(20);
     while v5.publish_acked(Publish::new("z/a", b"0", 1)).await != 0 {
@@ -244,7 +266,10 @@ async fn nats_down_refuses_v5_and_acknowledges_v3() {
     assert!(got.contains_key(&1) && got.contains_key(&2), "{got:?}");
     let s = scrape(n1.addr("metrics")).await;
     assert!(
-        value(&s, "warden_cluster_durable_failed_total{reason=\"unavailable\"}") >= 2.0,
+        value(
+            &s,
+            "warden_cluster_durable_failed_total{reason=\"unavailable\"}"
+        ) >= 2.0,
         "{s:?}"
     );
 }

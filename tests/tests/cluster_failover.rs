@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warden_e2e::http::{scrape, value};
-use warden_e2e::nats::{
-    cluster_yaml, publish_numbered, receive_numbered, NatsCluster, NatsServer,
-};
+use warden_e2e::nats::{cluster_yaml, publish_numbered, receive_numbered, NatsCluster, NatsServer};
 use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::*;
 
@@ -68,7 +66,10 @@ async fn until_flowing(publisher: &mut RawClient, sub: &mut RawClient, topic: &s
             while sub.next_publish(Duration::from_millis(300)).await.is_some() {}
             return;
         }
-        assert!(Instant::now() < deadline, "no message reached the subscriber");
+        assert!(
+            Instant::now() < deadline,
+            "no message reached the subscriber"
+        );
     }
 }
 
@@ -113,7 +114,10 @@ async fn one_nats_server_down_the_others_carry_on() {
     assert!(got.values().all(|n| *n == 1), "{got:?}");
 
     // Node 3 moves to another server and gets messages again.
-    assert!(n3.wait_log("cluster: NATS reachable again", Duration::from_secs(15)).await);
+    assert!(
+        n3.wait_log("cluster: NATS reachable again", Duration::from_secs(15))
+            .await
+    );
     metric_until(&n3, "warden_cluster_nats_connected", |v| v == 1.0).await;
     // Published while node 3 had no server: not replayed over core NATS
     // (the loss window's item 5); drain what might have come.
@@ -149,7 +153,14 @@ async fn one_nats_server_down_the_others_carry_on() {
     assert_eq!(value(&m1, "warden_cluster_nats_connected"), 1.0);
     assert_eq!(value(&m2, "warden_cluster_slow_consumer_total"), 0.0);
     let label = format!("warden_cluster_node{{cluster=\"{cluster}\",node=\"n2\"}}");
-    assert_eq!(value(&m2, &label), 1.0, "{:?}", m2.keys().filter(|k| k.contains("cluster")).collect::<Vec<_>>());
+    assert_eq!(
+        value(&m2, &label),
+        1.0,
+        "{:?}",
+        m2.keys()
+            .filter(|k| k.contains("cluster"))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// Kill node 1 while a client publishes QoS 1 to it for a subscriber on
@@ -170,7 +181,11 @@ async fn kill_publishing_node(
     let mut publisher = n1.login(Version::V5, &client_id("pub"), "root", "pw").await;
     // With durable_qos the stream comes up a moment after the node.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while publisher.publish_acked(Publish::new("k/p", b"probe", 1)).await != 0 {
+    while publisher
+        .publish_acked(Publish::new("k/p", b"probe", 1))
+        .await
+        != 0
+    {
         assert!(Instant::now() < deadline, "no PUBACK 0");
     }
     assert!(sub.next_publish(WAIT).await.is_some(), "the probe");
@@ -214,7 +229,11 @@ async fn kill_publishing_node(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_publishing_node_loses_at_most_its_outbox_over_core_nats() {
     let (acked, got) = kill_publishing_node("", "k9core").await;
-    let lost: Vec<u32> = acked.iter().copied().filter(|n| !got.contains_key(n)).collect();
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|n| !got.contains_key(n))
+        .collect();
     let twice = got.values().filter(|c| **c > 1).count();
     println!(
         "core NATS: acknowledged and lost {} (numbers {:?}…), delivered twice {twice}",
@@ -239,7 +258,11 @@ async fn a_killed_publishing_node_loses_at_most_its_outbox_over_core_nats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_publishing_node_loses_nothing_acknowledged_with_durable_qos() {
     let (acked, got) = kill_publishing_node("  durable_qos: true\n", "k9dur").await;
-    let lost: Vec<u32> = acked.iter().copied().filter(|n| !got.contains_key(n)).collect();
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|n| !got.contains_key(n))
+        .collect();
     let twice = got.values().filter(|c| **c > 1).count();
     println!(
         "durable_qos: acknowledged and lost {}, delivered twice {twice}",

@@ -262,7 +262,12 @@ pub(super) fn start(
         .max_ack_inflight(INFLIGHT)
         .build(client);
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-    tokio::spawn(publish_loop(js.clone(), Arc::clone(&durable), jobs, acks_tx));
+    tokio::spawn(publish_loop(
+        js.clone(),
+        Arc::clone(&durable),
+        jobs,
+        acks_tx,
+    ));
     tokio::spawn(ack_loop(Arc::clone(&durable), acks_rx));
     tokio::spawn(consume(broker, cluster, durable, js, stop));
 }
@@ -471,7 +476,10 @@ impl Reader {
         let durable = Arc::clone(&self.durable);
         let stats = &durable.stats;
         let (redelivered, age) = match js.info() {
-            Ok(info) => (info.delivered > 1, age_of(info.published.unix_timestamp_nanos())),
+            Ok(info) => (
+                info.delivered > 1,
+                age_of(info.published.unix_timestamp_nanos()),
+            ),
             Err(_) => (false, Duration::ZERO),
         };
         if redelivered {
@@ -579,7 +587,10 @@ mod tests {
             .map_or(0, |d| d.as_nanos());
         let ten_ago = i128::try_from(now).unwrap_or(0) - 10_000_000_000;
         let age = age_of(ten_ago);
-        assert!(age >= Duration::from_secs(10) && age < Duration::from_secs(60), "{age:?}");
+        assert!(
+            age >= Duration::from_secs(10) && age < Duration::from_secs(60),
+            "{age:?}"
+        );
         // A clock ahead of ours: no age rather than a negative one.
         assert_eq!(age_of(i128::MAX / 2), Duration::ZERO);
     }

@@ -83,7 +83,12 @@ pub(super) async fn run(
     tokio::spawn(publish_loop(client.clone(), Arc::clone(&cluster), outgoing));
     // The durable path's tasks stop when this task ends (`_stop` dropped).
     let (_stop, stopped) = tokio::sync::watch::channel(());
-    super::durable::start(Arc::clone(&broker), Arc::clone(&cluster), client.clone(), stopped);
+    super::durable::start(
+        Arc::clone(&broker),
+        Arc::clone(&cluster),
+        client.clone(),
+        stopped,
+    );
     tokio::spawn(report_start(Arc::clone(&cluster), urls));
     let mut policy = match client.subscribe(cluster.subjects.policy()).await {
         Ok(sub) => Some(sub),

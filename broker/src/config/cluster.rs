@@ -108,9 +108,7 @@ pub(super) fn build(
         ));
     };
     token(&node_id).map_err(|why| err(Some("node_id"), why))?;
-    let durable_max_age = raw
-        .durable_max_age
-        .map_or(DEFAULT_DURABLE_MAX_AGE, |d| d.0);
+    let durable_max_age = raw.durable_max_age.map_or(DEFAULT_DURABLE_MAX_AGE, |d| d.0);
     if durable_max_age < Duration::from_secs(1) {
         return Err(err(
             Some("durable_max_age"),

@@ -124,13 +124,18 @@ impl HeldAck {
             .is_some_and(|p| p.outcome() == Some(Outcome::Failed));
         let mut packet = self.packet;
         let mut refused = None;
-        if let (true, true, HeldPacket::Response { kind, packet_id, reason }) =
-            (failed, v5, &mut packet)
-        {
-            if *reason < 0x80 {
-                *reason = ReasonCode::UNSPECIFIED_ERROR.value();
-                if matches!(kind, Response::Rec) {
-                    refused = Some(*packet_id);
+        if failed && v5 {
+            if let HeldPacket::Response {
+                kind,
+                packet_id,
+                reason,
+            } = &mut packet
+            {
+                if *reason < 0x80 {
+                    *reason = ReasonCode::UNSPECIFIED_ERROR.value();
+                    if matches!(kind, Response::Rec) {
+                        refused = Some(*packet_id);
+                    }
                 }
             }
         }
