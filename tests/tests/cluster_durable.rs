@@ -257,19 +257,29 @@ async fn nats_down_refuses_v5_and_acknowledges_v3() {
         assert!(Instant::now() < deadline, "the stream never came up");
     }
 
+    // QoS 2: the PUBREC waits for JetStream too.
+    assert_eq!(v5.publish_acked(Publish::new("z/a", b"3", 2)).await, 0);
+
     nats.stop();
     metric_until(&n1, "warden_cluster_nats_connected", |v| v == 0.0).await;
     assert_eq!(v5.publish_acked(Publish::new("z/a", b"1", 1)).await, 0x80);
+    // A refused PUBREC ends the QoS 2 flow; the same packet id is free again.
+    let mut p = Publish::new("z/a", b"4", 2);
+    p.packet_id = 77;
+    assert_eq!(v5.publish_acked(p.clone()).await, 0x80);
+    assert_eq!(v5.publish_acked(p).await, 0x80);
     // v3.1.1 has no negative PUBACK: the message went to local subscribers.
     assert_eq!(v3.publish_acked(Publish::new("z/a", b"2", 1)).await, 0);
     let got = receive_numbered(&mut local, Duration::from_secs(1)).await;
     assert!(got.contains_key(&1) && got.contains_key(&2), "{got:?}");
+    // Refused twice, routed twice: not taken for a resent QoS 2 PUBLISH.
+    assert_eq!(got.get(&4), Some(&2), "{got:?}");
     let s = scrape(n1.addr("metrics")).await;
     assert!(
         value(
             &s,
             "warden_cluster_durable_failed_total{reason=\"unavailable\"}"
-        ) >= 2.0,
+        ) >= 4.0,
         "{s:?}"
     );
 }
