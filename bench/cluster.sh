@@ -40,7 +40,7 @@ PORTS=(21901 21902 21903)
 source "$ROOT/bench/setup.sh"
 
 if [[ -z ${NO_BUILD:-} ]]; then
-    (cd "$ROOT" && CARGO_INCREMENTAL=0 nice -n 10 cargo build --release -p warden --bin warden -p warden-bench)
+    (cd "$ROOT" && CARGO_INCREMENTAL=0 nice -n 10 cargo build --release -p warden -p warden-bench --bins)
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -178,7 +178,7 @@ done
 run "3 nodes" 3 0 latency 1 --rate 1000 --sub-ports "${PORTS[1]}"
 # No remote subscriber: publisher and subscriber on node 1, nodes 2 and 3
 # running with no matching filter.
-run "3 nodes, no remote subscriber" 3 0 fanout 0 --subs 1
+SUBS=1 run "3 nodes, no remote subscriber" 3 0 fanout 0
 stop_nodes
 
 if [[ $DURABLE == 1 ]]; then
