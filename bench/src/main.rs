@@ -58,6 +58,13 @@ struct Args {
     host: IpAddr,
     #[arg(long, default_value_t = 1883)]
     port: u16,
+    /// Subscribers connect to these ports instead, round robin (the other
+    /// nodes of a cluster: bench/cluster.sh).
+    #[arg(long, value_delimiter = ',')]
+    sub_ports: Vec<u16>,
+    /// Publishers connect to these ports instead, round robin.
+    #[arg(long, value_delimiter = ',')]
+    pub_ports: Vec<u16>,
     /// Label of the broker in the output.
     #[arg(long, default_value = "broker")]
     label: String,
@@ -264,6 +271,8 @@ impl Args {
             secs: self.secs,
             rate: latency.then_some(self.rate),
             stamp: latency,
+            sub_ports: self.sub_ports.clone(),
+            pub_ports: self.pub_ports.clone(),
         }
     }
 }

@@ -26,6 +26,20 @@ pub struct Plan {
     pub rate: Option<u32>,
     /// Record latency samples.
     pub stamp: bool,
+    /// Ports the subscribers connect to, round robin (another node of a
+    /// cluster); empty: the target's.
+    pub sub_ports: Vec<u16>,
+    /// Ports the publishers connect to, round robin; empty: the target's.
+    pub pub_ports: Vec<u16>,
+}
+
+/// `target` on the `i`th of `ports` (round robin), or `target` itself.
+fn on_port(target: &Target, ports: &[u16], i: usize) -> Target {
+    let mut t = target.clone();
+    if let Some(port) = ports.get(i % ports.len().max(1)) {
+        t.addr.set_port(*port);
+    }
+    t
 }
 
 /// Connected subscribers, ready to read.
@@ -40,7 +54,7 @@ async fn start_subscribers(target: &Target, plan: &Plan, base: Instant) -> Resul
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (i, (login, filter)) in plan.subscribers.iter().enumerate() {
-        let (mut stream, mut buf) = net::connect(target, i, login)
+        let (mut stream, mut buf) = net::connect(&on_port(target, &plan.sub_ports, i), i, login)
             .await
             .with_context(|| format!("subscriber {}", login.client_id))?;
         net::subscribe(&mut stream, &mut buf, filter, plan.qos).await?;
@@ -87,7 +101,9 @@ async fn end_persistent_sessions(target: &Target, plan: &Plan) {
             clean: true,
             ..login.clone()
         };
-        if let Ok((mut stream, _)) = net::connect(target, i, &clean).await {
+        if let Ok((mut stream, _)) =
+            net::connect(&on_port(target, &plan.sub_ports, i), i, &clean).await
+        {
             conns::disconnect(&mut stream).await;
         }
     }
@@ -115,7 +131,8 @@ pub async fn run(
     };
     let mut streams = Vec::new();
     for (i, (login, topic)) in plan.publishers.iter().enumerate() {
-        let (stream, _) = net::connect(target, plan.subscribers.len() + i, login)
+        let on = on_port(target, &plan.pub_ports, i);
+        let (stream, _) = net::connect(&on, plan.subscribers.len() + i, login)
             .await
             .with_context(|| format!("publisher {}", login.client_id))?;
         streams.push((stream, Template::new(topic, plan.qos, plan.payload)?));

@@ -204,14 +204,36 @@ impl Broker {
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
     ) -> Routed {
+        self.publish_pending(msg, publisher, congested).0
+    }
+
+    /// [`Broker::publish`], and the JetStream acknowledgement the
+    /// publisher's PUBACK/PUBREC must also wait for (`cluster.durable_qos`,
+    /// QoS 1/2 only).
+    pub fn publish_pending(
+        &self,
+        msg: Arc<Message>,
+        publisher: Option<&SubKey>,
+        congested: &mut Vec<Arc<Session>>,
+    ) -> (Routed, Option<Arc<crate::cluster::durable::PendingAck>>) {
         let ticket = if msg.retain {
             self.store_retained(&msg)
         } else {
             0
         };
         let Some(cluster) = self.cluster.get() else {
-            return self.route(&msg, publisher, congested, ticket, |_| true);
+            return (
+                self.route(&msg, publisher, congested, ticket, |_| true),
+                None,
+            );
         };
+        // durable_qos: a QoS 1/2 message goes to other nodes through the
+        // JetStream stream (one consumer per node), and its shared groups
+        // are served on every node that has members (docs/cluster.md).
+        if let Some(pending) = cluster.submit_durable(&msg) {
+            let routed = self.route(&msg, publisher, congested, ticket, |_| true);
+            return (routed, Some(pending));
+        }
         // A slot in the outbox when another node wants the message. Shared
         // groups that other nodes also have members of are then served
         // through NATS queue groups (this node's own queue subscription
@@ -229,7 +251,7 @@ impl Broker {
         if let Some(slot) = slot {
             slot.send(served);
         }
-        routed
+        (routed, None)
     }
 
     /// Route a message another node published (`cluster`), as it came on
@@ -253,6 +275,16 @@ impl Broker {
         router.deliver_to_group(filter, group, |key, m| {
             self.offer(&msg, key, m, &mut routed, &mut congested)
         })
+    }
+
+    /// [`Broker::publish_remote`] for a message read from the cluster's
+    /// JetStream stream: the session store ticket its acknowledgement to
+    /// JetStream waits for (0: nothing was stored).
+    pub fn publish_remote_stored(&self, msg: Arc<Message>) -> Ticket {
+        let mut congested = Vec::new();
+        // Shared groups too: a durable message reaches every node's
+        // consumer (docs/cluster.md).
+        self.route(&msg, None, &mut congested, 0, |_| true).ticket
     }
 
     fn route(

@@ -105,6 +105,7 @@ pub async fn run(
     if let Some(cluster) = broker.cluster() {
         // The cluster's retained messages replace what this node had.
         cluster.after_restore().await;
+        cluster.sessions_restored();
     }
     let listeners = bind_all(&config).await?;
     tokio::spawn(crate::policy_registry::run(

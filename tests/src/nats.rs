@@ -57,6 +57,24 @@ impl NatsServer {
         server
     }
 
+    /// Whether the process runs (not stopped).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `/varz`: the server's totals (in_msgs, in_bytes, out_msgs, out_bytes…).
+    pub async fn varz(&self) -> serde_json::Value {
+        crate::http::get(self.monitor(), "/varz", None).await.json()
+    }
+
+    /// `/jsz?streams=1&consumers=1`: JetStream's view (meta leader,
+    /// streams and their consumers).
+    pub async fn jsz(&self) -> serde_json::Value {
+        crate::http::get(self.monitor(), "/jsz?streams=1&consumers=1", None)
+            .await
+            .json()
+    }
+
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -147,4 +165,177 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A NATS cluster of JetStream servers on loopback: each on its own free
+/// client, monitoring and route ports, with its own store dir and server
+/// name, routed to all the others. Stopping one leaves the others (and,
+/// with three, JetStream's quorum) running.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+    pub name: String,
+}
+
+impl NatsCluster {
+    /// Start `n` servers and wait until each accepts clients and JetStream
+    /// has a meta leader (30 s at most). Each server tells its clients of
+    /// the others (NATS's default): a client whose server stops moves.
+    pub async fn start(n: usize) -> NatsCluster {
+        Self::start_with(n, true).await
+    }
+
+    /// [`NatsCluster::start`] with servers that do not tell clients of the
+    /// others (`--no_advertise`): a client goes only to the servers it was
+    /// given, so a test can cut one node off.
+    pub async fn start_unadvertised(n: usize) -> NatsCluster {
+        Self::start_with(n, false).await
+    }
+
+    async fn start_with(n: usize, advertise: bool) -> NatsCluster {
+        let name = format!("e2e{}", std::process::id());
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let servers = (0..n)
+            .map(|i| {
+                let others: Vec<String> = routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
+                    .collect();
+                let mut args = vec![
+                    "-js".to_owned(),
+                    "--server_name".to_owned(),
+                    format!("{name}-s{i}"),
+                    "--cluster_name".to_owned(),
+                    name.clone(),
+                    "--cluster".to_owned(),
+                    format!("nats://127.0.0.1:{}", routes[i]),
+                    "--routes".to_owned(),
+                    others.join(","),
+                ];
+                if !advertise {
+                    args.push("--no_advertise".to_owned());
+                }
+                NatsServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect();
+        let cluster = NatsCluster { servers, name };
+        cluster.wait_meta_leader().await;
+        cluster
+    }
+
+    /// Every server's `nats://` URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(NatsServer::url).collect()
+    }
+
+    /// Wait (30 s at most) until a running server reports JetStream's meta
+    /// leader: before that, no stream can be created.
+    pub async fn wait_meta_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for s in self.servers.iter().filter(|s| s.is_running()) {
+                let jsz = s.jsz().await;
+                if jsz["meta_cluster"]["leader"]
+                    .as_str()
+                    .is_some_and(|l| !l.is_empty())
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no JetStream meta leader after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The `cluster:` block of a Warden node: `urls` its NATS servers, `extra`
+/// more keys (each line indented by two spaces, e.g. "  durable_qos: true\n").
+pub fn cluster_yaml(urls: &[String], cluster: &str, node_id: &str, extra: &str) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "cluster:\n  nats_urls: [{}]\n  cluster_name: {cluster}\n  node_id: {node_id}\n{extra}",
+        urls.join(", ")
+    )
+}
+
+/// What [`publish_numbered`] saw.
+#[derive(Debug, Default)]
+pub struct Numbered {
+    /// Numbers whose PUBACK came with reason code 0.
+    pub acked: Vec<u32>,
+    /// Numbers whose PUBACK came with an error code.
+    pub refused: Vec<u32>,
+    /// Numbers sent, acknowledged or not.
+    pub sent: u32,
+}
+
+/// Publish QoS 1 messages whose payload is their number (0, 1, …) on
+/// `topic`, at most `window` unacknowledged, until `count` are sent and
+/// acknowledged or the connection ends (a node killed under it: no panic).
+/// `acked` counts the PUBACKs with code 0 as they come, for the caller to
+/// pick its moment.
+pub async fn publish_numbered(
+    client: &mut crate::RawClient,
+    topic: &str,
+    count: u32,
+    window: usize,
+    acked: &std::sync::atomic::AtomicU32,
+) -> Numbered {
+    use crate::wire::{Incoming, Publish};
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+    let mut out = Numbered::default();
+    let mut inflight: HashMap<u16, u32> = HashMap::new();
+    let mut next_id: u16 = 0;
+    loop {
+        while out.sent < count && inflight.len() < window {
+            next_id = next_id.wrapping_add(1).max(1);
+            let mut p = Publish::new(topic, out.sent.to_string().as_bytes(), 1);
+            p.packet_id = next_id;
+            if client.publish(&p).await.is_err() {
+                return out;
+            }
+            inflight.insert(next_id, out.sent);
+            out.sent += 1;
+        }
+        if inflight.is_empty() {
+            return out;
+        }
+        match client.recv(Duration::from_secs(15)).await {
+            Ok(Incoming::PubAck { packet_id, code }) => {
+                if let Some(n) = inflight.remove(&packet_id) {
+                    if code == 0 {
+                        out.acked.push(n);
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        out.refused.push(n);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return out,
+        }
+    }
+}
+
+/// Read numbered messages (see [`publish_numbered`]) until none came for
+/// `quiet`; how many times each number arrived.
+pub async fn receive_numbered(
+    client: &mut crate::RawClient,
+    quiet: Duration,
+) -> std::collections::BTreeMap<u32, u32> {
+    let mut got = std::collections::BTreeMap::new();
+    while let Some(p) = client.next_publish(quiet).await {
+        if let Some(n) = std::str::from_utf8(&p.payload)
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            *got.entry(n).or_insert(0) += 1;
+        }
+    }
+    got
 }

@@ -121,6 +121,14 @@ pub(super) async fn run(
         Arc::clone(&cluster),
         outgoing,
     ));
+    // The durable path's tasks stop when this task ends (`_stop` dropped).
+    let (_stop, stopped) = tokio::sync::watch::channel(());
+    super::durable::start(
+        Arc::clone(&broker),
+        Arc::clone(&cluster),
+        client.clone(),
+        stopped,
+    );
     tokio::spawn(report_start(Arc::clone(&cluster), urls));
     tokio::spawn(remote_interest::run(
         Arc::clone(&cluster),

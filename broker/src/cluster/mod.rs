@@ -13,6 +13,9 @@
 //! - [`ownership`]: who owns each session (a JetStream KV record per client
 //!   id, changed by compare-and-swap), and [`handover`]: a session moving
 //!   to the node its client connected to, over NATS request/reply.
+//! - [`durable`]: `cluster.durable_qos`, QoS 1/2 through a JetStream stream
+//!   read by one consumer per node.
+//! - [`metrics`]: the cluster's part of `/metrics`.
 //! - `link`: the tasks that own the NATS connection: subscribe and
 //!   unsubscribe, deliver what arrives through the node's normal path
 //!   (`receive` is checked per subscriber, on the subscriber's node), publish
@@ -27,20 +30,23 @@
 //! `Option` check per publish and per subscription change.
 
 pub mod dedupe;
+pub mod durable;
 pub mod envelope;
 pub mod handover;
 pub mod interest;
 mod link;
+pub mod metrics;
 pub mod ownership;
 pub mod remote_interest;
 pub mod retained;
 pub mod shared;
 pub mod subject;
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
+use warden_policy::QoS;
 
 use crate::broker::Broker;
 use crate::config::ClusterConfig;
@@ -108,6 +114,8 @@ pub struct Cluster {
     pub stats_ext: shared::SharedStats,
     /// Who owns each session (`ownership.rs`).
     pub sessions: ownership::Ownership,
+    /// `cluster.durable_qos`: QoS 1/2 through JetStream.
+    pub durable: Option<Arc<durable::Durable>>,
 }
 
 impl Cluster {
@@ -117,6 +125,29 @@ impl Cluster {
     pub fn forward(&self, msg: &Arc<Message>) {
         if let Some(slot) = self.reserve(msg) {
             slot.send(Vec::new());
+        }
+    }
+    /// With `cluster.durable_qos`, a local QoS 1/2 publish goes to the
+    /// JetStream stream instead of the outbox, and the publisher's
+    /// acknowledgement waits for the returned handle; `None` otherwise.
+    /// `$SYS` topics describe this node and stay here.
+    pub fn submit_durable(&self, msg: &Arc<Message>) -> Option<Arc<durable::PendingAck>> {
+        if msg.topic.starts_with("$SYS/") || &*msg.topic == "$SYS" {
+            return None;
+        }
+        let d = self
+            .durable
+            .as_ref()
+            .filter(|_| msg.qos != QoS::AtMostOnce)?;
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        Some(d.submit(self, msg, seq, self.interest.is_connected()))
+    }
+
+    /// The node restored its sessions (the durable consumer waits for it:
+    /// what it reads must find their subscriptions).
+    pub fn sessions_restored(&self) {
+        if let Some(d) = &self.durable {
+            d.sessions_restored();
         }
     }
 
@@ -160,6 +191,9 @@ pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -
             Arc::from(config.node_id.as_str()),
             &config.cluster_name,
         ),
+        durable: config
+            .durable_qos
+            .then(|| Arc::new(durable::Durable::new(config))),
     });
     broker.router.write().set_interest_sink(interest);
     broker.set_cluster(Arc::clone(&cluster));

@@ -61,6 +61,11 @@ impl Subjects {
         &self.cluster
     }
 
+    /// `warden.<cluster>.`: what every subject of the cluster starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Where nodes announce a policy change.
     pub fn policy(&self) -> String {
         format!("{}policy", self.prefix)

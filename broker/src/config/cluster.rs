@@ -3,6 +3,8 @@
 //! share one NATS) and this node's id. Refused on the SQLite store: every
 //! node must read the same policy, and a SQLite file belongs to one machine.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::locate::Seg;
@@ -16,6 +18,10 @@ pub struct RawCluster {
     pub nats_urls: Option<Vec<String>>,
     pub cluster_name: Option<String>,
     pub node_id: Option<String>,
+    pub durable_qos: Option<bool>,
+    pub durable_max_age: Option<super::types::HumanDuration>,
+    pub durable_ack_timeout: Option<super::types::HumanDuration>,
+    pub durable_replicas: Option<usize>,
 }
 
 /// A node of a Warden cluster (docs/cluster.md).
@@ -28,10 +34,27 @@ pub struct ClusterConfig {
     pub cluster_name: String,
     /// Unique per node; one subject token, like the cluster name.
     pub node_id: String,
+    /// QoS 1/2 publishes go through a JetStream stream, and their PUBACK or
+    /// PUBREC waits for its acknowledgement (`cluster/durable.rs`).
+    pub durable_qos: bool,
+    /// How long the stream keeps a message (limits retention).
+    pub durable_max_age: Duration,
+    /// How long a PUBACK/PUBREC waits for JetStream at most.
+    pub durable_ack_timeout: Duration,
+    /// Copies of the stream JetStream keeps (1 to 5, at most the servers).
+    pub durable_replicas: usize,
 }
 
 /// Default for [`ClusterConfig::cluster_name`].
 pub const DEFAULT_CLUSTER_NAME: &str = "warden";
+
+/// Default for [`ClusterConfig::durable_max_age`]: a node may be away this
+/// long and still get what it missed.
+pub const DEFAULT_DURABLE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Default for [`ClusterConfig::durable_ack_timeout`]: a JetStream
+/// acknowledgement takes a millisecond or two when healthy.
+pub const DEFAULT_DURABLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest cluster name or node id: both travel in subjects and
 /// connection names, where every byte counts per message.
@@ -85,10 +108,37 @@ pub(super) fn build(
         ));
     };
     token(&node_id).map_err(|why| err(Some("node_id"), why))?;
+    let durable_max_age = raw.durable_max_age.map_or(DEFAULT_DURABLE_MAX_AGE, |d| d.0);
+    if durable_max_age < Duration::from_secs(1) {
+        return Err(err(
+            Some("durable_max_age"),
+            "must be at least 1s (JetStream's max_age)".to_owned(),
+        ));
+    }
+    let durable_ack_timeout = raw
+        .durable_ack_timeout
+        .map_or(DEFAULT_DURABLE_ACK_TIMEOUT, |d| d.0);
+    if durable_ack_timeout.is_zero() || durable_ack_timeout > Duration::from_secs(60) {
+        return Err(err(
+            Some("durable_ack_timeout"),
+            "must be between 1ms and 60s: a publisher waits that long for its PUBACK".to_owned(),
+        ));
+    }
+    let durable_replicas = raw.durable_replicas.unwrap_or(1);
+    if !(1..=5).contains(&durable_replicas) {
+        return Err(err(
+            Some("durable_replicas"),
+            "must be 1 to 5 (JetStream's limit), at most the NATS servers".to_owned(),
+        ));
+    }
     Ok(Some(ClusterConfig {
         nats_urls,
         cluster_name,
         node_id,
+        durable_qos: raw.durable_qos.unwrap_or(false),
+        durable_max_age,
+        durable_ack_timeout,
+        durable_replicas,
     }))
 }
 
@@ -146,6 +196,31 @@ mod tests {
         assert_eq!(cluster.node_id, "node-1");
         assert_eq!(cluster.cluster_name, "warden");
         assert_eq!(cluster.nats_urls.len(), 2);
+        assert!(!cluster.durable_qos);
+        assert_eq!(cluster.durable_max_age, super::DEFAULT_DURABLE_MAX_AGE);
+    }
+
+    #[test]
+    fn durable_qos_with_its_limits() {
+        let c = load(&format!(
+            "{PG}cluster:\n  nats_urls: [\"nats://a:4222\"]\n  node_id: n1\n  durable_qos: true\n  durable_max_age: 2h\n  durable_ack_timeout: 500ms\n"
+        ))
+        .expect("valid");
+        let cluster = c.cluster.expect("cluster");
+        assert!(cluster.durable_qos);
+        assert_eq!(cluster.durable_max_age.as_secs(), 7200);
+        assert_eq!(cluster.durable_ack_timeout.as_millis(), 500);
+        for (line, field) in [
+            ("durable_max_age: 10ms", "cluster.durable_max_age"),
+            ("durable_ack_timeout: 2m", "cluster.durable_ack_timeout"),
+            ("durable_replicas: 0", "cluster.durable_replicas"),
+        ] {
+            let (got, at, _) = refused(&format!(
+                "{PG}cluster:\n  nats_urls: [\"nats://a:4222\"]\n  node_id: n1\n  {line}\n"
+            ));
+            assert_eq!(got, field, "{line}");
+            assert!(at.is_some(), "{line}");
+        }
     }
 
     #[test]

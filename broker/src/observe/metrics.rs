@@ -434,6 +434,9 @@ pub fn render(broker: &Broker) -> String {
                 )
             }),
     );
+    if let Some(cluster) = broker.cluster() {
+        crate::cluster::metrics::register(&mut r, cluster);
+    }
     gauge(
         &mut r,
         "uptime_seconds",

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use warden_codec::{Packet, Properties, PubResp};
+use warden_codec::{Packet, Properties, PubResp, ReasonCode};
 
+use crate::cluster::durable::{Outcome, PendingAck};
 use crate::persist::Ticket;
 use crate::session::handler::{End, Handler};
 use crate::session::message::Message;
@@ -92,6 +93,9 @@ pub(crate) struct HeldAck {
     /// A SUBACK on a cluster node also waits until NATS confirmed the
     /// subscriptions (`cluster::interest`); 0: it does not.
     interest: u64,
+    /// A PUBACK/PUBREC with `cluster.durable_qos` also waits for JetStream;
+    /// when it failed, a v5 publisher gets 0x80 (`cluster::durable`).
+    durable: Option<Arc<PendingAck>>,
 }
 
 /// Whether an acknowledgement of `ticket` may leave.
@@ -106,6 +110,36 @@ impl HeldAck {
     fn ready(&self, durable: Ticket, interest: Option<&crate::cluster::Interest>) -> bool {
         ready(self.ticket, self.gated.as_deref(), durable)
             && (self.interest == 0 || interest.is_none_or(|i| i.is_confirmed(self.interest)))
+            && self.durable.as_ref().is_none_or(|p| p.outcome().is_some())
+    }
+
+    /// The packet to send; a PUBACK/PUBREC whose message JetStream did not
+    /// store carries 0x80 for a v5 client (v3.1.1 has no negative
+    /// acknowledgement: it gets a plain one, docs/cluster.md). Also the
+    /// packet id of a refused PUBREC, whose QoS 2 flow ends there.
+    fn finish(self, v5: bool) -> (Packet, Option<u16>) {
+        let failed = self
+            .durable
+            .as_ref()
+            .is_some_and(|p| p.outcome() == Some(Outcome::Failed));
+        let mut packet = self.packet;
+        let mut refused = None;
+        if failed && v5 {
+            if let HeldPacket::Response {
+                kind,
+                packet_id,
+                reason,
+            } = &mut packet
+            {
+                if *reason < 0x80 {
+                    *reason = ReasonCode::UNSPECIFIED_ERROR.value();
+                    if matches!(kind, Response::Rec) {
+                        refused = Some(*packet_id);
+                    }
+                }
+            }
+        }
+        (packet.into_packet(), refused)
     }
 }
 
@@ -134,7 +168,7 @@ impl HeldAcks {
         // Even when it became ready since `release_acks` looked: the store
         // then wakes us at once, and the next round releases it.
         let first = self.acks.front()?;
-        if first.interest != 0 && first.ticket <= durable {
+        if (first.interest != 0 || first.durable.is_some()) && first.ticket <= durable {
             // Waiting for the cluster only, which wakes us itself.
             return None;
         }
@@ -170,6 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             packet: HeldPacket::new(packet),
             gated,
             interest: 0,
+            durable: None,
         };
         let acks = self.held.get_or_insert_with(Box::default);
         acks.acks.push_back(held);
@@ -196,8 +231,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             packet: HeldPacket::new(packet),
             gated: None,
             interest,
+            durable: None,
         });
         Ok(())
+    }
+
+    /// [`Handler::ack_gated`] of a PUBACK/PUBREC that also waits for
+    /// JetStream to store the message (`cluster.durable_qos`), when
+    /// `pending` is there.
+    pub(crate) fn ack_durable(
+        &mut self,
+        ticket: Ticket,
+        gated: Option<Arc<Message>>,
+        pending: Option<Arc<PendingAck>>,
+        packet: Packet,
+    ) -> Result<(), End> {
+        let Some(pending) = pending else {
+            return self.ack_gated(ticket, gated, packet);
+        };
+        pending.notify_when_settled(&self.wake);
+        let acks = self.held.get_or_insert_with(Box::default);
+        acks.acks.push_back(HeldAck {
+            ticket,
+            packet: HeldPacket::new(packet),
+            gated,
+            interest: 0,
+            durable: Some(pending),
+        });
+        // Already settled when NATS is down: no need to wait for a wake-up.
+        self.release_acks()
     }
 
     /// Send the acknowledgements that may go now, in order.
@@ -214,7 +276,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             .is_some_and(|a| a.ready(durable, interest.as_deref()))
         {
             if let Some(a) = held.acks.pop_front() {
-                if let Err(end) = self.send(&a.packet.into_packet()) {
+                let (packet, refused) = a.finish(self.version.is_v5());
+                if let Some(id) = refused {
+                    self.session.state.lock().incoming_qos2.remove(&id);
+                }
+                if let Err(end) = self.send(&packet) {
                     result = Err(end);
                     break;
                 }

@@ -127,37 +127,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             p.retain,
             self.version,
         );
-        let (code, mut ticket, gate) = match verdict {
+        let (code, mut ticket, gate, pending) = match verdict {
             PublishVerdict::Allow => {
-                let (ticket, msg) = self.route(topic, qos, p);
-                (0, ticket, msg)
+                let (ticket, msg, pending) = self.route(topic, qos, p);
+                (0, ticket, msg, pending)
             }
-            PublishVerdict::Drop { ack_code } => (ack_code, 0, None),
+            PublishVerdict::Drop { ack_code } => (ack_code, 0, None, None),
             PublishVerdict::Disconnect => return Err(violation(ReasonCode::NOT_AUTHORIZED)),
         };
         match qos {
             QoS::AtMostOnce => Ok(()),
-            QoS::AtLeastOnce => self.ack_gated(ticket, gate, Packet::PubAck(ack(packet_id, code))),
+            QoS::AtLeastOnce => {
+                self.ack_durable(ticket, gate, pending, Packet::PubAck(ack(packet_id, code)))
+            }
             QoS::ExactlyOnce => {
                 if code < 0x80 {
                     self.session.state.lock().incoming_qos2.insert(packet_id);
                     // A restart must still know the id when PUBREL comes.
                     ticket = ticket.max(self.write_record());
                 }
-                self.ack(ticket, Packet::PubRec(ack(packet_id, code)))
+                self.ack_durable(ticket, None, pending, Packet::PubRec(ack(packet_id, code)))
             }
         }
     }
 
     /// Hand an authorized PUBLISH to the router; the ticket its
-    /// acknowledgement waits for, and the message when that wait may end
-    /// early through its [`AckGate`].
+    /// acknowledgement waits for, the message when that wait may end
+    /// early through its [`AckGate`], and the JetStream acknowledgement it
+    /// also waits for (`cluster.durable_qos`).
     fn route(
         &mut self,
         topic: Arc<str>,
         qos: QoS,
         p: Publish,
-    ) -> (crate::persist::Ticket, Option<Arc<Message>>) {
+    ) -> (
+        crate::persist::Ticket,
+        Option<Arc<Message>>,
+        Option<Arc<crate::cluster::durable::PendingAck>>,
+    ) {
         let now = Instant::now();
         // Only a QoS 1 PUBACK is released by the subscribers: a retained
         // message must be on disk as the retained one, and a PUBREC also
@@ -174,11 +181,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
         let msg = Arc::new(msg);
-        let ticket = self
-            .broker
-            .publish(Arc::clone(&msg), Some(&self.key), &mut self.congested)
-            .ticket;
-        (ticket, (gated && ticket != 0).then_some(msg))
+        let (routed, pending) =
+            self.broker
+                .publish_pending(Arc::clone(&msg), Some(&self.key), &mut self.congested);
+        let ticket = routed.ticket;
+        (ticket, (gated && ticket != 0).then_some(msg), pending)
     }
 
     pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {
