@@ -254,6 +254,30 @@ impl NatsCluster {
 
 /// The `cluster:` block of a Warden node: `urls` its NATS servers, `extra`
 /// more keys (each line indented by two spaces, e.g. "  durable_qos: true\n").
+/// A cluster name of the test's own (the process id keeps parallel runs of
+/// one test apart on a shared NATS).
+pub fn cluster_name(test: &str) -> String {
+    format!("{test}{}", std::process::id())
+}
+
+/// A Warden node of cluster `cluster` on `store`, talking to `urls`, with
+/// `extra` config lines after the `cluster:` block's keys.
+pub fn cluster_node(
+    store: &crate::stores::TestStore,
+    urls: &[String],
+    cluster: &str,
+    id: &str,
+    extra: &str,
+    metrics: bool,
+) -> crate::broker::TestBroker {
+    crate::broker::TestBroker::start(crate::broker::BrokerOptions {
+        store: Some(store.yaml.clone()),
+        metrics,
+        extra_yaml: cluster_yaml(urls, cluster, id, extra),
+        ..Default::default()
+    })
+}
+
 pub fn cluster_yaml(urls: &[String], cluster: &str, node_id: &str, extra: &str) -> String {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
     format!(

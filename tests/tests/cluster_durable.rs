@@ -9,24 +9,15 @@
 use std::time::{Duration, Instant};
 
 use warden_e2e::http::{scrape, value};
-use warden_e2e::nats::{cluster_yaml, receive_numbered, NatsCluster, NatsServer};
+use warden_e2e::nats::{cluster_name, cluster_node, receive_numbered, NatsCluster, NatsServer};
 use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::wire::SESSION_EXPIRY;
 use warden_e2e::*;
 
 /// The cluster's name, unique per test so two tests never share subjects
 /// or streams.
-fn cluster_name(test: &str) -> String {
-    format!("{test}{}", std::process::id())
-}
-
 fn node(store: &TestStore, urls: &[String], cluster: &str, id: &str, extra: &str) -> TestBroker {
-    TestBroker::start(BrokerOptions {
-        store: Some(store.yaml.clone()),
-        metrics: true,
-        extra_yaml: cluster_yaml(urls, cluster, id, extra),
-        ..Default::default()
-    })
+    cluster_node(store, urls, cluster, id, extra, true)
 }
 
 /// One metric of `n`, waiting (10 s at most) until `want` holds for it.

@@ -16,21 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warden_e2e::http::{scrape, value};
-use warden_e2e::nats::{cluster_yaml, publish_numbered, receive_numbered, NatsCluster, NatsServer};
+use warden_e2e::nats::{
+    cluster_name, cluster_node, publish_numbered, receive_numbered, NatsCluster, NatsServer,
+};
 use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::*;
 
-fn cluster_name(test: &str) -> String {
-    format!("{test}{}", std::process::id())
-}
-
 fn node(store: &TestStore, urls: &[String], cluster: &str, id: &str, extra: &str) -> TestBroker {
-    TestBroker::start(BrokerOptions {
-        store: Some(store.yaml.clone()),
-        metrics: true,
-        extra_yaml: cluster_yaml(urls, cluster, id, extra),
-        ..Default::default()
-    })
+    cluster_node(store, urls, cluster, id, extra, true)
 }
 
 async fn metric_until(n: &TestBroker, key: &str, want: impl Fn(f64) -> bool) -> f64 {

@@ -8,23 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use warden_e2e::nats::NatsServer;
+use warden_e2e::nats::{cluster_name, cluster_node, NatsServer};
 use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::*;
 
-fn cluster_name(test: &str) -> String {
-    format!("{test}{}", std::process::id())
-}
-
 fn node(store: &TestStore, nats: &NatsServer, cluster: &str, id: &str) -> TestBroker {
-    TestBroker::start(BrokerOptions {
-        store: Some(store.yaml.clone()),
-        extra_yaml: format!(
-            "cluster:\n  nats_urls: [\"{}\"]\n  cluster_name: {cluster}\n  node_id: {id}\n",
-            nats.url()
-        ),
-        ..Default::default()
-    })
+    cluster_node(store, &[nats.url()], cluster, id, "", false)
 }
 
 fn retained(topic: &str, payload: &[u8]) -> Publish {

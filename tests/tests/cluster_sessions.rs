@@ -10,29 +10,18 @@
 
 use std::time::{Duration, Instant};
 
-use warden_e2e::nats::NatsServer;
+use warden_e2e::nats::{cluster_name, cluster_node, NatsServer};
 use warden_e2e::sessions::*;
 use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::wire::WILL_DELAY;
 use warden_e2e::*;
 
 /// Unique per test: two tests never share subjects or a bucket.
-fn cluster_name(test: &str) -> String {
-    format!("{test}{}", std::process::id())
-}
-
 const READY: &str = "cluster: session ownership bucket ready";
 
 /// A node, once its ownership bucket is set up.
 async fn node(store: &TestStore, nats: &NatsServer, cluster: &str, id: &str) -> TestBroker {
-    let n = TestBroker::start(BrokerOptions {
-        store: Some(store.yaml.clone()),
-        extra_yaml: format!(
-            "cluster:\n  nats_urls: [\"{}\"]\n  cluster_name: {cluster}\n  node_id: {id}\n",
-            nats.url()
-        ),
-        ..Default::default()
-    });
+    let n = cluster_node(store, &[nats.url()], cluster, id, "", false);
     assert!(
         n.wait_log(READY, Duration::from_secs(20)).await,
         "node {id}: no bucket:\n{}",
