@@ -113,3 +113,22 @@ pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
 pub fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
     samples.get(key).copied().unwrap_or(0.0)
 }
+
+/// Metric `key` of the broker whose metrics listener is `addr`, read again
+/// every 100 ms until `want` holds for it (fails after `within`).
+pub async fn metric_until(
+    addr: std::net::SocketAddr,
+    key: &str,
+    within: std::time::Duration,
+    want: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let v = value(&scrape(addr).await, key);
+        if want(v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{key} = {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

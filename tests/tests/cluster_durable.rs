@@ -14,23 +14,13 @@ use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::wire::SESSION_EXPIRY;
 use warden_e2e::*;
 
-/// The cluster's name, unique per test so two tests never share subjects
-/// or streams.
 fn node(store: &TestStore, urls: &[String], cluster: &str, id: &str, extra: &str) -> TestBroker {
     cluster_node(store, urls, cluster, id, extra, true)
 }
 
 /// One metric of `n`, waiting (10 s at most) until `want` holds for it.
 async fn metric_until(n: &TestBroker, key: &str, want: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = value(&scrape(n.addr("metrics")).await, key);
-        if want(v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{key} = {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    warden_e2e::http::metric_until(n.addr("metrics"), key, Duration::from_secs(10), want).await
 }
 
 /// The durable consumers JetStream holds on the stream `stream`.

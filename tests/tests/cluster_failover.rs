@@ -26,16 +26,9 @@ fn node(store: &TestStore, urls: &[String], cluster: &str, id: &str, extra: &str
     cluster_node(store, urls, cluster, id, extra, true)
 }
 
+/// One metric of `n`, waiting (15 s at most) until `want` holds for it.
 async fn metric_until(n: &TestBroker, key: &str, want: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = value(&scrape(n.addr("metrics")).await, key);
-        if want(v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{key} = {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    warden_e2e::http::metric_until(n.addr("metrics"), key, Duration::from_secs(15), want).await
 }
 
 async fn add_root(n: &TestBroker) {

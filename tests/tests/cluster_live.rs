@@ -15,7 +15,6 @@ use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::wire;
 use warden_e2e::*;
 
-/// The cluster's name, unique per test so two tests never share subjects.
 fn node(store: &TestStore, nats: &NatsServer, cluster: &str, id: &str) -> TestBroker {
     cluster_node(store, &[nats.url()], cluster, id, "", false)
 }

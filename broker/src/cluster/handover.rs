@@ -24,10 +24,10 @@ use super::Cluster;
 use crate::broker::Broker;
 use crate::persist::record::{decode, encode};
 use crate::persist::{StoredDelivery, StoredSession};
-use crate::session::durable::{self, message_from, options_from, phase_from};
+use crate::session::durable::{self, message_from, options_from};
 use crate::session::lifecycle::{self, HandOff};
 use crate::session::message::Delivery;
-use crate::session::state::{Moved, Outgoing, OwnerKey, Session, SessionState, SubKey};
+use crate::session::state::{Moved, OwnerKey, Session, SessionState, SubKey};
 
 /// How long the new node waits for the old one. A node that is gone
 /// answers at once (the server says "no responders"); this bounds a node
@@ -252,18 +252,7 @@ pub fn install(
             epoch: 0,
             seq: 0,
         };
-        match sd.inflight {
-            Some((id, phase)) => {
-                st.inflight.insert(
-                    id,
-                    Outgoing {
-                        delivery: d,
-                        phase: phase_from(phase),
-                    },
-                );
-            }
-            None => st.queue.push_back(d),
-        }
+        durable::place_restored(&mut st, d, sd.inflight);
     }
     let session = Arc::new(Session::new(
         broker.next_session_id(),

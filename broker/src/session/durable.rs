@@ -95,6 +95,26 @@ pub fn phase_from(phase: StoredPhase) -> Phase {
     }
 }
 
+/// Put a delivery read back from the session store (a restart, or a
+/// session handed over by another node) where it was: in flight under its
+/// packet id, or queued.
+pub fn place_restored(
+    st: &mut crate::session::state::SessionState,
+    d: crate::session::message::Delivery,
+    inflight: Option<(u16, StoredPhase)>,
+) {
+    match inflight {
+        Some((id, phase)) => st.inflight.insert(
+            id,
+            crate::session::state::Outgoing {
+                delivery: d,
+                phase: phase_from(phase),
+            },
+        ),
+        None => st.queue.push_back(d),
+    }
+}
+
 pub fn stored_will(will: &Will) -> StoredWill {
     StoredWill {
         topic: will.topic.clone(),

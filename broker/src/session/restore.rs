@@ -21,9 +21,9 @@ use warden_policy::{CompiledPolicy, PolicyEngine, PolicyVersion, Principal, QoS,
 use crate::broker::Broker;
 use crate::persist::{Loaded, LoadedSession, Op, StoredSession};
 use crate::session::connect::Will;
-use crate::session::durable::{self, message_from, options_from, phase_from, will_from};
+use crate::session::durable::{self, message_from, options_from, will_from};
 use crate::session::message::Delivery;
-use crate::session::state::{Outgoing, OwnerKey, Session, SessionState, SubKey};
+use crate::session::state::{OwnerKey, Session, SessionState, SubKey};
 use crate::session::will;
 
 /// Put everything loaded back into the broker.
@@ -287,18 +287,7 @@ fn build(
             st.forget_delivery(&broker.persist, &d);
             continue;
         }
-        match sd.inflight {
-            Some((id, phase)) => {
-                st.inflight.insert(
-                    id,
-                    Outgoing {
-                        delivery: d,
-                        phase: phase_from(phase),
-                    },
-                );
-            }
-            None => st.queue.push_back(d),
-        }
+        durable::place_restored(&mut st, d, sd.inflight);
     }
     Arc::new(Session::new(broker.next_session_id(), client_id, owner, st))
 }
