@@ -108,10 +108,10 @@ fn connack(r: &mut Reader, v: ProtocolVersion) -> Result<ConnAck, CodecError> {
 
 fn publish(flags: u8, r: &mut Reader, v: ProtocolVersion) -> Result<Publish, CodecError> {
     let qos = (flags >> 1) & 0x03;
-    let topic = r.string()?;
+    let (topic, wildcard) = r.topic_name()?;
     let packet_id = if qos > 0 { Some(packet_id(r)?) } else { None };
     let properties = props(r, v, PropCtx::Publish)?;
-    if topic.contains(['+', '#']) {
+    if wildcard {
         return Err(CodecError::Malformed("wildcard in a PUBLISH topic name"));
     }
     if topic.is_empty() {

@@ -5,7 +5,6 @@
 //! identifiers of all matching subscriptions. Shared subscriptions are
 //! independent of that (§4.8.2), so each chosen group member is its own entry.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use super::trie::{SubSet, SubscriptionTrie};
@@ -187,7 +186,7 @@ fn merge_by_index<K: Clone + Eq + Hash>(
     skip: impl Fn(&K, &SubOptions) -> bool,
     out: &mut Vec<(K, MergedMatch)>,
 ) {
-    let mut index: HashMap<&K, usize> = HashMap::new();
+    let mut index: super::trie::Map<&K, usize> = super::trie::Map::default();
     for set in sets {
         for (k, o) in &set.direct {
             if skip(k, o) {

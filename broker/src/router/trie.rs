@@ -8,18 +8,26 @@ use std::sync::Arc;
 use super::shared::SharedGroup;
 use super::{InterestSink, SubOptions};
 
+/// The trie's maps. Their keys are topic levels and session ids that
+/// clients choose, so they are hashed with a per-process random seed; with
+/// foldhash rather than std's SipHash because every publish hashes each
+/// level of its topic, and SipHash was 5% of a QoS 1 publish's
+/// instructions (callgrind, docs/benchmarks.md).
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+type Set<K> = HashSet<K, foldhash::quality::RandomState>;
+
 /// The subscriptions that end at one point of the trie: either on a node
 /// (filter ends there) or in a node's `#` slot (filter ends with `/#`).
 #[derive(Debug)]
 pub(crate) struct SubSet<K> {
-    pub(crate) direct: HashMap<K, SubOptions>,
+    pub(crate) direct: Map<K, SubOptions>,
     pub(crate) shared: Vec<SharedGroup<K>>,
 }
 
 impl<K> Default for SubSet<K> {
     fn default() -> Self {
         SubSet {
-            direct: HashMap::new(),
+            direct: Map::default(),
             shared: Vec::new(),
         }
     }
@@ -83,7 +91,7 @@ impl<K: Eq + Hash> SubSet<K> {
 
 #[derive(Debug)]
 pub(crate) struct Node<K> {
-    children: HashMap<Box<str>, Node<K>>,
+    children: Map<Box<str>, Node<K>>,
     plus: Option<Box<Node<K>>>,
     /// Subscriptions whose filter ends at this node.
     subs: SubSet<K>,
@@ -94,7 +102,7 @@ pub(crate) struct Node<K> {
 impl<K> Default for Node<K> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: Map::default(),
             plus: None,
             subs: SubSet::default(),
             hash: None,
@@ -191,7 +199,7 @@ struct SubKey {
 #[derive(Debug)]
 pub struct SubscriptionTrie<K> {
     root: Node<K>,
-    by_key: HashMap<K, HashSet<SubKey>>,
+    by_key: Map<K, Set<SubKey>>,
     count: usize,
     /// Told when a filter gains its first or loses its last subscription;
     /// None (nothing to tell) on a single node.
@@ -208,7 +216,7 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
     pub fn new() -> Self {
         SubscriptionTrie {
             root: Node::default(),
-            by_key: HashMap::new(),
+            by_key: Map::default(),
             count: 0,
             sink: None,
         }
@@ -290,7 +298,7 @@ impl<K: Clone + Eq + Hash> SubscriptionTrie<K> {
 
     /// Number of subscriptions `key` holds.
     pub fn count_of(&self, key: &K) -> usize {
-        self.by_key.get(key).map_or(0, HashSet::len)
+        self.by_key.get(key).map_or(0, Set::len)
     }
 
     /// Whether `key` holds this exact subscription (a SUBSCRIBE of it
