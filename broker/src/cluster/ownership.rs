@@ -289,7 +289,8 @@ impl Ownership {
                     None
                 }
             };
-            self.took_over(broker, claim, &current, state);
+            self.took_over(broker, cluster, claim, &current, state)
+                .await;
             return Ok(());
         }
         tracing::warn!(
@@ -301,9 +302,10 @@ impl Ownership {
     }
 
     /// The record names this node now: build what was handed over.
-    fn took_over(
+    async fn took_over(
         &self,
         broker: &Arc<Broker>,
+        cluster: &Cluster,
         claim: &Claim<'_>,
         from: &Record,
         state: Option<Box<handover::Handover>>,
@@ -315,6 +317,10 @@ impl Ownership {
         let present = state.is_some();
         if let Some(state) = state {
             handover::install(broker, *state, claim.principal, claim.policy);
+            // Its subscriptions are this node's interest now: the CONNACK
+            // waits, as a SUBACK does, until the other nodes know of it,
+            // or a message published right after it could go nowhere.
+            interest_known(cluster).await;
         }
         tracing::info!(
             client_id,
@@ -510,6 +516,24 @@ impl Ownership {
             Ok((_, None)) | Err(_) => true,
         }
     }
+}
+
+/// Wait until the interest this node has now is confirmed (NATS has its
+/// subscriptions, the other nodes acknowledged), as long as a SUBACK would.
+async fn interest_known(cluster: &Cluster) {
+    let ticket = cluster.interest_ticket();
+    if ticket == 0 {
+        return;
+    }
+    let wake = Arc::new(crate::wake::Wake::new());
+    cluster.interest.notify_when_confirmed(ticket, &wake);
+    let wait = super::remote_interest::ACK_WAIT + Duration::from_secs(1);
+    let _ = tokio::time::timeout(wait, async {
+        while !cluster.interest.is_confirmed(ticket) {
+            wake.notified().await;
+        }
+    })
+    .await;
 }
 
 /// A session of `client_id` ended on this node (expiry, expiry 0 at
