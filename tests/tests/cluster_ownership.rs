@@ -48,10 +48,7 @@ async fn records_until(nats: &NatsServer, cluster: &str, want: u64, why: &str) {
         if n == want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{why}: {n} records, want {want}"
-        );
+        assert!(Instant::now() < deadline, "{why}: {n} records, want {want}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -85,7 +82,11 @@ async fn session_records_go_when_their_sessions_end() {
     // Expiry 0 at DISCONNECT: the record goes with the session.
     let id = client_id("gone0");
     let (mut c, _) = n1.connect_ok(&expiring(&id, 300)).await;
-    assert_eq!(records(&nats, &cluster).await, 1, "registered before CONNACK");
+    assert_eq!(
+        records(&nats, &cluster).await,
+        1,
+        "registered before CONNACK"
+    );
     disconnect_ending_session(&mut c).await;
     records_until(&nats, &cluster, 0, "after DISCONNECT with expiry 0").await;
 
@@ -227,7 +228,11 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
             tokio::join!(try_connect(&n1, &connect), try_connect(&n2, &connect));
         assert_eq!((ca, cb), (0, 0), "clean round {round}: CONNACK codes");
         let (kicked, code) = first_kicked(&mut a, &mut b).await;
-        assert_eq!(code, Some(0x8E), "clean round {round}: the other one kicked");
+        assert_eq!(
+            code,
+            Some(0x8E),
+            "clean round {round}: the other one kicked"
+        );
         let mut survivor = if kicked == 0 { b } else { a };
         let topic = format!("a/clean/{round}");
         assert_eq!(survivor.subscribe(&topic, 1).await, 1);
@@ -244,8 +249,40 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
         );
         survivor.disconnect().await;
     }
-    // One record: the persistent session's; the clean one never had any.
-    assert_eq!(records(&nats, &cluster).await, 1);
+    // A persistent and a clean connect at once: still exactly one left.
+    let id = client_id("mixedracer");
+    for round in 0..10 {
+        let persistent = persistent(Version::V5, &id, Some("alice"), false);
+        let clean = Connect::new(Version::V5, &id).login("alice", "pw");
+        let ((mut a, _, ca), (mut b, _, cb)) =
+            tokio::join!(try_connect(&n1, &persistent), try_connect(&n2, &clean));
+        assert_eq!((ca, cb), (0, 0), "mixed round {round}: CONNACK codes");
+        let (kicked, code) = first_kicked(&mut a, &mut b).await;
+        assert_eq!(
+            code,
+            Some(0x8E),
+            "mixed round {round}: the other one kicked"
+        );
+        let mut survivor = if kicked == 0 { b } else { a };
+        let topic = format!("a/mixed/{round}");
+        assert_eq!(survivor.subscribe(&topic, 1).await, 1);
+        assert_eq!(
+            publisher.publish_acked(Publish::new(&topic, b"m", 1)).await,
+            0
+        );
+        let got = survivor.next_publish(WAIT).await;
+        assert_eq!(
+            got.map(|p| p.topic),
+            Some(topic),
+            "mixed round {round}: the survivor (on node {}) is connected",
+            2 - kicked
+        );
+        // Ends the session either way (a clean one, or expiry 0 now).
+        disconnect_ending_session(&mut survivor).await;
+    }
+    // One record: the first persistent session's; the clean one never had
+    // any, and the mixed one ended.
+    records_until(&nats, &cluster, 1, "after the races").await;
     let logs = n1.log() + &n2.log();
     let count = |needle: &str| logs.matches(needle).count();
     println!(

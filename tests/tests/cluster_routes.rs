@@ -73,9 +73,7 @@ async fn interest_crosses_a_three_server_nats_cluster() {
     // The same with a new connection each round (its first subscription).
     for i in 0..20 {
         let topic = format!("r/conn/{i}");
-        let mut s = n3
-            .login(Version::V5, &client_id("sc"), "u", "pw")
-            .await;
+        let mut s = n3.login(Version::V5, &client_id("sc"), "u", "pw").await;
         assert_eq!(s.subscribe(&topic, 0).await, 0);
         assert_eq!(p.publish_acked(Publish::new(&topic, b"y", 1)).await, 0);
         let got = s.next_publish(WAIT).await;
@@ -102,7 +100,10 @@ async fn interest_crosses_a_three_server_nats_cluster() {
     }
     // Then one that node 3 wants: exactly one NATS message.
     assert_eq!(sub.subscribe("r/sentinel", 1).await, 1);
-    assert_eq!(p.publish_acked(Publish::new("r/sentinel", b"s", 1)).await, 0);
+    assert_eq!(
+        p.publish_acked(Publish::new("r/sentinel", b"s", 1)).await,
+        0
+    );
     let got = sub.next_publish(WAIT).await.expect("the sentinel");
     assert_eq!(got.topic, "r/sentinel");
     let after = data_conn(&nats.servers[0], "n1").await;

@@ -181,6 +181,13 @@ impl Ownership {
         self.check.notify_one();
     }
 
+    /// A stored session of `client_id` ended while this node was down
+    /// (expired, its user removed): its record, if it names this node, is
+    /// deleted at the check that follows the restore.
+    pub fn ended_while_down(&self, client_id: &str) {
+        self.orphans.lock().insert(Arc::from(client_id));
+    }
+
     /// The bucket, when NATS is connected and it is set up.
     fn kv(&self) -> Option<kv::Store> {
         let connected = self
@@ -374,10 +381,9 @@ impl Ownership {
             match self.ask(cluster, &current, client_id, claim, false).await {
                 Answer::Refused => return Err(Refusal::OwnedByAnother(current.node)),
                 Answer::Moved => continue,
-                Answer::Unavailable
-                | Answer::NoSession
-                | Answer::Discarded
-                | Answer::State(_) => return Ok(()),
+                Answer::Unavailable | Answer::NoSession | Answer::Discarded | Answer::State(_) => {
+                    return Ok(())
+                }
                 Answer::Silent => {
                     let newcomer = OwnerKey::of(claim.principal);
                     if refused_by_record(broker, &current, &newcomer) {
@@ -466,7 +472,9 @@ impl Ownership {
         let newcomer = handover::owner_key(request.username.as_deref());
         let takeover = broker.config().sessions.takeover;
         let refused = match broker.sessions.lock().get(client_id) {
-            Some(s) => lifecycle::takeover_rule(takeover, &s.owner, &newcomer) == TakeoverRule::Refuse,
+            Some(s) => {
+                lifecycle::takeover_rule(takeover, &s.owner, &newcomer) == TakeoverRule::Refuse
+            }
             None => refused_by_record(broker, &current, &newcomer),
         };
         if refused {
@@ -494,6 +502,19 @@ impl Ownership {
         }
         self.registered.lock().remove(client_id);
         handover::let_go(broker, request)
+    }
+
+    /// Whether the record of `client_id` names `node` (true when the
+    /// bucket cannot say).
+    async fn names(&self, client_id: &str, node: &str) -> bool {
+        let Some(kv) = self.kv() else {
+            return true;
+        };
+        match read(&kv, &key_of(client_id)).await {
+            Ok((_, Some(record))) => record.node == node,
+            Ok((_, None)) => false,
+            Err(_) => true,
+        }
     }
 
     /// Whether this node may publish the will of the session `client_id`
@@ -581,7 +602,10 @@ async fn release(broker: &Broker, cluster: &Cluster, client_id: Arc<str>) {
     match delete(&kv, &key, revision).await {
         Ok(true) => {
             own.deleted.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client_id = &*client_id, "cluster: session ended; its record deleted");
+            tracing::debug!(
+                client_id = &*client_id,
+                "cluster: session ended; its record deleted"
+            );
         }
         Ok(false) => {}
         Err(_) => {
@@ -635,12 +659,16 @@ pub fn on_announce(broker: &Arc<Broker>, cluster: &Arc<Cluster>, msg: &async_nat
             }
             return;
         }
-        // A session that outlives its connection wins over a clean one (it
-        // holds the record); between two clean ones the newer does.
-        let ours_newer = stamp.is_some_and(|s| {
-            clock::newer((s, &cluster.node_id), (a.stamp, &a.node))
-        });
-        if ours_newer && !a.persistent {
+        // A session that outlives its connection wins over a clean one
+        // while it holds the record (this clean connect may have taken it
+        // over since: then it stays); between two clean ones the later
+        // stamp does.
+        let stays = if a.persistent {
+            !own.names(&a.client_id, &a.node).await
+        } else {
+            stamp.is_some_and(|s| clock::newer((s, &cluster.node_id), (a.stamp, &a.node)))
+        };
+        if stays {
             tracing::info!(client_id = %a.client_id, node = %a.node, "a connection on another node at the same time; this newer one stays");
             return;
         }

@@ -115,6 +115,14 @@ async fn owner_now(
     Ok((version, now))
 }
 
+/// On a cluster node, a stored session that ended while the node was down
+/// gives up its ownership record once NATS answers.
+fn ended_while_down(broker: &Broker, client_id: &str) {
+    if let Some(cluster) = broker.cluster() {
+        cluster.sessions.ended_while_down(client_id);
+    }
+}
+
 /// What became of one stored session.
 enum Restored {
     Yes,
@@ -136,6 +144,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
     let compiled = match owner_now(broker, users, &stored.owner).await {
         Ok((_, None)) => {
             tracing::info!(%client_id, owner = ?stored.owner, "stored session dropped: its user was removed or disabled");
+            ended_while_down(broker, &client_id);
             broker.persist.submit(Op::RemoveSession {
                 client_id: client_id.into(),
             });
@@ -158,6 +167,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         },
     };
     let Some(remaining) = remaining_expiry(&stored) else {
+        ended_while_down(broker, &client_id);
         broker.persist.submit(Op::RemoveSession {
             client_id: client_id.into(),
         });
