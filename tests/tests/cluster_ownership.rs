@@ -74,7 +74,7 @@ async fn session_records_go_when_their_sessions_end() {
     let nats = NatsServer::start_js();
     let store = TestStore::new(Backend::Postgres, None, "5s");
     let cluster = cluster_name("recgone");
-    let n1 = node(&store, &nats, &cluster, "n1").await;
+    let mut n1 = node(&store, &nats, &cluster, "n1").await;
     let n2 = node(&store, &nats, &cluster, "n2").await;
     n1.user_with_rights("alice", "pw", "a/#").await;
     assert_eq!(records(&nats, &cluster).await, 0);
@@ -163,6 +163,21 @@ async fn session_records_go_when_their_sessions_end() {
         value(&m2, "warden_cluster_session_records_deleted_total"),
         1.0
     );
+
+    // A session that expires while its node is down: its record goes once
+    // the node is back and has restored what it stored.
+    let id = client_id("downexpiry");
+    let (mut c, _) = n1.connect_ok(&expiring(&id, 2)).await;
+    assert_eq!(c.subscribe("a/x", 1).await, 1);
+    c.disconnect().await;
+    assert_eq!(records(&nats, &cluster).await, 1);
+    n1.signal("KILL");
+    assert!(n1.wait_exit(Duration::from_secs(10)).is_some());
+    // Down for longer than the session expiry (the downtime itself, not a
+    // wait for a result).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    n1.restart();
+    records_until(&nats, &cluster, 0, "after the restart of its node").await;
 }
 
 /// Of two connections, the one the broker kicks first: its index and the

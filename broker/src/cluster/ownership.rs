@@ -593,7 +593,10 @@ async fn release(broker: &Broker, cluster: &Cluster, client_id: Arc<str>) {
     };
     let revision = match read(&kv, &key).await {
         Ok((revision, Some(r))) if r.node == *own.node_id => revision,
-        Ok(_) => return,
+        Ok((_, r)) => {
+            tracing::debug!(client_id = &*client_id, record = ?r, "cluster: session ended; its record is not this node's");
+            return;
+        }
         Err(_) => {
             own.orphans.lock().insert(client_id);
             return;
@@ -607,7 +610,12 @@ async fn release(broker: &Broker, cluster: &Cluster, client_id: Arc<str>) {
                 "cluster: session ended; its record deleted"
             );
         }
-        Ok(false) => {}
+        Ok(false) => {
+            tracing::debug!(
+                client_id = &*client_id,
+                "cluster: session ended; its record changed meanwhile"
+            );
+        }
         Err(_) => {
             own.orphans.lock().insert(client_id);
         }
@@ -909,6 +917,12 @@ async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats
     }
     let Some(kv) = own.kv() else { return };
     let orphans: Vec<Arc<str>> = own.orphans.lock().drain().collect();
+    if !orphans.is_empty() {
+        tracing::debug!(
+            sessions = orphans.len(),
+            "cluster: deleting the records of sessions that ended while NATS was away"
+        );
+    }
     for client_id in orphans {
         own.registered.lock().insert(Arc::clone(&client_id));
         release(broker, cluster, client_id).await;

@@ -37,6 +37,9 @@ pub async fn restore(broker: &Arc<Broker>, loaded: Loaded) {
             store.set(&Arc::clone(&msg.topic), msg);
         }
     }
+    for client_id in &loaded.expired {
+        ended_while_down(broker, client_id);
+    }
     let mut restored = 0usize;
     let mut messages = 0usize;
     let mut users = Users::default();
