@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use warden_e2e::http::{scrape, value};
-use warden_e2e::nats::{cluster_name, cluster_node, NatsServer};
+use warden_e2e::nats::{cluster_name, cluster_node, NatsCluster, NatsServer};
 use warden_e2e::sessions::*;
 use warden_e2e::stores::{Backend, TestStore};
 use warden_e2e::wire::SESSION_EXPIRY;
@@ -24,8 +24,8 @@ use warden_e2e::*;
 const READY: &str = "cluster: session ownership bucket ready";
 
 /// A node (with /metrics), once its ownership bucket is set up.
-async fn node(store: &TestStore, nats: &NatsServer, cluster: &str, id: &str) -> TestBroker {
-    let n = cluster_node(store, &[nats.url()], cluster, id, "", true);
+async fn node(store: &TestStore, urls: &[String], cluster: &str, id: &str) -> TestBroker {
+    let n = cluster_node(store, urls, cluster, id, "", true);
     assert!(
         n.wait_log(READY, Duration::from_secs(20)).await,
         "node {id}: no bucket:\n{}",
@@ -74,8 +74,8 @@ async fn session_records_go_when_their_sessions_end() {
     let nats = NatsServer::start_js();
     let store = TestStore::new(Backend::Postgres, None, "5s");
     let cluster = cluster_name("recgone");
-    let mut n1 = node(&store, &nats, &cluster, "n1").await;
-    let n2 = node(&store, &nats, &cluster, "n2").await;
+    let mut n1 = node(&store, &[nats.url()], &cluster, "n1").await;
+    let n2 = node(&store, &[nats.url()], &cluster, "n2").await;
     n1.user_with_rights("alice", "pw", "a/#").await;
     assert_eq!(records(&nats, &cluster).await, 0);
 
@@ -195,9 +195,33 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
     let nats = NatsServer::start_js();
     let store = TestStore::new(Backend::Postgres, None, "5s");
     let cluster = cluster_name("race");
-    let n1 = node(&store, &nats, &cluster, "n1").await;
-    let n2 = node(&store, &nats, &cluster, "n2").await;
-    let n3 = node(&store, &nats, &cluster, "n3").await;
+    let n1 = node(&store, &[nats.url()], &cluster, "n1").await;
+    let n2 = node(&store, &[nats.url()], &cluster, "n2").await;
+    let n3 = node(&store, &[nats.url()], &cluster, "n3").await;
+    races(&n1, &n2, &n3).await;
+    // One record: the first persistent session's; the clean one never had
+    // any, and the mixed one ended.
+    records_until(&nats, &cluster, 1, "after the races").await;
+}
+
+/// The same on a 3-server NATS cluster, each node on its own server: the
+/// bucket has three replicas, and each node reads from its own server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connects_at_once_over_a_nats_cluster_end_with_one() {
+    let nats = NatsCluster::start_unadvertised(3).await;
+    let urls = nats.urls();
+    let store = TestStore::new(Backend::Postgres, None, "5s");
+    let cluster = cluster_name("racecl");
+    let n1 = node(&store, &urls[0..1], &cluster, "n1").await;
+    let n2 = node(&store, &urls[1..2], &cluster, "n2").await;
+    let n3 = node(&store, &urls[2..3], &cluster, "n3").await;
+    races(&n1, &n2, &n3).await;
+    records_until(&nats.servers[0], &cluster, 1, "after the races").await;
+}
+
+/// Rounds of two connects at once with one client id, on nodes 1 and 2:
+/// persistent, clean, and one of each; node 3 publishes.
+async fn races(n1: &TestBroker, n2: &TestBroker, n3: &TestBroker) {
     n1.user_with_rights("alice", "pw", "a/#").await;
     let mut publisher = n3.login(Version::V5, &client_id("rp"), "alice", "pw").await;
 
@@ -212,7 +236,7 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
     for round in 0..15 {
         let connect = persistent(Version::V5, &id, Some("alice"), false);
         let ((mut a, pa, ca), (mut b, pb, cb)) =
-            tokio::join!(try_connect(&n1, &connect), try_connect(&n2, &connect));
+            tokio::join!(try_connect(n1, &connect), try_connect(n2, &connect));
         assert_eq!((ca, cb), (0, 0), "round {round}: CONNACK codes");
         let (kicked, code) = first_kicked(&mut a, &mut b).await;
         assert_eq!(code, Some(0x8E), "round {round}: the other one kicked");
@@ -240,7 +264,7 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
     for round in 0..15 {
         let connect = Connect::new(Version::V5, &id).login("alice", "pw");
         let ((mut a, _, ca), (mut b, _, cb)) =
-            tokio::join!(try_connect(&n1, &connect), try_connect(&n2, &connect));
+            tokio::join!(try_connect(n1, &connect), try_connect(n2, &connect));
         assert_eq!((ca, cb), (0, 0), "clean round {round}: CONNACK codes");
         let (kicked, code) = first_kicked(&mut a, &mut b).await;
         assert_eq!(
@@ -270,7 +294,7 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
         let persistent = persistent(Version::V5, &id, Some("alice"), false);
         let clean = Connect::new(Version::V5, &id).login("alice", "pw");
         let ((mut a, _, ca), (mut b, _, cb)) =
-            tokio::join!(try_connect(&n1, &persistent), try_connect(&n2, &clean));
+            tokio::join!(try_connect(n1, &persistent), try_connect(n2, &clean));
         assert_eq!((ca, cb), (0, 0), "mixed round {round}: CONNACK codes");
         let (kicked, code) = first_kicked(&mut a, &mut b).await;
         assert_eq!(
@@ -295,9 +319,6 @@ async fn two_connects_at_once_on_two_nodes_end_with_one() {
         // Ends the session either way (a clean one, or expiry 0 now).
         disconnect_ending_session(&mut survivor).await;
     }
-    // One record: the first persistent session's; the clean one never had
-    // any, and the mixed one ended.
-    records_until(&nats, &cluster, 1, "after the races").await;
     let logs = n1.log() + &n2.log();
     let count = |needle: &str| logs.matches(needle).count();
     println!(

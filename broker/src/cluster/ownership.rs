@@ -722,21 +722,37 @@ fn local_refusal(broker: &Broker, client_id: &str, newcomer: &OwnerKey) -> bool 
 }
 
 /// The record of `key` and its revision (0: none; a deleted one's
-/// revision otherwise), or Unavailable.
+/// revision otherwise), or Unavailable. Read from the stream's leader, not
+/// with a direct get: on a NATS cluster a direct get may be answered by a
+/// replica a write behind, and a node would act on an owner that changed
+/// (the compare-and-swap keeps the writes right, not the decisions taken
+/// on a read alone, such as yielding a session).
 async fn read(kv: &kv::Store, key: &str) -> Result<(u64, Option<Record>), Refusal> {
-    let entry = match tokio::time::timeout(KV_WAIT, kv.entry(key)).await {
-        Ok(Ok(entry)) => entry,
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let subject = format!("{}{key}", kv.prefix);
+    let last = kv.stream.get_last_raw_message_by_subject(&subject);
+    let msg = match tokio::time::timeout(KV_WAIT, last).await {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(err)) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {
+            return Ok((0, None));
+        }
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "cluster: session record unreadable");
             return Err(Refusal::Unavailable);
         }
         Err(_) => return Err(Refusal::Unavailable),
     };
-    Ok(match entry {
-        None => (0, None),
-        Some(e) if e.operation != kv::Operation::Put => (e.revision, None),
-        Some(e) => (e.revision, serde_json::from_slice(&e.value).ok()),
-    })
+    // A KV delete or purge (an operator's `nats kv del`) leaves a marker.
+    let removed = msg
+        .headers
+        .get("KV-Operation")
+        .is_some_and(|op| op.as_str() != "PUT");
+    let record = if removed {
+        None
+    } else {
+        serde_json::from_slice(&msg.payload).ok()
+    };
+    Ok((msg.sequence, record))
 }
 
 /// Write `record` if the key is still at `revision`: true when written,
