@@ -75,6 +75,20 @@ impl NatsServer {
             .json()
     }
 
+    /// How many messages stream `name` holds on this server (None: it has
+    /// no copy of it). A key-value bucket `b` is stream `KV_b`, one message
+    /// per key.
+    pub async fn stream_messages(&self, name: &str) -> Option<u64> {
+        let jsz = self.jsz().await;
+        jsz["account_details"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a["stream_detail"].as_array())
+            .flatten()
+            .find(|s| s["name"].as_str() == Some(name))
+            .and_then(|s| s["state"]["messages"].as_u64())
+    }
+
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

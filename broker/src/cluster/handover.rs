@@ -2,8 +2,9 @@
 //!
 //! The node a client connects to (B) asks the node the ownership record
 //! names (A) on `warden.<cluster>.session.<A>`. A judges the newcomer by the
-//! single-node rules (`lifecycle::takeover_rule`): refused, or A kicks its
-//! connection (v5 DISCONNECT 0x8E), ends the session here and answers with
+//! single-node rules (`lifecycle::takeover_rule`): refused, or A rewrites
+//! the record for B (`ownership.rs`), kicks its connection (v5 DISCONNECT
+//! 0x8E), ends the session here and answers with
 //! its state when the owner resumes it: the record (subscriptions, expiry,
 //! inbound QoS 2 ids) and the messages in flight and queued, in the session
 //! store's own encoding (`persist::record`). B builds the session from it
@@ -20,7 +21,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warden_policy::{CompiledPolicy, Principal, QoS};
 
-use super::Cluster;
 use crate::broker::Broker;
 use crate::persist::record::{decode, encode};
 use crate::persist::{StoredDelivery, StoredSession};
@@ -42,8 +42,11 @@ pub struct Request {
     pub username: Option<String>,
     /// The state is wanted (clean start 0); otherwise A discards it.
     pub want_state: bool,
-    /// B's node id (for the logs).
+    /// B's node id: the record names it after the takeover.
     pub node: String,
+    /// The newcomer's session outlives its connection: A rewrites the
+    /// record for B; otherwise A deletes it.
+    pub persistent: bool,
 }
 
 /// A session's state as it travels.
@@ -54,7 +57,8 @@ pub struct Handover {
     pub deliveries: Vec<StoredDelivery>,
 }
 
-/// A's answer.
+/// A's answer. NoSession, Discarded and State: A rewrote the record for
+/// B (or deleted it, for a clean session) before it let go.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Answer {
     /// A holds no session of that client id.
@@ -65,6 +69,11 @@ pub enum Answer {
     Discarded,
     /// A ended its session; here it is.
     State(Box<Handover>),
+    /// The record does not name A (any more), or a connect of the client id
+    /// under way on A did not finish in time: B reads the record again.
+    Moved,
+    /// A cannot write the record (NATS or its bucket).
+    Unavailable,
     /// No answer (never sent): A is gone or stuck.
     #[serde(skip)]
     Silent,
@@ -76,9 +85,13 @@ pub struct Announce {
     pub client_id: String,
     pub username: Option<String>,
     pub node: String,
+    /// The connection's stamp (`clock.rs`): which of two is newer.
+    pub stamp: u64,
+    /// Its session outlives the connection (it holds the record).
+    pub persistent: bool,
 }
 
-fn owner_key(username: Option<&str>) -> OwnerKey {
+pub fn owner_key(username: Option<&str>) -> OwnerKey {
     username.map_or(OwnerKey::Anonymous, |u| OwnerKey::User(Arc::from(u)))
 }
 
@@ -100,16 +113,9 @@ pub async fn ask(client: &async_nats::Client, subject: String, request: &Request
     }
 }
 
-/// A's side: let go of the session (or refuse) and answer.
-pub async fn answer(broker: &Arc<Broker>, client: &async_nats::Client, msg: async_nats::Message) {
-    let Some(reply) = msg.reply else { return };
-    let request: Request = match decode(&msg.payload) {
-        Ok(r) => r,
-        Err(err) => {
-            tracing::debug!(error = %err, "cluster: unreadable takeover request");
-            return;
-        }
-    };
+/// A's side, once the record names B (or is deleted): let go of the
+/// session (kick its connection, 0x8E) and say what B gets.
+pub fn let_go(broker: &Arc<Broker>, request: &Request) -> Answer {
     let newcomer = owner_key(request.username.as_deref());
     let gone = lifecycle::hand_off(
         broker,
@@ -119,11 +125,13 @@ pub async fn answer(broker: &Arc<Broker>, client: &async_nats::Client, msg: asyn
         Moved::HandedOver,
         false,
     );
-    let answer = match gone {
+    match gone {
         HandOff::NoSession => Answer::NoSession,
         HandOff::Refused => {
-            tracing::info!(client_id = %request.client_id, node = %request.node, username = %newcomer, "client id belongs to another user's session here; takeover from another node refused");
-            Answer::Refused
+            // Judged before the record changed, under the client id's
+            // lock: not reached.
+            tracing::warn!(client_id = %request.client_id, "takeover refused after the record moved");
+            Answer::Discarded
         }
         HandOff::Gone(None) => {
             tracing::info!(client_id = %request.client_id, node = %request.node, "session taken over by another node (discarded here)");
@@ -137,13 +145,22 @@ pub async fn answer(broker: &Arc<Broker>, client: &async_nats::Client, msg: asyn
                 deliveries,
             }))
         }
-    };
+    }
+}
+
+/// Send `answer` to B.
+pub async fn reply(
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    answer: Answer,
+    client_id: &str,
+) {
     let max = client.server_info().max_payload.max(1024);
     let Some(payload) = fit(answer, max) else {
         return;
     };
     if let Err(err) = client.publish(reply, payload.into()).await {
-        tracing::warn!(client_id = %request.client_id, error = %err, "cluster: takeover answer not sent");
+        tracing::warn!(client_id, error = %err, "cluster: takeover answer not sent");
     }
 }
 
@@ -167,55 +184,6 @@ fn fit(mut answer: Answer, max: usize) -> Option<Vec<u8>> {
         state.deliveries.truncate(keep);
         dropped += n;
     }
-}
-
-/// Any node: another node announced a connection of `client_id`. A clean
-/// session of that id here is taken over (if the single-node rules let the
-/// newcomer); a session that outlives its connection is dropped if the
-/// ownership record names another node now.
-pub fn on_announce(broker: &Arc<Broker>, cluster: &Arc<Cluster>, msg: &async_nats::Message) {
-    let Ok(a) = decode::<Announce>(&msg.payload) else {
-        return;
-    };
-    if *a.node == *cluster.node_id {
-        return;
-    }
-    let persistent = match broker.sessions.lock().get(a.client_id.as_str()) {
-        None => return,
-        Some(s) => !s.state.lock().expiry.is_zero(),
-    };
-    if !persistent {
-        let newcomer = owner_key(a.username.as_deref());
-        let gone = lifecycle::hand_off(
-            broker,
-            &a.client_id,
-            Some(&newcomer),
-            false,
-            Moved::HandedOver,
-            true,
-        );
-        match gone {
-            HandOff::Gone(_) => {
-                tracing::info!(client_id = %a.client_id, node = %a.node, "connection taken over by a connection on another node")
-            }
-            HandOff::Refused => {
-                tracing::info!(client_id = %a.client_id, node = %a.node, username = %newcomer, "another user connected with this client id on another node; this connection stays")
-            }
-            HandOff::NoSession => {}
-        }
-        return;
-    }
-    let broker = Arc::clone(broker);
-    let cluster = Arc::clone(cluster);
-    tokio::spawn(async move {
-        if !cluster.sessions.may_fire_will(&a.client_id).await {
-            if let HandOff::Gone(_) =
-                lifecycle::hand_off(&broker, &a.client_id, None, false, Moved::Lost, false)
-            {
-                tracing::info!(client_id = %a.client_id, node = %a.node, "session owned by another node now; dropped here");
-            }
-        }
-    });
 }
 
 /// B's side: the session handed over, built here, offline, for the login

@@ -76,6 +76,12 @@ pub fn register(r: &mut Registry, cluster: &Cluster) {
         "Times NATS reported this node too slow for a subscription (messages were dropped)",
         &s.slow,
     );
+    counter(
+        r,
+        "cluster_session_records_deleted",
+        "Session ownership records this node deleted because their session ended here",
+        &cluster.sessions.deleted,
+    );
     if let Some(d) = &cluster.durable {
         let d = &d.stats;
         counter(

@@ -29,9 +29,11 @@
 //! Nothing here runs unless `cluster:` is configured; a single node pays one
 //! `Option` check per publish and per subscription change.
 
+pub mod clock;
 pub mod dedupe;
 pub mod durable;
 pub mod envelope;
+pub mod gate;
 pub mod handover;
 pub mod interest;
 mod link;

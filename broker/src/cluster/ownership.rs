@@ -5,26 +5,40 @@
 //!
 //! - A session that outlives its connection (clean start 0, or a session
 //!   expiry) is registered before its CONNACK: a client id nobody owns is
-//!   created with epoch 1; one this node owns is used as it is; one another
-//!   node owns is asked for (`handover.rs`) and then rewritten with this
-//!   node and the epoch + 1. When NATS or the bucket cannot answer, such a
-//!   session is refused (v5 0x88, v3 0x03): two nodes could otherwise each
-//!   believe they own it.
-//! - A clean session (clean start and no expiry) needs no record; when a
-//!   record names another node, that node is asked to let go of the client
-//!   id (a takeover still kicks the old connection) and the record is
-//!   rewritten as this node's, not persistent. Without NATS a clean session
-//!   is served locally.
+//!   created with epoch 1; one this node owns is written again (a new
+//!   revision: whatever raced with it sees the change); one another node
+//!   owns is asked for (`handover.rs`). That node, if the single-node rules
+//!   let the newcomer, rewrites the record itself (this node, epoch + 1)
+//!   and lets go of the session in one step, so the record and the state
+//!   never part. A connect that loses a compare-and-swap reads the record
+//!   again and asks its new owner, as a later connect would: two connects
+//!   at once end with one connection, the other kicked (0x8E). When NATS or
+//!   the bucket cannot answer, such a session is refused (v5 0x88, v3
+//!   0x03): two nodes could otherwise each believe they own it.
+//! - A clean session (clean start and no expiry) has no record; a record
+//!   naming another node makes that node let go of the client id (a
+//!   takeover still kicks the old connection) and delete the record.
+//!   Without NATS a clean session is served locally.
 //! - Every connection also announces its client id on
-//!   `warden.<cluster>.claim`: a node that holds a clean session of that id
-//!   kicks it (0x8E) if the single-node rules let the newcomer take over.
+//!   `warden.<cluster>.claim` with a stamp (`clock.rs`): a node that holds
+//!   a clean session of that id kicks it (0x8E) unless its own connection
+//!   is the newer, and the single-node rules let the newcomer take over.
+//! - A session that ends on its node (expiry, expiry 0 at disconnect,
+//!   discarded, its user removed) deletes its record, only if the record is
+//!   still this node's at the revision it read: the bucket holds one record
+//!   per session that outlives its connection, not one per client id ever
+//!   seen.
 //! - On each (re)connection to NATS, and once the stored sessions are back
 //!   at start, this node reads the record of every session it holds that
-//!   outlives its connection and drops those another node owns now: it
-//!   yields, it never asks the other node for anything.
+//!   outlives its connection and drops those another node owns now, or
+//!   whose record it wrote and another node deleted since: it yields, it
+//!   never asks the other node for anything.
+//! - Everything that changes who holds a client id on this node takes the
+//!   client id's lock (`gate.rs`) first.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -34,6 +48,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use warden_policy::{CompiledPolicy, Principal};
 
+use super::clock::{self, ClaimClock};
+use super::gate::{Gate, Gates};
 use super::handover::{self, Answer, Request};
 use super::Cluster;
 use crate::broker::Broker;
@@ -52,8 +68,15 @@ const BUCKET_RETRY: Duration = Duration::from_secs(2);
 /// The longest wait between two attempts to set the bucket up.
 const BUCKET_RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// Compare-and-swap attempts before a connect is told to come back later.
-const CAS_TRIES: usize = 3;
+/// Rounds of read, compare-and-swap (or ask the owner) before a connect is
+/// told to come back later. Two connects at once settle in two; each round
+/// is bounded by [`KV_WAIT`] and the takeover request's wait.
+const CAS_TRIES: usize = 6;
+
+/// How long a takeover request or a claim waits for a connect of the same
+/// client id under way on this node (less than the asking node waits for
+/// its answer).
+const GATE_WAIT: Duration = Duration::from_secs(2);
 
 /// A client id's record in the bucket (JSON: an operator can read it with
 /// `nats kv get`).
@@ -61,12 +84,15 @@ const CAS_TRIES: usize = 3;
 pub struct Record {
     /// The node that owns the client id.
     pub node: String,
-    /// Bumped by every change of owner; never goes back.
+    /// Bumped by every change of owner; never goes back while the record
+    /// exists (a deleted record starts again at 1).
     pub epoch: u64,
     /// The username that owns the session (None: anonymous), for the
     /// single-node rules when the owner cannot be asked.
     pub user: Option<String>,
-    /// The session outlives its connection.
+    /// The session outlives its connection (false: written for a clean
+    /// session that took the client id from a node that did not answer,
+    /// so that node yields when it is back).
     pub persistent: bool,
 }
 
@@ -90,6 +116,14 @@ pub struct Claim<'a> {
     pub clean_start: bool,
 }
 
+/// A connect the cluster let through: hold it until the session is
+/// attached (the client id's lock), and stamp the connection with `stamp`.
+#[derive(Debug)]
+pub struct Admitted {
+    _gate: Gate,
+    pub stamp: u64,
+}
+
 /// This node's side of session ownership. Held by the [`Cluster`].
 #[derive(Debug)]
 pub struct Ownership {
@@ -103,6 +137,20 @@ pub struct Ownership {
     /// Failed attempts to set the bucket up in a row (logged at the first;
     /// the retries space out).
     failures: AtomicU32,
+    /// One lock per client id being changed here.
+    gates: Arc<Gates>,
+    /// Stamps of this node's claims.
+    clock: ClaimClock,
+    /// The client ids whose record this node wrote or confirmed, and has
+    /// not given up: their record goes when their session ends here.
+    registered: Mutex<HashSet<Arc<str>>>,
+    /// Sessions that ended while the bucket could not be written: their
+    /// records are deleted at the next connection.
+    orphans: Mutex<HashSet<Arc<str>>>,
+    /// The broker, for the tasks a session's end starts.
+    broker: OnceLock<Weak<Broker>>,
+    /// Records deleted because their session ended here.
+    pub deleted: AtomicU64,
 }
 
 impl Ownership {
@@ -114,6 +162,12 @@ impl Ownership {
             kv: Mutex::new(None),
             check: Notify::new(),
             failures: AtomicU32::new(0),
+            gates: Arc::default(),
+            clock: ClaimClock::default(),
+            registered: Mutex::default(),
+            orphans: Mutex::default(),
+            broker: OnceLock::new(),
+            deleted: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +179,13 @@ impl Ownership {
     /// The stored sessions are back (start-up): see which are still ours.
     pub fn sessions_restored(&self) {
         self.check.notify_one();
+    }
+
+    /// A stored session of `client_id` ended while this node was down
+    /// (expired, its user removed): its record, if it names this node, is
+    /// deleted at the check that follows the restore.
+    pub fn ended_while_down(&self, client_id: &str) {
+        self.orphans.lock().insert(Arc::from(client_id));
     }
 
     /// The bucket, when NATS is connected and it is set up.
@@ -145,28 +206,32 @@ impl Ownership {
     }
 
     /// Everything the cluster does before a login attaches to its session.
+    /// The returned [`Admitted`] holds the client id's lock: keep it until
+    /// the session is attached.
     pub async fn before_attach(
         &self,
         broker: &Arc<Broker>,
         cluster: &Cluster,
         claim: Claim<'_>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Admitted, Refusal> {
         let client_id = claim.principal.client_id.as_str();
+        let stamp = self.clock.stamp(crate::persist::now_ms());
+        let gate = self.gates.lock(client_id).await;
+        let admitted = Admitted { _gate: gate, stamp };
         let newcomer = OwnerKey::of(claim.principal);
         // A local session the single-node rules refuse this principal: the
         // attach refuses it, and nothing here may change first.
         if local_refusal(broker, client_id, &newcomer) {
-            return Ok(());
+            return Ok(admitted);
         }
         let result = if claim.persistent {
             self.register(broker, cluster, &claim).await
         } else {
             self.clean(broker, cluster, &claim).await
         };
-        if result.is_ok() {
-            self.announce(cluster, client_id, claim.principal.username.as_deref());
-        }
-        result
+        result?;
+        self.announce(cluster, &claim, stamp);
+        Ok(admitted)
     }
 
     /// A session that outlives its connection: registered, or refused.
@@ -179,48 +244,48 @@ impl Ownership {
         let client_id = claim.principal.client_id.as_str();
         let key = key_of(client_id);
         let kv = self.kv().ok_or(Refusal::Unavailable)?;
+        let user = claim.principal.username.clone();
         for _ in 0..CAS_TRIES {
             let (revision, current) = read(&kv, &key).await?;
-            let mine = Record {
-                node: self.node_id.to_string(),
-                epoch: current.as_ref().map_or(1, |r| r.epoch + 1),
-                user: claim.principal.username.clone(),
-                persistent: true,
-            };
             let Some(current) = current else {
-                match write(&kv, &key, &mine, revision).await? {
-                    true => return Ok(()),
-                    false => continue,
-                }
-            };
-            if current.node == *self.node_id {
-                if current.persistent && current.user == mine.user {
+                let mine = self.record(1, user.clone(), true);
+                if write(&kv, &key, &mine, revision).await? {
+                    self.registered.lock().insert(Arc::from(client_id));
                     return Ok(());
                 }
-                let mine = Record {
-                    epoch: current.epoch,
-                    ..mine
-                };
-                match write(&kv, &key, &mine, revision).await? {
-                    true => return Ok(()),
-                    false => continue,
+                continue;
+            };
+            if current.node == *self.node_id {
+                // Written again even when unchanged: a connect elsewhere
+                // that read the old revision must not succeed after this.
+                let mine = self.record(current.epoch, user.clone(), true);
+                if write(&kv, &key, &mine, revision).await? {
+                    self.registered.lock().insert(Arc::from(client_id));
+                    return Ok(());
                 }
+                continue;
             }
-            // Another node owns it: ask it for the session, then take the
-            // record over. The state comes first: the record must not name
-            // this node before the old owner has let go (it would yield).
+            // Another node owns it: it rewrites the record for this node
+            // and lets go of the session in one step (or says to look
+            // again: the record moved on).
             let answer = self
                 .ask(cluster, &current, client_id, claim, !claim.clean_start)
                 .await;
             let state = match answer {
                 Answer::Refused => return Err(Refusal::OwnedByAnother(current.node)),
+                Answer::Moved => continue,
+                Answer::Unavailable => return Err(Refusal::Unavailable),
                 Answer::State(state) => Some(state),
                 Answer::NoSession | Answer::Discarded => None,
                 Answer::Silent => {
                     // The owner is dead or cut off: its state is out of
-                    // reach.
-                    if refused_by_record(broker, &current, claim.principal) {
+                    // reach, and the record is this node's to rewrite.
+                    if refused_by_record(broker, &current, &OwnerKey::of(claim.principal)) {
                         return Err(Refusal::OwnedByAnother(current.node));
+                    }
+                    let mine = self.record(current.epoch + 1, user.clone(), true);
+                    if !write(&kv, &key, &mine, revision).await? {
+                        continue;
                     }
                     tracing::warn!(
                         client_id,
@@ -231,35 +296,61 @@ impl Ownership {
                     None
                 }
             };
-            if !write(&kv, &key, &mine, revision).await? {
-                // Someone else took it meanwhile: what we were handed is
-                // lost, and the client is told to come back.
-                tracing::warn!(
-                    client_id,
-                    "session record changed during a takeover; refused"
-                );
-                return Err(Refusal::Unavailable);
-            }
-            // Whatever this node still held of an older epoch is stale.
-            lifecycle::hand_off(broker, client_id, None, false, Moved::Lost, false);
-            let present = state.is_some();
-            if let Some(state) = state {
-                handover::install(broker, *state, claim.principal, claim.policy);
-            }
-            tracing::info!(
-                client_id,
-                from = %current.node,
-                epoch = mine.epoch,
-                session_present = present,
-                "session taken over from another node"
-            );
+            self.took_over(broker, cluster, claim, &current, state)
+                .await;
             return Ok(());
         }
+        tracing::warn!(
+            client_id,
+            tries = CAS_TRIES,
+            "session record kept changing; connect refused"
+        );
         Err(Refusal::Unavailable)
     }
 
+    /// The record names this node now: build what was handed over.
+    async fn took_over(
+        &self,
+        broker: &Arc<Broker>,
+        cluster: &Cluster,
+        claim: &Claim<'_>,
+        from: &Record,
+        state: Option<Box<handover::Handover>>,
+    ) {
+        let client_id = claim.principal.client_id.as_str();
+        self.registered.lock().insert(Arc::from(client_id));
+        // Whatever this node still held of an older epoch is stale.
+        lifecycle::hand_off(broker, client_id, None, false, Moved::Lost, false);
+        let present = state.is_some();
+        if let Some(state) = state {
+            handover::install(broker, *state, claim.principal, claim.policy);
+            // Its subscriptions are this node's interest now: the CONNACK
+            // waits, as a SUBACK does, until the other nodes know of it,
+            // or a message published right after it could go nowhere.
+            interest_known(cluster).await;
+        }
+        tracing::info!(
+            client_id,
+            from = %from.node,
+            epoch = from.epoch + 1,
+            session_present = present,
+            "session taken over from another node"
+        );
+    }
+
+    fn record(&self, epoch: u64, user: Option<String>, persistent: bool) -> Record {
+        Record {
+            node: self.node_id.to_string(),
+            epoch,
+            user,
+            persistent,
+        }
+    }
+
     /// A clean session: served whatever NATS does; a record naming another
-    /// node makes that node let go of the client id first.
+    /// node makes that node let go of the client id first (and delete the
+    /// record); one naming this node is deleted (the attach ends its
+    /// session).
     async fn clean(
         &self,
         broker: &Broker,
@@ -271,27 +362,45 @@ impl Ownership {
             return Ok(());
         };
         let key = key_of(client_id);
-        let Ok((revision, Some(current))) = read(&kv, &key).await else {
-            return Ok(());
-        };
-        if current.node != *self.node_id {
-            let refused = match self.ask(cluster, &current, client_id, claim, false).await {
-                Answer::Refused => true,
-                Answer::Silent => refused_by_record(broker, &current, claim.principal),
-                _ => false,
+        for _ in 0..CAS_TRIES {
+            let Ok((revision, Some(current))) = read(&kv, &key).await else {
+                return Ok(());
             };
-            if refused {
-                return Err(Refusal::OwnedByAnother(current.node));
+            if current.node == *self.node_id {
+                match delete(&kv, &key, revision).await {
+                    Ok(true) => {
+                        self.deleted.fetch_add(1, Ordering::Relaxed);
+                        self.registered.lock().remove(client_id);
+                        return Ok(());
+                    }
+                    Ok(false) => continue,
+                    // Best effort: a clean session does not depend on NATS.
+                    Err(_) => return Ok(()),
+                }
+            }
+            match self.ask(cluster, &current, client_id, claim, false).await {
+                Answer::Refused => return Err(Refusal::OwnedByAnother(current.node)),
+                Answer::Moved => continue,
+                Answer::Unavailable | Answer::NoSession | Answer::Discarded | Answer::State(_) => {
+                    return Ok(())
+                }
+                Answer::Silent => {
+                    let newcomer = OwnerKey::of(claim.principal);
+                    if refused_by_record(broker, &current, &newcomer) {
+                        return Err(Refusal::OwnedByAnother(current.node));
+                    }
+                    // The record names this node now, so that the silent
+                    // one yields when it is back; it goes when this
+                    // session ends.
+                    let user = claim.principal.username.clone();
+                    let mine = self.record(current.epoch + 1, user, false);
+                    if let Ok(true) = write(&kv, &key, &mine, revision).await {
+                        self.registered.lock().insert(Arc::from(client_id));
+                    }
+                    return Ok(());
+                }
             }
         }
-        let mine = Record {
-            node: self.node_id.to_string(),
-            epoch: current.epoch + 1,
-            user: claim.principal.username.clone(),
-            persistent: false,
-        };
-        // Best effort: a clean session does not depend on NATS.
-        let _ = write(&kv, &key, &mine, revision).await;
         Ok(())
     }
 
@@ -312,30 +421,100 @@ impl Ownership {
             username: claim.principal.username.clone(),
             want_state,
             node: self.node_id.to_string(),
+            persistent: claim.persistent,
         };
         handover::ask(&client, handover_subject(cluster, &current.node), &request).await
     }
 
     /// Tell every node this client id connected here (fire and forget).
-    fn announce(&self, cluster: &Cluster, client_id: &str, username: Option<&str>) {
+    fn announce(&self, cluster: &Cluster, claim: &Claim<'_>, stamp: u64) {
         let Some(client) = self.nats() else {
             return;
         };
         if client.connection_state() != async_nats::connection::State::Connected {
             return;
         }
-        let claim = handover::Announce {
-            client_id: client_id.to_owned(),
-            username: username.map(str::to_owned),
+        let announce = handover::Announce {
+            client_id: claim.principal.client_id.clone(),
+            username: claim.principal.username.clone(),
             node: self.node_id.to_string(),
+            stamp,
+            persistent: claim.persistent,
         };
-        let Ok(payload) = crate::persist::record::encode(&claim) else {
+        let Ok(payload) = crate::persist::record::encode(&announce) else {
             return;
         };
         let subject = claim_subject(cluster);
         tokio::spawn(async move {
             let _ = client.publish(subject, payload.into()).await;
         });
+    }
+
+    /// The owner's side of a takeover request: under the client id's lock,
+    /// the record is rewritten for the asking node (deleted for a clean
+    /// session) at the revision read, then the session here lets go.
+    async fn let_go(&self, broker: &Arc<Broker>, request: &Request) -> Answer {
+        let client_id = request.client_id.as_str();
+        // A connect of this client id under way here is attached first:
+        // its connection is the one handed over.
+        let Some(_gate) = self.gates.lock_within(client_id, GATE_WAIT).await else {
+            return Answer::Moved;
+        };
+        let Some(kv) = self.kv() else {
+            return Answer::Unavailable;
+        };
+        let key = key_of(client_id);
+        let (revision, current) = match read(&kv, &key).await {
+            Ok((revision, Some(r))) if r.node == *self.node_id => (revision, r),
+            Ok(_) => return Answer::Moved,
+            Err(_) => return Answer::Unavailable,
+        };
+        let newcomer = handover::owner_key(request.username.as_deref());
+        let takeover = broker.config().sessions.takeover;
+        let refused = match broker.sessions.lock().get(client_id) {
+            Some(s) => {
+                lifecycle::takeover_rule(takeover, &s.owner, &newcomer) == TakeoverRule::Refuse
+            }
+            None => refused_by_record(broker, &current, &newcomer),
+        };
+        if refused {
+            tracing::info!(client_id, node = %request.node, username = %newcomer, "client id belongs to another user's session here; takeover from another node refused");
+            return Answer::Refused;
+        }
+        let written = if request.persistent {
+            let theirs = Record {
+                node: request.node.clone(),
+                epoch: current.epoch + 1,
+                user: request.username.clone(),
+                persistent: true,
+            };
+            write(&kv, &key, &theirs, revision).await
+        } else {
+            delete(&kv, &key, revision).await
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => return Answer::Moved,
+            Err(_) => return Answer::Unavailable,
+        }
+        if !request.persistent {
+            self.deleted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.registered.lock().remove(client_id);
+        handover::let_go(broker, request)
+    }
+
+    /// Whether the record of `client_id` names `node` (true when the
+    /// bucket cannot say).
+    async fn names(&self, client_id: &str, node: &str) -> bool {
+        let Some(kv) = self.kv() else {
+            return true;
+        };
+        match read(&kv, &key_of(client_id)).await {
+            Ok((_, Some(record))) => record.node == node,
+            Ok((_, None)) => false,
+            Err(_) => true,
+        }
     }
 
     /// Whether this node may publish the will of the session `client_id`
@@ -360,15 +539,177 @@ impl Ownership {
     }
 }
 
-/// The single-node rules refuse `principal` the session of the record's
+/// Wait until the interest this node has now is confirmed (NATS has its
+/// subscriptions, the other nodes acknowledged), as long as a SUBACK would.
+async fn interest_known(cluster: &Cluster) {
+    let ticket = cluster.interest_ticket();
+    if ticket == 0 {
+        return;
+    }
+    let wake = Arc::new(crate::wake::Wake::new());
+    cluster.interest.notify_when_confirmed(ticket, &wake);
+    let wait = super::remote_interest::ACK_WAIT + Duration::from_secs(1);
+    let _ = tokio::time::timeout(wait, async {
+        while !cluster.interest.is_confirmed(ticket) {
+            wake.notified().await;
+        }
+    })
+    .await;
+}
+
+/// A session of `client_id` ended on this node (expiry, expiry 0 at
+/// disconnect, its user removed): its record goes, if this node wrote it
+/// and it is still this node's.
+pub fn session_ended(cluster: &Arc<Cluster>, client_id: &Arc<str>) {
+    let own = &cluster.sessions;
+    if !own.registered.lock().contains(client_id) {
+        return;
+    }
+    let Some(broker) = own.broker.get().and_then(Weak::upgrade) else {
+        return;
+    };
+    let cluster = Arc::clone(cluster);
+    let client_id = Arc::clone(client_id);
+    tokio::spawn(async move { release(&broker, &cluster, client_id).await });
+}
+
+/// Delete the record of `client_id` if no session of it is here and the
+/// record is this node's, at the revision read (a node that took it over
+/// meanwhile keeps it).
+async fn release(broker: &Broker, cluster: &Cluster, client_id: Arc<str>) {
+    let own = &cluster.sessions;
+    let _gate = own.gates.lock(&client_id).await;
+    if broker.sessions.lock().contains_key(&client_id) {
+        // A newer session of the same client id here: the record is its.
+        return;
+    }
+    if !own.registered.lock().remove(&client_id) {
+        return;
+    }
+    let key = key_of(&client_id);
+    let Some(kv) = own.kv() else {
+        own.orphans.lock().insert(client_id);
+        return;
+    };
+    let revision = match read(&kv, &key).await {
+        Ok((revision, Some(r))) if r.node == *own.node_id => revision,
+        Ok((_, r)) => {
+            tracing::debug!(client_id = &*client_id, record = ?r, "cluster: session ended; its record is not this node's");
+            return;
+        }
+        Err(_) => {
+            own.orphans.lock().insert(client_id);
+            return;
+        }
+    };
+    match delete(&kv, &key, revision).await {
+        Ok(true) => {
+            own.deleted.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                client_id = &*client_id,
+                "cluster: session ended; its record deleted"
+            );
+        }
+        Ok(false) => {
+            tracing::debug!(
+                client_id = &*client_id,
+                "cluster: session ended; its record changed meanwhile"
+            );
+        }
+        Err(_) => {
+            own.orphans.lock().insert(client_id);
+        }
+    }
+}
+
+/// Any node: another node announced a connection of its client id. A clean
+/// session of that id here is taken over, unless its connection is the
+/// newer one (and if the single-node rules let the newcomer); a session
+/// that outlives its connection is dropped if the ownership record names
+/// another node now. A connect of that id under way here is judged once it
+/// attached.
+pub fn on_announce(broker: &Arc<Broker>, cluster: &Arc<Cluster>, msg: &async_nats::Message) {
+    let Ok(a) = crate::persist::record::decode::<handover::Announce>(&msg.payload) else {
+        return;
+    };
+    if *a.node == *cluster.node_id {
+        return;
+    }
+    let own = &cluster.sessions;
+    own.clock.observe(a.stamp);
+    if !broker.sessions.lock().contains_key(a.client_id.as_str())
+        && !own.gates.is_busy(&a.client_id)
+    {
+        return;
+    }
+    let broker = Arc::clone(broker);
+    let cluster = Arc::clone(cluster);
+    tokio::spawn(async move {
+        let own = &cluster.sessions;
+        // Judged once a connect under way here attached (or, if it takes
+        // too long, as things are).
+        let _gate = own.gates.lock_within(&a.client_id, GATE_WAIT).await;
+        let (persistent, stamp) = match broker.sessions.lock().get(a.client_id.as_str()) {
+            None => return,
+            Some(s) => {
+                let st = s.state.lock();
+                (!st.expiry.is_zero(), st.attached.as_ref().map(|c| c.stamp))
+            }
+        };
+        if persistent {
+            if !own.may_fire_will(&a.client_id).await {
+                if let HandOff::Gone(_) =
+                    lifecycle::hand_off(&broker, &a.client_id, None, false, Moved::Lost, false)
+                {
+                    own.registered.lock().remove(a.client_id.as_str());
+                    tracing::info!(client_id = %a.client_id, node = %a.node, "session owned by another node now; dropped here");
+                }
+            }
+            return;
+        }
+        // A session that outlives its connection wins over a clean one
+        // while it holds the record (this clean connect may have taken it
+        // over since: then it stays); between two clean ones the later
+        // stamp does.
+        let stays = if a.persistent {
+            !own.names(&a.client_id, &a.node).await
+        } else {
+            stamp.is_some_and(|s| clock::newer((s, &cluster.node_id), (a.stamp, &a.node)))
+        };
+        if stays {
+            tracing::info!(client_id = %a.client_id, node = %a.node, "a connection on another node at the same time; this newer one stays");
+            return;
+        }
+        let newcomer = handover::owner_key(a.username.as_deref());
+        let gone = lifecycle::hand_off(
+            &broker,
+            &a.client_id,
+            Some(&newcomer),
+            false,
+            Moved::HandedOver,
+            true,
+        );
+        match gone {
+            HandOff::Gone(_) => {
+                tracing::info!(client_id = %a.client_id, node = %a.node, "connection taken over by a connection on another node")
+            }
+            HandOff::Refused => {
+                tracing::info!(client_id = %a.client_id, node = %a.node, username = %newcomer, "another user connected with this client id on another node; this connection stays")
+            }
+            HandOff::NoSession => {}
+        }
+    });
+}
+
+/// The single-node rules refuse `newcomer` the session of the record's
 /// user (when its node cannot be asked, the record still says whose it is).
-fn refused_by_record(broker: &Broker, current: &Record, principal: &Principal) -> bool {
+fn refused_by_record(broker: &Broker, current: &Record, newcomer: &OwnerKey) -> bool {
     let owner = current
         .user
         .as_deref()
         .map_or(OwnerKey::Anonymous, |u| OwnerKey::User(Arc::from(u)));
     let takeover = broker.config().sessions.takeover;
-    lifecycle::takeover_rule(takeover, &owner, &OwnerKey::of(principal)) == TakeoverRule::Refuse
+    lifecycle::takeover_rule(takeover, &owner, newcomer) == TakeoverRule::Refuse
 }
 
 /// The local session of `client_id`, if any, refuses `newcomer` by the
@@ -381,21 +722,37 @@ fn local_refusal(broker: &Broker, client_id: &str, newcomer: &OwnerKey) -> bool 
 }
 
 /// The record of `key` and its revision (0: none; a deleted one's
-/// revision otherwise), or Unavailable.
+/// revision otherwise), or Unavailable. Read from the stream's leader, not
+/// with a direct get: on a NATS cluster a direct get may be answered by a
+/// replica a write behind, and a node would act on an owner that changed
+/// (the compare-and-swap keeps the writes right, not the decisions taken
+/// on a read alone, such as yielding a session).
 async fn read(kv: &kv::Store, key: &str) -> Result<(u64, Option<Record>), Refusal> {
-    let entry = match tokio::time::timeout(KV_WAIT, kv.entry(key)).await {
-        Ok(Ok(entry)) => entry,
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let subject = format!("{}{key}", kv.prefix);
+    let last = kv.stream.get_last_raw_message_by_subject(&subject);
+    let msg = match tokio::time::timeout(KV_WAIT, last).await {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(err)) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {
+            return Ok((0, None));
+        }
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "cluster: session record unreadable");
             return Err(Refusal::Unavailable);
         }
         Err(_) => return Err(Refusal::Unavailable),
     };
-    Ok(match entry {
-        None => (0, None),
-        Some(e) if e.operation != kv::Operation::Put => (e.revision, None),
-        Some(e) => (e.revision, serde_json::from_slice(&e.value).ok()),
-    })
+    // A KV delete or purge (an operator's `nats kv del`) leaves a marker.
+    let removed = msg
+        .headers
+        .get("KV-Operation")
+        .is_some_and(|op| op.as_str() != "PUT");
+    let record = if removed {
+        None
+    } else {
+        serde_json::from_slice(&msg.payload).ok()
+    };
+    Ok((msg.sequence, record))
 }
 
 /// Write `record` if the key is still at `revision`: true when written,
@@ -407,6 +764,27 @@ async fn write(kv: &kv::Store, key: &str, record: &Record, revision: u64) -> Res
         Ok(Err(err)) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "cluster: session record not written");
+            Err(Refusal::Unavailable)
+        }
+        Err(_) => Err(Refusal::Unavailable),
+    }
+}
+
+/// Remove the record of `key` if it is still at `revision`: true when it
+/// was. A purge of the key's subject up to `revision` (inclusive): the
+/// bucket keeps one message per key, so this removes the record if and
+/// only if nobody wrote it since, and leaves no delete marker behind (a
+/// KV delete would leave one per client id ever seen).
+async fn delete(kv: &kv::Store, key: &str, revision: u64) -> Result<bool, Refusal> {
+    let purge = kv
+        .stream
+        .purge()
+        .filter(format!("{}{key}", kv.prefix))
+        .sequence(revision + 1);
+    match tokio::time::timeout(KV_WAIT, std::future::IntoFuture::into_future(purge)).await {
+        Ok(Ok(done)) => Ok(done.purged > 0),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "cluster: session record not deleted");
             Err(Refusal::Unavailable)
         }
         Err(_) => Err(Refusal::Unavailable),
@@ -461,6 +839,7 @@ const MAX_KEY: usize = 512;
 pub(super) async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>, client: async_nats::Client) {
     let own = &cluster.sessions;
     *own.client.lock() = Some(client.clone());
+    let _ = own.broker.set(Arc::downgrade(&broker));
     let mut requests = match client
         .subscribe(handover_subject(&cluster, &cluster.node_id))
         .await
@@ -492,18 +871,41 @@ pub(super) async fn run(broker: Arc<Broker>, cluster: Arc<Cluster>, client: asyn
             }
             msg = requests.next() => {
                 let Some(msg) = msg else { return };
-                handover::answer(&broker, &client, msg).await;
+                // Off this loop: an answer may wait for a connect under way.
+                let (broker, cluster, client) =
+                    (Arc::clone(&broker), Arc::clone(&cluster), client.clone());
+                tokio::spawn(async move { answer(&broker, &cluster, &client, msg).await });
             }
             msg = claims.next() => {
                 let Some(msg) = msg else { return };
-                handover::on_announce(&broker, &cluster, &msg);
+                on_announce(&broker, &cluster, &msg);
             }
         }
     }
 }
 
+/// Answer a takeover request (`let_go`).
+async fn answer(
+    broker: &Arc<Broker>,
+    cluster: &Cluster,
+    client: &async_nats::Client,
+    msg: async_nats::Message,
+) {
+    let Some(reply) = msg.reply else { return };
+    let request: Request = match crate::persist::record::decode(&msg.payload) {
+        Ok(r) => r,
+        Err(err) => {
+            tracing::debug!(error = %err, "cluster: unreadable takeover request");
+            return;
+        }
+    };
+    let answer = cluster.sessions.let_go(broker, &request).await;
+    handover::reply(client, reply, answer, &request.client_id).await;
+}
+
 /// Set up the bucket if it is not yet, then drop the sessions another node
-/// owns now and register those nobody does.
+/// owns now, register those nobody does, and delete the records of the
+/// sessions that ended while NATS was away.
 async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats::Client) {
     let own = &cluster.sessions;
     if own.kv.lock().is_none() {
@@ -530,6 +932,17 @@ async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats
         }
     }
     let Some(kv) = own.kv() else { return };
+    let orphans: Vec<Arc<str>> = own.orphans.lock().drain().collect();
+    if !orphans.is_empty() {
+        tracing::debug!(
+            sessions = orphans.len(),
+            "cluster: deleting the records of sessions that ended while NATS was away"
+        );
+    }
+    for client_id in orphans {
+        own.registered.lock().insert(Arc::clone(&client_id));
+        release(broker, cluster, client_id).await;
+    }
     let held: Vec<(Arc<str>, Option<String>)> = broker
         .sessions
         .lock()
@@ -547,30 +960,43 @@ async fn check(broker: &Arc<Broker>, cluster: &Arc<Cluster>, client: &async_nats
         .collect();
     let mut yielded = 0usize;
     for (client_id, user) in held {
+        let Some(_gate) = own.gates.lock_within(&client_id, GATE_WAIT).await else {
+            // A connect or takeover of it under way settles it.
+            continue;
+        };
+        if !broker.sessions.lock().contains_key(&client_id) {
+            continue;
+        }
         let key = key_of(&client_id);
         let Ok((revision, current)) = read(&kv, &key).await else {
             return;
         };
-        match current {
-            Some(r) if r.node == *own.node_id => {}
-            Some(r) => {
-                let gone = lifecycle::hand_off(broker, &client_id, None, false, Moved::Lost, false);
-                if matches!(gone, HandOff::Gone(_)) {
-                    yielded += 1;
-                    tracing::info!(client_id = &*client_id, owner = %r.node, epoch = r.epoch, "session owned by another node now; dropped here");
-                }
+        let mine = own.registered.lock().contains(&client_id);
+        let owner = match current {
+            Some(r) if r.node == *own.node_id => {
+                own.registered.lock().insert(client_id);
+                continue;
             }
+            Some(r) => r.node,
+            // This node wrote it and another deleted it since: another
+            // node took the session over while this one could not hear,
+            // and it ended there.
+            None if mine => "(none: ended on another node)".to_owned(),
             None => {
-                // Made before this node joined the cluster, or its record
-                // was removed: it is this node's.
-                let mine = Record {
-                    node: own.node_id.to_string(),
-                    epoch: 1,
-                    user,
-                    persistent: true,
-                };
-                let _ = write(&kv, &key, &mine, revision).await;
+                // Made before this node joined the cluster, or restored at
+                // start: it is this node's.
+                let record = own.record(1, user, true);
+                if let Ok(true) = write(&kv, &key, &record, revision).await {
+                    own.registered.lock().insert(client_id);
+                }
+                continue;
             }
+        };
+        own.registered.lock().remove(&client_id);
+        let gone = lifecycle::hand_off(broker, &client_id, None, false, Moved::Lost, false);
+        if matches!(gone, HandOff::Gone(_)) {
+            yielded += 1;
+            tracing::info!(client_id = &*client_id, owner = %owner, "session owned by another node now; dropped here");
         }
     }
     if yielded > 0 {

@@ -216,7 +216,11 @@ impl SessionStore for FjallStore {
             let m: StoredMessage = record::decode(&v)?;
             retained.push(m);
         }
-        Ok(Loaded { sessions, retained })
+        Ok(Loaded {
+            sessions,
+            retained,
+            expired: Vec::new(),
+        })
     }
 
     fn disk_bytes(&self) -> u64 {

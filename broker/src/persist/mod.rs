@@ -109,6 +109,9 @@ impl Op {
 pub struct Loaded {
     pub sessions: Vec<LoadedSession>,
     pub retained: Vec<StoredMessage>,
+    /// The client ids of the sessions dropped at load, their expiry past
+    /// (`expiry::purge`): a cluster node gives up their ownership records.
+    pub expired: Vec<Arc<str>>,
 }
 
 /// One session and its deliveries, in `seq` order.

@@ -210,7 +210,11 @@ impl SessionStore for SqliteStore {
             let m: StoredMessage = record::decode(&row.get::<_, Vec<u8>>(0)?)?;
             retained.push(m);
         }
-        Ok(Loaded { sessions, retained })
+        Ok(Loaded {
+            sessions,
+            retained,
+            expired: Vec::new(),
+        })
     }
 
     fn disk_bytes(&self) -> u64 {

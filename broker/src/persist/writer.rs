@@ -164,6 +164,13 @@ impl Persister {
     ) -> Result<(Persister, Loaded), PersistError> {
         let mut loaded = store.load()?;
         let purge = expiry::purge(&mut loaded, expiry::now_ms());
+        loaded.expired = purge
+            .iter()
+            .filter_map(|op| match op {
+                Op::RemoveSession { client_id } => Some(Arc::clone(client_id)),
+                _ => None,
+            })
+            .collect();
         if !purge.is_empty() {
             store.apply(&purge)?;
             store.sync()?;

@@ -434,6 +434,9 @@ async fn admit(
     let (keep_alive, server_keep_alive) =
         negotiate_keepalive(connect.keep_alive, limits.max_keepalive);
 
+    // Held until the session is attached (the client id's lock on a
+    // cluster node: see `cluster::gate`).
+    let mut admitted = None;
     if let Some(cluster) = broker.cluster() {
         let claim = crate::cluster::ownership::Claim {
             principal: &principal,
@@ -441,7 +444,7 @@ async fn admit(
             persistent: expiry_secs > 0,
             clean_start: connect.clean_start,
         };
-        cluster
+        let held = cluster
             .sessions
             .before_attach(broker, cluster, claim)
             .await
@@ -458,6 +461,7 @@ async fn admit(
                     }
                 }
             })?;
+        admitted = Some(held);
     }
     let conn_id = broker.next_conn_id();
     let wake = Arc::new(Wake::new());
@@ -466,6 +470,7 @@ async fn admit(
         wake: Arc::clone(&wake),
         protocol: version,
         since_ms: crate::observe::audit::timestamp_ms(),
+        stamp: admitted.as_ref().map_or(0, |a| a.stamp),
     };
     let request = AttachRequest {
         connect: &connect,
@@ -476,7 +481,9 @@ async fn admit(
         token: token.clone(),
     };
     let listener_name = Arc::clone(&peer.listener);
-    let (session, session_present) = lifecycle::attach(broker, request).map_err(|_| {
+    let attached = lifecycle::attach(broker, request);
+    drop(admitted);
+    let (session, session_present) = attached.map_err(|_| {
         refused(&"client id in use by another user's session");
         broker.stats.auth.inc(("failure", "client_id_in_use"));
         identifier_rejected(version)

@@ -395,7 +395,17 @@ pub fn end_if_current(broker: &Broker, session: &Arc<Session>, generation: u64) 
         session,
         &mut st,
     );
+    drop((st, router, sessions));
+    cluster_ended(broker, session);
     true
+}
+
+/// On a cluster node, a session that ended here gives up its ownership
+/// record (`cluster::ownership`).
+fn cluster_ended(broker: &Broker, session: &Session) {
+    if let Some(cluster) = broker.cluster() {
+        crate::cluster::ownership::session_ended(cluster, &session.client_id);
+    }
 }
 
 /// The session's user was removed or disabled: kick the attached
@@ -422,6 +432,8 @@ pub fn revoke(broker: &Broker, session: &Arc<Session>) {
         session,
         &mut st,
     );
+    drop((st, router, sessions));
+    cluster_ended(broker, session);
 }
 
 /// Shutdown: wake every attached connection, which then sees the flag

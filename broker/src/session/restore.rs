@@ -37,6 +37,9 @@ pub async fn restore(broker: &Arc<Broker>, loaded: Loaded) {
             store.set(&Arc::clone(&msg.topic), msg);
         }
     }
+    for client_id in &loaded.expired {
+        ended_while_down(broker, client_id);
+    }
     let mut restored = 0usize;
     let mut messages = 0usize;
     let mut users = Users::default();
@@ -115,6 +118,14 @@ async fn owner_now(
     Ok((version, now))
 }
 
+/// On a cluster node, a stored session that ended while the node was down
+/// gives up its ownership record once NATS answers.
+fn ended_while_down(broker: &Broker, client_id: &str) {
+    if let Some(cluster) = broker.cluster() {
+        cluster.sessions.ended_while_down(client_id);
+    }
+}
+
 /// What became of one stored session.
 enum Restored {
     Yes,
@@ -136,6 +147,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
     let compiled = match owner_now(broker, users, &stored.owner).await {
         Ok((_, None)) => {
             tracing::info!(%client_id, owner = ?stored.owner, "stored session dropped: its user was removed or disabled");
+            ended_while_down(broker, &client_id);
             broker.persist.submit(Op::RemoveSession {
                 client_id: client_id.into(),
             });
@@ -158,6 +170,7 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
         },
     };
     let Some(remaining) = remaining_expiry(&stored) else {
+        ended_while_down(broker, &client_id);
         broker.persist.submit(Op::RemoveSession {
             client_id: client_id.into(),
         });

@@ -122,6 +122,9 @@ pub struct Attachment {
     pub protocol: ProtocolVersion,
     /// When this connection logged in (unix ms), for the admin API.
     pub since_ms: u64,
+    /// On a cluster node, the connection's claim stamp (`cluster::clock`):
+    /// which of two connections of one client id on two nodes is newer.
+    pub stamp: u64,
 }
 
 /// Where an outbound QoS 1/2 message is in its handshake.
@@ -283,6 +286,7 @@ impl SessionState {
                 wake: Arc::new(Wake::new()),
                 protocol,
                 since_ms: 0,
+                stamp: 0,
             },
             principal,
             policy,

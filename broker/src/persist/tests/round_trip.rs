@@ -55,6 +55,7 @@ fn round_trip_every_record_type<S: SessionStore>(open: impl Fn(&Path) -> S) {
             ],
         }],
         retained: vec![retained],
+        expired: Vec::new(),
     };
     assert_eq!(loaded, expected);
 }
