@@ -216,6 +216,9 @@ impl Pacing {
                 wait = ?OUTBOX_STALL,
                 "cluster: NATS took nothing from the full outbox; local publishes stay local until it moves"
             );
+            // The other waiting publishers stop waiting now, not at their
+            // own deadlines.
+            self.wake_all();
         }
     }
 }
