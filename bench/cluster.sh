@@ -19,13 +19,21 @@
 # and 3 run): what it costs NATS now. DURABLE=1 (default) repeats the QoS 1
 # runs with `cluster.durable_qos: true`.
 #
-# usage: bench/cluster.sh   (env: SECS SUBS NO_BUILD KEEP DURABLE OUT)
+# ROUNDS (default 3) repeats everything, interleaved (round 1: 1 node, 3
+# nodes, durable_qos; round 2: the same again; …), so that a change in the
+# machine's load hits every setup alike; the table shows the median of the
+# rounds per setup and scenario (each run's line, with its round, is in
+# $OUT).
+#
+# usage: bench/cluster.sh   (env: SECS ROUNDS SUBS NO_BUILD KEEP DURABLE OUT
+#                            WARDEN BENCH)
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and
 # /usr/sbin/nats-server. Writes JSON lines to $OUT (bench/last-cluster.jsonl).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-3}
 SUBS=${SUBS:-50}
 DURABLE=${DURABLE:-1}
 OUT=${OUT:-$ROOT/bench/last-cluster.jsonl}
@@ -134,16 +142,17 @@ run() { # label nodes durable scenario qos [warden-bench args…]
     line=$("$BENCH" "$scenario" --port "${PORTS[0]}" --user-prefix '' --topic 'load/{user}/t' \
         --qos "$qos" --secs "$SECS" --subs "$SUBS" --client-prefix "c$RANDOM" "$@")
     t1=$(cpu_ticks "${NODE_PIDS[@]}" "$NATS_PID")
-    python3 - "$line" "$label" "$nodes" "$durable" "$load" "$((t1 - t0))" "$(getconf CLK_TCK)" \
+    python3 - "$line" "$label" "$nodes" "$durable" "$ROUND" "$load" "$((t1 - t0))" "$(getconf CLK_TCK)" \
         "$(($(varz in_bytes) - in_b0))" "$(($(varz out_bytes) - out_b0))" \
         "$(($(varz in_msgs) - in_m0))" "$(($(varz out_msgs) - out_m0))" <<'PY' | tee -a "$OUT"
 import json, sys
 r = json.loads(sys.argv[1])
-label, nodes, durable, load, ticks, hz, in_b, out_b, in_m, out_m = sys.argv[2:]
+label, nodes, durable, rnd, load, ticks, hz, in_b, out_b, in_m, out_m = sys.argv[2:]
 pub = max(r.get("published") or 0, 1)
 msgs = max(r.get("msgs") or 0, 1)
 r.update({
-    "label": label, "nodes": int(nodes), "durable_qos": durable == "1",
+    "label": label, "nodes": int(nodes), "durable_qos": durable == "1", "round": int(rnd),
+    "delivered_per_pub": (r.get("msgs") or 0) / pub,
     "load_avg": load,
     "cpu_us_per_msg_all": int(ticks) / int(hz) * 1e6 / msgs,
     "nats_in_bytes_per_pub": int(in_b) / pub, "nats_out_bytes_per_pub": int(out_b) / pub,
@@ -159,45 +168,58 @@ psql_rules() {
     "$WARDEN" -c "$WORK/node1/w.yaml" acl add --everyone --allow publish,subscribe,receive 'load/#' >/dev/null
 }
 
-log "1 node (no cluster)"
-start_nodes 1 0 0
-psql_rules
-for q in 0 1; do
-    run "1 node" 1 0 fanin $q --filter 'load/+/t'
-    run "1 node" 1 0 fanout $q
-done
-run "1 node" 1 0 latency 1 --rate 1000
-stop_nodes
-
-log "3 nodes, core NATS"
-start_nodes 3 1 0
-for q in 0 1; do
-    run "3 nodes" 3 0 fanin $q --filter 'load/+/t' --pub-ports "${PORTS[0]},${PORTS[1]}" --sub-ports "${PORTS[2]}"
-    run "3 nodes" 3 0 fanout $q --sub-ports "${PORTS[1]},${PORTS[2]}"
-done
-run "3 nodes" 3 0 latency 1 --rate 1000 --sub-ports "${PORTS[1]}"
-# No remote subscriber: publisher and subscriber on node 1, nodes 2 and 3
-# running with no matching filter.
-SUBS=1 run "3 nodes, no remote subscriber" 3 0 fanout 0
-stop_nodes
-
-if [[ $DURABLE == 1 ]]; then
-    log "3 nodes, durable_qos"
-    start_nodes 3 1 1
-    run "3 nodes durable_qos" 3 1 fanin 1 --filter 'load/+/t' --pub-ports "${PORTS[0]},${PORTS[1]}" --sub-ports "${PORTS[2]}"
-    run "3 nodes durable_qos" 3 1 fanout 1 --sub-ports "${PORTS[1]},${PORTS[2]}"
-    run "3 nodes durable_qos" 3 1 latency 1 --rate 1000 --sub-ports "${PORTS[1]}"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    log "round $ROUND/$ROUNDS: 1 node (no cluster)"
+    start_nodes 1 0 0
+    # The rules are in the shared store: once.
+    [[ $ROUND == 1 ]] && psql_rules
+    for q in 0 1; do
+        run "1 node" 1 0 fanin $q --filter 'load/+/t'
+        run "1 node" 1 0 fanout $q
+    done
+    run "1 node" 1 0 latency 1 --rate 1000
     stop_nodes
-fi
+
+    log "round $ROUND/$ROUNDS: 3 nodes, core NATS"
+    start_nodes 3 1 0
+    for q in 0 1; do
+        run "3 nodes" 3 0 fanin $q --filter 'load/+/t' --pub-ports "${PORTS[0]},${PORTS[1]}" --sub-ports "${PORTS[2]}"
+        run "3 nodes" 3 0 fanout $q --sub-ports "${PORTS[1]},${PORTS[2]}"
+    done
+    run "3 nodes" 3 0 latency 1 --rate 1000 --sub-ports "${PORTS[1]}"
+    # No remote subscriber: publisher and subscriber on node 1, nodes 2 and 3
+    # running with no matching filter.
+    SUBS=1 run "3 nodes, no remote subscriber" 3 0 fanout 0
+    stop_nodes
+
+    if [[ $DURABLE == 1 ]]; then
+        log "round $ROUND/$ROUNDS: 3 nodes, durable_qos"
+        start_nodes 3 1 1
+        run "3 nodes durable_qos" 3 1 fanin 1 --filter 'load/+/t' --pub-ports "${PORTS[0]},${PORTS[1]}" --sub-ports "${PORTS[2]}"
+        run "3 nodes durable_qos" 3 1 fanout 1 --sub-ports "${PORTS[1]},${PORTS[2]}"
+        run "3 nodes durable_qos" 3 1 latency 1 --rate 1000 --sub-ports "${PORTS[1]}"
+        stop_nodes
+    fi
+done
 
 python3 - "$OUT" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| setup | scenario | QoS | msg/s delivered | drops | p50 µs | p99 µs | CPU µs/msg (all nodes + NATS) | NATS bytes in / out per publish | load avg |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+groups = {}
 for r in rows:
-    f = lambda k, d=0: "" if r.get(k) is None else f"{r[k]:,.{d}f}"
-    print(f"| {r['label']} | {r['scenario']} | {r.get('qos')} | {f('msg_per_s')} | {r.get('drops', 0):,} "
+    groups.setdefault((r["label"], r["scenario"], r.get("qos")), []).append(r)
+def med(rs, k):
+    v = [r[k] for r in rs if r.get(k) is not None]
+    return statistics.median(v) if v else None
+print(f"Medians of {max(r['round'] for r in rows)} round(s) per row.")
+print()
+print("| setup | scenario | QoS | rounds | msg/s delivered | delivered / published | drops | p50 µs | p99 µs | CPU µs/msg (all nodes + NATS) | NATS bytes in / out per publish | load avg (round 1) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for (label, scenario, qos), rs in groups.items():
+    def f(k, d=0):
+        v = med(rs, k)
+        return "" if v is None else f"{v:,.{d}f}"
+    print(f"| {label} | {scenario} | {qos} | {len(rs)} | {f('msg_per_s')} | {f('delivered_per_pub', 3)} | {f('drops')} "
           f"| {f('p50_us')} | {f('p99_us')} | {f('cpu_us_per_msg_all', 1)} "
-          f"| {f('nats_in_bytes_per_pub', 1)} / {f('nats_out_bytes_per_pub', 1)} | {r['load_avg']} |")
+          f"| {f('nats_in_bytes_per_pub', 1)} / {f('nats_out_bytes_per_pub', 1)} | {rs[0]['load_avg']} |")
 PY

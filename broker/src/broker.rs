@@ -15,6 +15,8 @@ use warden_policy::{AclEngine, EngineOptions, QoS};
 
 use crate::auth::{CredentialCache, Verifier};
 use crate::authorize::Authorizer;
+use crate::cluster::pacing::Deferred;
+use crate::cluster::shared::Reserved;
 use crate::config::Config;
 use crate::login_cache::LoginCache;
 use crate::persist::{Op, Persister, Ticket};
@@ -30,6 +32,19 @@ pub struct Routed {
     /// The session store ticket the publisher's acknowledgement waits for
     /// (0: nothing was stored).
     pub ticket: Ticket,
+}
+
+/// What became of a local publish ([`Broker::publish_pending`]).
+#[derive(Debug)]
+pub struct Published {
+    pub routed: Routed,
+    /// The JetStream acknowledgement the publisher's PUBACK/PUBREC also
+    /// waits for (`cluster.durable_qos`, QoS 1/2).
+    pub pending: Option<Arc<crate::cluster::durable::PendingAck>>,
+    /// The message when it waits for room in the cluster's outbox: the
+    /// publisher holds it, unread, until it has its place
+    /// (`cluster::pacing`).
+    pub deferred: Option<Box<Deferred>>,
 }
 
 /// Everything the connection tasks share.
@@ -197,14 +212,16 @@ impl Broker {
     /// instead of loss). The returned ticket is what the publisher's
     /// acknowledgement waits for: the message is in the session store for
     /// every persistent session (and as the retained message) once it is
-    /// durable.
+    /// durable. On a cluster node, the message when it waits for room in
+    /// the outbox (the caller holds it, `cluster::pacing`).
     pub fn publish(
         &self,
         msg: Arc<Message>,
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
-    ) -> Routed {
-        self.publish_pending(msg, publisher, congested).0
+    ) -> (Routed, Option<Box<Deferred>>) {
+        let p = self.publish_pending(msg, publisher, congested);
+        (p.routed, p.deferred)
     }
 
     /// [`Broker::publish`], and the JetStream acknowledgement the
@@ -215,43 +232,62 @@ impl Broker {
         msg: Arc<Message>,
         publisher: Option<&SubKey>,
         congested: &mut Vec<Arc<Session>>,
-    ) -> (Routed, Option<Arc<crate::cluster::durable::PendingAck>>) {
+    ) -> Published {
         let ticket = if msg.retain {
             self.store_retained(&msg)
         } else {
             0
         };
         let Some(cluster) = self.cluster.get() else {
-            return (
-                self.route(&msg, publisher, congested, ticket, |_| true),
-                None,
-            );
+            return Published {
+                routed: self.route(&msg, publisher, congested, ticket, |_| true),
+                pending: None,
+                deferred: None,
+            };
         };
         // durable_qos: a QoS 1/2 message goes to other nodes through the
         // JetStream stream (one consumer per node), and its shared groups
         // are served on every node that has members (docs/cluster.md).
         if let Some(pending) = cluster.submit_durable(&msg) {
             let routed = self.route(&msg, publisher, congested, ticket, |_| true);
-            return (routed, Some(pending));
+            return Published {
+                routed,
+                pending: Some(pending),
+                deferred: None,
+            };
         }
-        // A slot in the outbox when another node wants the message. Shared
-        // groups that other nodes also have members of are then served
-        // through NATS queue groups (this node's own queue subscription
-        // included), the others here; the message names those served here
-        // so that no other node serves them again (cluster/shared.rs).
-        let slot = cluster.reserve(&msg);
+        // A slot in the outbox when another node wants the message (or a
+        // wait for one when it is full). Shared groups that other nodes
+        // also have members of are then served through NATS queue groups
+        // (this node's own queue subscription included), the others here;
+        // the message names those served here so that no other node
+        // serves them again (cluster/shared.rs).
+        let reserved = cluster.reserve(&msg);
+        let goes = reserved.goes();
         let mut served = Vec::new();
         let routed = self.route(&msg, publisher, congested, ticket, |queue| {
-            let here = slot.is_none() || cluster.serves_here(queue);
-            if here && slot.is_some() {
+            let here = !goes || cluster.serves_here(queue);
+            if here && goes {
                 served.push(queue);
             }
             here
         });
-        if let Some(slot) = slot {
-            slot.send(served);
+        let deferred = match reserved {
+            Reserved::Local => None,
+            Reserved::Slot(slot) => {
+                slot.send(served);
+                None
+            }
+            Reserved::Full(mut d) => {
+                d.set_served(served);
+                Some(d)
+            }
+        };
+        Published {
+            routed,
+            pending: None,
+            deferred,
         }
-        (routed, None)
     }
 
     /// Route a message another node published (`cluster`), as it came on

@@ -106,6 +106,19 @@ impl NatsServer {
         }
     }
 
+    /// Send the server `signal` (`STOP`: it keeps its connections open
+    /// and reads nothing, as a hung server; `CONT`: it goes on).
+    pub fn signal(&self, signal: &str) {
+        let Some(child) = &self.child else {
+            panic!("nats-server is not running");
+        };
+        let status = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
     /// Start it again on the same ports.
     pub fn resume(&mut self) {
         let store: PathBuf = self.dir.path().join("store");

@@ -6,7 +6,9 @@
 //!   right is checked here, on its own node), and wakes the policy registry
 //!   when another node announces a policy change.
 //! - The publishing task drains the outbox: it encodes each local publish
-//!   (`envelope.rs`) and hands it to async-nats, which batches the writes.
+//!   (`envelope.rs`) and hands it to async-nats, which batches the writes;
+//!   each batch it takes wakes the publishers waiting for room
+//!   (`pacing.rs`).
 //! - The connection's events (down, up) are handled as they come, in the
 //!   async-nats event task: the outage and the recovery are each logged
 //!   once, and SUBACKs stop waiting for a server that is not there.
@@ -361,6 +363,8 @@ async fn publish_loop(
     let js = async_nats::jetstream::new(control);
     let mut batch = Vec::with_capacity(64);
     while outgoing.recv_many(&mut batch, 64).await > 0 {
+        // Room freed: publishers waiting for it look again (`pacing.rs`).
+        cluster.pacing.moved();
         for out in batch.drain(..) {
             let (subject, payload) = match out {
                 Outgoing::Message(msg, seq) => match message(&cluster, &msg, seq, &[]) {
@@ -480,6 +484,9 @@ fn on_event(cluster: &Cluster, event: async_nats::Event) {
         }
         Event::Disconnected => {
             cluster.interest.set_connected(false);
+            // Publishers waiting for room in the outbox stop waiting: their
+            // messages stay local during the outage (`pacing.rs`).
+            cluster.pacing.wake_all();
             if !cluster.outage.swap(true, Ordering::AcqRel) {
                 tracing::warn!(
                     node = %cluster.node_id,

@@ -72,6 +72,18 @@ pub fn register(r: &mut Registry, cluster: &Cluster) {
     );
     counter(
         r,
+        "cluster_outbox_waits",
+        "Local publishes that found the outbox to NATS full and paused their publisher until it had room",
+        &cluster.pacing.waits,
+    );
+    counter(
+        r,
+        "cluster_outbox_stalls",
+        "Times the full outbox took nothing for 2 s (NATS not reading): publishes stayed local until it moved",
+        &cluster.pacing.stalls,
+    );
+    counter(
+        r,
         "cluster_slow_consumer",
         "Times NATS reported this node too slow for a subscription (messages were dropped)",
         &s.slow,

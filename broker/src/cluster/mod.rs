@@ -23,6 +23,8 @@
 //! - [`remote_interest`]: the other nodes' interest, so that a message no
 //!   other node wants is not sent; SUBACKs wait until the others know.
 //! - [`shared`]: shared subscriptions as NATS queue groups.
+//! - [`pacing`]: a full outbox pauses the local publisher instead of
+//!   dropping its message (while NATS is up).
 //! - [`retained`]: retained messages in a JetStream stream, cached on
 //!   every node.
 //!
@@ -39,6 +41,7 @@ pub mod interest;
 mod link;
 pub mod metrics;
 pub mod ownership;
+pub mod pacing;
 pub mod remote_interest;
 pub mod retained;
 pub mod shared;
@@ -58,9 +61,11 @@ use crate::shutdown::Shutdown;
 pub use interest::Interest;
 pub use subject::{Subjects, MAX_SUBJECT};
 
-/// Messages waiting for the NATS connection; past this many (NATS is down
-/// or slower than the publishers), further ones stay local and are counted.
-const OUTBOX: usize = 16 * 1024;
+/// Messages waiting for the NATS connection by default
+/// (`cluster.outbox_capacity`); past this many, a publisher waits for room
+/// while NATS is up, and its message stays local (counted) while NATS is
+/// down (`pacing.rs`).
+pub const OUTBOX: usize = 16 * 1024;
 
 /// What the publishing task sends.
 #[derive(Debug)]
@@ -118,17 +123,11 @@ pub struct Cluster {
     pub sessions: ownership::Ownership,
     /// `cluster.durable_qos`: QoS 1/2 through JetStream.
     pub durable: Option<Arc<durable::Durable>>,
+    /// Publishers waiting for room in the outbox.
+    pub pacing: pacing::Pacing,
 }
 
 impl Cluster {
-    /// Hand a local publish to NATS. Never waits: when the outbox is full
-    /// the message stays local (counted). `$SYS` topics describe this node
-    /// and stay here.
-    pub fn forward(&self, msg: &Arc<Message>) {
-        if let Some(slot) = self.reserve(msg) {
-            slot.send(Vec::new());
-        }
-    }
     /// With `cluster.durable_qos`, a local QoS 1/2 publish goes to the
     /// JetStream stream instead of the outbox, and the publisher's
     /// acknowledgement waits for the returned handle; `None` otherwise.
@@ -175,7 +174,7 @@ impl Cluster {
 /// restored), so that every filter's interest is reported.
 pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -> Arc<Cluster> {
     let (interest, changes) = Interest::new();
-    let (outbox, outgoing) = mpsc::channel(OUTBOX);
+    let (outbox, outgoing) = mpsc::channel(config.outbox_capacity);
     let cluster = Arc::new(Cluster {
         node_id: Arc::from(config.node_id.as_str()),
         subjects: Subjects::new(&config.cluster_name),
@@ -196,6 +195,7 @@ pub fn start(broker: &Arc<Broker>, config: &ClusterConfig, shutdown: Shutdown) -
         durable: config
             .durable_qos
             .then(|| Arc::new(durable::Durable::new(config))),
+        pacing: pacing::Pacing::default(),
     });
     broker.router.write().set_interest_sink(interest);
     broker.set_cluster(Arc::clone(&cluster));

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::Permit;
 
+use super::pacing::Deferred;
 use super::{Cluster, Outgoing, MAX_SUBJECT};
 use crate::session::message::Message;
 
@@ -49,17 +50,37 @@ impl Slot<'_> {
     }
 }
 
+/// Whether and how a local publish goes to NATS.
+pub enum Reserved<'a> {
+    /// It does not: no other node wants it, or it cannot go (counted).
+    Local,
+    /// It has its place in the outbox.
+    Slot(Slot<'a>),
+    /// The outbox is full and NATS is up: the publisher waits with it
+    /// (`pacing.rs`).
+    Full(Box<Deferred>),
+}
+
+impl Reserved<'_> {
+    /// Whether the message goes to NATS (now or once it has room).
+    pub fn goes(&self) -> bool {
+        !matches!(self, Reserved::Local)
+    }
+}
+
 impl Cluster {
     /// A place in the outbox for `msg` if it is to go to NATS: another node
-    /// may want it, its topic fits in a subject, it is not a `$SYS` topic,
-    /// and the outbox has room (counted when it has not).
-    pub fn reserve(&self, msg: &Arc<Message>) -> Option<Slot<'_>> {
+    /// may want it, its topic fits in a subject, and it is not a `$SYS`
+    /// topic. When the outbox is full, the message waits with its
+    /// publisher while NATS is up, and stays local (counted) while it is
+    /// down.
+    pub fn reserve(&self, msg: &Arc<Message>) -> Reserved<'_> {
         if msg.topic.starts_with("$SYS/") || &*msg.topic == "$SYS" {
-            return None;
+            return Reserved::Local;
         }
         if !self.remote.wants(&msg.topic) {
             self.stats_ext.no_interest.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Reserved::Local;
         }
         // Escaping at most triples a level's bytes: measure only when
         // that could pass the limit.
@@ -67,17 +88,24 @@ impl Cluster {
             && self.subjects.topic(&msg.topic).len() > MAX_SUBJECT
         {
             self.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Reserved::Local;
         }
-        let Ok(permit) = self.outbox.try_reserve() else {
-            self.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        Some(Slot {
-            permit,
-            msg: Arc::clone(msg),
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
-        })
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        match self.outbox.try_reserve() {
+            Ok(permit) => Reserved::Slot(Slot {
+                permit,
+                msg: Arc::clone(msg),
+                seq,
+            }),
+            Err(_) if self.pacing.should_wait(self.interest.is_connected()) => {
+                self.pacing.waits.fetch_add(1, Ordering::Relaxed);
+                Reserved::Full(Deferred::new(msg, seq))
+            }
+            Err(_) => {
+                self.stats.not_forwarded.fetch_add(1, Ordering::Relaxed);
+                Reserved::Local
+            }
+        }
     }
 
     /// Whether a message going to NATS should still be given to the local

@@ -22,6 +22,7 @@ pub struct RawCluster {
     pub durable_max_age: Option<super::types::HumanDuration>,
     pub durable_ack_timeout: Option<super::types::HumanDuration>,
     pub durable_replicas: Option<usize>,
+    pub outbox_capacity: Option<usize>,
 }
 
 /// A node of a Warden cluster (docs/cluster.md).
@@ -43,6 +44,9 @@ pub struct ClusterConfig {
     pub durable_ack_timeout: Duration,
     /// Copies of the stream JetStream keeps (1 to 5, at most the servers).
     pub durable_replicas: usize,
+    /// Messages the outbox to NATS holds (advanced; tests make it small
+    /// to fill it fast). Past it, publishers wait (`cluster/pacing.rs`).
+    pub outbox_capacity: usize,
 }
 
 /// Default for [`ClusterConfig::cluster_name`].
@@ -55,6 +59,10 @@ pub const DEFAULT_DURABLE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Default for [`ClusterConfig::durable_ack_timeout`]: a JetStream
 /// acknowledgement takes a millisecond or two when healthy.
 pub const DEFAULT_DURABLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest `outbox_capacity`: each place may hold a message, and the
+/// channel's memory is taken as it fills.
+const MAX_OUTBOX: usize = 1 << 20;
 
 /// The longest cluster name or node id: both travel in subjects and
 /// connection names, where every byte counts per message.
@@ -131,6 +139,13 @@ pub(super) fn build(
             "must be 1 to 5 (JetStream's limit), at most the NATS servers".to_owned(),
         ));
     }
+    let outbox_capacity = raw.outbox_capacity.unwrap_or(crate::cluster::OUTBOX);
+    if !(1..=MAX_OUTBOX).contains(&outbox_capacity) {
+        return Err(err(
+            Some("outbox_capacity"),
+            format!("must be 1 to {MAX_OUTBOX} messages"),
+        ));
+    }
     Ok(Some(ClusterConfig {
         nats_urls,
         cluster_name,
@@ -139,6 +154,7 @@ pub(super) fn build(
         durable_max_age,
         durable_ack_timeout,
         durable_replicas,
+        outbox_capacity,
     }))
 }
 
@@ -198,6 +214,7 @@ mod tests {
         assert_eq!(cluster.nats_urls.len(), 2);
         assert!(!cluster.durable_qos);
         assert_eq!(cluster.durable_max_age, super::DEFAULT_DURABLE_MAX_AGE);
+        assert_eq!(cluster.outbox_capacity, 16 * 1024);
     }
 
     #[test]
@@ -214,6 +231,7 @@ mod tests {
             ("durable_max_age: 10ms", "cluster.durable_max_age"),
             ("durable_ack_timeout: 2m", "cluster.durable_ack_timeout"),
             ("durable_replicas: 0", "cluster.durable_replicas"),
+            ("outbox_capacity: 0", "cluster.outbox_capacity"),
         ] {
             let (got, at, _) = refused(&format!(
                 "{PG}cluster:\n  nats_urls: [\"nats://a:4222\"]\n  node_id: n1\n  {line}\n"

@@ -94,7 +94,8 @@ pub fn publish_all(broker: &Broker) {
             origin: Arc::from(ORIGIN),
             ack_gate: None,
         };
-        broker.publish(Arc::new(msg), None, &mut congested);
+        // `$SYS` stays on this node: never held for the cluster's outbox.
+        let _ = broker.publish(Arc::new(msg), None, &mut congested);
         // The broker does not wait for slow subscribers of its own numbers.
         congested.clear();
     }

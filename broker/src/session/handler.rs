@@ -173,6 +173,10 @@ pub struct Handler<S> {
     /// Subscribers our last publishes found congested: while any is, we stop
     /// reading from this client (TCP back-pressure), but keep sending to it.
     pub(crate) congested: Vec<Arc<Session>>,
+    /// A publish waiting for room in the cluster's outbox, with its
+    /// acknowledgement: while there is one, we stop reading from this
+    /// client too (`paced.rs`). Boxed: rare, and the task's size counts.
+    pub(crate) paced: Option<Box<crate::session::paced::Paced>>,
     /// The last `publish` decision, reused while the client publishes the
     /// same topic under the same policy.
     pub(crate) publish_memo: DecisionMemo,
@@ -228,6 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             alias_out_max: accepted.topic_alias_out,
             aliases_out: None,
             congested: Vec::new(),
+            paced: None,
             publish_memo: DecisionMemo::default(),
             held: None,
             publish_bucket: None,
@@ -247,6 +252,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         };
         // Keep alive no longer applies (a lingering connection reads on).
         self.wake.unwatch();
+        if self.paced.take().is_some() {
+            // It waited for the cluster's outbox and got no PUBACK: the
+            // client publishes it again if it must.
+            if let Some(c) = self.broker.cluster() {
+                c.stats
+                    .not_forwarded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         tracing::debug!(client_id = %self.session.client_id, ?end, "connection ended");
         let (end, linger) = Box::pin(self.finish(end)).await;
         if let Some(denied) = self.denied.as_deref_mut() {
@@ -294,6 +308,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if self.wake.is_expired() {
                 return End::KeepAliveTimeout;
             }
+            if let Err(end) = self.place_paced() {
+                return end;
+            }
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
             if reading {
                 if let Err(end) = self.handle_buffered() {
@@ -317,7 +334,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             };
             // The session store is behind: stop reading publishes too.
             let storage_busy = self.broker.persist.is_congested();
-            let paused = !self.congested.is_empty() || !reading || storage_busy;
+            // A publish waiting for room in the cluster's outbox: the same.
+            let paused =
+                !self.congested.is_empty() || !reading || storage_busy || self.paced.is_some();
             let polling = !self.congested.is_empty() || storage_busy;
             if let Some(held) = self.held.as_deref_mut() {
                 // Woken through the session's own wake-up when the store
@@ -327,12 +346,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
             }
             let token_at = self.token_deadline.as_deref().map(|t| t.0);
-            if polling || stalled_since.is_some() || token_at.is_some() {
+            // A paced publish is woken by the cluster's publishing task when
+            // the outbox moves; the timer only for its stall deadline.
+            if polling
+                || stalled_since.is_some()
+                || token_at.is_some()
+                || self.paced.as_deref().is_some_and(|p| p.until.is_some())
+            {
                 let now = Instant::now();
                 let want = [
                     polling.then(|| now + PAUSE_POLL),
                     stalled_since.map(|t| t + write_stall),
                     token_at,
+                    self.paced.as_deref().and_then(|p| p.until),
                 ]
                 .into_iter()
                 .flatten()
@@ -379,9 +405,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if self.conn.written() != before {
                 stalled_since = None;
             }
-            if !self.congested.is_empty() {
+            if !self.congested.is_empty() || self.paced.is_some() {
                 // The client's packets wait in the socket because other
-                // clients are behind: that is not a keep alive timeout. (A
+                // clients (or NATS) are behind: that is not a keep alive
+                // timeout. (A
                 // pause because this client does not read what it is sent
                 // does not reset it.)
                 self.wake.touch(self.broker.keepalive.now_ms());
@@ -418,7 +445,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     fn handle_buffered(&mut self) -> Result<(), End> {
         let mut heard = false;
         let result = loop {
-            if !self.congested.is_empty() {
+            if !self.congested.is_empty() || self.paced.is_some() {
                 break Ok(());
             }
             match self.conn.try_decode() {

@@ -12,6 +12,18 @@ use crate::authorize::{PublishVerdict, Who};
 use crate::session::handler::{End, Handler};
 use crate::session::message::{AckGate, Message};
 
+/// What the acknowledgement of a routed PUBLISH waits for.
+struct RoutedPublish {
+    /// The session store ticket.
+    ticket: crate::persist::Ticket,
+    /// The message, when the wait may end early through its [`AckGate`].
+    gated: Option<Arc<Message>>,
+    /// The JetStream acknowledgement (`cluster.durable_qos`).
+    pending: Option<Arc<crate::cluster::durable::PendingAck>>,
+    /// The message, when it waits for room in the cluster's outbox.
+    deferred: Option<Box<crate::cluster::pacing::Deferred>>,
+}
+
 fn violation(code: ReasonCode) -> End {
     End::Violation(code.value())
 }
@@ -127,18 +139,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             p.retain,
             self.version,
         );
-        let (code, mut ticket, gate, pending) = match verdict {
+        let (code, mut ticket, gate, pending, deferred) = match verdict {
             PublishVerdict::Allow => {
-                let (ticket, msg, pending) = self.route(topic, qos, p);
-                (0, ticket, msg, pending)
+                let r = self.route(topic, qos, p);
+                (0, r.ticket, r.gated, r.pending, r.deferred)
             }
-            PublishVerdict::Drop { ack_code } => (ack_code, 0, None, None),
+            PublishVerdict::Drop { ack_code } => (ack_code, 0, None, None, None),
             PublishVerdict::Disconnect => return Err(violation(ReasonCode::NOT_AUTHORIZED)),
         };
         match qos {
-            QoS::AtMostOnce => Ok(()),
+            QoS::AtMostOnce => match deferred {
+                Some(d) => self.hold_for_outbox(d, None),
+                None => Ok(()),
+            },
             QoS::AtLeastOnce => {
-                self.ack_durable(ticket, gate, pending, Packet::PubAck(ack(packet_id, code)))
+                let packet = Packet::PubAck(ack(packet_id, code));
+                match deferred {
+                    // The cluster's outbox is full: the PUBACK waits until
+                    // the message has its place (`paced.rs`).
+                    Some(d) => self.hold_for_outbox(d, Some((ticket, gate, packet))),
+                    None => self.ack_durable(ticket, gate, pending, packet),
+                }
             }
             QoS::ExactlyOnce => {
                 if code < 0x80 {
@@ -146,25 +167,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     // A restart must still know the id when PUBREL comes.
                     ticket = ticket.max(self.write_record());
                 }
-                self.ack_durable(ticket, None, pending, Packet::PubRec(ack(packet_id, code)))
+                let packet = Packet::PubRec(ack(packet_id, code));
+                match deferred {
+                    Some(d) => self.hold_for_outbox(d, Some((ticket, None, packet))),
+                    None => self.ack_durable(ticket, None, pending, packet),
+                }
             }
         }
     }
 
-    /// Hand an authorized PUBLISH to the router; the ticket its
-    /// acknowledgement waits for, the message when that wait may end
-    /// early through its [`AckGate`], and the JetStream acknowledgement it
-    /// also waits for (`cluster.durable_qos`).
-    fn route(
-        &mut self,
-        topic: Arc<str>,
-        qos: QoS,
-        p: Publish,
-    ) -> (
-        crate::persist::Ticket,
-        Option<Arc<Message>>,
-        Option<Arc<crate::cluster::durable::PendingAck>>,
-    ) {
+    /// Hand an authorized PUBLISH to the router.
+    fn route(&mut self, topic: Arc<str>, qos: QoS, p: Publish) -> RoutedPublish {
         let now = Instant::now();
         // Only a QoS 1 PUBACK is released by the subscribers: a retained
         // message must be on disk as the retained one, and a PUBREC also
@@ -181,11 +194,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
         let msg = Arc::new(msg);
-        let (routed, pending) =
+        let published =
             self.broker
                 .publish_pending(Arc::clone(&msg), Some(&self.key), &mut self.congested);
-        let ticket = routed.ticket;
-        (ticket, (gated && ticket != 0).then_some(msg), pending)
+        let ticket = published.routed.ticket;
+        RoutedPublish {
+            ticket,
+            gated: (gated && ticket != 0).then_some(msg),
+            pending: published.pending,
+            deferred: published.deferred,
+        }
     }
 
     pub(crate) fn on_pubrel(&mut self, packet_id: u16) -> Result<(), End> {

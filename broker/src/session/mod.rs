@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod linger;
 pub mod message;
 pub mod outbound;
+pub mod paced;
 pub mod reauth;
 pub mod restore;
 pub mod state;

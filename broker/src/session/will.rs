@@ -110,12 +110,17 @@ async fn publish_checked(broker: &Broker, session: &Arc<Session>, will: Will) {
         ack_gate: None,
     };
     tracing::debug!(client_id = %session.client_id, topic = %msg.topic, "publishing will");
-    // A will is published once; it does not wait for slow subscribers.
-    broker.publish(
+    // A will is published once; it does not wait for slow subscribers,
+    // but waits for room in the cluster's outbox while NATS is up, as a
+    // client's publish does.
+    let (_, deferred) = broker.publish(
         Arc::new(msg),
         Some(&SubKey(Arc::clone(session))),
         &mut Vec::new(),
     );
+    if let (Some(d), Some(cluster)) = (deferred, broker.cluster()) {
+        cluster.place_waiting(d).await;
+    }
 }
 
 /// Whether this node may publish the session's will: always on a single
