@@ -151,7 +151,7 @@ impl Ownership {
         cluster: &Cluster,
         claim: Claim<'_>,
     ) -> Result<(), Refusal> {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         let newcomer = OwnerKey::of(claim.principal);
         // A local session the single-node rules refuse this principal: the
         // attach refuses it, and nothing here may change first.
@@ -176,7 +176,7 @@ impl Ownership {
         cluster: &Cluster,
         claim: &Claim<'_>,
     ) -> Result<(), Refusal> {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         let key = key_of(client_id);
         let kv = self.kv().ok_or(Refusal::Unavailable)?;
         for _ in 0..CAS_TRIES {
@@ -184,7 +184,7 @@ impl Ownership {
             let mine = Record {
                 node: self.node_id.to_string(),
                 epoch: current.as_ref().map_or(1, |r| r.epoch + 1),
-                user: claim.principal.username.clone(),
+                user: claim.principal.username.as_deref().map(str::to_owned),
                 persistent: true,
             };
             let Some(current) = current else {
@@ -266,7 +266,7 @@ impl Ownership {
         cluster: &Cluster,
         claim: &Claim<'_>,
     ) -> Result<(), Refusal> {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         let Some(kv) = self.kv() else {
             return Ok(());
         };
@@ -287,7 +287,7 @@ impl Ownership {
         let mine = Record {
             node: self.node_id.to_string(),
             epoch: current.epoch + 1,
-            user: claim.principal.username.clone(),
+            user: claim.principal.username.as_deref().map(str::to_owned),
             persistent: false,
         };
         // Best effort: a clean session does not depend on NATS.
@@ -309,7 +309,7 @@ impl Ownership {
         };
         let request = Request {
             client_id: client_id.to_owned(),
-            username: claim.principal.username.clone(),
+            username: claim.principal.username.as_deref().map(str::to_owned),
             want_state,
             node: self.node_id.to_string(),
         };

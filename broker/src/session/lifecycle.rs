@@ -99,7 +99,7 @@ pub fn attach(
         .receive_maximum
         .map_or(usize::from(limits.receive_maximum.get()), usize::from);
     let client_max_packet = connect.properties.maximum_packet_size;
-    let client_id: Arc<str> = Arc::from(req.principal.client_id.as_str());
+    let client_id: Arc<str> = Arc::clone(&req.principal.client_id);
     let owner = OwnerKey::of(&req.principal);
     let mut sessions = broker.sessions.lock();
     if let Some(existing) = sessions.get(&client_id).cloned() {
@@ -214,7 +214,7 @@ fn resume(
     st.offline_since_ms = None;
     st.expiry = req.expiry;
     st.generation += 1;
-    st.send_quota = receive_max;
+    st.send_quota = crate::session::state::quota(receive_max);
     st.client_max_packet = max_packet;
     st.max_queue = max_queue;
     st.token = req.token;
@@ -358,7 +358,7 @@ pub fn hand_off(
 fn forget_stored(persist: &Persister, st: &mut SessionState) {
     if st.stored {
         persist.submit(Op::RemoveSession {
-            client_id: Arc::clone(&st.stored_id),
+            client_id: Arc::clone(&st.principal.client_id),
         });
         st.stored = false;
     }

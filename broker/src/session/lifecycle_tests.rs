@@ -29,8 +29,8 @@ async fn broker(takeover: Takeover) -> (tempfile::TempDir, Arc<Broker>) {
 
 fn request<'a>(broker: &Broker, connect: &'a Connect, user: &str, conn: u64) -> AttachRequest<'a> {
     let principal = Principal {
-        username: Some(user.to_owned()),
-        client_id: connect.client_id.clone(),
+        username: Some(user.into()),
+        client_id: connect.client_id.as_str().into(),
         ..Principal::default()
     };
     let policy = PolicyEngine::compile(
