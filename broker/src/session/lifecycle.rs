@@ -28,7 +28,6 @@
 //! holds, never to the left. The publish path takes router → state; the
 //! subscribe path takes router → state to check it is still attached.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +38,7 @@ use crate::broker::Broker;
 use crate::config::Takeover;
 use crate::persist::{Op, Persister, StoredDelivery, StoredSession};
 use crate::router::SubscriptionTrie;
+use crate::session::map::SessionMap;
 use crate::session::state::{
     Attachment, ConnId, Kick, Moved, OwnerKey, Session, SessionState, SubKey,
 };
@@ -225,12 +225,7 @@ fn resume(
 
 /// End a session at once, whoever is attached (called with the map locked).
 /// The attached connection, if any, is kicked with `why`.
-fn discard(
-    broker: &Broker,
-    sessions: &mut HashMap<Arc<str>, Arc<Session>>,
-    session: &Arc<Session>,
-    why: Kick,
-) {
+fn discard(broker: &Broker, sessions: &mut SessionMap, session: &Arc<Session>, why: Kick) {
     let mut router = broker.router.write();
     let mut st = session.state.lock();
     if let Some(old) = st.attached.take() {
@@ -245,7 +240,7 @@ fn discard(
 fn end_locked(
     persist: &Persister,
     router: &mut SubscriptionTrie<SubKey>,
-    sessions: &mut HashMap<Arc<str>, Arc<Session>>,
+    sessions: &mut SessionMap,
     session: &Arc<Session>,
     st: &mut SessionState,
 ) {
