@@ -1,8 +1,8 @@
-//! The packet loop of one admitted connection: a `select!` over inbound
+//! The packet loop of one admitted connection: one wait over inbound
 //! bytes, outbound bytes the socket has not taken yet, the session's
-//! wake-up (new deliveries, takeover, revocation, shutdown), keep alive and
-//! the write stall timer; then the ending: DISCONNECT reason, will, and
-//! session expiry.
+//! wake-up (new deliveries, takeover, revocation, shutdown, keep alive) and
+//! the loop's timer (write stall, congestion poll, token expiry); then the
+//! ending: DISCONNECT reason, will, and session expiry.
 //!
 //! No branch waits on the socket's write side alone, so a client that stops
 //! reading still meets keep alive, kicks, policy changes and shutdown, and
