@@ -4,7 +4,6 @@
 //!
 //! Connection tasks hold an `Arc<Broker>`; nothing here is global.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -69,7 +68,7 @@ pub struct Broker {
     pub persist: Persister,
     pub retained: RwLock<RetainedStore<Arc<Message>>>,
     /// Every session, online or persisted, by client id.
-    pub sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    pub sessions: Mutex<crate::session::map::SessionMap>,
     next_conn: AtomicU64,
     next_session: AtomicU64,
     /// The store's policy version the sessions were last compiled against.
@@ -140,7 +139,7 @@ impl Broker {
             router: RwLock::new(SubscriptionTrie::new()),
             persist,
             retained: RwLock::new(RetainedStore::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::default(),
             next_conn: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             policy_version: AtomicU64::new(0),

@@ -136,7 +136,7 @@ pub fn disconnect_revoked(broker: &Broker, listener: &str, set: &RevokedSet) -> 
     let mut kicked = 0;
     for session in sessions {
         let mut st = session.state.lock();
-        let revoked = st.principal.listener == listener
+        let revoked = *st.principal.listener == *listener
             && st.principal.cert.as_ref().is_some_and(|c| set.contains(c));
         if !revoked {
             continue;

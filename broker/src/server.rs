@@ -298,22 +298,26 @@ struct Slot {
     _counted: Box<Counted>,
 }
 
+/// 32 bytes, one allocation of that class per connection: the listener's
+/// count and the broker behind one shared pointer, not two.
 struct Counted {
-    listener: Arc<AtomicUsize>,
-    broker: Arc<Broker>,
+    listener: Arc<ListenerCount>,
     /// The address key counted per source address, if it was.
     ip: Option<IpAddr>,
+}
+
+/// A listener's open connections, and the broker whose limits count them
+/// too.
+struct ListenerCount {
+    open: AtomicUsize,
+    broker: Arc<Broker>,
 }
 
 impl Slot {
     /// A slot, unless the listener already has `max` connections or a
     /// broker-wide limit refuses the peer; the refusing limit's label.
-    fn take(
-        listener: &Arc<AtomicUsize>,
-        max: usize,
-        broker: &Arc<Broker>,
-        peer: IpAddr,
-    ) -> Result<Slot, &'static str> {
+    fn take(listener: &Arc<ListenerCount>, max: usize, peer: IpAddr) -> Result<Slot, &'static str> {
+        let broker = &listener.broker;
         let config = broker.config();
         let admitted = broker
             .defence
@@ -321,6 +325,7 @@ impl Slot {
             .admit(&config.limits.guard, peer, std::time::Instant::now())
             .map_err(|refused| refused.label())?;
         listener
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -328,7 +333,6 @@ impl Slot {
         Ok(Slot {
             _counted: Box::new(Counted {
                 listener: Arc::clone(listener),
-                broker: Arc::clone(broker),
                 ip: admitted.keep(),
             }),
         })
@@ -337,8 +341,8 @@ impl Slot {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.listener.fetch_sub(1, Ordering::AcqRel);
-        self.broker.defence.conns.release(self.ip);
+        self.listener.open.fetch_sub(1, Ordering::AcqRel);
+        self.listener.broker.defence.conns.release(self.ip);
     }
 }
 
@@ -348,7 +352,10 @@ async fn accept_loop(
     mut shutdown: Shutdown,
     tasks: crate::shutdown::Handle,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(ListenerCount {
+        open: AtomicUsize::new(0),
+        broker: Arc::clone(&broker),
+    });
     let mut refusals = RefusalLog::default();
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -371,7 +378,7 @@ async fn accept_loop(
         };
         // Taken per connection: a config reload may have changed it.
         let cfg = listener.config();
-        let slot = match Slot::take(&open, cfg.max_connections.get(), &broker, addr.ip()) {
+        let slot = match Slot::take(&open, cfg.max_connections.get(), addr.ip()) {
             Ok(slot) => slot,
             Err(limit) => {
                 broker.defence.refused.inc(limit);
@@ -502,18 +509,30 @@ mod tests {
     fn a_connection_task_holds_little_more_than_its_packet_loop() {
         // The admission is several kilobytes; were it inline again, this
         // would be far past the bound (it was 5.8 KB). With tokio's task
-        // header and trailer (~104 bytes, 128-byte aligned) a future of at
-        // most 536 bytes is a 640-byte allocation; past it, 768 or more.
-        // (Release: 520 bytes; 704 before keep alive moved to one broker
-        // timer and the Handler stopped copying session fields.)
+        // header, scheduler, id and trailer (96 bytes, 128-byte aligned) a
+        // future of at most 400 bytes is a 512-byte allocation; past 416,
+        // 640. (392 bytes now: the Handler's rarely used fields in one box,
+        // one pointer for the session and its router key, one future over
+        // the socket, the wake-up and the timer instead of a `select!`;
+        // 520 before, 704 before keep alive moved to one broker timer.)
         let size = task_size(admit);
-        assert!(size <= 536, "connection task future is {size} bytes");
+        assert!(size <= 400, "connection task future is {size} bytes");
     }
 
     #[test]
-    fn a_session_fits_a_512_byte_allocation() {
-        // Behind an `Arc` (16 bytes of counts): one per connection.
+    fn a_connection_slot_fits_a_32_byte_allocation() {
+        // Boxed, one per connection: 40 bytes (a 48-byte allocation) when
+        // it held the listener's count and the broker apart.
+        let size = std::mem::size_of::<Counted>();
+        assert!(size <= 32, "the slot is {size} bytes");
+    }
+
+    #[test]
+    fn a_session_fits_a_448_byte_allocation() {
+        // Behind an `Arc` (16 bytes of counts): one per connection. 432
+        // bytes now (480 before the principal's strings were shared and
+        // the send quota narrowed): a 448-byte allocation, past it 512.
         let size = std::mem::size_of::<crate::session::state::Session>();
-        assert!(size <= 496, "Session is {size} bytes");
+        assert!(size <= 432, "Session is {size} bytes");
     }
 }

@@ -160,7 +160,7 @@ pub(crate) fn value<'p>(
 ) -> Option<&'p str> {
     match ph {
         Placeholder::Username => p.username.as_deref(),
-        Placeholder::ClientId => Some(p.client_id.as_str()),
+        Placeholder::ClientId => Some(&p.client_id),
         Placeholder::CertCn => p.cert.as_ref().and_then(|c| c.cn.as_deref()),
         Placeholder::CertSan => san,
         Placeholder::CertO => p.cert.as_ref().and_then(|c| c.o.as_deref()),

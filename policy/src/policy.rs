@@ -1,5 +1,7 @@
 //! `AclPolicy`, the compiled per-client policy, and its `decide`.
 
+use std::sync::Arc;
+
 use crate::action::Action;
 use crate::compile::{CompileWarning, Compiled, Entry, Matcher};
 use crate::decision::{Decision, DenyReason};
@@ -20,7 +22,7 @@ pub struct AclPolicy {
     publish: Trie,
     subscribe: Trie,
     receive: Trie,
-    pub(crate) client_id: String,
+    pub(crate) client_id: Arc<str>,
     pub(crate) bypass: bool,
     version: PolicyVersion,
 }
@@ -28,7 +30,7 @@ pub struct AclPolicy {
 impl AclPolicy {
     pub(crate) fn new(
         c: Compiled,
-        client_id: String,
+        client_id: Arc<str>,
         bypass: bool,
         version: PolicyVersion,
     ) -> AclPolicy {

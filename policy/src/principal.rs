@@ -26,12 +26,16 @@ pub struct CertInfo {
 }
 
 /// An authenticated client. `roles` come from the store (or JWT claims).
+///
+/// The strings are shared, not copied: a session holds its principal for as
+/// long as it lives, and its client id, owner and listener name are the same
+/// allocations (one per connection counts, `docs/benchmarks.md`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Principal {
-    pub username: Option<String>,
-    pub client_id: String,
+    pub username: Option<Arc<str>>,
+    pub client_id: Arc<str>,
     pub peer: Option<SocketAddr>,
-    pub listener: String,
+    pub listener: Arc<str>,
     /// Shared, not copied: the listener's peer record and the session hold
     /// the same one for as long as the connection lives, and a session
     /// without a certificate carries only a pointer.

@@ -182,12 +182,7 @@ fn rank(r: &Rule) -> (u8, std::cmp::Reverse<RuleId>) {
 fn reference(rules: &[Rule], p: &Principal, action: &Action<'_>) -> Decision {
     let deny = |reason, rule| Decision::Deny { reason, rule };
     let (kind, target, qos, retain) = match *action {
-        Action::Connect => (
-            ActionKind::Connect,
-            p.client_id.as_str(),
-            QoS::AtMostOnce,
-            false,
-        ),
+        Action::Connect => (ActionKind::Connect, &*p.client_id, QoS::AtMostOnce, false),
         Action::Publish { topic, qos, retain } => (ActionKind::Publish, topic, qos, retain),
         Action::Receive { topic, qos, retain } => (ActionKind::Receive, topic, qos, retain),
         Action::Subscribe { filter, qos } => (ActionKind::Subscribe, filter, qos, false),
@@ -374,8 +369,8 @@ fn principal() -> impl Strategy<Value = Principal> {
     let roles = prop::sample::subsequence(vec!["r1", "r2"], 0..=2);
     (name, cid, cert, roles, prop::bool::weighted(0.05)).prop_map(|(name, cid, cert, roles, su)| {
         Principal {
-            username: name.map(str::to_owned),
-            client_id: cid.to_owned(),
+            username: name.map(Into::into),
+            client_id: cid.into(),
             cert: cert.map(|(cn, sans)| {
                 std::sync::Arc::new(CertInfo {
                     cn: cn.map(str::to_owned),

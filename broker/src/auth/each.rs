@@ -195,7 +195,7 @@ pub fn wrap(
         inner: policy,
         http: Arc::clone(http),
         username: Arc::from(token.username.as_str()),
-        client_id: Arc::from(principal.client_id.as_str()),
+        client_id: Arc::clone(&principal.client_id),
         principal: Arc::new(HttpPrincipal {
             username: token.username.clone(),
             roles: grant.roles.clone(),

@@ -283,20 +283,21 @@ pub async fn evaluate(
     let roles = user.as_ref().map(|u| u.roles.clone()).unwrap_or_default();
     let superuser = user.as_ref().is_some_and(|u| u.superuser);
     let principal = Principal {
-        username: username.clone(),
+        username: username.as_deref().map(Arc::from),
         client_id: identity
             .client_id
-            .clone()
-            .or_else(|| username.clone())
-            .unwrap_or_else(|| "check".to_owned()),
+            .as_deref()
+            .or(username.as_deref())
+            .unwrap_or("check")
+            .into(),
         peer: None,
-        listener: "check".to_owned(),
+        listener: "check".into(),
         cert: cert.map(Arc::new),
         roles: roles.clone(),
         superuser,
     };
     let key = PrincipalKey {
-        username: principal.username.clone(),
+        username: username.clone(),
         roles: principal.roles.clone(),
     };
     let rules = source.rules_for(&key).await?;
@@ -334,7 +335,7 @@ pub async fn evaluate(
     let decision = policy.decide(&action);
     Ok(Report {
         user: username,
-        client_id: principal.client_id.clone(),
+        client_id: principal.client_id.to_string(),
         anonymous: principal.username.is_none(),
         cert: identity.cert.clone(),
         roles,

@@ -214,7 +214,7 @@ impl Ownership {
         cluster: &Cluster,
         claim: Claim<'_>,
     ) -> Result<Admitted, Refusal> {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         let stamp = self.clock.stamp(crate::persist::now_ms());
         let gate = self.gates.lock(client_id).await;
         let admitted = Admitted { _gate: gate, stamp };
@@ -241,10 +241,10 @@ impl Ownership {
         cluster: &Cluster,
         claim: &Claim<'_>,
     ) -> Result<(), Refusal> {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         let key = key_of(client_id);
         let kv = self.kv().ok_or(Refusal::Unavailable)?;
-        let user = claim.principal.username.clone();
+        let user = claim.principal.username.as_deref().map(str::to_owned);
         for _ in 0..CAS_TRIES {
             let (revision, current) = read(&kv, &key).await?;
             let Some(current) = current else {
@@ -317,7 +317,7 @@ impl Ownership {
         from: &Record,
         state: Option<Box<handover::Handover>>,
     ) {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         self.registered.lock().insert(Arc::from(client_id));
         // Whatever this node still held of an older epoch is stale.
         lifecycle::hand_off(broker, client_id, None, false, Moved::Lost, false);
@@ -357,7 +357,7 @@ impl Ownership {
         cluster: &Cluster,
         claim: &Claim<'_>,
     ) -> Result<(), Refusal> {
-        let client_id = claim.principal.client_id.as_str();
+        let client_id = &*claim.principal.client_id;
         let Some(kv) = self.kv() else {
             return Ok(());
         };
@@ -392,7 +392,7 @@ impl Ownership {
                     // The record names this node now, so that the silent
                     // one yields when it is back; it goes when this
                     // session ends.
-                    let user = claim.principal.username.clone();
+                    let user = claim.principal.username.as_deref().map(str::to_owned);
                     let mine = self.record(current.epoch + 1, user, false);
                     if let Ok(true) = write(&kv, &key, &mine, revision).await {
                         self.registered.lock().insert(Arc::from(client_id));
@@ -418,7 +418,7 @@ impl Ownership {
         };
         let request = Request {
             client_id: client_id.to_owned(),
-            username: claim.principal.username.clone(),
+            username: claim.principal.username.as_deref().map(str::to_owned),
             want_state,
             node: self.node_id.to_string(),
             persistent: claim.persistent,
@@ -435,8 +435,8 @@ impl Ownership {
             return;
         }
         let announce = handover::Announce {
-            client_id: claim.principal.client_id.clone(),
-            username: claim.principal.username.clone(),
+            client_id: claim.principal.client_id.to_string(),
+            username: claim.principal.username.as_deref().map(str::to_owned),
             node: self.node_id.to_string(),
             stamp,
             persistent: claim.persistent,

@@ -168,10 +168,10 @@ impl LoginCache {
         let deps = principal_dependencies(principal, rules);
         let key = PolicyKey {
             version: version.0,
-            username: principal.username.clone(),
+            username: principal.username.as_deref().map(str::to_owned),
             roles: principal.roles.clone(),
             superuser: principal.superuser,
-            client_id: deps.client_id.then(|| principal.client_id.clone()),
+            client_id: deps.client_id.then(|| principal.client_id.to_string()),
             cert: deps.cert.then(|| principal.cert.clone()),
         };
         if let Some(policy) = self.policies.get(&key) {

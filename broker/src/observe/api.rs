@@ -45,9 +45,9 @@ fn info(broker: &Broker, session: &Arc<Session>) -> ClientInfo {
     let st = session.state.lock();
     ClientInfo {
         client_id: session.client_id.to_string(),
-        username: st.principal.username.clone(),
+        username: st.principal.username.as_deref().map(str::to_owned),
         connected: st.attached.is_some(),
-        listener: st.principal.listener.clone(),
+        listener: st.principal.listener.to_string(),
         peer: st.principal.peer.map(|p| p.to_string()),
         protocol: protocol_label(st.attached.as_ref().map_or(st.protocol, |a| a.protocol)),
         connected_since: st.attached.as_ref().map(|a| a.since_ms),

@@ -68,7 +68,10 @@ impl Snapshot {
                     snap.sessions_online += 1;
                     *snap
                         .connected
-                        .entry((st.principal.listener.clone(), protocol_label(a.protocol)))
+                        .entry((
+                            st.principal.listener.to_string(),
+                            protocol_label(a.protocol),
+                        ))
                         .or_insert(0) += 1;
                 }
                 None => snap.sessions_offline += 1,

@@ -57,7 +57,7 @@ pub enum Op {
     /// A queued message. `seq` is per session, increasing, assigned by the
     /// caller and never reused while the session lives.
     PutDelivery {
-        /// Shared with the session (`SessionState::stored_id`): every
+        /// Shared with the session (its principal's client id): every
         /// delivery op names its session, and a refcount is cheaper than
         /// a copy per op on the message path.
         client_id: Arc<str>,

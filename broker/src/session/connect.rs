@@ -381,10 +381,10 @@ async fn admit(
     };
     let log_name = authed.username.clone();
     let principal = Principal {
-        username: authed.username,
-        client_id: client_id.clone(),
+        username: authed.username.map(Arc::from),
+        client_id: Arc::from(client_id.as_str()),
         peer: Some(peer.addr),
-        listener: peer.listener.to_string(),
+        listener: Arc::clone(&peer.listener),
         cert: peer.cert.clone(),
         roles: authed.roles,
         superuser: authed.superuser,
@@ -643,7 +643,7 @@ pub async fn compile_with(
     version: PolicyVersion,
 ) -> Result<Arc<dyn CompiledPolicy>, ()> {
     let key = PrincipalKey {
-        username: principal.username.clone(),
+        username: principal.username.as_deref().map(str::to_owned),
         roles: principal.roles.clone(),
     };
     let rules = broker

@@ -115,23 +115,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Wait for the first of: bytes read (when `read`), or everything
-    /// queued written. Cancel safe, like its two halves.
-    pub async fn io(&mut self, read: bool) -> Result<Io, ConnectionError> {
-        poll_fn(|cx| {
-            if self.wants_write() {
-                if let Poll::Ready(res) = self.poll_write_pending(cx) {
-                    return Poll::Ready(res.map(|()| Io::Written));
-                }
+    /// Ready at the first of: bytes read (when `read`), or everything
+    /// queued written. Cancel safe, like its two halves; polled beside the
+    /// connection's other sources in one future (`handler.rs`).
+    pub fn poll_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        read: bool,
+    ) -> Poll<Result<Io, ConnectionError>> {
+        if self.wants_write() {
+            if let Poll::Ready(res) = self.poll_write_pending(cx) {
+                return Poll::Ready(res.map(|()| Io::Written));
             }
-            if read {
-                if let Poll::Ready(res) = self.poll_fill(cx) {
-                    return Poll::Ready(res.map(|()| Io::Read));
-                }
+        }
+        if read {
+            if let Poll::Ready(res) = self.poll_fill(cx) {
+                return Poll::Ready(res.map(|()| Io::Read));
             }
-            Poll::Pending
-        })
-        .await
+        }
+        Poll::Pending
     }
 
     /// A read with nothing buffered, which never waits holding a buffer. A

@@ -197,7 +197,7 @@ impl SessionState {
             gate.stored();
         }
         persist.submit(Op::PutDelivery {
-            client_id: Arc::clone(&self.stored_id),
+            client_id: Arc::clone(&self.principal.client_id),
             seq: d.seq,
             delivery: Box::new(Self::stored_delivery(d, None)),
             // QoS 2 is not held back: its PUBREL waits for the next phase
@@ -213,7 +213,7 @@ impl SessionState {
                 gate.settled();
             }
             persist.submit(Op::RemoveDelivery {
-                client_id: Arc::clone(&self.stored_id),
+                client_id: Arc::clone(&self.principal.client_id),
                 seq: d.seq,
             });
         }
@@ -229,7 +229,7 @@ impl SessionState {
     ) -> Ticket {
         if self.stored && seq != 0 {
             persist.submit(Op::SetInflight {
-                client_id: Arc::clone(&self.stored_id),
+                client_id: Arc::clone(&self.principal.client_id),
                 seq,
                 packet_id: id,
                 phase: stored_phase(phase),
@@ -249,7 +249,7 @@ impl SessionState {
         let mut incoming_qos2: Vec<u16> = self.incoming_qos2.iter().copied().collect();
         incoming_qos2.sort_unstable();
         StoredSession {
-            client_id: self.principal.client_id.clone(),
+            client_id: self.principal.client_id.to_string(),
             owner: owner.map(str::to_owned),
             protocol: protocol_level(self.protocol),
             expiry_secs: u32::try_from(self.expiry.as_secs()).unwrap_or(u32::MAX),

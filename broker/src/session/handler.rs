@@ -1,8 +1,8 @@
-//! The packet loop of one admitted connection: a `select!` over inbound
+//! The packet loop of one admitted connection: one wait over inbound
 //! bytes, outbound bytes the socket has not taken yet, the session's
-//! wake-up (new deliveries, takeover, revocation, shutdown), keep alive and
-//! the write stall timer; then the ending: DISCONNECT reason, will, and
-//! session expiry.
+//! wake-up (new deliveries, takeover, revocation, shutdown, keep alive) and
+//! the loop's timer (write stall, congestion poll, token expiry); then the
+//! ending: DISCONNECT reason, will, and session expiry.
 //!
 //! No branch waits on the socket's write side alone, so a client that stops
 //! reading still meets keep alive, kicks, policy changes and shutdown, and
@@ -152,50 +152,52 @@ pub struct Handler<S> {
     /// applies to new connections).
     pub(crate) config: Arc<Config>,
     pub(crate) conn: Connection<S>,
-    pub(crate) session: Arc<Session>,
-    pub(crate) key: SubKey,
+    /// The session, also this connection's key in the router.
+    pub(crate) session: SubKey,
     pub(crate) conn_id: ConnId,
     pub(crate) wake: Arc<Wake>,
     pub(crate) version: ProtocolVersion,
-    /// Boxed: few clients set one, and the Handler lives as long as the
-    /// connection.
+    pub(crate) topic_alias_max: u16,
+    /// Outbound topic aliases (v5): how many the client allows us (0: none);
+    /// the table is in `rare`, made at the first delivery (`topic_alias.rs`).
+    pub(crate) alias_out_max: u16,
+    /// The last `publish` decision, reused while the client publishes the
+    /// same topic under the same policy.
+    pub(crate) publish_memo: DecisionMemo,
+    /// What most connections never need, made at first use: one pointer in
+    /// every connection's task (whose size is bounded, `server::tests`)
+    /// instead of eight fields.
+    pub(crate) rare: Option<Box<Rare>>,
+    shutdown: Shutdown,
+}
+
+/// The parts of a [`Handler`] that few connections use, each made when
+/// first needed.
+#[derive(Default)]
+pub(crate) struct Rare {
     pub(crate) will: Option<Box<Will>>,
-    /// Inbound topic aliases (v5). Boxed, made at the first alias: most
-    /// clients send none, and the Handler lives as long as the connection
-    /// (a pointer where an empty map is 48 bytes).
+    /// Inbound topic aliases (v5), made at the first alias.
     #[allow(clippy::box_collection)]
     pub(crate) aliases: Option<Box<HashMap<u16, String>>>,
-    pub(crate) topic_alias_max: u16,
-    /// Outbound topic aliases (v5): how many the client allows us (0: none),
-    /// and the table, made at the first delivery (`topic_alias.rs`).
-    pub(crate) alias_out_max: u16,
     pub(crate) aliases_out: Option<Box<crate::session::topic_alias::TopicAliases>>,
     /// Subscribers our last publishes found congested: while any is, we stop
     /// reading from this client (TCP back-pressure), but keep sending to it.
     pub(crate) congested: Vec<Arc<Session>>,
     /// A publish waiting for room in the cluster's outbox, with its
     /// acknowledgement: while there is one, we stop reading from this
-    /// client too (`paced.rs`). Boxed: rare, and the task's size counts.
+    /// client too (`paced.rs`).
     pub(crate) paced: Option<Box<crate::session::paced::Paced>>,
-    /// The last `publish` decision, reused while the client publishes the
-    /// same topic under the same policy.
-    pub(crate) publish_memo: DecisionMemo,
-    /// Acknowledgements waiting for the session store; boxed, made on
-    /// first use (most connections never hold one).
+    /// Acknowledgements waiting for the session store.
     pub(crate) held: Option<Box<crate::session::held_acks::HeldAcks>>,
     /// A JWT login: when its token expires (the session ends then), and
     /// whether the client may bring a new one with AUTH (method `jwt`).
-    /// Boxed: most connections have no token, and the connection task's
-    /// size is bounded (`server::tests`).
-    /// (expiry, AUTH re-authentication allowed).
-    pub(crate) token_deadline: Option<Box<(Instant, bool)>>,
+    pub(crate) token_deadline: Option<(Instant, bool)>,
     /// `limits.publish_rate`: this client's token bucket, made at its first
-    /// PUBLISH when the limit is on. Boxed, as the token clock is.
+    /// PUBLISH when the limit is on.
     pub(crate) publish_bucket: Option<Box<crate::defence::rate::Bucket>>,
     /// Denied publishes not yet logged: made at the first denial (the
     /// allowed path never touches it).
     pub(crate) denied: Option<Box<crate::authorize::DeniedLog>>,
-    shutdown: Shutdown,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
@@ -215,28 +217,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let token_deadline = accepted
             .token
             .as_ref()
-            .map(|t| Box::new((Instant::now() + t.remaining(), t.via_method)));
+            .map(|t| (Instant::now() + t.remaining(), t.via_method));
+        let will = accepted.will.map(Box::new);
+        let rare = (will.is_some() || token_deadline.is_some()).then(|| {
+            Box::new(Rare {
+                will,
+                token_deadline,
+                ..Rare::default()
+            })
+        });
         Handler {
-            token_deadline,
             config: broker.config(),
             broker,
             conn,
-            key: SubKey(Arc::clone(&accepted.session)),
-            session: accepted.session,
+            session: SubKey(accepted.session),
             conn_id: accepted.conn_id,
             wake: accepted.wake,
             version: accepted.version,
-            will: accepted.will.map(Box::new),
-            aliases: None,
             topic_alias_max: accepted.topic_alias_max,
             alias_out_max: accepted.topic_alias_out,
-            aliases_out: None,
-            congested: Vec::new(),
-            paced: None,
             publish_memo: DecisionMemo::default(),
-            held: None,
-            publish_bucket: None,
-            denied: None,
+            rare,
             shutdown,
         }
     }
@@ -252,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         };
         // Keep alive no longer applies (a lingering connection reads on).
         self.wake.unwatch();
-        if self.paced.take().is_some() {
+        if self.rare.as_mut().and_then(|r| r.paced.take()).is_some() {
             // It waited for the cluster's outbox and got no PUBACK: the
             // client publishes it again if it must.
             if let Some(c) = self.broker.cluster() {
@@ -263,7 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         tracing::debug!(client_id = %self.session.client_id, ?end, "connection ended");
         let (end, linger) = Box::pin(self.finish(end)).await;
-        if let Some(denied) = self.denied.as_deref_mut() {
+        if let Some(denied) = self.rare.as_mut().and_then(|r| r.denied.as_deref_mut()) {
             denied.finish(&self.session.client_id, self.session.owner.username());
         }
         let (reason, code) = end.label();
@@ -288,7 +289,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     }
 
     async fn run_loop(&mut self) -> End {
-        let write_stall = self.config.limits.write_stall;
+        // Only what must outlive the wait below is a local here: each is
+        // held by every idle connection's task (`server::tests`).
         // Since when the client has taken none of the output waiting for it.
         let mut stalled_since: Option<Instant> = None;
         // The loop's one timer, for the rare deadlines (the congestion
@@ -335,30 +337,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             // The session store is behind: stop reading publishes too.
             let storage_busy = self.broker.persist.is_congested();
             // A publish waiting for room in the cluster's outbox: the same.
-            let paused =
-                !self.congested.is_empty() || !reading || storage_busy || self.paced.is_some();
-            let polling = !self.congested.is_empty() || storage_busy;
-            if let Some(held) = self.held.as_deref_mut() {
+            let paused = self.congested() || !reading || storage_busy || self.paced().is_some();
+            let polling = self.congested() || storage_busy;
+            if let Some(held) = self.rare.as_mut().and_then(|r| r.held.as_deref_mut()) {
                 // Woken through the session's own wake-up when the store
                 // catches up (no extra future in the loop).
                 if let Some(t) = held.wake_at(self.broker.persist.durable()) {
                     self.broker.persist.notify_when_durable(t, &self.wake);
                 }
             }
-            let token_at = self.token_deadline.as_deref().map(|t| t.0);
+            let token_at = self.token_deadline().map(|t| t.0);
             // A paced publish is woken by the cluster's publishing task when
             // the outbox moves; the timer only for its stall deadline.
-            if polling
-                || stalled_since.is_some()
-                || token_at.is_some()
-                || self.paced.as_deref().is_some_and(|p| p.until.is_some())
-            {
+            let paced_until = self.paced().and_then(|p| p.until);
+            if polling || stalled_since.is_some() || token_at.is_some() || paced_until.is_some() {
                 let now = Instant::now();
                 let want = [
                     polling.then(|| now + PAUSE_POLL),
-                    stalled_since.map(|t| t + write_stall),
+                    stalled_since.map(|t| t + self.config.limits.write_stall),
                     token_at,
-                    self.paced.as_deref().and_then(|p| p.until),
+                    paced_until,
                 ]
                 .into_iter()
                 .flatten()
@@ -372,24 +370,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
             }
             let before = self.conn.written();
-            let fired = tokio::select! {
-                res = self.conn.io(!paused), if !paused || self.conn.wants_write() => match res {
-                    Ok(_) => false,
-                    Err(ConnectionError::Codec(err)) => return End::Violation(err.reason_code().value()),
-                    Err(_) => return End::Lost,
-                },
-                _ = self.wake.notified() => false,
-                _ = poll_fn(|cx| poll_timer(&mut timer, cx)) => true,
-            };
+            let io = !paused || self.conn.wants_write();
+            // One future over the three sources (the socket, the wake-up,
+            // the timer), each polled at every turn: smaller than a
+            // `select!` of three futures, and none starves another.
+            let (res, fired) = poll_fn(|cx| {
+                let res = if io {
+                    self.conn.poll_io(cx, !paused)
+                } else {
+                    Poll::Pending
+                };
+                // A wake-up asks for one more turn of this loop, which the
+                // socket's or the timer's readiness gives as well.
+                let woken = self.wake.poll_notified(cx).is_ready();
+                let fired = poll_timer(&mut timer, cx).is_ready();
+                match res {
+                    Poll::Ready(res) => Poll::Ready((Some(res), fired)),
+                    Poll::Pending if woken || fired => Poll::Ready((None, fired)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            match res {
+                Some(Err(ConnectionError::Codec(err))) => {
+                    return End::Violation(err.reason_code().value())
+                }
+                Some(Err(_)) => return End::Lost,
+                Some(Ok(_)) | None => {}
+            }
             if fired {
                 // Dropped once it went off; made again if still wanted.
                 timer = None;
                 let now = Instant::now();
+                let token_at = self.token_deadline().map(|t| t.0);
                 if token_at.is_some_and(|t| t <= now) {
                     tracing::info!(client_id = %self.session.client_id, "token expired; disconnecting");
                     return End::TokenExpired;
                 }
-                if stalled_since.is_some_and(|t| t + write_stall <= now)
+                if stalled_since.is_some_and(|t| t + self.config.limits.write_stall <= now)
                     && self.conn.written() == before
                 {
                     return self.write_stalled();
@@ -399,13 +417,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     // subscriber is behind, and needs no wake-up plumbing
                     // between sessions that could deadlock two clients
                     // publishing to each other.
-                    self.congested.retain(|s| s.is_congested());
+                    if let Some(rare) = self.rare.as_mut() {
+                        rare.congested.retain(|s| s.is_congested());
+                    }
                 }
             }
             if self.conn.written() != before {
                 stalled_since = None;
             }
-            if !self.congested.is_empty() || self.paced.is_some() {
+            if self.congested() || self.paced().is_some() {
                 // The client's packets wait in the socket because other
                 // clients (or NATS) are behind: that is not a keep alive
                 // timeout. (A
@@ -418,7 +438,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
     /// Write this session's record (when it is stored).
     pub(crate) fn write_record(&self) -> Ticket {
-        crate::session::durable::write_record(&self.broker, &self.session, self.will.as_deref())
+        crate::session::durable::write_record(&self.broker, &self.session, self.will())
     }
 
     /// The client took nothing for `write_stall`: count it, say so, end it.
@@ -445,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     fn handle_buffered(&mut self) -> Result<(), End> {
         let mut heard = false;
         let result = loop {
-            if !self.congested.is_empty() || self.paced.is_some() {
+            if self.congested() || self.paced().is_some() {
                 break Ok(());
             }
             match self.conn.try_decode() {
@@ -480,14 +500,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             Packet::Subscribe(s) => self.on_subscribe(s),
             Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => self.send(&Packet::PingResp),
-            Packet::Auth(a) if self.token_deadline.as_ref().is_some_and(|t| t.1) => {
-                self.on_reauth(&a)
-            }
+            Packet::Auth(a) if self.token_deadline().is_some_and(|t| t.1) => self.on_reauth(&a),
             Packet::Disconnect(d) => Err(self.on_disconnect(&d)),
             // A second CONNECT, AUTH without an authentication method, or a
             // server-to-client packet: protocol errors.
             _ => Err(End::Violation(ReasonCode::PROTOCOL_ERROR.value())),
         }
+    }
+
+    /// Whether a subscriber our publishes found congested still holds this
+    /// client's reading back.
+    pub(crate) fn congested(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| !r.congested.is_empty())
+    }
+
+    /// The publish waiting for room in the cluster's outbox, if any.
+    pub(crate) fn paced(&self) -> Option<&crate::session::paced::Paced> {
+        self.rare.as_ref().and_then(|r| r.paced.as_deref())
+    }
+
+    /// The client's will, if it set one.
+    pub(crate) fn will(&self) -> Option<&Will> {
+        self.rare.as_ref().and_then(|r| r.will.as_deref())
+    }
+
+    /// A JWT login's token expiry, and whether AUTH may renew it.
+    pub(crate) fn token_deadline(&self) -> Option<&(Instant, bool)> {
+        self.rare.as_ref().and_then(|r| r.token_deadline.as_ref())
+    }
+
+    /// The rarely used parts, made now if they were not yet.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 
     /// Queue a packet for the next flush.
@@ -532,13 +576,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         if let Some((expiry, _)) = released {
             if !expiry.is_zero() {
                 // The will is still to come only if it waits out a delay.
-                let pending =
-                    end.fires_will() && self.will.as_ref().is_some_and(|w| !w.delay.is_zero());
-                let will = if pending { self.will.as_deref() } else { None };
+                let pending = end.fires_will() && self.will().is_some_and(|w| !w.delay.is_zero());
+                let will = if pending { self.will() } else { None };
                 crate::session::durable::write_record(&self.broker, &self.session, will);
             }
         }
-        if let Some(w) = self.will.take() {
+        if let Some(w) = self.rare.as_mut().and_then(|r| r.will.take()) {
             if matches!(end, End::Revoked | End::CertRevoked) {
                 tracing::info!(client_id = %self.session.client_id, topic = %w.topic, "will dropped: the user or its certificate was revoked");
             } else if end.fires_will() {

@@ -191,7 +191,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         gated: Option<Arc<Message>>,
         packet: Packet,
     ) -> Result<(), End> {
-        let holding = self.held.as_ref().is_some_and(|h| !h.acks.is_empty());
+        let holding = self
+            .rare
+            .as_ref()
+            .and_then(|r| r.held.as_ref())
+            .is_some_and(|h| !h.acks.is_empty());
         // Ticket 0: nothing was stored for it (a clean session, QoS 0 or
         // persistence off), so only the order can hold it back.
         if !holding
@@ -206,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             interest: 0,
             durable: None,
         };
-        let acks = self.held.get_or_insert_with(Box::default);
+        let acks = self.rare_mut().held.get_or_insert_with(Box::default);
         acks.acks.push_back(held);
         Ok(())
     }
@@ -225,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return self.ack(ticket, packet);
         };
         cluster.notify_when_confirmed(interest, &self.wake);
-        let acks = self.held.get_or_insert_with(Box::default);
+        let acks = self.rare_mut().held.get_or_insert_with(Box::default);
         acks.acks.push_back(HeldAck {
             ticket,
             packet: HeldPacket::new(packet),
@@ -250,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             return self.ack_gated(ticket, gated, packet);
         };
         pending.notify_when_settled(&self.wake);
-        let acks = self.held.get_or_insert_with(Box::default);
+        let acks = self.rare_mut().held.get_or_insert_with(Box::default);
         acks.acks.push_back(HeldAck {
             ticket,
             packet: HeldPacket::new(packet),
@@ -264,7 +268,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
     /// Send the acknowledgements that may go now, in order.
     pub(crate) fn release_acks(&mut self) -> Result<(), End> {
-        let Some(mut held) = self.held.take() else {
+        let Some(mut held) = self.rare.as_mut().and_then(|r| r.held.take()) else {
             return Ok(());
         };
         let durable = self.broker.persist.durable();
@@ -286,7 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 }
             }
         }
-        self.held = Some(held);
+        self.rare_mut().held = Some(held);
         result
     }
 }

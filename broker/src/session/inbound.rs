@@ -50,13 +50,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         }
         if p.topic.is_empty() {
             return self
-                .aliases
+                .rare
                 .as_ref()
+                .and_then(|r| r.aliases.as_ref())
                 .and_then(|aliases| aliases.get(&alias))
                 .cloned()
                 .ok_or(violation(ReasonCode::PROTOCOL_ERROR));
         }
-        self.aliases
+        self.rare_mut()
+            .aliases
             .get_or_insert_default()
             .insert(alias, p.topic.clone());
         Ok(std::mem::take(&mut p.topic))
@@ -69,6 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         };
         let now = Instant::now();
         let bucket = self
+            .rare_mut()
             .publish_bucket
             .get_or_insert_with(|| Box::new(crate::defence::rate::Bucket::full(rate.get(), now)));
         if bucket.take(rate.get(), now) {
@@ -129,16 +132,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             username: self.session.owner.username(),
             peer,
         };
+        // The denial log lives in `rare`: taken out for the decision and
+        // put back only when there is one (the allowed path allocates none).
+        let mut denied = self.rare.as_mut().and_then(|r| r.denied.take());
         let verdict = self.broker.authz.publish(
             who,
             &policy,
             &mut self.publish_memo,
-            &mut self.denied,
+            &mut denied,
             &topic,
             qos,
             p.retain,
             self.version,
         );
+        if denied.is_some() {
+            self.rare.get_or_insert_with(Box::default).denied = denied;
+        }
         let (code, mut ticket, gate, pending, deferred) = match verdict {
             PublishVerdict::Allow => {
                 let r = self.route(topic, qos, p);
@@ -194,9 +203,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
         let msg = Arc::new(msg);
+        // Empty here (no packet is read while a subscriber is congested),
+        // and allocated only when one is.
+        let mut congested = Vec::new();
         let published =
             self.broker
-                .publish_pending(Arc::clone(&msg), Some(&self.key), &mut self.congested);
+                .publish_pending(Arc::clone(&msg), Some(&self.session), &mut congested);
+        if !congested.is_empty() {
+            self.rare_mut().congested.append(&mut congested);
+        }
         let ticket = published.routed.ticket;
         RoutedPublish {
             ticket,

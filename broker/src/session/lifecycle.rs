@@ -28,7 +28,6 @@
 //! holds, never to the left. The publish path takes router → state; the
 //! subscribe path takes router → state to check it is still attached.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +38,7 @@ use crate::broker::Broker;
 use crate::config::Takeover;
 use crate::persist::{Op, Persister, StoredDelivery, StoredSession};
 use crate::router::SubscriptionTrie;
+use crate::session::map::SessionMap;
 use crate::session::state::{
     Attachment, ConnId, Kick, Moved, OwnerKey, Session, SessionState, SubKey,
 };
@@ -99,7 +99,7 @@ pub fn attach(
         .receive_maximum
         .map_or(usize::from(limits.receive_maximum.get()), usize::from);
     let client_max_packet = connect.properties.maximum_packet_size;
-    let client_id: Arc<str> = Arc::from(req.principal.client_id.as_str());
+    let client_id: Arc<str> = Arc::clone(&req.principal.client_id);
     let owner = OwnerKey::of(&req.principal);
     let mut sessions = broker.sessions.lock();
     if let Some(existing) = sessions.get(&client_id).cloned() {
@@ -214,7 +214,7 @@ fn resume(
     st.offline_since_ms = None;
     st.expiry = req.expiry;
     st.generation += 1;
-    st.send_quota = receive_max;
+    st.send_quota = crate::session::state::quota(receive_max);
     st.client_max_packet = max_packet;
     st.max_queue = max_queue;
     st.token = req.token;
@@ -225,12 +225,7 @@ fn resume(
 
 /// End a session at once, whoever is attached (called with the map locked).
 /// The attached connection, if any, is kicked with `why`.
-fn discard(
-    broker: &Broker,
-    sessions: &mut HashMap<Arc<str>, Arc<Session>>,
-    session: &Arc<Session>,
-    why: Kick,
-) {
+fn discard(broker: &Broker, sessions: &mut SessionMap, session: &Arc<Session>, why: Kick) {
     let mut router = broker.router.write();
     let mut st = session.state.lock();
     if let Some(old) = st.attached.take() {
@@ -245,7 +240,7 @@ fn discard(
 fn end_locked(
     persist: &Persister,
     router: &mut SubscriptionTrie<SubKey>,
-    sessions: &mut HashMap<Arc<str>, Arc<Session>>,
+    sessions: &mut SessionMap,
     session: &Arc<Session>,
     st: &mut SessionState,
 ) {
@@ -358,7 +353,7 @@ pub fn hand_off(
 fn forget_stored(persist: &Persister, st: &mut SessionState) {
     if st.stored {
         persist.submit(Op::RemoveSession {
-            client_id: Arc::clone(&st.stored_id),
+            client_id: Arc::clone(&st.principal.client_id),
         });
         st.stored = false;
     }

@@ -16,6 +16,7 @@ pub mod inflight;
 pub mod keepalive;
 pub mod lifecycle;
 pub mod linger;
+pub mod map;
 pub mod message;
 pub mod outbound;
 pub mod paced;

@@ -204,6 +204,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         let max = self.alias_out_max;
         let mut aliases = (max > 0 && !out.is_empty()).then(|| {
             &mut **self
+                .rare
+                .get_or_insert_with(Box::default)
                 .aliases_out
                 .get_or_insert_with(|| Box::new(TopicAliases::new(max)))
         });
@@ -313,7 +315,7 @@ fn fill_batch(
         if out.len() >= DRAIN_BATCH {
             return true;
         }
-        if front.qos != QoS::AtMostOnce && st.inflight.len() >= st.send_quota {
+        if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(st.send_quota) {
             return false;
         }
         let Some(mut d) = st.queue.pop_front() else {

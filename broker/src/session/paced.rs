@@ -34,7 +34,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
         deferred: Box<Deferred>,
         ack: Option<(Ticket, Option<Arc<Message>>, Packet)>,
     ) -> Result<(), End> {
-        self.paced = Some(Box::new(Paced {
+        self.rare_mut().paced = Some(Box::new(Paced {
             deferred,
             ack,
             until: None,
@@ -45,7 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// Look for room for the waiting message: once placed (or left local),
     /// acknowledge it, in order behind anything already held.
     pub(crate) fn place_paced(&mut self) -> Result<(), End> {
-        let Some(paced) = self.paced.as_deref_mut() else {
+        let Some(paced) = self.rare.as_mut().and_then(|r| r.paced.as_deref_mut()) else {
             return Ok(());
         };
         let placed = match self.broker.cluster() {
@@ -56,7 +56,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             paced.until = Some(Instant::from_std(at));
             return Ok(());
         }
-        let ack = self.paced.take().and_then(|p| p.ack);
+        let ack = self
+            .rare
+            .as_mut()
+            .and_then(|r| r.paced.take())
+            .and_then(|p| p.ack);
         match ack {
             Some((ticket, gate, packet)) => self.ack_gated(ticket, gate, packet),
             None => Ok(()),

@@ -56,8 +56,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 Some(old) => old.roles != grant.roles || old.rules != grant.rules,
                 None => true,
             };
-            let reauth = self.token_deadline.as_ref().is_some_and(|t| t.1);
-            self.token_deadline = Some(Box::new((Instant::now() + grant.remaining(), reauth)));
+            let rare = self.rare.get_or_insert_with(Box::default);
+            let reauth = rare.token_deadline.is_some_and(|t| t.1);
+            rare.token_deadline = Some((Instant::now() + grant.remaining(), reauth));
             st.token = Some(Arc::new(grant));
             changed
         };

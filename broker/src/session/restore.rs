@@ -140,8 +140,8 @@ async fn restore_session(broker: &Arc<Broker>, ls: LoadedSession, users: &mut Us
     let stored = ls.session;
     let client_id = stored.client_id.clone();
     let mut principal = Principal {
-        username: stored.owner.clone(),
-        client_id: client_id.clone(),
+        username: stored.owner.as_deref().map(Arc::from),
+        client_id: Arc::from(client_id.as_str()),
         ..Principal::default()
     };
     let compiled = match owner_now(broker, users, &stored.owner).await {

@@ -51,7 +51,7 @@ pub enum OwnerKey {
 impl OwnerKey {
     pub fn of(principal: &Principal) -> OwnerKey {
         match &principal.username {
-            Some(name) => OwnerKey::User(Arc::from(name.as_str())),
+            Some(name) => OwnerKey::User(Arc::clone(name)),
             None => OwnerKey::Anonymous,
         }
     }
@@ -160,10 +160,9 @@ pub struct SessionState {
     /// The last policy change could not be compiled for it: it accepts no
     /// message until a policy is installed again (fail closed).
     pub policy_failed: bool,
-    pub principal: Principal,
-    /// The client id as the session store's ops carry it (shared, not
+    /// Its client id is the one the session store's ops carry (shared, not
     /// copied per op; the same allocation as [`Session::client_id`]).
-    pub stored_id: Arc<str>,
+    pub principal: Principal,
     pub policy: Arc<dyn CompiledPolicy>,
     /// Bumped whenever `policy` is replaced; each queued delivery records
     /// the epoch it was checked under, so sending re-checks a stale one.
@@ -175,8 +174,10 @@ pub struct SessionState {
     pub dropped: u64,
     /// Outbound QoS 1/2 messages waiting for the client's acknowledgement.
     pub inflight: Inflight,
-    /// How many QoS 1/2 messages may be in flight (the client's Receive Maximum).
-    pub send_quota: usize,
+    /// How many QoS 1/2 messages may be in flight (the client's Receive
+    /// Maximum, at most 65,535; two bytes keep the session in a smaller
+    /// allocation, `server::tests`).
+    pub send_quota: u16,
     /// The client's Maximum Packet Size (v5), if it set one.
     pub client_max_packet: Option<u32>,
     /// Inbound QoS 2 packet ids received and not yet released (PUBREL).
@@ -206,6 +207,12 @@ pub struct SessionState {
     pub token: Option<Arc<crate::auth::TokenGrant>>,
 }
 
+/// A Receive Maximum as the session keeps it (the protocol's is at most
+/// 65,535; a larger configured one is the same).
+pub fn quota(receive_max: usize) -> u16 {
+    u16::try_from(receive_max).unwrap_or(u16::MAX)
+}
+
 /// How long a subscriber may take nothing off its queue before publishers
 /// stop waiting for it.
 pub const STALL_AFTER: Duration = Duration::from_secs(2);
@@ -226,12 +233,13 @@ pub enum Offer {
 }
 
 impl SessionState {
-    /// `stored_id` is the client id, shared with the [`Session`].
+    /// `client_id` is shared with the [`Session`]: it replaces the
+    /// principal's copy, so both are one allocation.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        stored_id: Arc<str>,
+        client_id: Arc<str>,
         attachment: Attachment,
-        principal: Principal,
+        mut principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
         max_queue: usize,
         send_quota: usize,
@@ -239,6 +247,7 @@ impl SessionState {
         expiry: Duration,
     ) -> SessionState {
         let protocol = attachment.protocol;
+        principal.client_id = client_id;
         SessionState {
             attached: Some(attachment),
             kicked: None,
@@ -246,7 +255,6 @@ impl SessionState {
             revoked: false,
             moved: None,
             policy_failed: false,
-            stored_id,
             principal,
             policy,
             policy_epoch: 0,
@@ -254,7 +262,7 @@ impl SessionState {
             max_queue,
             dropped: 0,
             inflight: Inflight::default(),
-            send_quota,
+            send_quota: quota(send_quota),
             client_max_packet,
             incoming_qos2: BTreeSet::new(),
             expiry,
@@ -271,7 +279,7 @@ impl SessionState {
 
     /// A session with nobody attached (restored from the session store).
     pub fn offline(
-        stored_id: Arc<str>,
+        client_id: Arc<str>,
         principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
         max_queue: usize,
@@ -280,7 +288,7 @@ impl SessionState {
         protocol: ProtocolVersion,
     ) -> SessionState {
         let mut st = SessionState::new(
-            stored_id,
+            client_id,
             Attachment {
                 id: 0,
                 wake: Arc::new(Wake::new()),
@@ -348,7 +356,11 @@ impl SessionState {
         principal: Principal,
         policy: Arc<dyn CompiledPolicy>,
     ) {
+        // The same client id (a session is keyed by it): the session's
+        // allocation stays the one shared, not the newcomer's copy.
+        let client_id = Arc::clone(&self.principal.client_id);
         self.principal = principal;
+        self.principal.client_id = client_id;
         self.policy = policy;
         self.policy_failed = false;
         self.policy_epoch = self.policy_epoch.wrapping_add(1);
@@ -520,6 +532,16 @@ impl PartialEq for SubKey {
 }
 
 impl Eq for SubKey {}
+
+/// The session itself: a connection keeps its session as its router key,
+/// one pointer rather than two.
+impl std::ops::Deref for SubKey {
+    type Target = Arc<Session>;
+
+    fn deref(&self) -> &Arc<Session> {
+        &self.0
+    }
+}
 
 impl Hash for SubKey {
     fn hash<H: Hasher>(&self, state: &mut H) {

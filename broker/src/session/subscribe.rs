@@ -88,13 +88,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                         }
                         drop(st);
                         let full = max.is_some_and(|max| {
-                            router.count_of(&self.key) >= max.get()
-                                && !router.holds(filter, group, &self.key)
+                            router.count_of(&self.session) >= max.get()
+                                && !router.holds(filter, group, &self.session)
                         });
                         if full {
                             None
                         } else {
-                            Some(router.subscribe(filter, group, self.key.clone(), opts))
+                            Some(router.subscribe(filter, group, self.session.clone(), opts))
                         }
                     };
                     let Some(replaced) = replaced else {
@@ -177,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                     let removed = self.broker.router.write().unsubscribe(
                         parsed.filter.as_str(),
                         parsed.share_group.as_deref(),
-                        &self.key,
+                        &self.session,
                     );
                     if removed {
                         0
