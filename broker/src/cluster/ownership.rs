@@ -653,7 +653,10 @@ pub fn on_announce(broker: &Arc<Broker>, cluster: &Arc<Cluster>, msg: &async_nat
             None => return,
             Some(s) => {
                 let st = s.state.lock();
-                (!st.expiry.is_zero(), st.attached.as_ref().map(|c| c.stamp))
+                (
+                    !st.expiry.is_zero(),
+                    st.attached.as_ref().map(|c| c.since_ms),
+                )
             }
         };
         if persistent {

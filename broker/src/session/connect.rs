@@ -469,8 +469,9 @@ async fn admit(
         id: conn_id,
         wake: Arc::clone(&wake),
         protocol: version,
-        since_ms: crate::observe::audit::timestamp_ms(),
-        stamp: admitted.as_ref().map_or(0, |a| a.stamp),
+        since_ms: admitted
+            .as_ref()
+            .map_or_else(crate::observe::audit::timestamp_ms, |a| a.stamp),
     };
     let request = AttachRequest {
         connect: &connect,

@@ -120,11 +120,12 @@ pub struct Attachment {
     pub id: ConnId,
     pub wake: Arc<Wake>,
     pub protocol: ProtocolVersion,
-    /// When this connection logged in (unix ms), for the admin API.
+    /// When this connection logged in (unix ms), for the admin API. On a
+    /// cluster node it is also the connection's claim stamp
+    /// (`cluster::clock`: the login time, moved past any stamp the node has
+    /// seen), which tells which of two connections of one client id on two
+    /// nodes is newer; one field, since the session's size class counts.
     pub since_ms: u64,
-    /// On a cluster node, the connection's claim stamp (`cluster::clock`):
-    /// which of two connections of one client id on two nodes is newer.
-    pub stamp: u64,
 }
 
 /// Where an outbound QoS 1/2 message is in its handshake.
@@ -294,7 +295,6 @@ impl SessionState {
                 wake: Arc::new(Wake::new()),
                 protocol,
                 since_ms: 0,
-                stamp: 0,
             },
             principal,
             policy,
