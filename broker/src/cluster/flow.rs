@@ -127,7 +127,9 @@ impl Progress {
     /// Every sender's progress, to report now; nothing is left pending.
     pub fn take_all(&mut self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.since = None;
-        self.pending.drain().map(|(instance, (seq, _))| (instance, seq))
+        self.pending
+            .drain()
+            .map(|(instance, (seq, _))| (instance, seq))
     }
 }
 

@@ -410,7 +410,10 @@ async fn publish_loop(
     cluster: Arc<Cluster>,
     mut outgoing: mpsc::Receiver<Outgoing>,
 ) {
-    let mut notes = match control.subscribe(cluster.subjects.flow(cluster.instance)).await {
+    let mut notes = match control
+        .subscribe(cluster.subjects.flow(cluster.instance))
+        .await
+    {
         Ok(sub) => Some(sub),
         Err(err) => {
             tracing::warn!(error = %err, "cluster: cannot follow the other nodes' progress; sending without a window");
