@@ -46,6 +46,19 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// receiving node: well below async-nats' 65,536 messages per
 /// subscription.
 pub const WINDOW: u64 = 16 * 1024;
+/// What all the senders into one node may have in flight together: the
+/// window shrinks below [`WINDOW`] past 3 other nodes, so that every other
+/// node sending at once still fits async-nats' buffer.
+pub const SHARED: u64 = 48 * 1024;
+/// The smallest window (with many nodes), above [`NOTE_EVERY`].
+pub const MIN_WINDOW: u64 = 2 * 1024;
+
+/// The window with `others` other nodes in the cluster (each may send
+/// into the same receiving node).
+pub fn window_for(others: usize) -> u64 {
+    let others = u64::try_from(others.max(1)).unwrap_or(u64::MAX);
+    (SHARED / others).clamp(MIN_WINDOW, WINDOW)
+}
 /// A receiving node reports progress after this many messages of a sender.
 pub const NOTE_EVERY: u32 = 1024;
 /// ...or this long after the first message it has not reported.
@@ -148,8 +161,8 @@ struct Peer {
 }
 
 impl Peer {
-    fn behind(&self) -> bool {
-        self.sent.saturating_sub(self.acked) > WINDOW
+    fn behind(&self, window: u64) -> bool {
+        self.sent.saturating_sub(self.acked) > window
     }
 }
 
@@ -163,17 +176,33 @@ pub enum Check {
 }
 
 /// The sending side, owned by the publishing task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Window {
     peers: HashMap<Arc<str>, Peer>,
+    /// The current window ([`window_for`]).
+    limit: u64,
+}
+
+impl Default for Window {
+    fn default() -> Window {
+        Window {
+            peers: HashMap::new(),
+            limit: WINDOW,
+        }
+    }
 }
 
 impl Window {
+    /// Size the window for `others` other nodes.
+    pub fn set_others(&mut self, others: usize) {
+        self.limit = window_for(others);
+    }
+
     /// Message `seq` went to NATS, and `node` wants it.
     pub fn sent(&mut self, node: &Arc<str>, seq: u64, now: Instant) {
         match self.peers.get_mut(node) {
             Some(p) => {
-                if !p.behind() {
+                if !p.behind(self.limit) {
                     // The silence that counts starts when it falls behind.
                     p.progress = now;
                 }
@@ -213,7 +242,7 @@ impl Window {
     pub fn check(&mut self, now: Instant, mut timed_out: impl FnMut(&str)) -> Check {
         let mut wait: Option<Instant> = None;
         for (node, p) in &mut self.peers {
-            if p.given_up || !p.behind() {
+            if p.given_up || !p.behind(self.limit) {
                 continue;
             }
             let at = p.progress + TIMEOUT;
@@ -281,6 +310,26 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, vec![(7, 2000), (9, 3)]);
         assert_eq!(p.due(), None);
+    }
+
+    #[test]
+    fn the_window_shares_the_receivers_buffer_among_the_senders() {
+        assert_eq!(window_for(0), WINDOW);
+        assert_eq!(window_for(1), WINDOW);
+        assert_eq!(window_for(3), WINDOW);
+        assert_eq!(window_for(4), 12 * 1024);
+        assert_eq!(window_for(100), MIN_WINDOW);
+        for others in 1..40 {
+            let w = window_for(others);
+            assert!(w * others as u64 <= SHARED || w == MIN_WINDOW);
+        }
+        let mut w = Window::default();
+        w.set_others(6);
+        let t0 = Instant::now();
+        let n2: Arc<str> = Arc::from("n2");
+        w.sent(&n2, 1, t0);
+        w.sent(&n2, 2 + 8 * 1024, t0);
+        assert_eq!(w.check(t0, |_| panic!()), Check::Wait(t0 + TIMEOUT));
     }
 
     #[test]

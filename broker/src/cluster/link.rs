@@ -431,6 +431,7 @@ async fn publish_loop(
             departures = d;
             window.retain(|node| cluster.remote.knows(node));
         }
+        window.set_others(cluster.remote.peer_count());
         let check = window.check(Instant::now(), |node| {
             cluster.stats.flow_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(node, wait = ?flow::TIMEOUT, "cluster: a node far behind reports no progress; not waiting for it (messages to it may be lost) until it does");

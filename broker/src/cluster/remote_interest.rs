@@ -293,6 +293,11 @@ impl RemoteInterest {
         self.departures.load(Ordering::Relaxed)
     }
 
+    /// How many other nodes are in the table.
+    pub fn peer_count(&self) -> usize {
+        self.table.read().peers.len()
+    }
+
     /// Whether `node` is in the table.
     pub fn knows(&self, node: &str) -> bool {
         self.table.read().peers.contains_key(node)
