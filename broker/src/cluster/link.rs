@@ -8,7 +8,9 @@
 //! - The publishing task drains the outbox: it encodes each local publish
 //!   (`envelope.rs`) and hands it to async-nats, which batches the writes;
 //!   each batch it takes wakes the publishers waiting for room
-//!   (`pacing.rs`).
+//!   (`pacing.rs`). It takes nothing while another node is more than the
+//!   flow window behind (`flow.rs`): the link task reports to each sender
+//!   how far it routed that sender's messages.
 //! - The connection's events (down, up) are handled as they come, in the
 //!   async-nats event task: the outage and the recovery are each logged
 //!   once, and SUBACKs stop waiting for a server that is not there.
