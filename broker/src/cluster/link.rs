@@ -422,6 +422,8 @@ async fn publish_loop(
             None
         }
     };
+    // Without the notes nothing would ever be acknowledged: no window.
+    let flow_on = notes.is_some();
     let js = async_nats::jetstream::new(control);
     let mut batch = Vec::with_capacity(64);
     let mut window = Window::default();
@@ -434,10 +436,11 @@ async fn publish_loop(
             window.retain(|node| cluster.remote.knows(node));
         }
         window.set_others(cluster.remote.peer_count());
-        let check = window.check(Instant::now(), |node| {
-            cluster.stats.flow_timeouts.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(node, wait = ?flow::TIMEOUT, "cluster: a node far behind reports no progress; not waiting for it (messages to it may be lost) until it does");
-        });
+        let check = if !flow_on {
+            Check::Go
+        } else {
+            window.check(Instant::now(), |node| timed_out(&cluster, node))
+        };
         if let Check::Wait(at) = check {
             if !waiting {
                 waiting = true;
@@ -504,6 +507,16 @@ fn count_sent(cluster: &Cluster, window: &mut Window, topic: &str, seq: u64, now
     cluster
         .remote
         .nodes_wanting(topic, |node| window.sent(node, seq, now));
+}
+
+/// A node behind and silent for `flow::TIMEOUT` is no longer waited for.
+fn timed_out(cluster: &Cluster, node: &str) {
+    cluster.stats.flow_timeouts.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        node,
+        wait = ?flow::TIMEOUT,
+        "cluster: a node far behind reports no progress; not waiting for it (messages to it may be lost) until it does"
+    );
 }
 
 /// A receiving node reported its progress.
