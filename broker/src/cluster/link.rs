@@ -8,7 +8,9 @@
 //! - The publishing task drains the outbox: it encodes each local publish
 //!   (`envelope.rs`) and hands it to async-nats, which batches the writes;
 //!   each batch it takes wakes the publishers waiting for room
-//!   (`pacing.rs`).
+//!   (`pacing.rs`). It takes nothing while another node is more than the
+//!   flow window behind (`flow.rs`): the link task reports to each sender
+//!   how far it routed that sender's messages.
 //! - The connection's events (down, up) are handled as they come, in the
 //!   async-nats event task: the outage and the recovery are each logged
 //!   once, and SUBACKs stop waiting for a server that is not there.
@@ -35,6 +37,7 @@ use futures::stream::{AbortHandle, Abortable, BoxStream, SelectAll, StreamExt};
 use tokio::sync::mpsc;
 
 use super::dedupe::Dedupe;
+use super::flow::{self, Check, Progress, Window};
 use super::interest::Change;
 use super::remote_interest::{self, Batch};
 use super::{envelope, retained, Cluster, Outgoing, MAX_SUBJECT};
@@ -162,6 +165,8 @@ pub(super) async fn run(
         inbound: SelectAll::new(),
         held: HashMap::new(),
         dedupe: Dedupe::default(),
+        progress: Progress::default(),
+        due: None,
     };
     loop {
         tokio::select! {
@@ -181,15 +186,21 @@ pub(super) async fn run(
                 // The interest task ends only at shutdown.
                 let _ = batches.send(batch);
             }
-            Some((tag, msg)) = link.inbound.next(), if !link.inbound.is_empty() => link.deliver(tag.as_deref(), msg),
-            Some(msg) = next_policy(&mut policy) => link.on_policy(&msg),
+            Some((tag, msg)) = link.inbound.next(), if !link.inbound.is_empty() => {
+                link.deliver(tag.as_deref(), msg);
+                if let Some(instance) = link.due.take() {
+                    link.report(instance).await;
+                }
+            }
+            () = sleep_until(link.progress.due()) => link.report_all().await,
+            Some(msg) = next_message(&mut policy) => link.on_policy(&msg),
         }
     }
 }
 
-async fn next_policy(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
-    match sub {
-        Some(s) => s.next().await,
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -209,6 +220,10 @@ struct Link {
     /// of a filter with interest (one or two each).
     held: HashMap<HeldKey, Vec<AbortHandle>>,
     dedupe: Dedupe,
+    /// What was routed from each sender and not yet reported (`flow.rs`).
+    progress: Progress,
+    /// A sender due a progress note now.
+    due: Option<u64>,
 }
 
 impl Link {
@@ -286,6 +301,14 @@ impl Link {
         };
         let now = Instant::now();
         tracing::trace!(subject = %nats.subject, seq = received.seq, queue = ?tag.map(|t| t.queue), "cluster: message from NATS");
+        // Direct subscriptions only: the sender does not count queue group
+        // copies (`flow.rs`). A second copy counts as routed.
+        if tag.is_none()
+            && received.instance != self.cluster.instance
+            && self.progress.routed(received.instance, received.seq, now)
+        {
+            self.due = Some(received.instance);
+        }
         if let Some(t) = tag {
             // One copy per queue group in the cluster: no window needed,
             // and this node's own messages come back here by design.
@@ -337,6 +360,34 @@ impl Link {
         }
     }
 
+    /// Tell sender `instance` how far this node got (`flow.rs`).
+    async fn report(&mut self, instance: u64) {
+        if let Some(seq) = self.progress.take_one(instance) {
+            self.send_note(instance, seq).await;
+        }
+    }
+
+    /// Report every sender's unreported progress.
+    async fn report_all(&mut self) {
+        let notes: Vec<(u64, u64)> = self.progress.take_all().collect();
+        for (instance, seq) in notes {
+            self.send_note(instance, seq).await;
+        }
+    }
+
+    /// On the control connection: the data connection's server counters
+    /// count messages only.
+    async fn send_note(&mut self, instance: u64, seq: u64) {
+        let note = flow::Note::encode(&self.cluster.node_id, seq);
+        if let Err(err) = self
+            .control
+            .publish(self.cluster.subjects.flow(instance), note)
+            .await
+        {
+            tracing::debug!(error = %err, "cluster: flow note not sent");
+        }
+    }
+
     /// Another node applied a policy version: look at the store now
     /// rather than at the next poll.
     fn on_policy(&self, msg: &async_nats::Message) {
@@ -353,26 +404,80 @@ impl Link {
     }
 }
 
-/// Drain the outbox into NATS.
+/// Drain the outbox into NATS, never more than the flow window ahead of a
+/// live receiving node (`flow.rs`).
 async fn publish_loop(
     client: async_nats::Client,
     control: async_nats::Client,
     cluster: Arc<Cluster>,
     mut outgoing: mpsc::Receiver<Outgoing>,
 ) {
+    let mut notes = match control
+        .subscribe(cluster.subjects.flow(cluster.instance))
+        .await
+    {
+        Ok(sub) => Some(sub),
+        Err(err) => {
+            tracing::warn!(error = %err, "cluster: cannot follow the other nodes' progress; sending without a window");
+            None
+        }
+    };
+    // Without the notes nothing would ever be acknowledged: no window.
+    let flow_on = notes.is_some();
     let js = async_nats::jetstream::new(control);
     let mut batch = Vec::with_capacity(64);
-    while outgoing.recv_many(&mut batch, 64).await > 0 {
+    let mut window = Window::default();
+    let mut departures = cluster.remote.departures();
+    let mut waiting = false;
+    loop {
+        let d = cluster.remote.departures();
+        if d != departures {
+            departures = d;
+            window.retain(|node| cluster.remote.knows(node));
+        }
+        window.set_others(cluster.remote.peer_count());
+        let check = if !flow_on {
+            Check::Go
+        } else {
+            window.check(Instant::now(), |node| timed_out(&cluster, node))
+        };
+        if let Check::Wait(at) = check {
+            if !waiting {
+                waiting = true;
+                cluster.stats.flow_waits.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::select! {
+                Some(msg) = next_message(&mut notes) => on_flow_note(&mut window, msg),
+                () = tokio::time::sleep_until(at.into()) => {}
+            }
+            continue;
+        }
+        waiting = false;
+        tokio::select! {
+            biased;
+            Some(msg) = next_message(&mut notes) => {
+                on_flow_note(&mut window, msg);
+                continue;
+            }
+            n = outgoing.recv_many(&mut batch, 64) => if n == 0 { return },
+        }
         // Room freed: publishers waiting for it look again (`pacing.rs`).
         cluster.pacing.moved();
+        let now = Instant::now();
         for out in batch.drain(..) {
             let (subject, payload) = match out {
                 Outgoing::Message(msg, seq) => match message(&cluster, &msg, seq, &[]) {
-                    Some(m) => m,
+                    Some(m) => {
+                        count_sent(&cluster, &mut window, &msg.topic, seq, now);
+                        m
+                    }
                     None => continue,
                 },
                 Outgoing::Served(msg, seq, served) => match message(&cluster, &msg, seq, &served) {
-                    Some(m) => m,
+                    Some(m) => {
+                        count_sent(&cluster, &mut window, &msg.topic, seq, now);
+                        m
+                    }
                     None => continue,
                 },
                 Outgoing::Retained(msg, seq) => {
@@ -393,6 +498,41 @@ async fn publish_loop(
                 }
             }
         }
+    }
+}
+
+/// Message `seq` on `topic` goes out: count it for each node that wants
+/// it through a direct subscription.
+fn count_sent(cluster: &Cluster, window: &mut Window, topic: &str, seq: u64, now: Instant) {
+    cluster
+        .remote
+        .nodes_wanting(topic, |node| window.sent(node, seq, now));
+}
+
+/// A node behind and silent for `flow::TIMEOUT` is no longer waited for.
+fn timed_out(cluster: &Cluster, node: &str) {
+    cluster.stats.flow_timeouts.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        node,
+        wait = ?flow::TIMEOUT,
+        "cluster: a node far behind reports no progress; not waiting for it (messages to it may be lost) until it does"
+    );
+}
+
+/// A receiving node reported its progress.
+fn on_flow_note(window: &mut Window, msg: async_nats::Message) {
+    let Ok(note) = flow::Note::decode(msg.payload) else {
+        return;
+    };
+    if window.acked(&note.node, note.seq, Instant::now()) {
+        tracing::info!(node = %note.node, "cluster: a node not waited for reports progress again; waiting for it again");
+    }
+}
+
+async fn next_message(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 

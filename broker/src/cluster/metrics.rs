@@ -90,6 +90,18 @@ pub fn register(r: &mut Registry, cluster: &Cluster) {
     );
     counter(
         r,
+        "cluster_flow_waits",
+        "Times this node stopped sending because another node was more than the flow window behind",
+        &s.flow_waits,
+    );
+    counter(
+        r,
+        "cluster_flow_timeouts",
+        "Times another node behind by more than the flow window reported no progress for 1 s and was no longer waited for",
+        &s.flow_timeouts,
+    );
+    counter(
+        r,
         "cluster_session_records_deleted",
         "Session ownership records this node deleted because their session ended here",
         &cluster.sessions.deleted,

@@ -23,6 +23,8 @@
 //! - [`remote_interest`]: the other nodes' interest, so that a message no
 //!   other node wants is not sent; SUBACKs wait until the others know.
 //! - [`shared`]: shared subscriptions as NATS queue groups.
+//! - [`flow`]: receiving nodes report their progress, and a sender runs at
+//!   most a window ahead of each (core NATS has no back-pressure).
 //! - [`pacing`]: a full outbox pauses the local publisher instead of
 //!   dropping its message (while NATS is up).
 //! - [`retained`]: retained messages in a JetStream stream, cached on
@@ -35,6 +37,7 @@ pub mod clock;
 pub mod dedupe;
 pub mod durable;
 pub mod envelope;
+pub mod flow;
 pub mod gate;
 pub mod handover;
 pub mod interest;
@@ -95,6 +98,12 @@ pub struct ClusterStats {
     pub not_forwarded: AtomicU64,
     /// async-nats reported this node too slow for a subscription.
     pub slow: AtomicU64,
+    /// Times the publishing task waited for a receiving node more than the
+    /// flow window behind (`flow.rs`).
+    pub flow_waits: AtomicU64,
+    /// Times a receiving node behind by more than the window reported no
+    /// progress for `flow::TIMEOUT` and was not waited for.
+    pub flow_timeouts: AtomicU64,
 }
 
 /// This node's membership of a cluster. Held by the [`Broker`].

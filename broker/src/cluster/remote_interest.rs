@@ -31,6 +31,7 @@
 //! id and announcement number, then the entries.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -233,6 +234,9 @@ pub struct RemoteInterest {
     table: RwLock<Table>,
     /// The NATS connection came (back): say hello.
     pub(super) connected: Notify,
+    /// Bumped when a node is forgotten or restarts (the flow window,
+    /// `flow.rs`, forgets it too).
+    departures: AtomicU64,
 }
 
 impl Default for RemoteInterest {
@@ -245,6 +249,7 @@ impl Default for RemoteInterest {
         RemoteInterest {
             table: RwLock::new(table),
             connected: Notify::new(),
+            departures: AtomicU64::new(0),
         }
     }
 }
@@ -269,6 +274,37 @@ impl RemoteInterest {
             return true;
         }
         table.trie.has_match(topic)
+    }
+
+    /// Call `visit` with each node that wants a message on `topic` through
+    /// a direct (not shared) subscription; a node matching through several
+    /// filters is visited once per filter. For the publishing task's flow
+    /// window, not for the publisher's path.
+    pub fn nodes_wanting(&self, topic: &str, mut visit: impl FnMut(&Arc<str>)) {
+        self.table.read().trie.matches(topic, |node, _, group| {
+            if group.is_none() {
+                visit(node);
+            }
+        });
+    }
+
+    /// Changes each time a node is forgotten or restarts.
+    pub fn departures(&self) -> u64 {
+        self.departures.load(Ordering::Relaxed)
+    }
+
+    /// How many other nodes are in the table.
+    pub fn peer_count(&self) -> usize {
+        self.table.read().peers.len()
+    }
+
+    /// Whether `node` is in the table.
+    pub fn knows(&self, node: &str) -> bool {
+        self.table.read().peers.contains_key(node)
+    }
+
+    fn departed(&self) {
+        self.departures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether another node has members of the shared group `queue`.
@@ -401,6 +437,7 @@ impl RemoteInterest {
     /// Forget `node` (it said goodbye).
     pub fn forget(&self, node: &str) {
         self.table.write().forget(&Arc::from(node));
+        self.departed();
     }
 
     /// Forget the nodes not heard from since `before`; their ids.
@@ -414,6 +451,10 @@ impl RemoteInterest {
             .collect();
         for n in &gone {
             table.forget(n);
+        }
+        drop(table);
+        if !gone.is_empty() {
+            self.departed();
         }
         gone
     }

@@ -98,6 +98,12 @@ impl Subjects {
         format!("{}interest-ack.{node}", self.prefix)
     }
 
+    /// Where the receiving nodes report their progress to one sender
+    /// instance (`flow.rs`).
+    pub fn flow(&self, instance: u64) -> String {
+        format!("{}flow.{instance:016x}", self.prefix)
+    }
+
     /// The NATS queue group of the shared group with this queue id
     /// (`router::queue_id`).
     pub fn queue_name(&self, queue: u64) -> String {
