@@ -287,6 +287,32 @@ pub fn cluster_name(test: &str) -> String {
     format!("{test}{}", std::process::id())
 }
 
+/// Two nodes of a fresh cluster named after `test` on one JetStream
+/// nats-server and the PostgreSQL store, each made by `node` (the test's
+/// own configuration), with a superuser `root` (password `pw`) in the
+/// shared store.
+pub async fn two_nodes(
+    test: &str,
+    node: impl Fn(&crate::stores::TestStore, &NatsServer, &str, &str) -> crate::broker::TestBroker,
+) -> (
+    NatsServer,
+    crate::stores::TestStore,
+    crate::broker::TestBroker,
+    crate::broker::TestBroker,
+) {
+    let nats = NatsServer::start_js();
+    let store = crate::stores::TestStore::new(crate::stores::Backend::Postgres, None, "5s");
+    let cluster = cluster_name(test);
+    let n1 = node(&store, &nats, &cluster, "n1");
+    let n2 = node(&store, &nats, &cluster, "n2");
+    n1.cli_stdin(
+        &["user", "add", "root", "--password-stdin", "--superuser"],
+        "pw",
+    )
+    .await;
+    (nats, store, n1, n2)
+}
+
 /// A Warden node of cluster `cluster` on `store`, talking to `urls`, with
 /// `extra` config lines after the `cluster:` block's keys.
 pub fn cluster_node(

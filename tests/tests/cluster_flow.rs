@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use warden_e2e::http::{scrape, value};
-use warden_e2e::nats::{cluster_name, cluster_yaml, NatsServer};
-use warden_e2e::stores::{Backend, TestStore};
+use warden_e2e::nats::{cluster_yaml, two_nodes, NatsServer};
+use warden_e2e::stores::TestStore;
 use warden_e2e::wire::Incoming;
 use warden_e2e::*;
 
@@ -125,23 +125,9 @@ async fn until_flowing(publisher: &mut RawClient, subs: &mut [RawClient]) {
     }
 }
 
-async fn setup(name: &str) -> (NatsServer, TestStore, TestBroker, TestBroker) {
-    let nats = NatsServer::start_js();
-    let store = TestStore::new(Backend::Postgres, None, "5s");
-    let cluster = cluster_name(name);
-    let n1 = node(&store, &nats, &cluster, "n1");
-    let n2 = node(&store, &nats, &cluster, "n2");
-    n1.cli_stdin(
-        &["user", "add", "root", "--password-stdin", "--superuser"],
-        "pw",
-    )
-    .await;
-    (nats, store, n1, n2)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturating_fan_in_reaches_a_slower_node_whole() {
-    let (_nats, _store, n1, n2) = setup("flow").await;
+    let (_nats, _store, n1, n2) = two_nodes("flow", node).await;
     let mut subs = Vec::new();
     for i in 0..SUBSCRIBERS {
         let mut s = n2
@@ -205,7 +191,7 @@ async fn a_saturating_fan_in_reaches_a_slower_node_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiving_node_that_stops_reading_does_not_stall_publishers() {
-    let (_nats, _store, n1, n2) = setup("flowstop").await;
+    let (_nats, _store, n1, n2) = two_nodes("flowstop", node).await;
     let mut sub = n2.login(Version::V5, &client_id("sub"), "root", "pw").await;
     assert_eq!(sub.subscribe("fl/#", 1).await, 1);
     let mut publisher = n1.login(Version::V5, &client_id("pub"), "root", "pw").await;

@@ -22,10 +22,8 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use warden_e2e::http::{scrape, value};
-use warden_e2e::nats::{
-    cluster_name, cluster_yaml, publish_numbered, receive_numbered, NatsServer,
-};
-use warden_e2e::stores::{Backend, TestStore};
+use warden_e2e::nats::{cluster_yaml, publish_numbered, receive_numbered, two_nodes, NatsServer};
+use warden_e2e::stores::TestStore;
 use warden_e2e::*;
 
 /// Small enough that a publisher with 64 messages in flight fills it.
@@ -75,16 +73,7 @@ async fn until_flowing(publisher: &mut RawClient, sub: &mut RawClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_faster_than_nats_is_paced_not_dropped() {
-    let nats = NatsServer::start_js();
-    let store = TestStore::new(Backend::Postgres, None, "5s");
-    let cluster = cluster_name("pace");
-    let n1 = node(&store, &nats, &cluster, "n1");
-    let n2 = node(&store, &nats, &cluster, "n2");
-    n1.cli_stdin(
-        &["user", "add", "root", "--password-stdin", "--superuser"],
-        "pw",
-    )
-    .await;
+    let (_nats, _store, n1, n2) = two_nodes("pace", node).await;
     let mut sub = n2.login(Version::V5, &client_id("sub"), "root", "pw").await;
     assert_eq!(sub.subscribe("bp/#", 1).await, 1);
     let mut publisher = n1.login(Version::V5, &client_id("pub"), "root", "pw").await;
@@ -190,16 +179,7 @@ async fn publish_bulk(c: &mut RawClient, count: u32, size: usize, window: usize)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_nats_server_does_not_stall_publishers_for_ever() {
-    let nats = NatsServer::start_js();
-    let store = TestStore::new(Backend::Postgres, None, "5s");
-    let cluster = cluster_name("hung");
-    let n1 = node(&store, &nats, &cluster, "n1");
-    let n2 = node(&store, &nats, &cluster, "n2");
-    n1.cli_stdin(
-        &["user", "add", "root", "--password-stdin", "--superuser"],
-        "pw",
-    )
-    .await;
+    let (nats, _store, n1, n2) = two_nodes("hung", node).await;
     let mut sub = n2.login(Version::V5, &client_id("sub"), "root", "pw").await;
     assert_eq!(sub.subscribe("bp/#", 1).await, 1);
     let mut publisher = n1.login(Version::V5, &client_id("pub"), "root", "pw").await;
