@@ -160,34 +160,7 @@ pub(super) fn build_webhook(raw: RawWebhook, ctx: &Ctx<'_>) -> Result<WebhookCon
             "the receiver's URL is required",
         ));
     };
-    let scheme_ok = url
-        .split_once("://")
-        .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty());
-    if !scheme_ok {
-        return Err(err(
-            "url",
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
-    }
-    if raw.token.is_some() && raw.token_file.is_some() {
-        return Err(err(
-            "token_file",
-            "set token or token_file, not both".to_owned(),
-        ));
-    }
-    let token = match (raw.token, &raw.token_file) {
-        (Some(t), _) => Some(t),
-        (None, Some(p)) => {
-            let path = ctx.existing_file(&at("token_file"), "auth.webhook.token_file", p)?;
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| err("token_file", format!("cannot read {}: {e}", path.display())))?;
-            Some(text.trim().to_owned())
-        }
-        (None, None) => None,
-    };
-    if token.as_deref().is_some_and(str::is_empty) {
-        return Err(err("token", "must not be empty".to_owned()));
-    }
+    let token = url_and_token("webhook", &url, raw.token, raw.token_file.as_deref(), ctx)?;
     let ca_file = raw
         .ca_file
         .as_deref()
@@ -283,34 +256,7 @@ pub(super) fn build(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpAuthConfig, Confi
         ));
     };
     let url = url.trim_end_matches('/').to_owned();
-    let scheme_ok = url
-        .split_once("://")
-        .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty());
-    if !scheme_ok {
-        return Err(err(
-            "url",
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
-    }
-    if raw.token.is_some() && raw.token_file.is_some() {
-        return Err(err(
-            "token_file",
-            "set token or token_file, not both".to_owned(),
-        ));
-    }
-    let token = match (raw.token, &raw.token_file) {
-        (Some(t), _) => Some(t),
-        (None, Some(p)) => {
-            let path = file("token_file", p)?;
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| err("token_file", format!("cannot read {}: {e}", path.display())))?;
-            Some(text.trim().to_owned())
-        }
-        (None, None) => None,
-    };
-    if token.as_deref().is_some_and(str::is_empty) {
-        return Err(err("token", "must not be empty".to_owned()));
-    }
+    let token = url_and_token("http", &url, raw.token, raw.token_file.as_deref(), ctx)?;
     let ca_file = raw
         .ca_file
         .as_deref()
@@ -472,4 +418,50 @@ pub(super) fn build_chain(
         chain.push(step);
     }
     Ok(chain)
+}
+
+/// What `auth.http` and `auth.webhook` check alike: an http(s) URL, and
+/// the bearer token, given inline (`token`) or in a file (`token_file`,
+/// not both), never empty.
+fn url_and_token(
+    section: &'static str,
+    url: &str,
+    token: Option<String>,
+    token_file: Option<&std::path::Path>,
+    ctx: &Ctx<'_>,
+) -> Result<Option<String>, ConfigError> {
+    let at = |key| [Seg::Key("auth"), Seg::Key(section), Seg::Key(key)];
+    let err = |key: &'static str, message: String| {
+        ctx.err(&at(key), &format!("auth.{section}.{key}"), message)
+    };
+    let scheme_ok = url
+        .split_once("://")
+        .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty());
+    if !scheme_ok {
+        return Err(err(
+            "url",
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    if token.is_some() && token_file.is_some() {
+        return Err(err(
+            "token_file",
+            "set token or token_file, not both".to_owned(),
+        ));
+    }
+    let token = match (token, token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(p)) => {
+            let path =
+                ctx.existing_file(&at("token_file"), &format!("auth.{section}.token_file"), p)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| err("token_file", format!("cannot read {}: {e}", path.display())))?;
+            Some(text.trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    if token.as_deref().is_some_and(str::is_empty) {
+        return Err(err("token", "must not be empty".to_owned()));
+    }
+    Ok(token)
 }
