@@ -78,6 +78,9 @@ pub struct Broker {
     policy_target: AtomicU64,
     /// Connections closed because the client stopped reading.
     pub write_stalls: AtomicU64,
+    /// Parts of write-through deliveries a socket did not take whole
+    /// (`session/direct.rs`).
+    pub leftovers: crate::session::direct::Leftovers,
     /// Every connection's keep alive, from one timer.
     pub keepalive: Arc<crate::session::keepalive::KeepAlive>,
     /// Revoked client certificates per listener (from its CRLs).
@@ -145,6 +148,7 @@ impl Broker {
             policy_version: AtomicU64::new(0),
             policy_target: AtomicU64::new(0),
             write_stalls: AtomicU64::new(0),
+            leftovers: Default::default(),
             keepalive: Arc::new(crate::session::keepalive::KeepAlive::new()),
             revoked: crate::revocation::Revocations::default(),
             ocsp: crate::ocsp::OcspChecker::default(),
@@ -369,6 +373,12 @@ impl Broker {
         let sub_qos = QoS::from_u8(m.qos).unwrap_or(QoS::AtMostOnce);
         let qos = msg.qos.min(sub_qos);
         let retain = msg.retain && m.retain_as_published;
+        let direct = crate::session::direct::WriteThrough {
+            authz: &self.authz,
+            persist: &self.persist,
+            stats: &self.stats,
+            leftovers: &self.leftovers,
+        };
         match key.0.offer(
             &self.authz,
             &self.persist,
@@ -376,6 +386,7 @@ impl Broker {
             qos,
             retain,
             &m.subscription_ids,
+            Some(&direct),
         ) {
             Offer::Refused => false,
             Offer::Queued {

@@ -379,6 +379,16 @@ macro_rules! each {
     };
 }
 
+impl crate::session::connection::Transport for MqttStream {
+    fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            MqttStream::Plain(s) => Some(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+}
+
 impl AsyncRead for MqttStream {
     fn poll_read(
         self: Pin<&mut Self>,

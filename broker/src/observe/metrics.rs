@@ -309,6 +309,12 @@ pub fn render(broker: &Broker) -> String {
     );
     counter(
         &mut r,
+        "written_through_messages",
+        "PUBLISH packets a publisher's task wrote straight into an idle subscriber's socket (plain TCP)",
+        stats.written_through.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut r,
         "slow_consumer_disconnects",
         "Clients disconnected because they stopped reading (limits.write_stall)",
         broker.write_stalls.load(Ordering::Relaxed),

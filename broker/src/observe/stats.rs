@@ -158,6 +158,9 @@ pub struct Stats {
     pub handshake_failures: Counts<&'static str>,
     /// Messages dropped from a full session queue.
     pub dropped: AtomicU64,
+    /// Deliveries a publisher's task wrote straight into an idle
+    /// subscriber's socket (`session/direct.rs`).
+    pub written_through: AtomicU64,
     /// Times the sessions were recompiled after a policy change.
     pub recompilations: AtomicU64,
     /// From noticing a new policy version to every session running it: how
@@ -177,6 +180,7 @@ impl Default for Stats {
             auth: Counts::default(),
             handshake_failures: Counts::default(),
             dropped: AtomicU64::new(0),
+            written_through: AtomicU64::new(0),
             recompilations: AtomicU64::new(0),
             // 1 ms … ~16 s.
             revocation_delay: Histogram::new(exponential_buckets(0.001, 2.0, 15)),

@@ -472,6 +472,7 @@ async fn admit(
         since_ms: admitted
             .as_ref()
             .map_or_else(crate::observe::audit::timestamp_ms, |a| a.stamp),
+        output: crate::session::direct::Output::HANDLER,
     };
     let request = AttachRequest {
         connect: &connect,

@@ -33,6 +33,16 @@ pub enum ConnectionError {
     Closed,
 }
 
+/// A stream a connection runs over. Only a plain TCP stream can be written
+/// by another task through its descriptor (write-through, `direct.rs`);
+/// TLS and WebSocket streams keep state only their task may touch.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The socket, when this is a plain TCP stream.
+    fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+}
+
 /// What [`Connection::io`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Io {
@@ -279,6 +289,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
+    /// Put bytes before everything queued: the rest of a delivery another
+    /// task began to write to this socket (`direct.rs`).
+    pub fn prepend_output(&mut self, first: &[u8]) {
+        let mut buf = BytesMut::with_capacity(first.len() + self.write_buf.len());
+        buf.extend_from_slice(first);
+        buf.extend_from_slice(&self.write_buf);
+        self.write_buf = buf;
+    }
+
     /// Forget output the peer will never read (it stopped reading).
     pub fn discard_output(&mut self) {
         self.write_buf = BytesMut::new();
@@ -320,5 +339,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+    }
+}
+
+impl<S: Transport> Connection<S> {
+    /// The socket, when the stream is plain TCP.
+    pub fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.stream.plain_fd()
     }
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use warden_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 
@@ -171,6 +170,20 @@ pub struct Handler<S> {
     shutdown: Shutdown,
 }
 
+impl<S> Drop for Handler<S> {
+    /// However the task ends (a panic, a runtime dropping it): no publisher
+    /// may write to the socket once it is closed (`direct.rs`).
+    fn drop(&mut self) {
+        let mut st = self.session.state.lock();
+        if let Some(att) = st.attached.as_mut().filter(|a| a.id == self.conn_id) {
+            att.output = crate::session::direct::Output::HANDLER;
+        }
+        drop(st);
+        // What a publisher left for a socket that is going away.
+        self.broker.leftovers.take(self.conn_id);
+    }
+}
+
 /// The parts of a [`Handler`] that few connections use, each made when
 /// first needed.
 #[derive(Default)]
@@ -200,7 +213,7 @@ pub(crate) struct Rare {
     pub(crate) denied: Option<Box<crate::authorize::DeniedLog>>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     pub fn new(
         broker: Arc<Broker>,
         conn: Connection<S>,
@@ -315,7 +328,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
             let reading = self.conn.pending_bytes() < READ_PAUSE_AT;
             if reading {
-                if let Err(end) = self.handle_buffered() {
+                let id = self.session.id;
+                if let Err(end) = crate::session::direct::turn(id, || self.handle_buffered()) {
                     return end;
                 }
             }
@@ -328,6 +342,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             let before = self.conn.written();
             if self.conn.wants_write() && matches!(self.conn.try_write(), Some(Err(_))) {
                 return End::Lost;
+            }
+            if self.conn.written() != before {
+                // All of it went out: publishers may write to the socket
+                // until this task has output again (`direct.rs`).
+                self.arm_if_idle();
             }
             stalled_since = match (self.conn.wants_write(), stalled_since) {
                 (false, _) => None,
@@ -566,6 +585,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
     /// sees the error DISCONNECT it was sent.
     async fn finish(&mut self, end: End) -> (End, bool) {
         let mut end = end;
+        // The goodbye is this task's to write.
+        self.disarm();
         let linger = self.goodbye(end).await;
         let released = crate::session::lifecycle::detach(&self.session, self.conn_id);
         if released.is_none() && !matches!(end, End::Shutdown | End::Revoked | End::CertRevoked) {

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use warden_codec::{Packet, Properties, PubResp, ReasonCode};
 
 use crate::cluster::durable::{Outcome, PendingAck};
@@ -177,7 +176,7 @@ impl HeldAcks {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     /// Acknowledge now, or once `ticket` is durable (and after every
     /// acknowledgement already waiting: they go out in order).
     pub(crate) fn ack(&mut self, ticket: Ticket, packet: Packet) -> Result<(), End> {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use warden_codec::{Packet, Properties, PubResp, Publish, ReasonCode};
 use warden_policy::QoS;
 
@@ -36,7 +35,7 @@ fn ack(packet_id: u16, reason: u8) -> PubResp {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     /// The topic of a PUBLISH after applying (and learning) a topic alias.
     fn resolve_topic(&mut self, p: &mut Publish) -> Result<String, End> {
         let Some(alias) = p.properties.topic_alias else {

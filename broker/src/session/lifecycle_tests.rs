@@ -49,6 +49,7 @@ fn request<'a>(broker: &Broker, connect: &'a Connect, user: &str, conn: u64) -> 
             wake: Arc::new(Wake::new()),
             protocol: ProtocolVersion::V5,
             since_ms: 0,
+            output: crate::session::direct::Output::HANDLER,
         },
         expiry: Duration::from_secs(60),
         token: None,

@@ -8,6 +8,7 @@
 
 pub mod connect;
 pub mod connection;
+pub mod direct;
 pub mod durable;
 pub mod handler;
 pub mod held_acks;
@@ -30,8 +31,6 @@ pub mod will;
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use crate::broker::Broker;
 use crate::config::ListenerConfig;
 use crate::listener::PeerInfo;
@@ -42,7 +41,7 @@ use handler::Handler;
 /// Read CONNECT on a connection whose TLS handshake (if any) is done, and
 /// return its packet loop, ready to [`Handler::run`]. The caller bounds this
 /// with the listener's connect timeout.
-pub async fn admit<S: AsyncRead + AsyncWrite + Unpin + Send>(
+pub async fn admit<S: crate::session::connection::Transport>(
     broker: Arc<Broker>,
     stream: S,
     peer: &PeerInfo,

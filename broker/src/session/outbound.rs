@@ -102,7 +102,7 @@ impl Outbound {
         }
     }
 
-    fn view(&self) -> PublishView<'_> {
+    pub(crate) fn view(&self) -> PublishView<'_> {
         let d = &self.delivery;
         PublishView {
             dup: self.dup,
@@ -113,6 +113,12 @@ impl Outbound {
             properties: self.properties.as_ref().unwrap_or(&NO_PROPERTIES),
             payload: &d.msg.payload,
         }
+    }
+}
+
+impl Outbound {
+    pub(crate) fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 }
 
@@ -169,10 +175,11 @@ pub fn retransmit<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     /// Move what may be sent now from the session queue to the write buffer.
     pub(crate) fn drain_outbound(&mut self) -> Result<(), End> {
         let max_packet;
+        let fd = self.direct_fd();
         // One buffer per worker thread, not per connection: a drain never
         // waits, so it is back before another connection runs here.
         let mut out;
@@ -182,6 +189,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             if kicked || !st.is_attached_to(self.conn_id) {
                 return Err(self.lost_ownership(st.kicked));
             }
+            // The socket is this task's again before it writes.
+            let leftovers = &self.broker.leftovers;
+            crate::session::direct::take_output(&mut self.conn, self.conn_id, leftovers, &mut st);
             if self.conn.pending_bytes() >= WRITE_CAP {
                 // The socket has not taken what is already queued: the
                 // rest waits in the session queue (bounded, counted).
@@ -189,13 +199,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
             }
             max_packet = st.client_max_packet;
             out = OUT.with(|o| std::mem::take(&mut *o.borrow_mut()));
-            fill_batch(
+            let more = fill_batch(
                 &mut st,
                 &mut out,
                 &self.broker.authz,
                 &self.broker.persist,
                 self.version,
-            )
+            );
+            if out.is_empty() {
+                // Nothing to send from the queue: if nothing else waits
+                // for the socket either, publishers may write to it.
+                crate::session::direct::arm(&self.conn, fd, self.conn_id, &mut st);
+            }
+            more
         };
         let mut result = Ok(());
         // Counted per batch and QoS: one shared add per batch, not per message.
@@ -303,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
 
 /// Take deliveries off the queue while the window allows. Returns true when
 /// more could be sent right away (the batch limit was hit).
-fn fill_batch(
+pub(crate) fn fill_batch(
     st: &mut SessionState,
     out: &mut Vec<Outbound>,
     authz: &Authorizer,
@@ -321,7 +337,7 @@ fn fill_batch(
         let Some(mut d) = st.queue.pop_front() else {
             break;
         };
-        st.last_drain = Instant::now();
+        st.last_drain = now;
         if d.msg.is_expired(now) {
             st.forget_delivery(persist, &d);
             continue;

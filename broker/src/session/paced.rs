@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use warden_codec::Packet;
 
@@ -26,7 +25,7 @@ pub(crate) struct Paced {
     pub(crate) until: Option<Instant>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     /// Hold `deferred` and its acknowledgement until the message has its
     /// place in the outbox; the packet loop stops reading meanwhile.
     pub(crate) fn hold_for_outbox(

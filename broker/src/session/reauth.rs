@@ -8,14 +8,13 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use warden_codec::{Auth, Packet, Properties, PropertySet, ReasonCode};
 
 use crate::auth::jwt::METHOD;
 use crate::session::handler::{End, Handler};
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     pub(crate) fn on_reauth(&mut self, auth: &Auth) -> Result<(), End> {
         if auth.reason != ReasonCode::RE_AUTHENTICATE.value() {
             return Err(End::Violation(ReasonCode::PROTOCOL_ERROR.value()));

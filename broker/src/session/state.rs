@@ -27,6 +27,7 @@ use warden_policy::{CompiledPolicy, Principal, QoS};
 
 use crate::authorize::{Authorizer, DecisionMemo, Who};
 use crate::persist::{Persister, Ticket};
+use crate::session::direct::{Output, WriteThrough};
 use crate::session::inflight::Inflight;
 use crate::session::message::{Delivery, Message};
 use crate::wake::Wake;
@@ -126,6 +127,9 @@ pub struct Attachment {
     /// seen), which tells which of two connections of one client id on two
     /// nodes is newer; one field, since the session's size class counts.
     pub since_ms: u64,
+    /// Who may write to this connection's socket (`direct.rs`); a new
+    /// attachment starts with its task.
+    pub output: Output,
 }
 
 /// Where an outbound QoS 1/2 message is in its handshake.
@@ -295,6 +299,7 @@ impl SessionState {
                 wake: Arc::new(Wake::new()),
                 protocol,
                 since_ms: 0,
+                output: Output::HANDLER,
             },
             principal,
             policy,
@@ -460,7 +465,9 @@ impl Session {
     }
 
     /// Offer a message to this subscriber: the `receive` check, then the
-    /// queue.
+    /// queue, or straight to the socket when `direct` is given and the
+    /// subscriber is idle (`direct.rs`).
+    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &self,
         authz: &Authorizer,
@@ -469,6 +476,7 @@ impl Session {
         qos: QoS,
         retain: bool,
         sub_ids: &[u32],
+        direct: Option<&WriteThrough<'_>>,
     ) -> Offer {
         let (wake, congested, ticket, dropped) = {
             let mut st = self.state.lock();
@@ -493,6 +501,9 @@ impl Session {
             }
             let before = st.dropped;
             let ticket = st.push(persist, d);
+            if let Some(direct) = direct {
+                crate::session::direct::offer(&mut st, self.id, direct);
+            }
             (
                 st.attached.as_ref().map(|o| Arc::clone(&o.wake)),
                 st.is_congested(),

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use warden_codec::{Packet, Properties, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
 use warden_policy::{QoS, SubscriptionFilter};
 
@@ -20,7 +19,7 @@ struct RetainedRequest {
     sub_id: Option<u32>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
+impl<S: crate::session::connection::Transport> Handler<S> {
     fn invalid_filter_code(&self) -> u8 {
         if self.version.is_v5() {
             ReasonCode::TOPIC_FILTER_INVALID.value()
@@ -165,6 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> {
                 qos,
                 true,
                 &sub_ids,
+                None,
             );
         }
     }
