@@ -24,6 +24,15 @@ wait_port() { # port [tries of 0.1 s]
     return 1
 }
 
+# The QoS 1 window toward a subscriber (messages in flight, unacknowledged)
+# is the same on Warden, Mosquitto and FlashMQ: 65,535. FlashMQ has no knob
+# of its own for it: toward an MQTT 3.1.1 client its window is
+# max_qos_msg_pending_per_client (65,535 below, its most), so Warden's
+# receive_maximum and Mosquitto's max_inflight_messages match it. (With
+# 1,000 on Warden and Mosquitto, FlashMQ alone kept 65 times as many
+# messages in flight to the fan-in subscriber.)
+WINDOW=65535
+
 warden_config() { # dir plain tls [allow_anonymous]
     local dir=$1
     mkdir -p "$dir"
@@ -32,7 +41,7 @@ data_dir: ./data
 listeners:
   - { name: plain, kind: tcp, bind: "127.0.0.1:$2", max_connections: 200000 }
   - { name: tls, kind: tls, bind: "127.0.0.1:$3", max_connections: 200000 }
-limits: { max_queued_messages: 100000, receive_maximum: 1000 }
+limits: { max_queued_messages: 100000, receive_maximum: $WINDOW }
 log: { level: warn }
 auth: { allow_anonymous: ${4:-false} }
 EOF
@@ -104,7 +113,7 @@ acl_file $dir/acl
 persistence false
 log_dest none
 max_queued_messages 100000
-max_inflight_messages 1000
+max_inflight_messages $WINDOW
 max_connections -1
 listener $2 127.0.0.1
 listener $3 127.0.0.1

@@ -186,7 +186,6 @@ impl<S: crate::session::connection::Transport> Handler<S> {
 
     /// Hand an authorized PUBLISH to the router.
     fn route(&mut self, topic: Arc<str>, qos: QoS, p: Publish) -> RoutedPublish {
-        let now = Instant::now();
         // Only a QoS 1 PUBACK is released by the subscribers: a retained
         // message must be on disk as the retained one, and a PUBREC also
         // waits for the session's inbound QoS 2 state.
@@ -197,7 +196,11 @@ impl<S: crate::session::connection::Transport> Handler<S> {
             qos,
             retain: p.retain,
             properties: Message::forwarded_properties(&p.properties),
-            expires_at: Message::expiry_from(p.properties.message_expiry_interval, now),
+            // The clock is read only for a message that expires.
+            expires_at: p
+                .properties
+                .message_expiry_interval
+                .and_then(|secs| Message::expiry_from(Some(secs), Instant::now())),
             origin: Arc::clone(&self.session.client_id),
             ack_gate: gated.then(|| AckGate::new(Arc::clone(&self.wake))),
         };
