@@ -120,10 +120,17 @@ thread_local! {
 /// Run one publisher turn with write-through allowed (the packet loop's
 /// handling of what it read).
 pub fn turn<R>(publisher: SessionId, f: impl FnOnce() -> R) -> R {
+    /// Ends the turn however `f` returns (a panic is caught by the runtime,
+    /// and the thread goes on to other tasks).
+    struct End;
+    impl Drop for End {
+        fn drop(&mut self) {
+            TURN.set(None);
+        }
+    }
     TURN.set(Some((publisher, PER_TURN)));
-    let r = f();
-    TURN.set(None);
-    r
+    let _end = End;
+    f()
 }
 
 /// Take one write-through from this turn's allowance, unless `target` is
@@ -171,9 +178,11 @@ pub fn offer(st: &mut SessionState, target: SessionId, ctx: &WriteThrough<'_>) {
     };
     BUF.with_borrow_mut(|buf| {
         buf.clear();
-        if warden_codec::encode_publish(&o.view(), version, buf).is_err() {
-            // Encoded by the task instead, which fails the same way and
-            // ends the connection.
+        if let Err(err) = warden_codec::encode_publish(&o.view(), version, buf) {
+            // Only an impossible PUBLISH fails here (a QoS above 2, DUP on
+            // QoS 0, a body past 256 MB): the message came in within the
+            // packet size limit and the queue checked the client's.
+            tracing::error!(error = %err, "write-through: delivery not encodable; dropped");
             return;
         }
         let n = send(fd, buf);
@@ -279,5 +288,48 @@ impl<S: Transport> Handler<S> {
             &self.broker.leftovers,
             &mut st,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_is_armed_only_with_a_descriptor() {
+        assert_eq!(Output::armed(7).fd(), Some(7));
+        assert_eq!(Output::armed(0).fd(), Some(0));
+        assert_eq!(Output::HANDLER.fd(), None);
+        assert_eq!(Output::LEFT.fd(), None);
+        assert!(Output::LEFT.is_left() && !Output::HANDLER.is_left());
+    }
+
+    #[test]
+    fn leftovers_keep_their_order_and_are_taken_once() {
+        let left = Leftovers::default();
+        assert_eq!(left.take(1), None);
+        left.put(1, b"ab");
+        left.put(2, b"x");
+        left.put(1, b"cd");
+        assert_eq!(left.take(1).as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(left.take(1), None);
+        assert_eq!(left.take(2).as_deref(), Some(&b"x"[..]));
+        assert_eq!(left.count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_turn_allows_a_few_write_throughs_never_to_the_publisher() {
+        assert!(!take_allowance(2), "outside a turn");
+        turn(1, || {
+            assert!(!take_allowance(1), "the publisher's own session");
+            for _ in 0..PER_TURN {
+                assert!(take_allowance(2));
+            }
+            assert!(!take_allowance(2), "the turn's allowance is spent");
+        });
+        assert!(!take_allowance(2), "the turn ended");
+        let caught = std::panic::catch_unwind(|| turn(1, || panic!("in a turn")));
+        assert!(caught.is_err());
+        assert!(!take_allowance(2), "a panic ends the turn too");
     }
 }
