@@ -14,11 +14,12 @@
 //! - `Handler`: the connection's own task writes; publishers queue.
 //! - `Armed(fd)`: the connection's task has written everything it had,
 //!   its queue is empty, and it is waiting; a publisher holding the lock
-//!   may write one delivery to the socket, then hands the socket back
-//!   (`Handler`) and wakes the task, which arms it again once idle. One
-//!   delivery per arming, and a few per publisher turn ([`PER_TURN`]): a
-//!   burst goes through the queue in batches, as before, so a busy
-//!   publisher never makes a system call per message per subscriber.
+//!   may write a delivery to the socket, which stays armed when it took
+//!   the whole packet (the task is not woken). One delivery per publisher
+//!   turn ([`PER_TURN`]): any other delivery of the turn is queued, which
+//!   hands the socket back (`Handler`) and wakes the task, so a burst goes
+//!   out in batches as before and a busy publisher makes at most one
+//!   system call per turn more.
 //! - `Left`: the socket took only part of a delivery; the rest waits in
 //!   [`Leftovers`] and the connection's task writes it before anything else.
 //!
@@ -50,8 +51,10 @@ use crate::session::handler::Handler;
 use crate::session::state::{ConnId, SessionId, SessionState};
 
 /// Deliveries one publisher turn (one batch of packets read) may write
-/// through; the rest of the turn's deliveries are queued.
-const PER_TURN: u8 = 4;
+/// through; the rest of the turn's deliveries are queued, so a burst is
+/// written in batches by the subscribers' tasks and costs a publisher at
+/// most one system call per turn more.
+const PER_TURN: u8 = 1;
 
 /// Who writes to a connection's socket (see the module docs). Four bytes:
 /// it lives in every session's attachment, whose size class counts.
@@ -154,27 +157,29 @@ pub struct WriteThrough<'a> {
 }
 
 /// Called under the subscriber's session lock right after a delivery was
-/// queued. Writes it to the socket when the subscriber is armed and this
-/// is the only delivery queued; otherwise leaves it queued. Either way an
-/// armed socket is handed back to its task, which the caller wakes.
-pub fn offer(st: &mut SessionState, target: SessionId, ctx: &WriteThrough<'_>) {
+/// queued. Writes it to the socket when the subscriber is armed, this is
+/// the only delivery queued and the turn has allowance left; then the
+/// socket stays armed and true says the task need not be woken. Otherwise
+/// the delivery stays queued and an armed socket goes back to its task,
+/// which the caller wakes (as it does when a write left a rest).
+pub fn offer(st: &mut SessionState, target: SessionId, ctx: &WriteThrough<'_>) -> bool {
     let Some(att) = st.attached.as_mut() else {
-        return;
+        return false;
     };
     let Some(fd) = att.output.fd() else {
-        return;
+        return false;
     };
     att.output = Output::HANDLER;
     let (conn, version) = (att.id, att.protocol);
     if st.queue.len() != 1 || st.kicked.is_some() || !take_allowance(target) {
-        return;
+        return false;
     }
     let mut out = Vec::with_capacity(1);
     crate::session::outbound::fill_batch(st, &mut out, ctx.authz, ctx.persist, version);
     let Some(o) = out.pop() else {
         // Expired, over the client's maximum packet size, or no room in
         // the window: nothing to write.
-        return;
+        return false;
     };
     BUF.with_borrow_mut(|buf| {
         buf.clear();
@@ -183,21 +188,27 @@ pub fn offer(st: &mut SessionState, target: SessionId, ctx: &WriteThrough<'_>) {
             // QoS 0, a body past 256 MB): the message came in within the
             // packet size limit and the queue checked the client's.
             tracing::error!(error = %err, "write-through: delivery not encodable; dropped");
-            return;
+            return false;
         }
         let n = send(fd, buf);
-        if n < buf.len() {
-            ctx.leftovers.put(conn, &buf[n..]);
-            if let Some(att) = st.attached.as_mut() {
-                att.output = Output::LEFT;
-            }
+        let whole = n == buf.len();
+        if let Some(att) = st.attached.as_mut() {
+            att.output = if whole {
+                // Still idle: the next delivery may be written through too
+                // (by another turn: one per turn).
+                Output::armed(fd)
+            } else {
+                ctx.leftovers.put(conn, &buf[n..]);
+                Output::LEFT
+            };
         }
         let d = o.delivery();
         ctx.stats
             .flow
             .add(Flow::MessagesOut, d.qos, 1, d.msg.payload.len() as u64);
         ctx.stats.written_through.fetch_add(1, Ordering::Relaxed);
-    });
+        whole
+    })
 }
 
 /// Write `bytes` to the socket `fd` without waiting; how many it took (0

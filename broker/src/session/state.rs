@@ -501,11 +501,14 @@ impl Session {
             }
             let before = st.dropped;
             let ticket = st.push(persist, d);
-            if let Some(direct) = direct {
-                crate::session::direct::offer(&mut st, self.id, direct);
-            }
+            let written =
+                direct.is_some_and(|d| crate::session::direct::offer(&mut st, self.id, d));
             (
-                st.attached.as_ref().map(|o| Arc::clone(&o.wake)),
+                // Written through: the task has nothing to do for it.
+                st.attached
+                    .as_ref()
+                    .filter(|_| !written)
+                    .map(|o| Arc::clone(&o.wake)),
                 st.is_congested(),
                 ticket,
                 st.dropped != before,
