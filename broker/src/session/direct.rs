@@ -30,8 +30,9 @@
 //!
 //! The socket is written by its descriptor. It stays valid while the
 //! session says `Armed`: the connection's task leaves `Armed` (under the
-//! lock, [`Handler::take_output`]) before it writes a goodbye or drops its
-//! stream, and a new or ended attachment carries no descriptor.
+//! lock, [`take_output`]) before it writes a goodbye or drops its stream
+//! (`Handler`'s `Drop`), and a new or ended attachment carries no
+//! descriptor.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -64,10 +65,11 @@ pub struct Output(i32);
 impl Output {
     /// The connection's task.
     pub const HANDLER: Output = Output(-1);
-    /// The connection's task, after picking up what a publisher left.
+    /// The connection's task, which first writes what a publisher left
+    /// ([`Leftovers`]).
     const LEFT: Output = Output(-2);
 
-    /// Publishers may write one delivery to this socket.
+    /// Publishers may write deliveries to this socket, one per turn.
     pub fn armed(fd: RawFd) -> Output {
         debug_assert!(fd >= 0);
         Output(fd.max(0))
@@ -329,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_allows_a_few_write_throughs_never_to_the_publisher() {
+    fn a_turn_allows_its_write_throughs_never_to_the_publisher() {
         assert!(!take_allowance(2), "outside a turn");
         turn(1, || {
             assert!(!take_allowance(1), "the publisher's own session");
