@@ -36,6 +36,26 @@ async fn through(broker: &TestBroker) -> f64 {
     value(&scrape(broker.addr("metrics")).await, THROUGH)
 }
 
+/// Publishes `n` messages `{prefix}{i}` on `topic` at `qos`, one at a time
+/// with a pause after each (so the subscriber is idle before the next),
+/// and checks each arrives at `sub` in order.
+async fn paced(
+    publ: &mut RawClient,
+    sub: &mut RawClient,
+    (topic, prefix, qos, n): (&str, &str, u8, u32),
+    pause: Duration,
+) {
+    for i in 0..n {
+        let payload = format!("{prefix}{i}");
+        let m = Publish::new(topic, payload.as_bytes(), qos);
+        assert_eq!(publ.publish_acked(m).await, 0);
+        let got = sub.next_publish(WAIT).await.expect("delivered");
+        assert_eq!(got.payload, payload.as_bytes());
+        assert_eq!(got.qos, qos);
+        tokio::time::sleep(pause).await;
+    }
+}
+
 #[tokio::test]
 async fn paced_and_burst_deliveries_arrive_once_each_in_order() {
     let broker = setup().await;
@@ -88,13 +108,13 @@ async fn a_written_through_qos1_delivery_stays_in_flight_until_acknowledged() {
     assert_eq!(sub.subscribe("q/#", 1).await, 1);
     let mut publ = plain(&broker, login(Version::V311, &client_id("p"))).await;
     let start = through(&broker).await;
-    for i in 0..3u32 {
-        let m = Publish::new("q/t", format!("m{i}").as_bytes(), 1);
-        assert_eq!(publ.publish_acked(m).await, 0);
-        let got = sub.next_publish(WAIT).await.expect("delivered");
-        assert_eq!(got.payload, format!("m{i}").as_bytes());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    paced(
+        &mut publ,
+        &mut sub,
+        ("q/t", "m", 1, 3),
+        Duration::from_millis(20),
+    )
+    .await;
     assert!(through(&broker).await > start, "none was written through");
     // Gone without acknowledging: the resumed session gets all three again.
     drop(sub);
@@ -131,13 +151,13 @@ async fn after_a_takeover_only_the_new_connection_is_written_to() {
     let ended = old.ending(WAIT).await;
     assert_eq!(ended.disconnect_code(), Some(0x8e), "{ended:?}");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    for i in 0..5u32 {
-        let m = Publish::new("q/t", format!("after{i}").as_bytes(), 0);
-        assert_eq!(publ.publish_acked(m).await, 0);
-        let got = new.next_publish(WAIT).await.expect("to the new connection");
-        assert_eq!(got.payload, format!("after{i}").as_bytes());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    paced(
+        &mut publ,
+        &mut new,
+        ("q/t", "after", 0, 5),
+        Duration::from_millis(10),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -149,13 +169,13 @@ async fn tls_subscribers_are_served_by_their_own_task() {
     assert_eq!(sub.subscribe("q/#", 1).await, 1);
     let mut publ = plain(&broker, login(Version::V311, &client_id("p"))).await;
     let start = through(&broker).await;
-    for i in 0..10u32 {
-        let m = Publish::new("q/t", format!("m{i}").as_bytes(), 1);
-        assert_eq!(publ.publish_acked(m).await, 0);
-        let got = sub.next_publish(WAIT).await.expect("delivered");
-        assert_eq!(got.payload, format!("m{i}").as_bytes());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    paced(
+        &mut publ,
+        &mut sub,
+        ("q/t", "m", 1, 10),
+        Duration::from_millis(10),
+    )
+    .await;
     assert_eq!(
         through(&broker).await,
         start,
