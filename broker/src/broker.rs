@@ -374,8 +374,6 @@ impl Broker {
         let qos = msg.qos.min(sub_qos);
         let retain = msg.retain && m.retain_as_published;
         let direct = crate::session::direct::WriteThrough {
-            authz: &self.authz,
-            persist: &self.persist,
             stats: &self.stats,
             leftovers: &self.leftovers,
         };

@@ -49,6 +49,7 @@ use crate::observe::stats::Flow;
 use crate::persist::Persister;
 use crate::session::connection::{Connection, Transport};
 use crate::session::handler::Handler;
+use crate::session::outbound::Outbound;
 use crate::session::state::{ConnId, SessionId, SessionState};
 
 /// Deliveries one publisher turn (one batch of packets read) may write
@@ -120,6 +121,9 @@ thread_local! {
     static TURN: Cell<Option<(SessionId, u8)>> = const { Cell::new(None) };
     /// The encoding buffer of write-through deliveries.
     static BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    /// The batch `fill_batch` fills, reused so a write-through does not
+    /// allocate one.
+    static ONE: std::cell::RefCell<Vec<Outbound>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Run one publisher turn with write-through allowed (the packet loop's
@@ -150,10 +154,9 @@ fn take_allowance(target: SessionId) -> bool {
     }
 }
 
-/// What the publisher side needs besides the session.
+/// What the publisher side needs besides the session and what
+/// [`Session::offer`](crate::session::state::Session::offer) is given anyway.
 pub struct WriteThrough<'a> {
-    pub authz: &'a Authorizer,
-    pub persist: &'a Persister,
     pub stats: &'a crate::observe::Stats,
     pub leftovers: &'a Leftovers,
 }
@@ -164,7 +167,12 @@ pub struct WriteThrough<'a> {
 /// socket stays armed and true says the task need not be woken. Otherwise
 /// the delivery stays queued and an armed socket goes back to its task,
 /// which the caller wakes (as it does when a write left a rest).
-pub fn offer(st: &mut SessionState, target: SessionId, ctx: &WriteThrough<'_>) -> bool {
+pub fn offer(
+    st: &mut SessionState,
+    target: SessionId,
+    (authz, persist): (&Authorizer, &Persister),
+    ctx: &WriteThrough<'_>,
+) -> bool {
     let Some(att) = st.attached.as_mut() else {
         return false;
     };
@@ -176,9 +184,12 @@ pub fn offer(st: &mut SessionState, target: SessionId, ctx: &WriteThrough<'_>) -
     if st.queue.len() != 1 || st.kicked.is_some() || !take_allowance(target) {
         return false;
     }
-    let mut out = Vec::with_capacity(1);
-    crate::session::outbound::fill_batch(st, &mut out, ctx.authz, ctx.persist, version);
-    let Some(o) = out.pop() else {
+    // The queue holds this one delivery: at most one comes out.
+    let taken = ONE.with_borrow_mut(|out| {
+        crate::session::outbound::fill_batch(st, out, authz, persist, version);
+        out.pop()
+    });
+    let Some(o) = taken else {
         // Expired, over the client's maximum packet size, or no room in
         // the window: nothing to write.
         return false;

@@ -102,6 +102,10 @@ impl Outbound {
         }
     }
 
+    pub(crate) fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
     pub(crate) fn view(&self) -> PublishView<'_> {
         let d = &self.delivery;
         PublishView {
@@ -113,12 +117,6 @@ impl Outbound {
             properties: self.properties.as_ref().unwrap_or(&NO_PROPERTIES),
             payload: &d.msg.payload,
         }
-    }
-}
-
-impl Outbound {
-    pub(crate) fn delivery(&self) -> &Delivery {
-        &self.delivery
     }
 }
 

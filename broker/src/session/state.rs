@@ -501,8 +501,9 @@ impl Session {
             }
             let before = st.dropped;
             let ticket = st.push(persist, d);
-            let written =
-                direct.is_some_and(|d| crate::session::direct::offer(&mut st, self.id, d));
+            let written = direct.is_some_and(|d| {
+                crate::session::direct::offer(&mut st, self.id, (authz, persist), d)
+            });
             (
                 // Written through: the task has nothing to do for it.
                 st.attached
